@@ -1,0 +1,76 @@
+// Command clemmys-enclave is the enclave runtime: the trusted computing base
+// of clemmys. An invoker starts it as a child process and talks to it over
+// stdin/stdout (package ipc); its own diagnostics go to stderr.
+//
+// Its imports are deliberately few (see internal/enclave); its measurement is
+// the digest of this binary in sim mode (`clemmys measure` prints it).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/clemmys/clemmys/internal/enclave"
+	"github.com/clemmys/clemmys/internal/tee/sim"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("clemmys-enclave", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	platform := fs.String("tee", "sim", "TEE platform: sim")
+	simDir := fs.String("sim-dir", "", "directory holding the simulated platform root key (sim only)")
+	debug := fs.Bool("debug", false, "verbose diagnostics on stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *platform != sim.Platform {
+		fmt.Fprintf(stderr, "clemmys-enclave: unsupported TEE platform %q\n", *platform)
+		return 2
+	}
+	if *simDir == "" {
+		fmt.Fprintln(stderr, "clemmys-enclave: --sim-dir is required for the sim platform")
+		return 2
+	}
+	p, err := sim.LoadOrCreate(*simDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys-enclave: sim platform: %v\n", err)
+		return 1
+	}
+	m, err := sim.MeasureSelf()
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys-enclave: measure: %v\n", err)
+		return 1
+	}
+	log.Warn("running on the SIMULATED TEE platform: no hardware protection")
+	rt, err := enclave.New(enclave.Config{
+		Platform:    sim.Platform,
+		Measurement: m,
+		Attester:    p.Attester(m, 1, false),
+		Log:         log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer rt.Close(context.Background())
+	if err := rt.Serve(ctx, stdin, stdout); err != nil {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,177 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/fxamacker/cbor/v2"
+	"github.com/nats-io/nats.go"
+
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	decMode, err = cbor.DecOptions{
+		MaxArrayElements: 1 << 20,
+		MaxMapPairs:      1 << 16,
+		MaxNestedLevels:  32,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+}
+
+// Marshal encodes v as deterministic CBOR.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes CBOR data into v with bounded nesting and lengths.
+func Unmarshal(data []byte, v any) error { return decMode.Unmarshal(data, v) }
+
+// reply is the frame of every response: exactly one of Err or Body is set.
+type reply struct {
+	Err  *wire.Error     `cbor:"1,keyasint,omitempty"`
+	Body cbor.RawMessage `cbor:"2,keyasint,omitempty"`
+}
+
+// Call sends req to subject and decodes the response into resp (which may be
+// nil). A *wire.Error returned by the remote handler is returned as is, so
+// callers can branch on its code with errors.As.
+func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
+	data, err := Marshal(req)
+	if err != nil {
+		return fmt.Errorf("bus: encode %s: %w", subject, err)
+	}
+	msg, err := nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return &wire.Error{Code: wire.CodeUnavailable, Message: "service unavailable: " + subject}
+		}
+		return fmt.Errorf("bus: request %s: %w", subject, err)
+	}
+	var r reply
+	if err := Unmarshal(msg.Data, &r); err != nil {
+		return fmt.Errorf("bus: decode reply of %s: %w", subject, err)
+	}
+	if r.Err != nil {
+		return r.Err
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := Unmarshal(r.Body, resp); err != nil {
+		return fmt.Errorf("bus: decode body of %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Handler serves one request. data is the raw CBOR request. A returned
+// *wire.Error (possibly wrapped) is sent to the caller as is; any other error
+// is logged and the caller sees only a generic internal error.
+type Handler func(ctx context.Context, data []byte) (any, error)
+
+// Serve subscribes h to subject in queue group queue (empty: no group). Each
+// request runs in its own goroutine, at most limit at a time (0: 64); ctx is
+// cancelled when the returned stop function is called.
+func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, subject, queue string, limit int, h Handler) (stop func(), err error) {
+	if limit <= 0 {
+		limit = 64
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	handle := func(m *nats.Msg) {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			respond(ctx, log, subject, m, h)
+		}()
+	}
+	var sub *nats.Subscription
+	if queue != "" {
+		sub, err = nc.QueueSubscribe(subject, queue, handle)
+	} else {
+		sub, err = nc.Subscribe(subject, handle)
+	}
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("bus: subscribe %s: %w", subject, err)
+	}
+	return func() {
+		_ = sub.Drain()
+		cancel()
+		wg.Wait()
+	}, nil
+}
+
+func respond(ctx context.Context, log *slog.Logger, subject string, m *nats.Msg, h Handler) {
+	var r reply
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("bus handler panic", "subject", subject, "panic", fmt.Sprint(p))
+			r = reply{Err: &wire.Error{Code: wire.CodeInternal, Message: "internal error"}}
+			sendReply(log, subject, m, &r)
+		}
+	}()
+	body, err := h(ctx, m.Data)
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			r.Err = we
+		} else {
+			log.Error("bus handler failed", "subject", subject, "err", err)
+			r.Err = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
+		}
+	} else if body != nil {
+		b, err := Marshal(body)
+		if err != nil {
+			log.Error("bus encode reply", "subject", subject, "err", err)
+			r.Err = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
+		} else {
+			r.Body = b
+		}
+	}
+	sendReply(log, subject, m, &r)
+}
+
+func sendReply(log *slog.Logger, subject string, m *nats.Msg, r *reply) {
+	if m.Reply == "" {
+		return
+	}
+	data, err := Marshal(r)
+	if err != nil {
+		log.Error("bus encode reply frame", "subject", subject, "err", err)
+		return
+	}
+	if err := m.Respond(data); err != nil {
+		log.Warn("bus respond", "subject", subject, "err", err)
+	}
+}
+
+// Decode is a helper for handlers: it decodes data into a new T or returns a
+// bad-request wire error.
+func Decode[T any](data []byte) (*T, error) {
+	v := new(T)
+	if err := Unmarshal(data, v); err != nil {
+		return nil, &wire.Error{Code: wire.CodeBadRequest, Message: "malformed request"}
+	}
+	return v, nil
+}

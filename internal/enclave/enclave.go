@@ -1,0 +1,374 @@
+// Package enclave is the enclave runtime: the trusted code that attests to
+// the KMS, receives function keys sealed to its ephemeral key, decrypts and
+// compiles function code, checks every envelope (DESIGN §3.3) and runs the
+// function in the wasm sandbox, sealing its result and logs.
+//
+// It runs inside cmd/clemmys-enclave, a child process of the untrusted
+// invoker, and speaks package ipc on stdin/stdout. It is the trusted
+// computing base: it imports only the standard library, wazero (through
+// sandbox), CBOR and clemmys' leaf packages (a test enforces this).
+//
+// One runtime serves one namespace: the first function it loads binds it,
+// and it refuses functions of any other namespace, so a sandbox escape
+// reaches only the tenant's own functions.
+package enclave
+
+import (
+	"bytes"
+	"context"
+	"crypto/hpke"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/ipc"
+	"github.com/clemmys/clemmys/internal/sandbox"
+	"github.com/clemmys/clemmys/internal/tee"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Error codes of refusals, beside envelope.Code's.
+const (
+	CodeNotLoaded   = "not_loaded"
+	CodeBundle      = "bundle"
+	CodeNamespace   = "namespace"
+	CodeCode        = "code"
+	CodeInvalidWasm = "invalid_module"
+	CodeBadRequest  = "bad_request"
+	CodeReplayFull  = "replay_cache_full"
+	CodeInternal    = "internal"
+)
+
+// Config configures a runtime.
+type Config struct {
+	Platform    string       // TEE platform name, e.g. "sim"
+	Measurement []byte       // this runtime's measurement
+	Attester    tee.Attester // produces evidence for key release
+	Log         *slog.Logger // runtime diagnostics only: never payloads or keys
+	Now         func() time.Time
+	// MaxReplayEntries bounds the replay cache; when it is full of
+	// unexpired entries new steps are refused (fail closed). Default 1<<20.
+	MaxReplayEntries int
+	// MaxOutputBytes caps a function's result. Default 1 MiB.
+	MaxOutputBytes int
+}
+
+type function struct {
+	id     envelope.FunctionIdentity
+	record wire.FunctionRecord
+	module *sandbox.Module
+}
+
+// Runtime is an enclave runtime.
+type Runtime struct {
+	cfg    Config
+	engine *sandbox.Engine
+	eph    hpke.PrivateKey // ephemeral key: key bundles are sealed to it
+	replay *replayCache
+
+	mu        sync.RWMutex
+	namespace string               // bound by the first load
+	fns       map[string]*function // by hex function id
+	loading   map[string]chan struct{}
+}
+
+// New creates a runtime with a fresh ephemeral key.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Attester == nil {
+		return nil, errors.New("enclave: no attester")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxReplayEntries <= 0 {
+		cfg.MaxReplayEntries = 1 << 20
+	}
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = 1 << 20
+	}
+	kem, err := envelope.SuiteX25519.KEM()
+	if err != nil {
+		return nil, err
+	}
+	eph, err := kem.GenerateKey()
+	if err != nil {
+		return nil, fmt.Errorf("enclave: ephemeral key: %w", err)
+	}
+	return &Runtime{
+		cfg:     cfg,
+		engine:  sandbox.NewEngine(),
+		eph:     eph,
+		replay:  newReplayCache(cfg.MaxReplayEntries),
+		fns:     map[string]*function{},
+		loading: map[string]chan struct{}{},
+	}, nil
+}
+
+// Close releases compiled modules.
+func (r *Runtime) Close(ctx context.Context) error { return r.engine.Close(ctx) }
+
+// Hello describes the runtime.
+func (r *Runtime) Hello() *ipc.Hello {
+	return &ipc.Hello{Platform: r.cfg.Platform, Measurement: r.cfg.Measurement, EphemeralKey: r.eph.PublicKey().Bytes()}
+}
+
+// Attest returns evidence binding the KMS nonce and the ephemeral key.
+func (r *Runtime) Attest(req *ipc.AttestRequest) (*ipc.AttestReply, error) {
+	if len(req.Nonce) == 0 || len(req.Nonce) > 64 {
+		return nil, &ipc.Error{Code: CodeBadRequest, Message: "attest: bad nonce"}
+	}
+	pub := r.eph.PublicKey().Bytes()
+	ev, err := r.cfg.Attester.Attest(wire.ReleaseReportData(req.Nonce, pub))
+	if err != nil {
+		r.cfg.Log.Error("attest failed", "err", err)
+		return nil, &ipc.Error{Code: CodeInternal, Message: "attestation failed"}
+	}
+	return &ipc.AttestReply{EphemeralKey: pub, Evidence: ev}, nil
+}
+
+// Load opens a key bundle sealed to the ephemeral key, decrypts the code,
+// checks its digest and compiles it.
+func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadReply, error) {
+	fid := hex.EncodeToString(req.FunctionID)
+	for {
+		r.mu.Lock()
+		if _, ok := r.fns[fid]; ok {
+			r.mu.Unlock()
+			return &ipc.LoadReply{}, nil
+		}
+		wait, busy := r.loading[fid]
+		if !busy {
+			r.loading[fid] = make(chan struct{})
+			r.mu.Unlock()
+			break
+		}
+		r.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, &ipc.Error{Code: CodeInternal, Message: "load cancelled"}
+		}
+	}
+	defer func() {
+		r.mu.Lock()
+		close(r.loading[fid])
+		delete(r.loading, fid)
+		r.mu.Unlock()
+	}()
+
+	start := time.Now()
+	info := append(append([]byte(wire.ReleaseContext), req.Nonce...), req.FunctionID...)
+	plain, err := hpke.Open(r.eph, hpke.HKDFSHA256(), hpke.AES256GCM(), info, req.SealedBundle)
+	if err != nil {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle does not open with this runtime's key"}
+	}
+	var b wire.KeyBundle
+	if err := ipc.Unmarshal(plain, &b); err != nil {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "malformed key bundle"}
+	}
+	rec := b.Record
+	if subtle.ConstantTimeCompare(rec.FunctionID, req.FunctionID) != 1 {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle is for another function"}
+	}
+	suite := envelope.Suite(rec.Suite)
+	kem, err := suite.KEM()
+	if err != nil {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle names an unknown suite"}
+	}
+	priv, err := kem.NewPrivateKey(b.PrivateKey)
+	if err != nil {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle holds a malformed private key"}
+	}
+	if !bytes.Equal(priv.PublicKey().Bytes(), rec.PublicKey) {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle's private key does not match its record"}
+	}
+	codeKey, err := envelope.KeyFromBytes(b.CodeKey)
+	if err != nil {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle holds a malformed code key"}
+	}
+	r.mu.Lock()
+	switch {
+	case r.namespace == "":
+		r.namespace = rec.Namespace
+	case r.namespace != rec.Namespace:
+		r.mu.Unlock()
+		return nil, &ipc.Error{Code: CodeNamespace, Message: "this runtime serves another namespace"}
+	}
+	r.mu.Unlock()
+	wasm, err := envelope.OpenCode(codeKey, rec.FunctionID, rec.CodeDigest, req.SealedCode)
+	if err != nil {
+		return nil, &ipc.Error{Code: CodeCode, Message: "function code does not decrypt or does not match its digest"}
+	}
+	mod, err := r.engine.Compile(ctx, wasm)
+	if err != nil {
+		if errors.Is(err, sandbox.ErrInvalidModule) {
+			return nil, &ipc.Error{Code: CodeInvalidWasm, Message: err.Error()}
+		}
+		r.cfg.Log.Error("compile failed", "function", fid, "err", err)
+		return nil, &ipc.Error{Code: CodeInternal, Message: "compilation failed"}
+	}
+	fn := &function{
+		id: envelope.FunctionIdentity{
+			FunctionID: rec.FunctionID, CodeDigest: rec.CodeDigest,
+			KeyVersion: rec.KeyVersion, PrivateKey: priv,
+		},
+		record: rec,
+		module: mod,
+	}
+	r.mu.Lock()
+	r.fns[fid] = fn
+	r.mu.Unlock()
+	ms := time.Since(start).Milliseconds()
+	r.cfg.Log.Info("function loaded", "function", fid, "compile_ms", ms)
+	return &ipc.LoadReply{CompileMs: ms}, nil
+}
+
+// refuse is the reply for a step that failed a check: nothing ran, nothing
+// was sealed.
+func refuse(code, msg string) *ipc.RunReply {
+	return &ipc.RunReply{Status: wire.StatusInternalError, ErrorCode: code, ErrorMessage: msg}
+}
+
+// Run checks an envelope and, if every check passes, runs the step and seals
+// its result and logs for the next step (or the owner).
+func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
+	r.mu.RLock()
+	fn := r.fns[hex.EncodeToString(req.FunctionID)]
+	r.mu.RUnlock()
+	if fn == nil {
+		return refuse(CodeNotLoaded, "function is not loaded in this runtime")
+	}
+	env, err := envelope.Unmarshal(req.Envelope)
+	if err != nil {
+		return refuse(envelope.Code(err), "malformed envelope")
+	}
+	now := r.cfg.Now()
+	opened, err := envelope.Open(env, &fn.id, now)
+	if err != nil {
+		code := envelope.Code(err)
+		if code == "" {
+			code = CodeInternal
+		}
+		return refuse(code, "envelope refused: "+code)
+	}
+	switch err := r.replay.add(opened.RequestID, opened.Step, opened.Expiry, now); {
+	case errors.Is(err, envelope.ErrReplay):
+		return refuse(envelope.Code(err), "step already ran: replay refused")
+	case err != nil:
+		return refuse(CodeReplayFull, "replay cache full: step refused")
+	}
+
+	lim := env.Header.Limits
+	res, runErr := fn.module.Run(ctx, opened.Input, sandbox.Limits{
+		MemoryBytes:    uint64(lim.MemoryMB) << 20,
+		Timeout:        time.Duration(lim.TimeoutMs) * time.Millisecond,
+		MaxOutputBytes: r.cfg.MaxOutputBytes,
+		MaxLogBytes:    int(lim.LogsKB) << 10,
+	})
+	status, result := classify(res, runErr, lim)
+	var logs []byte
+	if res != nil {
+		logs = res.Logs
+	}
+	next, err := opened.SealOutput(result)
+	if err != nil {
+		r.cfg.Log.Error("seal output", "err", err)
+		return refuse(CodeInternal, "sealing the result failed")
+	}
+	nb, err := next.Marshal()
+	if err != nil {
+		r.cfg.Log.Error("encode output", "err", err)
+		return refuse(CodeInternal, "encoding the result failed")
+	}
+	sealedLogs, err := opened.SealLogs(logs)
+	if err != nil {
+		r.cfg.Log.Error("seal logs", "err", err)
+		return refuse(CodeInternal, "sealing the logs failed")
+	}
+	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs}
+}
+
+// classify maps a sandbox outcome to an OpenWhisk status and the JSON result
+// that is sealed for the owner. Error messages follow OpenWhisk's wording.
+func classify(res *sandbox.Result, err error, lim envelope.Limits) (string, []byte) {
+	errResult := func(msg string) []byte {
+		b, _ := json.Marshal(map[string]string{"error": msg})
+		return b
+	}
+	switch {
+	case err == nil || errors.Is(err, sandbox.ErrExit):
+		var obj map[string]json.RawMessage
+		if res == nil || json.Unmarshal(bytes.TrimSpace(res.Output), &obj) != nil || obj == nil {
+			if err != nil {
+				return wire.StatusDeveloperError, errResult(fmt.Sprintf("The action failed with exit status %d and did not return a dictionary.", res.ExitCode))
+			}
+			return wire.StatusDeveloperError, errResult("The action did not return a dictionary.")
+		}
+		out, _ := json.Marshal(obj)
+		if _, hasErr := obj["error"]; hasErr || err != nil {
+			if !hasErr {
+				return wire.StatusDeveloperError, errResult(fmt.Sprintf("The action failed with exit status %d.", res.ExitCode))
+			}
+			return wire.StatusApplicationError, out
+		}
+		return wire.StatusSuccess, out
+	case errors.Is(err, sandbox.ErrTimeout):
+		return wire.StatusDeveloperError, errResult(fmt.Sprintf("The action exceeded its time limits of %d milliseconds.", lim.TimeoutMs))
+	case errors.Is(err, sandbox.ErrMemoryLimit):
+		return wire.StatusDeveloperError, errResult(fmt.Sprintf("The action exceeded its memory limit of %d MB.", lim.MemoryMB))
+	case errors.Is(err, sandbox.ErrOutputTooLarge):
+		return wire.StatusDeveloperError, errResult("The action produced a response that exceeded the allowed length.")
+	case errors.Is(err, sandbox.ErrTrap):
+		return wire.StatusDeveloperError, errResult("The action failed: " + err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return wire.StatusInternalError, errResult("The activation was cancelled.")
+	default:
+		return wire.StatusDeveloperError, errResult("The action failed: " + err.Error())
+	}
+}
+
+// replayCache remembers (request id, step) until the request expires.
+type replayCache struct {
+	mu      sync.Mutex
+	max     int
+	entries map[[20]byte]time.Time
+	nextGC  time.Time
+}
+
+func newReplayCache(max int) *replayCache {
+	return &replayCache{max: max, entries: map[[20]byte]time.Time{}}
+}
+
+func (c *replayCache) add(requestID []byte, step uint32, expiry, now time.Time) error {
+	var k [20]byte
+	copy(k[:16], requestID)
+	k[16], k[17], k[18], k[19] = byte(step>>24), byte(step>>16), byte(step>>8), byte(step)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if exp, ok := c.entries[k]; ok && now.Before(exp) {
+		return envelope.ErrReplay
+	}
+	if len(c.entries) >= c.max || now.After(c.nextGC) {
+		for key, exp := range c.entries {
+			if !now.Before(exp) {
+				delete(c.entries, key)
+			}
+		}
+		c.nextGC = now.Add(10 * time.Second)
+		if len(c.entries) >= c.max {
+			return errors.New("replay cache full")
+		}
+	}
+	c.entries[k] = expiry
+	return nil
+}

@@ -1,0 +1,330 @@
+// Package invoker is the untrusted host side of execution: it takes steps
+// from the controller on its NATS subject, keeps one enclave runtime child
+// process per namespace (restarting crashed ones), proxies the runtimes'
+// key-release traffic to the KMS, fetches sealed code from the store, limits
+// concurrency and publishes heartbeats.
+//
+// It never holds a key: everything it moves is sealed for the runtime, the
+// next step or the owner.
+package invoker
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/ipc"
+	"github.com/clemmys/clemmys/internal/store"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Config configures an invoker.
+type Config struct {
+	ID          string // unique invoker id, e.g. "invoker0"
+	Conn        *nats.Conn
+	JS          jetstream.JetStream
+	EnclavePath string   // the clemmys-enclave binary
+	EnclaveArgs []string // e.g. --tee sim --sim-dir DIR
+	// Capacity is the number of activations run at once; more wait for a
+	// slot until their deadline. Default 16.
+	Capacity          int
+	HeartbeatInterval time.Duration // default 1 s
+	Log               *slog.Logger
+}
+
+// Invoker runs steps in enclave runtimes.
+type Invoker struct {
+	cfg  Config
+	code jetstream.ObjectStore
+	sem  chan struct{}
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	runtimes map[string]*runtimeProc // by namespace
+	starting map[string]chan struct{}
+	closed   bool
+
+	stopServe func()
+	stopBeat  chan struct{}
+	wg        sync.WaitGroup
+}
+
+// New creates an invoker. Start begins taking work.
+func New(ctx context.Context, cfg Config) (*Invoker, error) {
+	if cfg.ID == "" || cfg.Conn == nil || cfg.JS == nil || cfg.EnclavePath == "" {
+		return nil, errors.New("invoker: ID, Conn, JS and EnclavePath are required")
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 16
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	code, err := store.Objects(ctx, cfg.JS, store.ObjectsCode)
+	if err != nil {
+		return nil, err
+	}
+	return &Invoker{
+		cfg:      cfg,
+		code:     code,
+		sem:      make(chan struct{}, cfg.Capacity),
+		log:      cfg.Log.With("invoker", cfg.ID),
+		runtimes: map[string]*runtimeProc{},
+		starting: map[string]chan struct{}{},
+		stopBeat: make(chan struct{}),
+	}, nil
+}
+
+// Start subscribes to the invoker's run subject and starts heartbeats.
+func (iv *Invoker) Start(ctx context.Context) error {
+	stop, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerRun(iv.cfg.ID), "", 4*iv.cfg.Capacity, iv.handleRun)
+	if err != nil {
+		return err
+	}
+	iv.stopServe = stop
+	iv.wg.Add(1)
+	go iv.heartbeat()
+	return nil
+}
+
+// Stop stops taking work, waits for running steps and stops the runtimes.
+func (iv *Invoker) Stop() {
+	close(iv.stopBeat)
+	if iv.stopServe != nil {
+		iv.stopServe()
+	}
+	iv.wg.Wait()
+	iv.mu.Lock()
+	iv.closed = true
+	rts := iv.runtimes
+	iv.runtimes = map[string]*runtimeProc{}
+	iv.mu.Unlock()
+	for _, p := range rts {
+		p.stop(5 * time.Second)
+	}
+}
+
+func (iv *Invoker) heartbeat() {
+	defer iv.wg.Done()
+	t := time.NewTicker(iv.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		hb := wire.Heartbeat{InvokerID: iv.cfg.ID, Capacity: iv.cfg.Capacity, InFlight: len(iv.sem), Time: time.Now().UnixMilli()}
+		if b, err := bus.Marshal(hb); err == nil {
+			if err := iv.cfg.Conn.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
+				iv.log.Warn("heartbeat", "err", err)
+			}
+		}
+		select {
+		case <-iv.stopBeat:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (iv *Invoker) handleRun(ctx context.Context, data []byte) (any, error) {
+	req, err := bus.Decode[wire.RunRequest](data)
+	if err != nil {
+		return nil, err
+	}
+	if req.Namespace == "" || len(req.FunctionID) == 0 || len(req.Envelope) == 0 {
+		return nil, wire.Errorf(wire.CodeBadRequest, "incomplete run request")
+	}
+	// The step may wait for a slot, load the function and run: bound it by
+	// the action's time limit plus room for a cold start.
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond+60*time.Second)
+	defer cancel()
+	return iv.Run(ctx, req), nil
+}
+
+// Run runs one step and reports its outcome; platform failures become
+// internal-error results with a safe message.
+func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResult {
+	start := time.Now()
+	fail := func(code, msg string) *wire.RunResult {
+		return &wire.RunResult{Status: wire.StatusInternalError, ErrorCode: code, ErrorMessage: msg,
+			Start: start.UnixMilli(), End: time.Now().UnixMilli()}
+	}
+	select {
+	case iv.sem <- struct{}{}:
+		defer func() { <-iv.sem }()
+	case <-ctx.Done():
+		return fail("overloaded", "no invoker capacity before the deadline")
+	}
+	p, err := iv.runtime(req.Namespace)
+	if err != nil {
+		iv.log.Error("start runtime", "namespace", req.Namespace, "err", err)
+		return fail("runtime_start", "the enclave runtime could not be started")
+	}
+	loadStart := time.Now()
+	loaded, err := iv.ensureLoaded(ctx, p, req.FunctionID)
+	if err != nil {
+		return iv.loadFailure(start, req, err)
+	}
+	var initMs int64
+	if loaded {
+		initMs = time.Since(loadStart).Milliseconds()
+	}
+	runStart := time.Now()
+	var rep ipc.RunReply
+	err = p.call(ctx, ipc.OpRun, &ipc.RunRequest{FunctionID: req.FunctionID, Envelope: req.Envelope}, &rep)
+	if err != nil {
+		if errors.Is(err, errRuntimeGone) {
+			return fail("runtime_crashed", "the enclave runtime exited during the activation")
+		}
+		if ctx.Err() != nil {
+			return fail("timeout", "the activation did not finish before its deadline")
+		}
+		iv.log.Error("run", "activation", req.ActivationID, "err", err)
+		return fail("invoker_failed", "the step could not be run")
+	}
+	return &wire.RunResult{
+		Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
+		ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage,
+		Start: runStart.UnixMilli(), End: time.Now().UnixMilli(), InitMs: initMs,
+	}
+}
+
+func (iv *Invoker) loadFailure(start time.Time, req *wire.RunRequest, err error) *wire.RunResult {
+	res := &wire.RunResult{Status: wire.StatusInternalError, Start: start.UnixMilli(), End: time.Now().UnixMilli()}
+	var we *wire.Error
+	var ie *ipc.Error
+	switch {
+	case errors.As(err, &we):
+		// A KMS refusal (policy, attestation): its message is meant for
+		// operators and owners.
+		res.ErrorCode, res.ErrorMessage = we.Code, "key release refused: "+we.Message
+	case errors.As(err, &ie):
+		res.ErrorCode, res.ErrorMessage = ie.Code, "loading the function failed: "+ie.Message
+		if ie.Code == "invalid_module" {
+			res.Status = wire.StatusDeveloperError
+		}
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		res.ErrorCode, res.ErrorMessage = "code_missing", "the function version's code is no longer available"
+	default:
+		iv.log.Error("load", "activation", req.ActivationID, "err", err)
+		res.ErrorCode, res.ErrorMessage = "load_failed", "loading the function failed"
+	}
+	return res
+}
+
+// runtime returns the namespace's runtime, starting (or restarting) it.
+func (iv *Invoker) runtime(namespace string) (*runtimeProc, error) {
+	for {
+		iv.mu.Lock()
+		if iv.closed {
+			iv.mu.Unlock()
+			return nil, errors.New("invoker: stopped")
+		}
+		if p := iv.runtimes[namespace]; p != nil && p.alive() {
+			iv.mu.Unlock()
+			return p, nil
+		}
+		if wait, ok := iv.starting[namespace]; ok {
+			iv.mu.Unlock()
+			<-wait
+			continue
+		}
+		ch := make(chan struct{})
+		iv.starting[namespace] = ch
+		iv.mu.Unlock()
+
+		p, err := startRuntime(iv.cfg.EnclavePath, iv.cfg.EnclaveArgs, namespace, iv.log)
+		if err == nil {
+			var h ipc.Hello
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = p.call(ctx, ipc.OpHello, struct{}{}, &h)
+			cancel()
+			if err != nil {
+				p.stop(time.Second)
+			} else {
+				p.hello = &h
+				iv.log.Info("enclave runtime started", "namespace", namespace,
+					"platform", h.Platform, "measurement", hex.EncodeToString(h.Measurement))
+			}
+		}
+		iv.mu.Lock()
+		delete(iv.starting, namespace)
+		if err == nil {
+			iv.runtimes[namespace] = p
+		}
+		iv.mu.Unlock()
+		close(ch)
+		return p, err
+	}
+}
+
+// ensureLoaded loads the function into the runtime once: KMS nonce →
+// runtime evidence → KMS release (sealed to the runtime) → sealed code →
+// load. It reports whether this call did the loading (a cold start).
+func (iv *Invoker) ensureLoaded(ctx context.Context, p *runtimeProc, fid []byte) (bool, error) {
+	key := hex.EncodeToString(fid)
+	p.mu.Lock()
+	st, ok := p.loaded[key]
+	if ok {
+		p.mu.Unlock()
+		select {
+		case <-st.done:
+			if st.err == nil {
+				return false, nil
+			}
+			// A failed load is retried by the next activation.
+			p.mu.Lock()
+			if p.loaded[key] == st {
+				delete(p.loaded, key)
+			}
+			p.mu.Unlock()
+			return iv.ensureLoaded(ctx, p, fid)
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	st = &loadState{done: make(chan struct{})}
+	p.loaded[key] = st
+	p.mu.Unlock()
+	st.err = iv.load(ctx, p, fid)
+	close(st.done)
+	return true, st.err
+}
+
+func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
+	var nonce wire.Nonce
+	if err := bus.Call(ctx, iv.cfg.Conn, wire.SubjectKMSNonce, struct{}{}, &nonce); err != nil {
+		return fmt.Errorf("kms nonce: %w", err)
+	}
+	var att ipc.AttestReply
+	if err := p.call(ctx, ipc.OpAttest, &ipc.AttestRequest{Nonce: nonce.Nonce}, &att); err != nil {
+		return fmt.Errorf("attest: %w", err)
+	}
+	var rel wire.ReleaseReply
+	if err := bus.Call(ctx, iv.cfg.Conn, wire.SubjectKMSRelease, &wire.ReleaseRequest{
+		Nonce: nonce.Nonce, EphemeralKey: att.EphemeralKey, Evidence: att.Evidence, FunctionID: fid,
+	}, &rel); err != nil {
+		return fmt.Errorf("kms release: %w", err)
+	}
+	obj, err := iv.code.GetBytes(ctx, hex.EncodeToString(fid))
+	if err != nil {
+		return fmt.Errorf("fetch code: %w", err)
+	}
+	var lr ipc.LoadReply
+	if err := p.call(ctx, ipc.OpLoad, &ipc.LoadRequest{
+		FunctionID: fid, Nonce: nonce.Nonce, SealedBundle: rel.Sealed, SealedCode: obj,
+	}, &lr); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	iv.log.Info("function loaded", "function", hex.EncodeToString(fid), "compile_ms", lr.CompileMs)
+	return nil
+}

@@ -1,0 +1,197 @@
+package invoker
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/ipc"
+)
+
+// errRuntimeGone is returned for requests in flight when a runtime exits.
+var errRuntimeGone = errors.New("invoker: enclave runtime exited")
+
+// runtimeProc is one enclave runtime child process and the requests in
+// flight to it.
+//
+// Lock order: mu guards pending, nextID, err and loaded; wmu serialises
+// writes to stdin. Never hold mu while writing.
+type runtimeProc struct {
+	namespace string
+	cmd       *exec.Cmd
+	stdin     io.WriteCloser
+	log       *slog.Logger
+	done      chan struct{} // closed when the process has exited
+	errDone   chan struct{} // closed when stderr is drained
+
+	wmu sync.Mutex
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan *ipc.Frame
+	err     error
+	loaded  map[string]*loadState // by hex function id
+	hello   *ipc.Hello
+}
+
+type loadState struct {
+	done chan struct{}
+	err  error
+}
+
+func startRuntime(path string, args []string, namespace string, log *slog.Logger) (*runtimeProc, error) {
+	cmd := exec.Command(path, args...)
+	// Own process group: a Ctrl-C at the terminal reaches the invoker, which
+	// then shuts its runtimes down in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("invoker: start enclave runtime: %w", err)
+	}
+	p := &runtimeProc{
+		namespace: namespace,
+		cmd:       cmd,
+		stdin:     stdin,
+		log:       log.With("runtime_pid", cmd.Process.Pid),
+		done:      make(chan struct{}),
+		errDone:   make(chan struct{}),
+		pending:   map[uint64]chan *ipc.Frame{},
+		loaded:    map[string]*loadState{},
+	}
+	go p.forwardStderr(stderr)
+	go p.readLoop(stdout)
+	return p, nil
+}
+
+// forwardStderr copies the runtime's own diagnostics (never payloads) into
+// the invoker's log, line by line, bounded.
+func (p *runtimeProc) forwardStderr(r io.Reader) {
+	defer close(p.errDone)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	for sc.Scan() {
+		p.log.Debug("enclave", "line", sc.Text())
+	}
+}
+
+func (p *runtimeProc) readLoop(stdout io.Reader) {
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	var err error
+	for {
+		var f *ipc.Frame
+		f, err = ipc.ReadFrame(br)
+		if err != nil {
+			break
+		}
+		p.mu.Lock()
+		ch := p.pending[f.ID]
+		delete(p.pending, f.ID)
+		p.mu.Unlock()
+		if ch != nil {
+			ch <- f
+		}
+	}
+	<-p.errDone
+	waitErr := p.cmd.Wait()
+	p.mu.Lock()
+	p.err = errRuntimeGone
+	for id, ch := range p.pending {
+		close(ch)
+		delete(p.pending, id)
+	}
+	p.mu.Unlock()
+	if !errors.Is(err, io.EOF) || waitErr != nil {
+		p.log.Warn("enclave runtime exited", "read_err", err, "wait_err", waitErr)
+	}
+	close(p.done)
+}
+
+// call sends one request and waits for its reply. The runtime stops work on
+// a cancelled request only through the limits in the envelope; the reply is
+// simply dropped.
+func (p *runtimeProc) call(ctx context.Context, op string, req, resp any) error {
+	body, err := ipc.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("invoker: encode %s: %w", op, err)
+	}
+	ch := make(chan *ipc.Frame, 1)
+	p.mu.Lock()
+	if p.err != nil {
+		p.mu.Unlock()
+		return p.err
+	}
+	p.nextID++
+	id := p.nextID
+	p.pending[id] = ch
+	p.mu.Unlock()
+
+	p.wmu.Lock()
+	err = ipc.WriteFrame(p.stdin, &ipc.Frame{ID: id, Op: op, Body: body})
+	p.wmu.Unlock()
+	if err != nil {
+		p.mu.Lock()
+		delete(p.pending, id)
+		p.mu.Unlock()
+		return fmt.Errorf("invoker: send %s: %w", op, err)
+	}
+	select {
+	case f, ok := <-ch:
+		if !ok {
+			return errRuntimeGone
+		}
+		if f.Err != nil {
+			return f.Err
+		}
+		if resp == nil {
+			return nil
+		}
+		if err := ipc.Unmarshal(f.Body, resp); err != nil {
+			return fmt.Errorf("invoker: decode %s reply: %w", op, err)
+		}
+		return nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		delete(p.pending, id)
+		p.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (p *runtimeProc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop closes stdin (the runtime exits at EOF) and kills it if it has not
+// exited within grace.
+func (p *runtimeProc) stop(grace time.Duration) {
+	_ = p.stdin.Close()
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}

@@ -1,0 +1,168 @@
+// Package ipc is the framed protocol between an invoker (untrusted host) and
+// the enclave runtime it supervises (trusted, a child process): 4-byte
+// big-endian length, then a CBOR Frame. Frames larger than MaxFrame are
+// refused on both sides. Requests flow from the invoker; the runtime answers
+// each with a frame of the same ID, possibly out of order.
+//
+// Nothing confidential crosses this pipe unsealed: the host sees the same
+// ciphertext the bus carries.
+package ipc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// MaxFrame bounds one frame (sealed code of a large module plus overhead).
+const MaxFrame = 40 << 20
+
+// Ops.
+const (
+	OpHello  = "hello"  // → Hello
+	OpAttest = "attest" // AttestRequest → AttestReply
+	OpLoad   = "load"   // LoadRequest → LoadReply
+	OpRun    = "run"    // RunRequest → RunReply
+)
+
+// ErrFrameTooLarge is returned for frames over MaxFrame.
+var ErrFrameTooLarge = errors.New("ipc: frame too large")
+
+// Frame is one message on the pipe.
+type Frame struct {
+	ID   uint64          `cbor:"1,keyasint"`
+	Op   string          `cbor:"2,keyasint,omitempty"`
+	Body cbor.RawMessage `cbor:"3,keyasint,omitempty"`
+	Err  *Error          `cbor:"4,keyasint,omitempty"`
+}
+
+// Error is a typed failure reported by the runtime. Code is stable and
+// machine-readable; Message is safe to show the function's owner and never
+// contains keys or function data.
+type Error struct {
+	Code    string `cbor:"1,keyasint"`
+	Message string `cbor:"2,keyasint"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("enclave: %s: %s", e.Code, e.Message) }
+
+// Hello describes a runtime.
+type Hello struct {
+	Platform     string `cbor:"1,keyasint"`
+	Measurement  []byte `cbor:"2,keyasint"`
+	EphemeralKey []byte `cbor:"3,keyasint"`
+}
+
+// AttestRequest asks for evidence binding a KMS nonce and the runtime's
+// ephemeral key.
+type AttestRequest struct {
+	Nonce []byte `cbor:"1,keyasint"`
+}
+
+// AttestReply carries the evidence.
+type AttestReply struct {
+	EphemeralKey []byte `cbor:"1,keyasint"`
+	Evidence     []byte `cbor:"2,keyasint"`
+}
+
+// LoadRequest hands the runtime a function: the KMS's sealed key bundle and
+// the sealed code from the store.
+type LoadRequest struct {
+	FunctionID   []byte `cbor:"1,keyasint"`
+	Nonce        []byte `cbor:"2,keyasint"`
+	SealedBundle []byte `cbor:"3,keyasint"`
+	SealedCode   []byte `cbor:"4,keyasint"`
+}
+
+// LoadReply reports how long loading took.
+type LoadReply struct {
+	CompileMs int64 `cbor:"1,keyasint"`
+}
+
+// RunRequest runs one step.
+type RunRequest struct {
+	FunctionID []byte `cbor:"1,keyasint"`
+	Envelope   []byte `cbor:"2,keyasint"`
+}
+
+// RunReply is the outcome of a step. Status is one of wire's Status*
+// values. On a refusal Envelope and Logs are empty and ErrorCode says why.
+type RunReply struct {
+	Status       string `cbor:"1,keyasint"`
+	Envelope     []byte `cbor:"2,keyasint,omitempty"`
+	Logs         []byte `cbor:"3,keyasint,omitempty"`
+	ErrorCode    string `cbor:"4,keyasint,omitempty"`
+	ErrorMessage string `cbor:"5,keyasint,omitempty"`
+}
+
+var (
+	encMode cbor.EncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+		panic(err)
+	}
+	if decMode, err = (cbor.DecOptions{
+		MaxArrayElements: 1024,
+		MaxMapPairs:      64,
+		MaxNestedLevels:  16,
+		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
+	}).DecMode(); err != nil {
+		panic(err)
+	}
+}
+
+// Marshal encodes v as CBOR.
+func Marshal(v any) ([]byte, error) { return encMode.Marshal(v) }
+
+// Unmarshal decodes CBOR into v with bounded sizes.
+func Unmarshal(b []byte, v any) error { return decMode.Unmarshal(b, v) }
+
+// WriteFrame writes one frame. Callers serialise concurrent writers.
+func WriteFrame(w io.Writer, f *Frame) error {
+	b, err := encMode.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("ipc: encode frame: %w", err)
+	}
+	if len(b) > MaxFrame {
+		return ErrFrameTooLarge
+	}
+	buf := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	copy(buf[4:], b)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("ipc: write frame: %w", err)
+	}
+	return nil
+}
+
+// ReadFrame reads one frame, refusing frames over MaxFrame. It returns
+// io.EOF when the pipe closed cleanly between frames.
+func ReadFrame(r io.Reader) (*Frame, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("ipc: truncated frame header: %w", err)
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrame {
+		return nil, ErrFrameTooLarge
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, fmt.Errorf("ipc: truncated frame: %w", err)
+	}
+	f := new(Frame)
+	if err := decMode.Unmarshal(buf, f); err != nil {
+		return nil, fmt.Errorf("ipc: malformed frame: %w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,12 @@
+// Package testfuncs holds WebAssembly functions used by tests. Each
+// subdirectory is a main package built with GOOS=wasip1 GOARCH=wasm (see
+// internal/wasmbuild):
+//
+//   - loop: spins forever.
+//   - memhog: allocates memory until it dies.
+//   - echo: returns its params; writes param "log" to stderr.
+//   - fail: returns an application error with param "message".
+//   - bigout: returns a result larger than param "bytes".
+//   - loglots: writes param "bytes" bytes of logs, returns {}.
+//   - sleep: sleeps param "ms" milliseconds, returns {}.
+package testfuncs

@@ -1,0 +1,128 @@
+package wire
+
+// Controller messages: entities, invocations, activation records.
+
+// KeyValue is an OpenWhisk annotation or parameter.
+type KeyValue struct {
+	Key   string `cbor:"1,keyasint" json:"key"`
+	Value any    `cbor:"2,keyasint" json:"value"`
+}
+
+// Limits of an action, OpenWhisk units.
+type Limits struct {
+	TimeoutMs   uint32 `cbor:"1,keyasint" json:"timeout"`
+	MemoryMB    uint32 `cbor:"2,keyasint" json:"memory"`
+	LogsMB      uint32 `cbor:"3,keyasint" json:"logs"`
+	Concurrency uint32 `cbor:"4,keyasint" json:"concurrency"`
+}
+
+// Action is the stored action entity. Everything in it is plaintext
+// metadata except the code, which lives sealed in the object store under
+// Function's id.
+type Action struct {
+	Namespace   string       `cbor:"1,keyasint"`
+	Name        string       `cbor:"2,keyasint"`
+	Version     string       `cbor:"3,keyasint"` // semantic version, 0.0.1 first
+	Publish     bool         `cbor:"4,keyasint"`
+	Kind        string       `cbor:"5,keyasint"` // "wasm"
+	Limits      Limits       `cbor:"6,keyasint"`
+	Annotations []KeyValue   `cbor:"7,keyasint"`
+	Function    SignedRecord `cbor:"8,keyasint"`  // KMS-signed function record
+	CodeSize    int64        `cbor:"9,keyasint"`  // plaintext size of the module
+	Updated     int64        `cbor:"10,keyasint"` // unix ms
+}
+
+// ActionPut stores an action and its sealed code.
+type ActionPut struct {
+	Action     Action `cbor:"1,keyasint"`
+	SealedCode []byte `cbor:"2,keyasint"`
+	Overwrite  bool   `cbor:"3,keyasint"`
+}
+
+// ActionRef names an action.
+type ActionRef struct {
+	Namespace string `cbor:"1,keyasint"`
+	Name      string `cbor:"2,keyasint"`
+}
+
+// ListRequest lists the entities of a namespace, newest first.
+type ListRequest struct {
+	Namespace string `cbor:"1,keyasint"`
+	Name      string `cbor:"2,keyasint,omitempty"` // activations: filter by action name
+	Skip      int    `cbor:"3,keyasint,omitempty"`
+	Limit     int    `cbor:"4,keyasint,omitempty"`
+}
+
+// ActionList is a page of actions.
+type ActionList struct {
+	Actions []Action `cbor:"1,keyasint"`
+}
+
+// InvokeRequest asks the controller to run a sealed envelope. The gateway
+// chooses ActivationID = hex(envelope request id), which binds the stored
+// record to the authenticated header.
+type InvokeRequest struct {
+	ActivationID string `cbor:"1,keyasint"`
+	Namespace    string `cbor:"2,keyasint"`
+	Action       string `cbor:"3,keyasint"`
+	Version      string `cbor:"4,keyasint"`
+	Subject      string `cbor:"5,keyasint"` // the authenticated caller
+	Envelope     []byte `cbor:"6,keyasint"`
+	Blocking     bool   `cbor:"7,keyasint"` // reply after completion; else reply at once
+	Limits       Limits `cbor:"8,keyasint"`
+	FunctionID   []byte `cbor:"9,keyasint"` // routing: which function version to load
+}
+
+// Activation statuses, OpenWhisk's names and codes.
+const (
+	StatusSuccess          = "success"                // 0
+	StatusApplicationError = "application error"      // 1
+	StatusDeveloperError   = "action developer error" // 2
+	StatusInternalError    = "whisk internal error"   // 3
+)
+
+// StatusCode returns OpenWhisk's numeric code of a status.
+func StatusCode(status string) int {
+	switch status {
+	case StatusSuccess:
+		return 0
+	case StatusApplicationError:
+		return 1
+	case StatusDeveloperError:
+		return 2
+	default:
+		return 3
+	}
+}
+
+// Activation is a stored activation record. Result and Logs are sealed; only
+// Status (the success/failure bit, OpenWhisk's four values) and ErrorCode (a
+// protocol refusal code such as "expired", never user data) are plaintext.
+type Activation struct {
+	ActivationID string     `cbor:"1,keyasint"`
+	Namespace    string     `cbor:"2,keyasint"`
+	Name         string     `cbor:"3,keyasint"`
+	Version      string     `cbor:"4,keyasint"`
+	Subject      string     `cbor:"5,keyasint"`
+	Start        int64      `cbor:"6,keyasint"` // unix ms
+	End          int64      `cbor:"7,keyasint"` // unix ms; 0 while running
+	Status       string     `cbor:"8,keyasint"`
+	ErrorCode    string     `cbor:"9,keyasint,omitempty"`
+	ErrorMessage string     `cbor:"10,keyasint,omitempty"` // platform error, safe to show (never function output)
+	Result       []byte     `cbor:"11,keyasint,omitempty"` // sealed result envelope
+	Logs         []byte     `cbor:"12,keyasint,omitempty"` // sealed logs
+	Annotations  []KeyValue `cbor:"13,keyasint,omitempty"`
+	Cause        string     `cbor:"14,keyasint,omitempty"`
+	Envelope     []byte     `cbor:"15,keyasint,omitempty"` // request header, for reopening sealed parts when Result is absent
+}
+
+// ActivationRef names an activation.
+type ActivationRef struct {
+	Namespace    string `cbor:"1,keyasint"`
+	ActivationID string `cbor:"2,keyasint"`
+}
+
+// ActivationList is a page of activations, newest first.
+type ActivationList struct {
+	Activations []Activation `cbor:"1,keyasint"`
+}

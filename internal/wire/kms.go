@@ -1,0 +1,199 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+)
+
+// KMS messages. See docs/protocol.md §Key release for the checks.
+
+// KMSIdentity is the KMS's public identity. Evidence binds
+// KMSIdentityReportData(SignKey, HPKEKey) as report data, so a verifier that
+// accepts the evidence's measurement can trust both keys.
+type KMSIdentity struct {
+	SignKey  []byte `cbor:"1,keyasint"` // ed25519 public key: signs function records and gateway replies
+	Evidence []byte `cbor:"2,keyasint"` // tee evidence
+}
+
+// Nonce is a fresh single-use KMS challenge (32 bytes, valid for a minute).
+type Nonce struct {
+	Nonce []byte `cbor:"1,keyasint"`
+}
+
+// Policy says which enclave runtimes may receive a function's keys.
+type Policy struct {
+	// Measurements are the accepted runtime measurements (hex-free raw
+	// digests). A runtime upgrade adds its new measurement here.
+	Measurements [][]byte `cbor:"1,keyasint"`
+	// AllowDebug accepts evidence from debug-mode enclaves.
+	AllowDebug bool `cbor:"2,keyasint,omitempty"`
+	// MinSecurityVersion is the lowest accepted TCB/security version.
+	MinSecurityVersion uint32 `cbor:"3,keyasint,omitempty"`
+}
+
+// FunctionRecord is the public description of a function version, signed by
+// the KMS. Gateways seal capsules only to a PublicKey they found in a record
+// whose signature verifies under the attested KMS identity.
+type FunctionRecord struct {
+	FunctionID []byte `cbor:"1,keyasint"` // 16 random bytes
+	Namespace  string `cbor:"2,keyasint"`
+	Action     string `cbor:"3,keyasint"` // name inside the namespace
+	KeyVersion uint32 `cbor:"4,keyasint"`
+	CodeDigest []byte `cbor:"5,keyasint"` // SHA-256 of the wasm module
+	Suite      uint16 `cbor:"6,keyasint"`
+	PublicKey  []byte `cbor:"7,keyasint"` // HPKE public key (the function key)
+	Created    int64  `cbor:"8,keyasint"` // unix ms
+}
+
+// SignedRecord is a CBOR-encoded FunctionRecord and the KMS's ed25519
+// signature over SignedRecordContext || Record.
+type SignedRecord struct {
+	Record []byte `cbor:"1,keyasint"`
+	Sig    []byte `cbor:"2,keyasint"`
+}
+
+// SignedRecordContext is the domain-separation prefix of record signatures.
+const SignedRecordContext = "clemmys/v1 function record\x00"
+
+// GatewayCall is a privileged call of an attested gateway. Evidence binds
+// SHA-512(GatewayCallContext || Nonce || ReplyKey || SHA-256(Op || 0 || Body))
+// as report data; the KMS answers only gateways whose measurement it allows,
+// sealed to ReplyKey.
+type GatewayCall struct {
+	Nonce    []byte `cbor:"1,keyasint"`
+	ReplyKey []byte `cbor:"2,keyasint"` // ephemeral HPKE public key (SuiteX25519)
+	Evidence []byte `cbor:"3,keyasint"`
+	Op       string `cbor:"4,keyasint"`
+	Body     []byte `cbor:"5,keyasint"` // CBOR of the op's request
+}
+
+// GatewayCallContext is the domain-separation prefix of a gateway call's
+// report data.
+const GatewayCallContext = "clemmys/v1 gateway call\x00"
+
+// GatewayReply is HPKE-sealed (info GatewayReplyContext || Nonce) to the
+// call's ReplyKey. Its plaintext is CBOR of SignedReply.
+type GatewayReply struct {
+	Sealed []byte `cbor:"1,keyasint"`
+}
+
+// GatewayReplyContext is the HPKE info prefix and signature prefix of
+// gateway replies.
+const GatewayReplyContext = "clemmys/v1 gateway reply\x00"
+
+// SignedReply is signed by the KMS identity key over
+// GatewayReplyContext || Nonce || ReplyKey || Body, so a gateway knows the
+// reply came from the attested KMS and answers its own call.
+type SignedReply struct {
+	Body []byte `cbor:"1,keyasint"`
+	Sig  []byte `cbor:"2,keyasint"`
+}
+
+// Gateway ops.
+const (
+	OpCreateFunction = "create_function" // CreateFunction → CreatedFunction
+	OpGatewaySecret  = "gateway_secret"  // (none) → GatewaySecret
+	OpSetPolicy      = "set_policy"      // SetPolicy → Policy
+	OpGetPolicy      = "get_policy"      // GetPolicy → Policy
+)
+
+// CreateFunction asks the KMS for a new function version.
+type CreateFunction struct {
+	Namespace  string `cbor:"1,keyasint"`
+	Action     string `cbor:"2,keyasint"`
+	CodeDigest []byte `cbor:"3,keyasint"`
+	Suite      uint16 `cbor:"4,keyasint"`
+}
+
+// CreatedFunction is the KMS's answer: the signed public record and the code
+// key the gateway encrypts the module with (then forgets).
+type CreatedFunction struct {
+	Record  SignedRecord `cbor:"1,keyasint"`
+	CodeKey []byte       `cbor:"2,keyasint"`
+}
+
+// GatewaySecret is the secret from which gateways derive per-request
+// secrets; every attested gateway replica gets the same one.
+type GatewaySecret struct {
+	Secret []byte `cbor:"1,keyasint"`
+}
+
+// SetPolicy replaces a namespace's policy, and the policy of every function
+// version of the namespace.
+type SetPolicy struct {
+	Namespace string `cbor:"1,keyasint"`
+	Policy    Policy `cbor:"2,keyasint"`
+}
+
+// GetPolicy asks for a namespace's policy.
+type GetPolicy struct {
+	Namespace string `cbor:"1,keyasint"`
+}
+
+// ReleaseRequest asks for a function's keys on behalf of an enclave runtime.
+// Evidence binds ReleaseReportData(Nonce, EphemeralKey).
+type ReleaseRequest struct {
+	Nonce        []byte `cbor:"1,keyasint"`
+	EphemeralKey []byte `cbor:"2,keyasint"` // runtime's HPKE public key (SuiteX25519)
+	Evidence     []byte `cbor:"3,keyasint"`
+	FunctionID   []byte `cbor:"4,keyasint"`
+}
+
+// ReleaseContext is the domain-separation prefix of the release report data
+// and the HPKE info prefix of the sealed bundle.
+const ReleaseContext = "clemmys/v1 key release\x00"
+
+// ReleaseReply carries a KeyBundle sealed with HPKE to the runtime's
+// ephemeral key, info ReleaseContext || Nonce || FunctionID.
+type ReleaseReply struct {
+	Sealed []byte `cbor:"1,keyasint"`
+}
+
+// KeyBundle is what an attested runtime receives for one function version.
+type KeyBundle struct {
+	Record     FunctionRecord `cbor:"1,keyasint"`
+	PrivateKey []byte         `cbor:"2,keyasint"` // HPKE private key of the function
+	CodeKey    []byte         `cbor:"3,keyasint"`
+}
+
+// KMSIdentityContext is the domain-separation prefix of the KMS identity
+// report data.
+const KMSIdentityContext = "clemmys/v1 kms identity\x00"
+
+// KMSIdentityReportData is the report data the KMS's evidence binds.
+func KMSIdentityReportData(signKey []byte) [64]byte {
+	return sha512.Sum512(concat([]byte(KMSIdentityContext), signKey))
+}
+
+// GatewayCallReportData is the report data a gateway call's evidence binds.
+func GatewayCallReportData(nonce, replyKey []byte, op string, body []byte) [64]byte {
+	bd := sha256.Sum256(concat([]byte(op), []byte{0}, body))
+	return sha512.Sum512(concat([]byte(GatewayCallContext), lp(nonce), lp(replyKey), bd[:]))
+}
+
+// ReleaseReportData is the report data a key-release evidence binds.
+func ReleaseReportData(nonce, ephemeralKey []byte) [64]byte {
+	return sha512.Sum512(concat([]byte(ReleaseContext), lp(nonce), lp(ephemeralKey)))
+}
+
+// lp length-prefixes b (4 bytes, big endian) so concatenations are
+// unambiguous.
+func lp(b []byte) []byte {
+	out := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(out, uint32(len(b)))
+	copy(out[4:], b)
+	return out
+}
+
+func concat(parts ...[]byte) []byte {
+	var n int
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
