@@ -130,7 +130,7 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 		// The error keeps the first line ("wasm error: unreachable"); the
 		// wasm stack trace, which names only the owner's code, goes to the
 		// owner's logs.
-		stderr.note(guestErr.Error())
+		stderr.note("trap: " + guestErr.Error())
 	}
 	res.Logs = stderr.logs()
 	if !stdout.overflow {

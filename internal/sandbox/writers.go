@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // errWriteOverflow is what a guest's write past the stdout cap returns
@@ -49,7 +50,11 @@ func (w *capWriter) Write(p []byte) (int, error) {
 // the cap.
 func (w *capWriter) note(s string) {
 	if len(s) > maxNoteBytes {
-		s = s[:maxNoteBytes] + "…"
+		cut := maxNoteBytes
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	w.notes = append(w.notes, s)
 }

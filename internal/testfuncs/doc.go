@@ -9,4 +9,5 @@
 //   - bigout: returns a result larger than param "bytes".
 //   - loglots: writes param "bytes" bytes of logs, returns {}.
 //   - sleep: sleeps param "ms" milliseconds, returns {}.
+//   - probe: reports what the guest can see (args, env, fs, net, clock, rand).
 package testfuncs

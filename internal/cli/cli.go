@@ -1,0 +1,153 @@
+// Package cli implements the clemmys command: the platform services (`up`)
+// and tools (`measure`). Run is the whole program; cmd/clemmys/main.go only
+// calls it, so the CLI is testable.
+package cli
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/platform"
+	"github.com/clemmys/clemmys/internal/tee/sim"
+)
+
+const usage = `clemmys — confidential functions as a service
+
+Usage:
+  clemmys up [--data-dir DIR] [--addr HOST:PORT] [--enclave PATH]
+                                run the whole platform in one process
+  clemmys measure [--enclave PATH]
+                                print the measurement of the enclave runtime
+  clemmys version               print the version
+
+Run 'clemmys COMMAND -h' for a command's flags.
+`
+
+// Version is set at build time with -ldflags "-X ...cli.Version=...".
+var Version = "dev"
+
+// Run runs the clemmys command with args (without the program name) and
+// returns the process exit status.
+func Run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "up":
+		return cmdUp(args[1:], stdout, stderr)
+	case "measure":
+		return cmdMeasure(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "clemmys", Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "clemmys: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("CLEMMYS_DATA_DIR"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".clemmys"
+	}
+	return filepath.Join(home, ".clemmys")
+}
+
+func cmdUp(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("clemmys up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", defaultDataDir(), "where clemmys keeps its state (env CLEMMYS_DATA_DIR)")
+	addr := fs.String("addr", "127.0.0.1:3233", "gateway HTTPS listen address")
+	enclavePath := fs.String("enclave", "", "clemmys-enclave binary (default: $CLEMMYS_ENCLAVE, next to clemmys, built from source, or on PATH)")
+	tlsCert := fs.String("tls-cert", "", "gateway TLS certificate (PEM); default: self-signed, created in the data dir")
+	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
+	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(stderr, "clemmys up: --tls-cert and --tls-key go together")
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	enc, how, err := findEnclave(ctx, *enclavePath, *dataDir, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
+		return 1
+	}
+	log.Info("enclave runtime", "path", enc, "found", how)
+
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	p, err := platform.Start(startCtx, platform.Config{
+		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log,
+	})
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, `
+clemmys is up at %s (simulated TEE: development only)
+  credentials:  %s
+  use them:     export WSK_CONFIG_FILE=%s
+                curl -k -u "$(grep AUTH= %[2]s | cut -d= -f2)" %[1]s/api/v1/namespaces
+Press Ctrl-C to stop.
+`, p.APIHost(), p.WskpropsPath(), p.WskpropsPath())
+	<-ctx.Done()
+	log.Info("shutting down")
+	p.Stop()
+	return 0
+}
+
+func cmdMeasure(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("clemmys measure", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	enclavePath := fs.String("enclave", "", "clemmys-enclave binary (default: found like `clemmys up` finds it)")
+	dataDir := fs.String("data-dir", defaultDataDir(), "data dir (where `up` builds the runtime from source)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	enc, _, err := findEnclave(context.Background(), *enclavePath, *dataDir, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+		return 1
+	}
+	m, err := sim.MeasureFile(enc)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s  %s\n", hex.EncodeToString(m), enc)
+	return 0
+}
+
+var errNoEnclave = errors.New("no clemmys-enclave binary found: pass --enclave PATH, set CLEMMYS_ENCLAVE, put it next to clemmys or on PATH, or run from the clemmys source tree so it can be built")

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+const enclaveBinary = "clemmys-enclave"
+
+// findEnclave locates the enclave runtime binary, in this order: the flag,
+// $CLEMMYS_ENCLAVE, next to the running clemmys executable, built from
+// source (when run inside the clemmys module, e.g. `go run ./cmd/clemmys`)
+// into DATA_DIR/bin, and finally PATH. It returns the path and how it was
+// found.
+func findEnclave(ctx context.Context, flagPath, dataDir string, log *slog.Logger) (string, string, error) {
+	if flagPath != "" {
+		return checkExec(flagPath, "--enclave")
+	}
+	if env := os.Getenv("CLEMMYS_ENCLAVE"); env != "" {
+		return checkExec(env, "$CLEMMYS_ENCLAVE")
+	}
+	if self, err := os.Executable(); err == nil {
+		sibling := filepath.Join(filepath.Dir(self), enclaveBinary)
+		if _, err := os.Stat(sibling); err == nil && !strings.Contains(self, "go-build") {
+			return checkExec(sibling, "next to clemmys")
+		}
+	}
+	if root := moduleRoot(ctx); root != "" {
+		out := filepath.Join(dataDir, "bin", enclaveBinary)
+		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+			return "", "", fmt.Errorf("enclave build dir: %w", err)
+		}
+		log.Info("building the enclave runtime from source", "module", root, "out", out)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-o", out, "./cmd/clemmys-enclave")
+		cmd.Dir = root
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			return "", "", fmt.Errorf("building the enclave runtime: %v\n%s", err, stderr.String())
+		}
+		return out, "built from source", nil
+	}
+	if p, err := exec.LookPath(enclaveBinary); err == nil {
+		return p, "on PATH", nil
+	}
+	return "", "", errNoEnclave
+}
+
+func checkExec(path, how string) (string, string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", "", fmt.Errorf("enclave runtime (%s): %w", how, err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return "", "", fmt.Errorf("enclave runtime (%s): %s is not an executable file", how, path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", "", err
+	}
+	return abs, how, nil
+}
+
+// moduleRoot returns the root of the clemmys source tree containing the
+// working directory, or "" when not inside it or when no Go toolchain is
+// available.
+func moduleRoot(ctx context.Context) string {
+	if _, err := exec.LookPath("go"); err != nil {
+		return ""
+	}
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return ""
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return ""
+	}
+	b, err := os.ReadFile(gomod)
+	if err != nil || !bytes.Contains(b, []byte("module github.com/clemmys/clemmys\n")) {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(gomod), "cmd", enclaveBinary)); err != nil {
+		return ""
+	}
+	return filepath.Dir(gomod)
+}

@@ -1,0 +1,293 @@
+// Package platform assembles a whole clemmys deployment in one process: an
+// embedded NATS server with JetStream, the KMS, the controller, the gateway
+// and one invoker with its enclave runtimes. `clemmys up` and the
+// integration tests use it. Each service gets its own bus connection and
+// they talk only over the bus, exactly as they would in separate processes.
+package platform
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/controller"
+	"github.com/clemmys/clemmys/internal/gateway"
+	"github.com/clemmys/clemmys/internal/invoker"
+	"github.com/clemmys/clemmys/internal/kms"
+	"github.com/clemmys/clemmys/internal/kmsclient"
+	"github.com/clemmys/clemmys/internal/tee"
+	"github.com/clemmys/clemmys/internal/tee/sim"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// GuestNamespace is the namespace created on first start.
+const GuestNamespace = "guest"
+
+// Config configures a platform.
+type Config struct {
+	DataDir     string // everything persistent lives here
+	Addr        string // gateway HOST:PORT; port 0 picks one
+	EnclavePath string // clemmys-enclave binary
+	TLSCert     string // optional certificate/key pair for the gateway
+	TLSKey      string
+	// NATSListen optionally exposes the bus on TCP (HOST:PORT) for services
+	// in other processes. Empty: in-process only.
+	NATSListen      string
+	InvokerCapacity int
+	Log             *slog.Logger
+}
+
+// Platform is a running deployment.
+type Platform struct {
+	cfg Config
+	log *slog.Logger
+
+	Bus        *bus.Server
+	KMS        *kms.KMS
+	Controller *controller.Controller
+	Gateway    *gateway.Gateway
+	Invoker    *invoker.Invoker
+
+	// EnclaveMeasurement is the measurement of the runtime binary the KMS
+	// trusts by default.
+	EnclaveMeasurement []byte
+	// Credential of the guest namespace, "uuid:key".
+	GuestAuth string
+
+	conns    []*nats.Conn
+	cancel   context.CancelFunc
+	serveErr chan error
+	stopOnce sync.Once
+}
+
+// Start starts every service. Stop shuts them down.
+func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
+	if cfg.DataDir == "" || cfg.EnclavePath == "" {
+		return nil, errors.New("platform: DataDir and EnclavePath are required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:3233"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("platform: data dir: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p = &Platform{cfg: cfg, log: cfg.Log, cancel: cancel, serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			p.Stop()
+		}
+	}()
+
+	p.Bus, err = bus.Start(ctx, bus.Options{StoreDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen})
+	if err != nil {
+		return p, err
+	}
+
+	simDir := filepath.Join(cfg.DataDir, "sim")
+	plat, err := sim.LoadOrCreate(simDir)
+	if err != nil {
+		return p, err
+	}
+	self, err := sim.MeasureSelf()
+	if err != nil {
+		return p, err
+	}
+	p.EnclaveMeasurement, err = sim.MeasureFile(cfg.EnclavePath)
+	if err != nil {
+		return p, err
+	}
+	verifiers := tee.NewRegistry()
+	verifiers.Add(sim.Platform, sim.NewVerifier(plat.PublicKey()))
+	p.log.Warn("SIMULATED TEE: sim evidence is accepted; this deployment has no hardware protection and is for development only",
+		"sim_root", filepath.Join(simDir, "sim-platform.key"))
+	// In one process the KMS and the gateway are the same binary: each
+	// accepts the other's measurement, the digest of this executable.
+	attester := plat.Attester(self, 1, false)
+
+	conn := func(name string) (*nats.Conn, jetstream.JetStream, error) {
+		nc, err := p.Bus.Connect(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.conns = append(p.conns, nc)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("platform: jetstream: %w", err)
+		}
+		return nc, js, nil
+	}
+
+	nc, js, err := conn("kms")
+	if err != nil {
+		return p, err
+	}
+	p.KMS, err = kms.New(ctx, kms.Config{
+		Conn: nc, JS: js, Verifiers: verifiers, Attester: attester,
+		StorageKey:          plat.SealingKey("clemmys kms storage"),
+		DefaultPolicy:       wire.Policy{Measurements: [][]byte{p.EnclaveMeasurement}},
+		GatewayMeasurements: [][]byte{self},
+		Log:                 p.log.With("service", "kms"),
+	})
+	if err != nil {
+		return p, err
+	}
+	if err := p.KMS.Start(runCtx); err != nil {
+		return p, err
+	}
+
+	nc, js, err = conn("controller")
+	if err != nil {
+		return p, err
+	}
+	p.Controller, err = controller.New(ctx, controller.Config{Conn: nc, JS: js, Log: p.log.With("service", "controller")})
+	if err != nil {
+		return p, err
+	}
+	if err := p.Controller.Start(runCtx); err != nil {
+		return p, err
+	}
+
+	nc, js, err = conn("invoker0")
+	if err != nil {
+		return p, err
+	}
+	p.Invoker, err = invoker.New(ctx, invoker.Config{
+		ID: "invoker0", Conn: nc, JS: js,
+		EnclavePath: cfg.EnclavePath,
+		EnclaveArgs: []string{"--tee", sim.Platform, "--sim-dir", simDir},
+		Capacity:    cfg.InvokerCapacity,
+		Log:         p.log.With("service", "invoker"),
+	})
+	if err != nil {
+		return p, err
+	}
+	if err := p.Invoker.Start(runCtx); err != nil {
+		return p, err
+	}
+
+	nc, js, err = conn("gateway")
+	if err != nil {
+		return p, err
+	}
+	kc := kmsclient.New(kmsclient.Config{
+		Conn: nc, Attester: attester, Verifiers: verifiers,
+		KMSMeasurements: [][]byte{self},
+		Log:             p.log.With("service", "gateway"),
+	})
+	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+	err = kc.Connect(cctx)
+	ccancel()
+	if err != nil {
+		return p, fmt.Errorf("platform: gateway cannot reach an attested KMS: %w", err)
+	}
+	p.Gateway, err = gateway.New(ctx, gateway.Config{
+		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
+		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"),
+	})
+	if err != nil {
+		return p, err
+	}
+	ready := make(chan struct{})
+	go func() {
+		p.serveErr <- p.Gateway.Serve(runCtx, ready)
+	}()
+	select {
+	case <-ready:
+	case err := <-p.serveErr:
+		return p, fmt.Errorf("platform: gateway: %w", err)
+	case <-ctx.Done():
+		return p, ctx.Err()
+	}
+
+	if err := p.ensureGuest(ctx); err != nil {
+		return p, err
+	}
+	p.log.Info("clemmys is up", "api", p.APIHost(), "enclave_measurement", hex.EncodeToString(p.EnclaveMeasurement))
+	return p, nil
+}
+
+// APIHost is the gateway's base URL.
+func (p *Platform) APIHost() string { return "https://" + p.Gateway.Addr() }
+
+// WskpropsPath is where the guest credential is written.
+func (p *Platform) WskpropsPath() string { return filepath.Join(p.cfg.DataDir, "wskprops") }
+
+// ensureGuest makes sure the guest namespace exists and DataDir/wskprops
+// holds a working credential for it. Keys are stored hashed, so a lost
+// wskprops means a new key (the old one stops working).
+func (p *Platform) ensureGuest(ctx context.Context) error {
+	if b, err := os.ReadFile(p.WskpropsPath()); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if auth, ok := strings.CutPrefix(strings.TrimSpace(line), "AUTH="); ok {
+				if u, k, ok := strings.Cut(auth, ":"); ok {
+					if ns, ok := p.Gateway.CheckCredential(ctx, u, k); ok && ns == GuestNamespace {
+						p.GuestAuth = auth
+						return p.writeWskprops()
+					}
+				}
+			}
+		}
+	}
+	u, k, err := p.Gateway.CreateNamespace(ctx, GuestNamespace)
+	if err != nil {
+		u, k, err = p.Gateway.RotateKey(ctx, GuestNamespace)
+		if err != nil {
+			return fmt.Errorf("platform: guest namespace: %w", err)
+		}
+		p.log.Warn("issued a new guest key (the previous wskprops was missing or stale)")
+	}
+	p.GuestAuth = u + ":" + k
+	return p.writeWskprops()
+}
+
+func (p *Platform) writeWskprops() error {
+	content := fmt.Sprintf("APIHOST=%s\nAUTH=%s\nNAMESPACE=%s\n", p.APIHost(), p.GuestAuth, GuestNamespace)
+	if err := os.WriteFile(p.WskpropsPath(), []byte(content), 0o600); err != nil {
+		return fmt.Errorf("platform: write wskprops: %w", err)
+	}
+	return nil
+}
+
+// Stop shuts every service down, the gateway first and the bus last.
+func (p *Platform) Stop() {
+	p.stopOnce.Do(func() {
+		p.cancel()
+		if p.Gateway != nil {
+			select {
+			case <-p.serveErr:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		if p.Invoker != nil {
+			p.Invoker.Stop()
+		}
+		if p.Controller != nil {
+			p.Controller.Stop()
+		}
+		if p.KMS != nil {
+			p.KMS.Stop()
+		}
+		for _, nc := range p.conns {
+			nc.Close()
+		}
+		if p.Bus != nil {
+			p.Bus.Shutdown()
+		}
+	})
+}
