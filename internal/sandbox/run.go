@@ -115,6 +115,9 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 	instantiated := err == nil
 	if instantiated {
 		_, err = mod.ExportedFunction("_start").Call(runCtx)
+		if exit := (*sys.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == 0 {
+			err = nil // proc_exit(0)
+		}
 		_ = mod.Close(context.WithoutCancel(ctx))
 	} else if errors.Is(err, ErrClosed) && !m.e.closed.Load() {
 		return nil, err // the Module was closed: nothing ran
