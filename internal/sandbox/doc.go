@@ -7,9 +7,10 @@
 // # Model
 //
 // An Engine owns one wazero runtime and its in-memory compilation cache.
-// Compile validates a module once and keeps the native code in memory (never
-// on disk); Run instantiates a fresh instance per call, so activations never
-// share state. The calling convention is one-shot: params JSON on stdin,
+// Compile validates and compiles each distinct module (by SHA-256) once, even
+// under concurrent calls, and keeps the native code in memory, never on disk;
+// Run instantiates a fresh instance per call, so activations never share
+// state. The calling convention is one-shot: params JSON on stdin,
 // result JSON on stdout, logs on stderr (see package sdk).
 //
 // The guest gets no file system, no network, args [name], no environment, the

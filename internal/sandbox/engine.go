@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -31,6 +32,21 @@ type Engine struct {
 	wasi    map[string]api.FunctionDefinition // host functions a guest may import
 	workers int                               // compilation workers
 	closed  atomic.Bool
+
+	mu       sync.Mutex             // guards compiled and every compiled.refs
+	compiled map[[32]byte]*compiled // by SHA-256 of the wasm bytes
+}
+
+// compiled is a module compiled once and shared by every Module made from
+// the same bytes.
+type compiled struct {
+	digest   [32]byte
+	ready    chan struct{} // closed when the fields below are set
+	mod      wazero.CompiledModule
+	err      error
+	name     string // argv[0]
+	minPages uint32 // initial memory pages
+	refs     int    // Modules using it; guarded by Engine.mu
 }
 
 // NewEngine returns an Engine using wazero's compiler engine where the
@@ -45,10 +61,11 @@ func NewEngine() *Engine {
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	return &Engine{
-		cache:   cache,
-		rt:      rt,
-		wasi:    rt.Module(wasiModule).ExportedFunctionDefinitions(),
-		workers: runtime.GOMAXPROCS(0),
+		cache:    cache,
+		rt:       rt,
+		wasi:     rt.Module(wasiModule).ExportedFunctionDefinitions(),
+		workers:  runtime.GOMAXPROCS(0),
+		compiled: map[[32]byte]*compiled{},
 	}
 }
 
@@ -68,10 +85,8 @@ func (e *Engine) Close(ctx context.Context) error {
 // Module is a compiled, validated function. Run may be called concurrently;
 // each call gets a fresh instance.
 type Module struct {
-	e        *Engine
-	compiled wazero.CompiledModule
-	name     string // argv[0]
-	minPages uint32 // initial memory the module declares
+	e *Engine
+	c *compiled
 
 	mu     sync.RWMutex // guards closed against instantiations in flight
 	closed bool
@@ -83,43 +98,88 @@ type Module struct {
 // provides (with their signatures). Anything else returns an error wrapping
 // ErrInvalidModule. Compile never panics on arbitrary input.
 //
-// Compiled code stays in the Engine's in-memory cache until every Module
-// compiled from the same bytes is closed; compiling the same bytes again
-// is a cache hit.
-func (e *Engine) Compile(ctx context.Context, wasm []byte) (m *Module, err error) {
+// Each distinct module is compiled once per Engine: compiling the same
+// bytes again, even concurrently, shares the first compilation (it costs a
+// SHA-256 of the bytes). The native code stays in memory, never on disk,
+// until every Module made from those bytes is closed.
+func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
 	if len(wasm) == 0 {
 		return nil, fmt.Errorf("%w: empty module", ErrInvalidModule)
 	}
-	defer func() {
-		// wazero is fuzzed and should never panic on input, but a bug there
-		// must not take the enclave runtime down. The state it could leave
-		// behind is a compile-only engine entry, never a running instance.
-		if r := recover(); r != nil {
-			m, err = nil, fmt.Errorf("%w: %s", ErrInvalidModule, internalCompilerError)
-		}
-	}()
+	digest := sha256.Sum256(wasm)
 
-	ctx = experimental.WithCompilationWorkers(ctx, e.workers)
-	compiled, err := e.rt.CompileModule(ctx, wasm)
-	if err != nil {
+	e.mu.Lock()
+	c, shared := e.compiled[digest]
+	if !shared {
+		c = &compiled{digest: digest, ready: make(chan struct{})}
+		e.compiled[digest] = c
+	}
+	c.refs++
+	e.mu.Unlock()
+
+	if shared {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			e.release(context.WithoutCancel(ctx), c)
+			return nil, fmt.Errorf("sandbox: compile: %w", ctx.Err())
+		}
+	} else {
+		e.compile(ctx, c, wasm)
+	}
+	if c.err != nil {
+		e.release(ctx, c)
 		if e.closed.Load() {
 			return nil, ErrClosed
 		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		return nil, c.err
 	}
-	minPages, err := e.validate(compiled)
+	return &Module{e: e, c: c}, nil
+}
+
+// compile fills c and closes c.ready.
+func (e *Engine) compile(ctx context.Context, c *compiled, wasm []byte) {
+	defer close(c.ready)
+	defer func() {
+		// wazero is fuzzed and should never panic on input, but a bug there
+		// must not take the enclave runtime down. What a compiler panic can
+		// leave behind is a compile-only engine entry, never an instance.
+		if r := recover(); r != nil {
+			c.mod, c.err = nil, fmt.Errorf("%w: %s", ErrInvalidModule, internalCompilerError)
+		}
+	}()
+	mod, err := e.rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), wasm)
 	if err != nil {
-		_ = compiled.Close(ctx)
-		return nil, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		c.err = fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		return
 	}
-	name := compiled.Name()
-	if name == "" {
-		name = "function"
+	minPages, err := e.validate(mod)
+	if err != nil {
+		_ = mod.Close(ctx)
+		c.err = fmt.Errorf("%w: %v", ErrInvalidModule, err)
+		return
 	}
-	return &Module{e: e, compiled: compiled, name: name, minPages: minPages}, nil
+	c.mod, c.minPages, c.name = mod, minPages, mod.Name()
+	if c.name == "" {
+		c.name = "function"
+	}
+}
+
+// release drops a reference to c and frees it with the last one.
+func (e *Engine) release(ctx context.Context, c *compiled) {
+	e.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	if last && e.compiled[c.digest] == c {
+		delete(e.compiled, c.digest)
+	}
+	e.mu.Unlock()
+	if last && c.mod != nil {
+		_ = c.mod.Close(ctx)
+	}
 }
 
 // internalCompilerError is the message for a recovered compiler panic.
@@ -158,8 +218,8 @@ func (e *Engine) validate(compiled wazero.CompiledModule) (uint32, error) {
 	return mem.Min(), nil
 }
 
-// Close releases the module's compiled code (once every Module compiled
-// from the same bytes is closed). Runs in flight finish; later Runs return
+// Close releases the Module; the compiled code is freed with the last
+// Module made from the same bytes. Runs in flight finish; later Runs return
 // ErrClosed. It is safe to call more than once.
 func (m *Module) Close(ctx context.Context) error {
 	m.mu.Lock()
@@ -168,5 +228,6 @@ func (m *Module) Close(ctx context.Context) error {
 		return nil
 	}
 	m.closed = true
-	return m.compiled.Close(ctx)
+	m.e.release(ctx, m.c)
+	return nil
 }

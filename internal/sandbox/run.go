@@ -83,9 +83,9 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 		return nil, fmt.Errorf("sandbox: run not started: %w", err)
 	}
 	lim = lim.withDefaults()
-	if uint64(m.minPages)*wasmPageSize > lim.MemoryBytes {
+	if uint64(m.c.minPages)*wasmPageSize > lim.MemoryBytes {
 		return nil, fmt.Errorf("%w: the module needs %d bytes of initial memory, the limit is %d bytes",
-			ErrMemoryLimit, uint64(m.minPages)*wasmPageSize, lim.MemoryBytes)
+			ErrMemoryLimit, uint64(m.c.minPages)*wasmPageSize, lim.MemoryBytes)
 	}
 
 	start := time.Now()
@@ -99,9 +99,9 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 	alloc := &limitedAllocator{limit: lim.MemoryBytes}
 
 	cfg := wazero.NewModuleConfig().
-		WithName(""). // anonymous: many instances of one module coexist
+		WithName("").         // anonymous: many instances of one module coexist
 		WithStartFunctions(). // we call _start ourselves, to see how it ended
-		WithArgs(m.name).
+		WithArgs(m.c.name).
 		WithStdin(bytes.NewReader(input)).
 		WithStdout(stdout).
 		WithStderr(stderr).
@@ -119,8 +119,8 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 			err = nil // proc_exit(0)
 		}
 		_ = mod.Close(context.WithoutCancel(ctx))
-	} else if errors.Is(err, ErrClosed) && !m.e.closed.Load() {
-		return nil, err // the Module was closed: nothing ran
+	} else if errors.Is(err, ErrClosed) || m.e.closed.Load() {
+		return nil, ErrClosed // nothing ran
 	}
 
 	res := &Result{
@@ -149,7 +149,7 @@ func (m *Module) instantiate(ctx context.Context, cfg wazero.ModuleConfig) (api.
 	if m.closed {
 		return nil, ErrClosed
 	}
-	return m.e.rt.InstantiateModule(ctx, m.compiled, cfg)
+	return m.e.rt.InstantiateModule(ctx, m.c.mod, cfg)
 }
 
 // classify turns how the guest ended into the Run error and fills

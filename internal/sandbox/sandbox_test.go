@@ -119,6 +119,8 @@ func TestRunGo(t *testing.T) {
 			wantOut: `{"greeting":"Hello world!"}`},
 		{name: "echo", pkg: pkgEcho, input: `{"a":1,"b":[true,null,"x"],"c":{"d":1.5},"log":"a log line"}`,
 			wantOut: `{"a":1,"b":[true,null,"x"],"c":{"d":1.5},"log":"a log line"}`, wantLogs: "a log line\n"},
+		{name: "echo stray stdout is logged", pkg: pkgEcho, input: `{"print":"printed"}`,
+			wantOut: `{"print":"printed"}`, wantLogs: "printed\n"},
 		{name: "echo no log", pkg: pkgEcho, input: `{"k":"v"}`, wantOut: `{"k":"v"}`},
 		{name: "echo bad input", pkg: pkgEcho, input: `[1]`,
 			wantErr: ErrExit, exitCode: 2, wantOut: `{"error":"parameters must be a JSON object"}`},
@@ -136,7 +138,7 @@ func TestRunGo(t *testing.T) {
 		{name: "bigout under cap", pkg: pkgBigout, input: `{"bytes":100}`, lim: Limits{MaxOutputBytes: 1000},
 			wantOut: `{"data":"` + strings.Repeat("x", 101) + `"}`},
 		{name: "loglots under cap", pkg: pkgLoglots, input: `{"bytes":1000}`, lim: Limits{MaxLogBytes: 1000},
-			wantOut: `{}`, wantLogs: strings.Repeat(strings.Repeat("l", 79)+"\n", 12) + strings.Repeat("l", 40) + "\n"},
+			wantOut: `{}`, wantLogs: strings.Repeat(strings.Repeat("l", 79)+"\n", 12) + strings.Repeat("l", 39) + "\n"},
 		{name: "loglots over cap", pkg: pkgLoglots, input: `{"bytes":5000}`, lim: Limits{MaxLogBytes: 1000},
 			wantOut: `{}`, wantLogs: strings.Repeat(strings.Repeat("l", 79)+"\n", 12) + strings.Repeat("l", 40) + "\n" + truncMarker},
 	}
@@ -144,6 +146,7 @@ func TestRunGo(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := goModule(t, tt.pkg)
 			res, err := m.Run(context.Background(), []byte(tt.input), tt.lim)
+			t.Logf("err: %v", err)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("Run: %v (logs %q)", err, logsOf(res))
 			}
@@ -237,6 +240,7 @@ func TestRunRaw(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := rawModule(t, tt.wasm)
 			res, err := m.Run(context.Background(), nil, tt.lim)
+			t.Logf("err: %v", err)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -334,6 +338,7 @@ func TestCompileInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m, err := e.Compile(context.Background(), tt.wasm)
+			t.Logf("err: %v", err)
 			if !errors.Is(err, ErrInvalidModule) {
 				if m != nil {
 					_ = m.Close(context.Background())
@@ -585,4 +590,67 @@ func TestCapWriter(t *testing.T) {
 	if l := long.logs(); len(l) > maxNoteBytes+64 || !bytes.HasSuffix(l, []byte("…]\n")) {
 		t.Errorf("long note not cut: %d bytes", len(l))
 	}
+}
+
+func TestCompileShared(t *testing.T) {
+	ctx := context.Background()
+	e := NewEngine()
+	defer e.Close(ctx)
+	hello := wasmbuild.MustBuild(t, pkgHello)
+
+	// Concurrent compiles of the same bytes compile once and share it.
+	mods := make([]*Module, 4)
+	var wg sync.WaitGroup
+	for i := range mods {
+		wg.Go(func() {
+			m, err := e.Compile(ctx, hello)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mods[i] = m
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, m := range mods[1:] {
+		if m.c != mods[0].c {
+			t.Fatal("concurrent compiles of the same bytes were not shared")
+		}
+	}
+
+	// A waiter whose context ends gives up without disturbing the others.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := e.Compile(cancelled, hello); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Compile with cancelled ctx: %v", err)
+	}
+
+	// Closing all but one keeps the code; closing the last frees it.
+	for _, m := range mods[1:] {
+		_ = m.Close(ctx)
+	}
+	if res, err := mods[0].Run(ctx, nil, Limits{}); err != nil || !strings.Contains(string(res.Output), "Hello world!") {
+		t.Fatalf("Run after closing the other Modules: %v", err)
+	}
+	_ = mods[0].Close(ctx)
+	e.mu.Lock()
+	left := len(e.compiled)
+	e.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d compiled modules left after closing every Module", left)
+	}
+
+	// Invalid bytes are not cached as a failure forever, and fail the same
+	// way for concurrent callers.
+	if _, err := e.Compile(ctx, tinyNop[:len(tinyNop)-1]); !errors.Is(err, ErrInvalidModule) {
+		t.Fatalf("truncated module: %v", err)
+	}
+	m, err := e.Compile(ctx, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Close(ctx)
 }

@@ -8,6 +8,7 @@
 package tee
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"sort"
@@ -113,4 +114,15 @@ func (r *Registry) Verify(evidence []byte) (*Claims, error) {
 	}
 	c.Platform = ev.Platform
 	return c, nil
+}
+
+// MeasurementIn reports whether m equals one of accepted. Each comparison is
+// constant-time and every entry is compared, so the time taken does not tell
+// which entry (if any) matched.
+func MeasurementIn(m []byte, accepted [][]byte) bool {
+	found := 0
+	for _, a := range accepted {
+		found |= subtle.ConstantTimeCompare(m, a)
+	}
+	return found == 1 && len(m) > 0
 }

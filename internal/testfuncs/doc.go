@@ -4,7 +4,8 @@
 //
 //   - loop: spins forever.
 //   - memhog: allocates memory until it dies.
-//   - echo: returns its params; writes param "log" to stderr.
+//   - echo: returns its params; writes param "log" to stderr and param
+//     "print" to stdout (which the sdk turns into logs).
 //   - fail: returns an application error with param "message".
 //   - bigout: returns a result larger than param "bytes".
 //   - loglots: writes param "bytes" bytes of logs, returns {}.

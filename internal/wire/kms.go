@@ -197,3 +197,29 @@ func concat(parts ...[]byte) []byte {
 	}
 	return out
 }
+
+// GatewayReplyInfo is the HPKE info of a gateway reply:
+// GatewayReplyContext || nonce.
+func GatewayReplyInfo(nonce []byte) []byte {
+	return concat([]byte(GatewayReplyContext), nonce)
+}
+
+// GatewayReplySigned is what the KMS signs in a gateway reply:
+// GatewayReplyContext || nonce || replyKey || body. The nonce (32 bytes)
+// and the X25519 reply key (32 bytes) have fixed sizes, so the
+// concatenation is unambiguous.
+func GatewayReplySigned(nonce, replyKey, body []byte) []byte {
+	return concat([]byte(GatewayReplyContext), nonce, replyKey, body)
+}
+
+// SignedRecordMessage is what the KMS signs in a SignedRecord:
+// SignedRecordContext || record.
+func SignedRecordMessage(record []byte) []byte {
+	return concat([]byte(SignedRecordContext), record)
+}
+
+// ReleaseInfo is the HPKE info of a sealed KeyBundle:
+// ReleaseContext || nonce || functionID (32 and 16 bytes).
+func ReleaseInfo(nonce, functionID []byte) []byte {
+	return concat([]byte(ReleaseContext), nonce, functionID)
+}

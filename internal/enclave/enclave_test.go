@@ -1,0 +1,274 @@
+package enclave
+
+import (
+	"context"
+	"crypto/hpke"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/ipc"
+	"github.com/clemmys/clemmys/internal/tee/sim"
+	"github.com/clemmys/clemmys/internal/wasmbuild"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// fixture is a runtime with functions loaded the way the KMS and the
+// invoker would load them, and the gateway-side secrets to talk to it.
+type fixture struct {
+	rt      *Runtime
+	gwKey   envelope.Key
+	records map[string]*loadedFn
+}
+
+type loadedFn struct {
+	rec wire.FunctionRecord
+	pub hpke.PublicKey
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	p, err := sim.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := sha256.Sum256([]byte("test runtime"))
+	rt, err := New(Config{Platform: sim.Platform, Measurement: m[:], Attester: p.Attester(m[:], 1, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close(context.Background()) })
+	return &fixture{rt: rt, gwKey: envelope.NewKey(), records: map[string]*loadedFn{}}
+}
+
+// load plays the KMS (sealing a key bundle to the runtime's ephemeral key)
+// and the invoker (handing over the sealed code).
+func (f *fixture) load(t *testing.T, name, namespace string, wasm []byte) (*loadedFn, error) {
+	t.Helper()
+	kem, _ := envelope.SuiteX25519.KEM()
+	priv, err := kem.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	privBytes, _ := priv.Bytes()
+	fid := make([]byte, 16)
+	rand.Read(fid)
+	digest := sha256.Sum256(wasm)
+	rec := wire.FunctionRecord{FunctionID: fid, Namespace: namespace, Action: name, KeyVersion: 1,
+		CodeDigest: digest[:], Suite: uint16(envelope.SuiteX25519), PublicKey: priv.PublicKey().Bytes()}
+	codeKey := envelope.NewKey()
+	bundle, _ := ipc.Marshal(wire.KeyBundle{Record: rec, PrivateKey: privBytes, CodeKey: codeKey.Bytes()})
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	ephPub, err := kem.NewPublicKey(f.rt.Hello().EphemeralKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := append(append([]byte(wire.ReleaseContext), nonce...), fid...)
+	sealedBundle, err := hpke.Seal(ephPub, hpke.HKDFSHA256(), hpke.AES256GCM(), info, bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedCode, err := envelope.SealCode(codeKey, fid, digest[:], wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode})
+	if err != nil {
+		return nil, err
+	}
+	fn := &loadedFn{rec: rec, pub: priv.PublicKey()}
+	f.records[name] = fn
+	return fn, nil
+}
+
+// seal plays the gateway.
+func (f *fixture) seal(t *testing.T, fn *loadedFn, params string, timeout time.Duration, lim envelope.Limits) (*envelope.Envelope, envelope.Key) {
+	t.Helper()
+	reqID := make([]byte, 16)
+	rand.Read(reqID)
+	h := envelope.Header{
+		Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: fn.rec.Namespace,
+		Chain:  []envelope.Step{{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1}},
+		Expiry: time.Now().Add(timeout).UnixMilli(), Limits: lim,
+	}
+	rs := envelope.RequestSecret(f.gwKey, reqID)
+	env, err := envelope.Seal(h, rs, []hpke.PublicKey{fn.pub}, []byte(params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, rs
+}
+
+func marshal(t *testing.T, e *envelope.Envelope) []byte {
+	t.Helper()
+	b, err := e.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var defaultLimits = envelope.Limits{TimeoutMs: 10000, MemoryMB: 128, LogsKB: 64}
+
+func openReply(t *testing.T, rep *ipc.RunReply, rs envelope.Key, sent *envelope.Envelope) (map[string]any, string) {
+	t.Helper()
+	if rep.ErrorCode != "" {
+		t.Fatalf("step refused: %s %s", rep.ErrorCode, rep.ErrorMessage)
+	}
+	out, err := envelope.Unmarshal(rep.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := sent.Header.Digest()
+	res, err := envelope.OpenResult(out, rs, want)
+	if err != nil {
+		t.Fatalf("open result: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(res, &m); err != nil {
+		t.Fatalf("result is not JSON: %v", err)
+	}
+	logs, err := envelope.OpenLogs(&sent.Header, rs, 0, rep.Logs)
+	if err != nil {
+		t.Fatalf("open logs: %v", err)
+	}
+	return m, string(logs)
+}
+
+func TestRunHello(t *testing.T) {
+	f := newFixture(t)
+	fn, err := f.load(t, "hello", "alice", wasmbuild.MustBuild(t, "./examples/hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, rs := f.seal(t, fn, `{"name":"Clemmys"}`, time.Minute, defaultLimits)
+	rep := f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: fn.rec.FunctionID, Envelope: marshal(t, env)})
+	if rep.Status != wire.StatusSuccess {
+		t.Fatalf("status %q (%s)", rep.Status, rep.ErrorMessage)
+	}
+	res, logs := openReply(t, rep, rs, env)
+	if res["greeting"] != "Hello Clemmys!" {
+		t.Fatalf("result %v", res)
+	}
+	if !strings.Contains(logs, "Clemmys") {
+		t.Fatalf("logs %q do not carry the function's log line", logs)
+	}
+
+	// The same envelope again is a replay: refused, nothing sealed.
+	rep = f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: fn.rec.FunctionID, Envelope: marshal(t, env)})
+	if rep.ErrorCode != "replay" || rep.Envelope != nil || rep.Logs != nil {
+		t.Fatalf("replay: got %+v", rep)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	f := newFixture(t)
+	wasm := wasmbuild.MustBuild(t, "./internal/testfuncs/echo")
+	fn, err := f.load(t, "echo", "alice", wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := f.load(t, "echo2", "alice", wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mutate func(e *envelope.Envelope) []byte
+		fid    []byte
+		want   string
+	}{
+		{"expired", nil, nil, "expired"},
+		{"garbage", func(*envelope.Envelope) []byte { return []byte("not an envelope") }, nil, "malformed"},
+		{"tampered namespace", func(e *envelope.Envelope) []byte { e.Header.Namespace = "mallory"; return marshal(t, e) }, nil, "capsule"},
+		{"flipped body bit", func(e *envelope.Envelope) []byte { e.Body[len(e.Body)-1] ^= 1; return marshal(t, e) }, nil, "body"},
+		{"step index", func(e *envelope.Envelope) []byte { e.Step = 1; return marshal(t, e) }, nil, "step"},
+		{"routed to another function", nil, other.rec.FunctionID, "wrong_function"},
+		{"not loaded", nil, []byte("0123456789abcdef"), CodeNotLoaded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			timeout := time.Minute
+			if tt.want == "expired" {
+				timeout = -time.Second
+			}
+			env, _ := f.seal(t, fn, `{"log":"ran"}`, timeout, defaultLimits)
+			b := marshal(t, env)
+			if tt.mutate != nil {
+				b = tt.mutate(env)
+			}
+			fid := fn.rec.FunctionID
+			if tt.fid != nil {
+				fid = tt.fid
+			}
+			rep := f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: fid, Envelope: b})
+			if rep.ErrorCode != tt.want {
+				t.Fatalf("error code %q (%s), want %q", rep.ErrorCode, rep.ErrorMessage, tt.want)
+			}
+			if rep.Status != wire.StatusInternalError || rep.Envelope != nil || rep.Logs != nil {
+				t.Fatalf("a refused step must seal nothing: %+v", rep)
+			}
+		})
+	}
+}
+
+func TestLoadRefusals(t *testing.T) {
+	f := newFixture(t)
+	wasm := wasmbuild.MustBuild(t, "./internal/testfuncs/echo")
+	if _, err := f.load(t, "echo", "alice", wasm); err != nil {
+		t.Fatal(err)
+	}
+	// One runtime serves one namespace.
+	_, err := f.load(t, "echo", "bob", wasm)
+	if ie, ok := err.(*ipc.Error); !ok || ie.Code != CodeNamespace {
+		t.Fatalf("other namespace: got %v", err)
+	}
+	// A bundle sealed to someone else's key does not open.
+	_, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: make([]byte, 16), Nonce: []byte("n"), SealedBundle: []byte("junk"), SealedCode: []byte("junk")})
+	if ie, ok := err.(*ipc.Error); !ok || ie.Code != CodeBundle {
+		t.Fatalf("junk bundle: got %v", err)
+	}
+	// Not a wasm module (digest matches, code decrypts): clear error.
+	_, err = f.load(t, "bad", "alice", []byte("\x00asm\x01\x00\x00\x00garbage"))
+	if ie, ok := err.(*ipc.Error); !ok || ie.Code != CodeInvalidWasm {
+		t.Fatalf("invalid module: got %v", err)
+	}
+}
+
+func TestRunawayGuests(t *testing.T) {
+	f := newFixture(t)
+	loop, err := f.load(t, "loop", "alice", wasmbuild.MustBuild(t, "./internal/testfuncs/loop"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hog, err := f.load(t, "memhog", "alice", wasmbuild.MustBuild(t, "./internal/testfuncs/memhog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		fn   *loadedFn
+		lim  envelope.Limits
+		want string
+	}{
+		{loop, envelope.Limits{TimeoutMs: 300, MemoryMB: 128, LogsKB: 64}, "exceeded its time limits of 300 milliseconds"},
+		{hog, envelope.Limits{TimeoutMs: 20000, MemoryMB: 64, LogsKB: 64}, "exceeded its memory limit of 64 MB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fn.rec.Action, func(t *testing.T) {
+			env, rs := f.seal(t, tt.fn, `{}`, time.Minute, tt.lim)
+			rep := f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: tt.fn.rec.FunctionID, Envelope: marshal(t, env)})
+			if rep.Status != wire.StatusDeveloperError {
+				t.Fatalf("status %q (%s %s)", rep.Status, rep.ErrorCode, rep.ErrorMessage)
+			}
+			res, _ := openReply(t, rep, rs, env)
+			if msg, _ := res["error"].(string); !strings.Contains(msg, tt.want) {
+				t.Fatalf("error %q, want it to contain %q", msg, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,102 @@
+package envelope
+
+import (
+	"testing"
+)
+
+var payload1K = make([]byte, 1024)
+
+func BenchmarkSeal1Step(b *testing.B) {
+	for _, suite := range suites {
+		b.Run(suite.String(), func(b *testing.B) {
+			f := newTestFn(b, suite, "bench")
+			h := newTestHeader(suite, "bench", f)
+			rs := RequestSecret(NewKey(), h.RequestID)
+			pubs := pubsOf(f)
+			b.SetBytes(int64(len(payload1K)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Seal(h, rs, pubs, payload1K); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	for _, suite := range suites {
+		b.Run(suite.String(), func(b *testing.B) {
+			f := newTestFn(b, suite, "bench")
+			h := newTestHeader(suite, "bench", f)
+			rs := RequestSecret(NewKey(), h.RequestID)
+			e, err := Seal(h, rs, pubsOf(f), payload1K)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(payload1K)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Open(e, &f.id, testNow); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkSealOutput(b *testing.B) {
+	f := newTestFn(b, SuiteX25519, "bench")
+	h := newTestHeader(SuiteX25519, "bench", f)
+	rs := RequestSecret(NewKey(), h.RequestID)
+	e, err := Seal(h, rs, pubsOf(f), payload1K)
+	if err != nil {
+		b.Fatal(err)
+	}
+	o, err := Open(e, &f.id, testNow)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(payload1K)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := o.SealOutput(payload1K); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMarshalUnmarshal(b *testing.B) {
+	f := newTestFn(b, SuiteX25519, "bench")
+	h := newTestHeader(SuiteX25519, "bench", f)
+	e, err := Seal(h, RequestSecret(NewKey(), h.RequestID), pubsOf(f), payload1K)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, err := e.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Unmarshal(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenResult(b *testing.B) {
+	f := newTestFn(b, SuiteX25519, "bench")
+	h := newTestHeader(SuiteX25519, "bench", f)
+	rs := RequestSecret(NewKey(), h.RequestID)
+	e, _ := Seal(h, rs, pubsOf(f), payload1K)
+	o, _ := Open(e, &f.id, testNow)
+	res, _ := o.SealOutput(payload1K)
+	d, _ := h.Digest()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := OpenResult(res, rs, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package envelope
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+)
+
+// Domain-separation labels. Each is followed only by fixed-length fields.
+const (
+	labelRequestSecret = "clemmys/envelope/v1/request-secret\x00"
+	labelStepKey       = "clemmys/envelope/v1/step-key\x00"
+	labelCapsule       = "clemmys/envelope/v1/capsule\x00"
+	labelBody          = "clemmys/envelope/v1/body\x00"
+	labelLogsKey       = "clemmys/envelope/v1/logs-key\x00"
+	labelLogs          = "clemmys/envelope/v1/logs\x00"
+	labelCode          = "clemmys/envelope/v1/code\x00"
+)
+
+var errZeroKey = errors.New("envelope: zero key")
+
+// RequestSecret derives the per-request secret from the gateway secret and
+// the request id with HKDF-SHA256. Any gateway replica holding the same
+// gateway secret derives the same request secret, so gateways stay
+// stateless. It returns the zero Key, which every other function refuses,
+// if gatewaySecret is zero or requestID is not 16 bytes.
+func RequestSecret(gatewaySecret Key, requestID []byte) Key {
+	if gatewaySecret.IsZero() || len(requestID) != RequestIDSize {
+		return Key{}
+	}
+	return hkdfKey(gatewaySecret.raw(), nil, labelRequestSecret+string(requestID))
+}
+
+// DeriveStepKeys returns the len(h.Chain)+1 step keys k_0..k_n of the
+// request: HKDF-Extract with the header digest as salt, then HKDF-Expand with
+// the step index in the info. Step j holds (k_j, k_{j+1}); k_n opens the
+// final result.
+func DeriveStepKeys(requestSecret Key, h *Header) ([]Key, error) {
+	d, err := h.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return deriveStepKeys(requestSecret, d, len(h.Chain))
+}
+
+func deriveStepKeys(requestSecret Key, d [32]byte, n int) ([]Key, error) {
+	if requestSecret.IsZero() {
+		return nil, errZeroKey
+	}
+	prk, err := hkdf.Extract(sha256.New, requestSecret.raw(), d[:])
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]Key, n+1)
+	for j := range keys {
+		b, err := hkdf.Expand(sha256.New, prk, labelStepKey+string(u32(uint32(j))), KeySize)
+		if err != nil {
+			return nil, err
+		}
+		keys[j] = keyFromArray((*[KeySize]byte)(b))
+	}
+	return keys, nil
+}
+
+// logsKey derives the key that seals step j's logs from k_{j+1}.
+func logsKey(next Key, step uint32) Key {
+	return hkdfKey(next.raw(), nil, labelLogsKey+string(u32(step)))
+}
+
+func hkdfKey(secret, salt []byte, info string) Key {
+	b, err := hkdf.Key(sha256.New, secret, salt, info, KeySize)
+	if err != nil {
+		// Only possible for invalid output lengths; KeySize is valid.
+		panic("envelope: hkdf: " + err.Error())
+	}
+	return keyFromArray((*[KeySize]byte)(b))
+}
+
+func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+
+// bound returns label || digest || u32(n): the capsule info, body AAD and
+// logs AAD.
+func bound(label string, d [32]byte, n uint32) []byte {
+	b := make([]byte, 0, len(label)+len(d)+4)
+	b = append(b, label...)
+	b = append(b, d[:]...)
+	return binary.BigEndian.AppendUint32(b, n)
+}
+
+func newAEAD(k Key) (cipher.AEAD, error) {
+	if k.IsZero() {
+		return nil, errZeroKey
+	}
+	block, err := aes.NewCipher(k.raw())
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCMWithRandomNonce(block)
+}
+
+// sealAEAD returns nonce || AES-256-GCM(k, plaintext, aad).
+func sealAEAD(k Key, aad, plaintext []byte) ([]byte, error) {
+	a, err := newAEAD(k)
+	if err != nil {
+		return nil, err
+	}
+	return a.Seal(make([]byte, 0, len(plaintext)+gcmOverhead), nil, plaintext, aad), nil
+}
+
+// openAEAD is the inverse of sealAEAD. Its error carries no detail.
+func openAEAD(k Key, aad, sealed []byte) ([]byte, error) {
+	a, err := newAEAD(k)
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < gcmOverhead {
+		return nil, errors.New("too short")
+	}
+	return a.Open(nil, nil, sealed, aad)
+}

@@ -1,0 +1,288 @@
+package envelope
+
+import (
+	"crypto/hpke"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"time"
+)
+
+// maxBodyPlaintext bounds inputs and outputs so that the envelope carrying
+// them stays below MaxEnvelopeSize (headers and capsules take the rest).
+const maxBodyPlaintext = MaxEnvelopeSize - 256<<10
+
+func hpkeKDF() hpke.KDF   { return hpke.HKDFSHA256() }
+func hpkeAEAD() hpke.AEAD { return hpke.AES256GCM() }
+
+// Seal builds the envelope for step 0 (gateway side, or client side in
+// end-to-end mode). It validates h, derives the step keys from
+// requestSecret and h's digest, seals capsule j = k_j || k_{j+1} to pubs[j]
+// with single-shot HPKE, and seals input under k_0 as the step-0 body.
+// pubs[j] must be the function key of h.Chain[j] and belong to h.Suite.
+func Seal(h Header, requestSecret Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
+	h = h.Clone()
+	d, err := h.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if len(pubs) != len(h.Chain) {
+		return nil, malformed("%d public keys for %d steps", len(pubs), len(h.Chain))
+	}
+	for j, pk := range pubs {
+		if pk == nil || pk.KEM().ID() != h.Suite.kemID() {
+			return nil, wrap(ErrSuite, "public key %d is not a %s key", j, h.Suite)
+		}
+	}
+	if len(input) > maxBodyPlaintext {
+		return nil, malformed("input is %d bytes, limit %d", len(input), maxBodyPlaintext)
+	}
+	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
+	if err != nil {
+		return nil, err
+	}
+	caps := make([][]byte, len(h.Chain))
+	pt := make([]byte, 2*KeySize)
+	for j, pk := range pubs {
+		copy(pt, keys[j].raw())
+		copy(pt[KeySize:], keys[j+1].raw())
+		caps[j], err = hpke.Seal(pk, hpkeKDF(), hpkeAEAD(), bound(labelCapsule, d, uint32(j)), pt)
+		if err != nil {
+			return nil, fmt.Errorf("envelope: seal capsule %d: %w", j, err)
+		}
+	}
+	clear(pt)
+	body, err := sealAEAD(keys[0], bound(labelBody, d, 0), input)
+	if err != nil {
+		return nil, err
+	}
+	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body}, nil
+}
+
+// FunctionIdentity is what an enclave runtime holds for one loaded function
+// version.
+type FunctionIdentity struct {
+	FunctionID []byte
+	CodeDigest []byte
+	KeyVersion uint32
+	PrivateKey hpke.PrivateKey
+}
+
+// Opened is a checked and opened step (runtime side). It holds k_j and
+// k_{j+1}, unexported; fmt prints neither them nor Input.
+type Opened struct {
+	Input     []byte
+	Step      uint32
+	RequestID []byte
+	Expiry    time.Time
+
+	header   Header
+	digest   [32]byte
+	capsules [][]byte
+	kIn      Key // k_j
+	kOut     Key // k_{j+1}
+}
+
+// Header returns a copy of the authenticated header.
+func (o *Opened) Header() Header { return o.header.Clone() }
+
+// Digest returns the header digest.
+func (o *Opened) Digest() [32]byte { return o.digest }
+
+// String never reveals input or keys.
+func (o Opened) String() string {
+	return fmt.Sprintf("envelope.Opened{Step:%d, redacted}", o.Step)
+}
+
+// Format never reveals input or keys, whatever the verb.
+func (o Opened) Format(f fmt.State, _ rune) { io.WriteString(f, o.String()) }
+
+// Open checks and opens step e.Step of an envelope for the function fn at
+// time now. It performs every check of DESIGN §3.3 except the replay cache
+// (the runtime owns that), in this order, each failure a typed error:
+//
+//  1. version (ErrVersion) and suite, including that fn's key belongs to
+//     the header's suite (ErrSuite); then the rest of the header's
+//     structure (ErrMalformed);
+//  2. expiry: now must be before Expiry (ErrExpired);
+//  3. Step < len(Chain) (ErrStep);
+//  4. len(Capsules) == len(Chain) (ErrMalformed);
+//  5. Chain[Step] names fn's FunctionID (ErrWrongFunction), CodeDigest
+//     (ErrWrongCode) and KeyVersion (ErrKeyVersion), in constant time;
+//  6. capsule Step opens with fn.PrivateKey and the header digest
+//     (ErrCapsule);
+//  7. the body opens under k_Step with the header digest and Step as AAD
+//     (ErrBody).
+//
+// Nothing is decrypted before the metadata checks pass.
+func Open(e *Envelope, fn *FunctionIdentity, now time.Time) (*Opened, error) {
+	if e == nil || fn == nil {
+		return nil, malformed("nil envelope or function")
+	}
+	h := &e.Header
+	if h.Version != Version {
+		return nil, wrap(ErrVersion, "version %d, want %d", h.Version, Version)
+	}
+	if !h.Suite.Valid() {
+		return nil, wrap(ErrSuite, "unknown suite %d", uint16(h.Suite))
+	}
+	if fn.PrivateKey == nil || fn.PrivateKey.KEM().ID() != h.Suite.kemID() {
+		return nil, wrap(ErrSuite, "function key is not a %s key", h.Suite)
+	}
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	if !now.Before(h.ExpiryTime()) {
+		return nil, ErrExpired
+	}
+	if uint64(e.Step) >= uint64(len(h.Chain)) {
+		return nil, wrap(ErrStep, "step %d of a %d-step chain", e.Step, len(h.Chain))
+	}
+	if len(e.Capsules) != len(h.Chain) {
+		return nil, malformed("%d capsules for %d steps", len(e.Capsules), len(h.Chain))
+	}
+	st := &h.Chain[e.Step]
+	if subtle.ConstantTimeCompare(st.FunctionID, fn.FunctionID) != 1 {
+		return nil, ErrWrongFunction
+	}
+	if subtle.ConstantTimeCompare(st.CodeDigest, fn.CodeDigest) != 1 {
+		return nil, ErrWrongCode
+	}
+	if subtle.ConstantTimeEq(int32(st.KeyVersion), int32(fn.KeyVersion)) != 1 {
+		return nil, wrap(ErrKeyVersion, "step names key version %d, runtime holds %d", st.KeyVersion, fn.KeyVersion)
+	}
+	d, err := h.Digest()
+	if err != nil {
+		return nil, err
+	}
+
+	c := e.Capsules[e.Step]
+	if len(c) != h.Suite.capsuleSize() {
+		return nil, wrap(ErrCapsule, "capsule is %d bytes, want %d", len(c), h.Suite.capsuleSize())
+	}
+	pt, err := hpke.Open(fn.PrivateKey, hpkeKDF(), hpkeAEAD(), bound(labelCapsule, d, e.Step), c)
+	if err != nil || len(pt) != 2*KeySize {
+		return nil, ErrCapsule
+	}
+	kIn := keyFromArray((*[KeySize]byte)(pt[:KeySize:KeySize]))
+	kOut := keyFromArray((*[KeySize]byte)(append([]byte(nil), pt[KeySize:]...)))
+	if kIn.IsZero() || kOut.IsZero() {
+		return nil, ErrCapsule
+	}
+
+	input, err := openAEAD(kIn, bound(labelBody, d, e.Step), e.Body)
+	if err != nil {
+		return nil, ErrBody
+	}
+	hc := h.Clone()
+	caps := make([][]byte, len(e.Capsules))
+	for i, c := range e.Capsules {
+		caps[i] = cloneBytes(c)
+	}
+	return &Opened{
+		Input:     input,
+		Step:      e.Step,
+		RequestID: cloneBytes(h.RequestID),
+		Expiry:    h.ExpiryTime(),
+		header:    hc,
+		digest:    d,
+		capsules:  caps,
+		kIn:       kIn,
+		kOut:      kOut,
+	}, nil
+}
+
+// SealOutput returns the envelope for the next step (or, after the last
+// step, the final result): the same header and capsules, Step+1, and output
+// sealed under k_{Step+1} with the AAD for Step+1. Error results are sealed
+// the same way.
+func (o *Opened) SealOutput(output []byte) (*Envelope, error) {
+	if o == nil || o.kOut.IsZero() {
+		return nil, errZeroKey
+	}
+	if len(output) > maxBodyPlaintext {
+		return nil, malformed("output is %d bytes, limit %d", len(output), maxBodyPlaintext)
+	}
+	next := o.Step + 1
+	body, err := sealAEAD(o.kOut, bound(labelBody, o.digest, next), output)
+	if err != nil {
+		return nil, err
+	}
+	caps := make([][]byte, len(o.capsules))
+	for i, c := range o.capsules {
+		caps[i] = cloneBytes(c)
+	}
+	return &Envelope{Header: o.header.Clone(), Step: next, Capsules: caps, Body: body}, nil
+}
+
+// SealLogs seals this step's logs for the owner, under a key derived from
+// k_{Step+1} (label "logs-key") with AAD = logs label || digest || Step.
+func (o *Opened) SealLogs(logs []byte) ([]byte, error) {
+	if o == nil || o.kOut.IsZero() {
+		return nil, errZeroKey
+	}
+	return sealAEAD(logsKey(o.kOut, o.Step), bound(labelLogs, o.digest, o.Step), logs)
+}
+
+// OpenResult opens a final result (gateway side, or client side in
+// end-to-end mode). It checks e.Step == len(Chain) (ErrStep) and that
+// e.Header's digest equals want, the digest of the header that was sent
+// (ErrHeaderMismatch), then derives the keys and opens the body under k_n
+// (ErrBody).
+//
+// Passing a zero want skips only the digest comparison. That is meant for
+// reopening a stored record whose header is not otherwise at hand: the
+// result is then still authenticated relative to e.Header (the keys are
+// derived from its digest and the capsules bind it, so only a holder of the
+// request secret could have created that header), but the caller must take
+// e.Header — not some other copy — as the truth, and must have derived
+// requestSecret from the request id it expects.
+func OpenResult(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
+	if e == nil {
+		return nil, malformed("nil envelope")
+	}
+	if err := e.Header.Validate(); err != nil {
+		return nil, err
+	}
+	if uint64(e.Step) != uint64(len(e.Header.Chain)) {
+		return nil, wrap(ErrStep, "step %d is not the end of a %d-step chain", e.Step, len(e.Header.Chain))
+	}
+	d, err := e.Header.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if want != ([32]byte{}) && subtle.ConstantTimeCompare(d[:], want[:]) != 1 {
+		return nil, ErrHeaderMismatch
+	}
+	keys, err := deriveStepKeys(requestSecret, d, len(e.Header.Chain))
+	if err != nil {
+		return nil, err
+	}
+	out, err := openAEAD(keys[len(keys)-1], bound(labelBody, d, e.Step), e.Body)
+	if err != nil {
+		return nil, ErrBody
+	}
+	return out, nil
+}
+
+// OpenLogs opens logs sealed by SealLogs at the given step of the request
+// with header h (ErrStep if step is not in the chain, ErrBody if they do not
+// open).
+func OpenLogs(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte, error) {
+	d, err := h.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if uint64(step) >= uint64(len(h.Chain)) {
+		return nil, wrap(ErrStep, "step %d of a %d-step chain", step, len(h.Chain))
+	}
+	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
+	if err != nil {
+		return nil, err
+	}
+	logs, err := openAEAD(logsKey(keys[step+1], step), bound(labelLogs, d, step), sealed)
+	if err != nil {
+		return nil, ErrBody
+	}
+	return logs, nil
+}

@@ -1,0 +1,91 @@
+package kms
+
+import (
+	"context"
+	"crypto/hpke"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/tee"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// handleRelease releases a function version's keys to an attested enclave
+// runtime whose evidence satisfies the function's policy.
+func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
+	req, err := bus.Decode[wire.ReleaseRequest](data)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.FunctionID) != 16 {
+		return nil, wire.Errorf(wire.CodeBadRequest, "function id must be 16 bytes")
+	}
+	fid := hex.EncodeToString(req.FunctionID)
+	ephPub, err := x25519.NewPublicKey(req.EphemeralKey)
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeBadRequest, "ephemeral key must be an X25519 HPKE public key")
+	}
+	if err := k.nonces.consume(req.Nonce); err != nil {
+		return nil, err
+	}
+	claims, err := k.cfg.Verifiers.Verify(req.Evidence)
+	if err != nil {
+		k.log.Warn("key release refused: evidence rejected", "function", fid, "err", err)
+		return nil, wire.Errorf(wire.CodeAttestation, "runtime evidence rejected (%v); accepted platforms: %v", err, k.cfg.Verifiers.Platforms())
+	}
+	want := wire.ReleaseReportData(req.Nonce, req.EphemeralKey)
+	if subtle.ConstantTimeCompare(claims.ReportData[:], want[:]) != 1 {
+		k.log.Warn("key release refused: report data mismatch", "function", fid)
+		return nil, wire.Errorf(wire.CodeAttestation, "runtime evidence does not bind this request: its report data must be wire.ReleaseReportData(nonce, ephemeral key)")
+	}
+	var fs functionState
+	if _, err := k.st.get(ctx, keyFunction(req.FunctionID), &fs); err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, wire.Errorf(wire.CodeNotFound, "function %s is unknown to the KMS", fid)
+		}
+		return nil, err
+	}
+	defer clearFunction(&fs)
+	if err := checkPolicy(claims, &fs); err != nil {
+		k.log.Warn("key release refused", "function", fid, "namespace", fs.Record.Namespace,
+			"measurement", hex.EncodeToString(claims.Measurement), "debug", claims.Debug,
+			"security_version", claims.SecurityVersion, "err", err)
+		return nil, err
+	}
+	plain, err := bus.Marshal(&wire.KeyBundle{Record: fs.Record, PrivateKey: fs.PrivateKey, CodeKey: fs.CodeKey})
+	if err != nil {
+		return nil, fmt.Errorf("kms: encode key bundle: %w", err)
+	}
+	defer clear(plain)
+	sealed, err := hpke.Seal(ephPub, hpke.HKDFSHA256(), hpke.AES256GCM(), wire.ReleaseInfo(req.Nonce, req.FunctionID), plain)
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeBadRequest, "ephemeral key is not a usable X25519 public key")
+	}
+	k.log.Info("keys released", "function", fid, "namespace", fs.Record.Namespace, "action", fs.Record.Action,
+		"platform", claims.Platform, "measurement", hex.EncodeToString(claims.Measurement))
+	return &wire.ReleaseReply{Sealed: sealed}, nil
+}
+
+// checkPolicy applies a function's policy to a runtime's claims. Its errors
+// tell the namespace owner what to change.
+func checkPolicy(c *tee.Claims, fs *functionState) error {
+	p := &fs.Policy
+	fid := hex.EncodeToString(fs.Record.FunctionID)
+	m := hex.EncodeToString(c.Measurement)
+	if !tee.MeasurementIn(c.Measurement, p.Measurements) {
+		return wire.Errorf(wire.CodePolicy, "runtime measurement %s is not in the policy of function %s (%s/%s): the namespace owner can allow it with `clemmys policy allow %s`",
+			m, fid, fs.Record.Namespace, fs.Record.Action, m)
+	}
+	if c.Debug && !p.AllowDebug {
+		return wire.Errorf(wire.CodePolicy, "runtime %s is a debug-mode enclave (the host can read its memory) and the policy of function %s (%s/%s) does not allow debug",
+			m, fid, fs.Record.Namespace, fs.Record.Action)
+	}
+	if c.SecurityVersion < p.MinSecurityVersion {
+		return wire.Errorf(wire.CodePolicy, "runtime security version %d is below the minimum %d of the policy of function %s (%s/%s): update the TEE's firmware/TCB",
+			c.SecurityVersion, p.MinSecurityVersion, fid, fs.Record.Namespace, fs.Record.Action)
+	}
+	return nil
+}
