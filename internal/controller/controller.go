@@ -7,20 +7,22 @@
 //
 // Concurrency (which lock guards what, and the lock order):
 //
-//   - Controller.mu guards started, stopping, stops and hbSub. It is never
+//   - Controller.mu guards started, stopping, stops and runCtx/cancelRun
+//     while Start sets them. It is never
 //     held while calling out (bus, JetStream) and never taken with
 //     scheduler.mu held.
 //   - scheduler.mu guards the invoker table (scheduler.invokers). It is a
 //     leaf lock.
 //
-// Background activations (non-blocking invokes) are started only through
-// Controller.goActivation, which registers them in Controller.wg so that
+// Background activations (non-blocking invokes) are registered only through
+// Controller.beginBackground, which adds them in Controller.wg so that
 // Stop can wait for them.
 package controller
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -83,8 +85,7 @@ type Controller struct {
 	mu       sync.Mutex
 	started  bool
 	stopping bool
-	stops    []func()
-	hbSub    *nats.Subscription
+	stops    []func() // heartbeat subscription and subject servers
 
 	wg sync.WaitGroup // background activations
 }
@@ -129,6 +130,8 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		code:        code,
 		sched:       newScheduler(cfg.Now, cfg.HeartbeatTimeout),
 	}
+	// Replaced by Start; lets handlers run (in tests) before Start.
+	c.runCtx, c.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
 	c.metrics = newMetrics(c.sched.healthy)
 	return c, nil
 }
@@ -139,83 +142,84 @@ func (c *Controller) Metrics() *prometheus.Registry { return c.metrics.reg }
 // Start serves every controller subject in queue group wire.QueueController
 // and tracks invoker heartbeats. Cancelling ctx stops serving and cancels
 // running activations; Stop does so gracefully.
-func (c *Controller) Start(ctx context.Context) (err error) {
+func (c *Controller) Start(ctx context.Context) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.started || c.stopping {
+		c.mu.Unlock()
 		return errors.New("controller: already started")
 	}
 	c.started = true
 	c.runCtx, c.cancelRun = context.WithCancel(ctx)
-	defer func() {
-		if err != nil {
-			c.stopLocked()
+	c.mu.Unlock()
+
+	var stops []func()
+	undo := func() {
+		for _, stop := range stops {
+			stop()
 		}
-	}()
-	c.hbSub, err = c.cfg.Conn.Subscribe(wire.SubjectInvokerHeartbeat, func(m *nats.Msg) {
+	}
+	hbSub, err := c.cfg.Conn.Subscribe(wire.SubjectInvokerHeartbeat, func(m *nats.Msg) {
 		c.heartbeat(m.Data)
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("controller: subscribe heartbeats: %w", err)
 	}
+	stops = append(stops, func() { _ = hbSub.Unsubscribe() })
 	handlers := []struct {
 		subject string
 		h       bus.Handler
 	}{
-		{wire.SubjectActionPut, c.handleActionPut},
-		{wire.SubjectActionGet, c.handleActionGet},
-		{wire.SubjectActionDelete, c.handleActionDelete},
-		{wire.SubjectActionList, c.handleActionList},
-		{wire.SubjectInvoke, c.handleInvoke},
-		{wire.SubjectActivationGet, c.handleActivationGet},
-		{wire.SubjectActivationList, c.handleActivationList},
+		{wire.SubjectActionPut, c.instrument("action.put", c.handleActionPut)},
+		{wire.SubjectActionGet, c.instrument("action.get", c.handleActionGet)},
+		{wire.SubjectActionDelete, c.instrument("action.delete", c.handleActionDelete)},
+		{wire.SubjectActionList, c.instrument("action.list", c.handleActionList)},
+		{wire.SubjectInvoke, c.instrument("invoke", c.handleInvoke)},
+		{wire.SubjectActivationGet, c.instrument("activation.get", c.handleActivationGet)},
+		{wire.SubjectActivationList, c.instrument("activation.list", c.handleActivationList)},
 	}
 	for _, h := range handlers {
 		stop, err := bus.Serve(ctx, c.cfg.Conn, c.log, h.subject, wire.QueueController, serveLimit, h.h)
 		if err != nil {
+			undo()
 			return err
 		}
-		c.stops = append(c.stops, stop)
+		stops = append(stops, stop)
 	}
 	// Make sure the server has seen every subscription before callers are
 	// told the controller is up.
-	return c.cfg.Conn.Flush()
-}
-
-// stopLocked undoes a failed Start; c.mu is held.
-func (c *Controller) stopLocked() {
-	if c.hbSub != nil {
-		_ = c.hbSub.Unsubscribe()
+	if err := c.cfg.Conn.Flush(); err != nil {
+		undo()
+		return fmt.Errorf("controller: flush subscriptions: %w", err)
 	}
-	for _, stop := range c.stops {
-		stop()
+	c.mu.Lock()
+	if c.stopping { // Stop ran concurrently
+		c.mu.Unlock()
+		undo()
+		return errors.New("controller: stopped while starting")
 	}
-	c.stops = nil
-	c.cancelRun()
-	c.stopping = true
+	c.stops = stops
+	c.mu.Unlock()
+	return nil
 }
 
 // Stop stops serving, lets running activations finish for at most
 // StopGrace, cancels the rest and waits until their records are stored.
+// It is safe to call more than once.
 func (c *Controller) Stop() {
 	c.mu.Lock()
-	if c.stopping || !c.started {
-		c.stopping = true
+	if c.stopping {
 		c.mu.Unlock()
 		return
 	}
 	c.stopping = true
-	stops, sub := c.stops, c.hbSub
+	stops := c.stops
 	c.stops = nil
 	c.mu.Unlock()
 
-	if sub != nil {
-		_ = sub.Unsubscribe()
-	}
 	grace := time.AfterFunc(c.cfg.StopGrace, c.cancelRun)
 	defer grace.Stop()
-	// Each stop waits for its in-flight handlers (blocking invokes run under
-	// runCtx, so they are bounded by the grace timer too).
+	// Each stop waits for its in-flight handlers; blocking invokes run under
+	// runCtx, so the grace timer bounds them too.
 	var swg sync.WaitGroup
 	for _, stop := range stops {
 		swg.Go(stop)
@@ -225,15 +229,32 @@ func (c *Controller) Stop() {
 	c.cancelRun()
 }
 
-// goActivation runs f in the background, tracked for Stop. It reports false
-// if the controller is stopping.
-func (c *Controller) goActivation(f func()) bool {
+// instrument counts the outcomes of h by wire error code.
+func (c *Controller) instrument(op string, h bus.Handler) bus.Handler {
+	return func(ctx context.Context, data []byte) (any, error) {
+		v, err := h(ctx, data)
+		code := "ok"
+		if err != nil {
+			code = wire.CodeInternal
+			if we, ok := errors.AsType[*wire.Error](err); ok {
+				code = we.Code
+			}
+		}
+		c.metrics.requests.WithLabelValues(op, code).Inc()
+		return v, err
+	}
+}
+
+// beginBackground registers a background activation for Stop; the caller
+// calls c.wg.Done when it ends. It reports false if the controller is
+// stopping.
+func (c *Controller) beginBackground() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopping {
 		return false
 	}
-	c.wg.Go(f)
+	c.wg.Add(1)
 	return true
 }
 

@@ -1,0 +1,324 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/store"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// handleActionPut stores an action and its sealed code (wire.ActionPut →
+// wire.Action).
+func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, error) {
+	put, err := bus.Decode[wire.ActionPut](data)
+	if err != nil {
+		return nil, err
+	}
+	a := put.Action
+	if err := checkRef(a.Namespace, a.Name); err != nil {
+		return nil, err
+	}
+	if len(put.SealedCode) == 0 {
+		return nil, badRequest("code is required")
+	}
+	fid, err := functionID(a.Function)
+	if err != nil {
+		return nil, err
+	}
+	if err := normalizeAction(&a); err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	key := store.Key(a.Namespace, a.Name)
+	prev, rev, err := c.getAction(ctx, key)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return nil, err
+	}
+	if prev != nil && !put.Overwrite {
+		return nil, wire.Errorf(wire.CodeConflict, conflictMessage)
+	}
+	if a.Version == "" {
+		a.Version = firstVersion
+		if prev != nil {
+			a.Version = nextVersion(prev.Version)
+		}
+	}
+	a.Updated = c.now().UnixMilli()
+	value, err := bus.Marshal(&a)
+	if err != nil {
+		return nil, badRequest("the action cannot be encoded")
+	}
+
+	obj := hex.EncodeToString(fid)
+	prevObj := ""
+	if prev != nil {
+		if pfid, err := functionID(prev.Function); err == nil {
+			prevObj = hex.EncodeToString(pfid)
+		}
+	}
+	if _, err := c.code.PutBytes(ctx, obj, put.SealedCode); err != nil {
+		return nil, fmt.Errorf("controller: store code: %w", err)
+	}
+	if prev == nil {
+		_, err = c.actions.Create(ctx, key, value)
+	} else {
+		_, err = c.actions.Update(ctx, key, value, rev)
+	}
+	if err != nil {
+		if obj != prevObj {
+			c.deleteCode(ctx, obj)
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrKeyExists) && prev == nil:
+			return nil, wire.Errorf(wire.CodeConflict, conflictMessage)
+		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
+			return nil, wire.Errorf(wire.CodeConflict, concurrentMessage)
+		}
+		return nil, fmt.Errorf("controller: store action: %w", err)
+	}
+	if prevObj != "" && prevObj != obj {
+		c.deleteCode(ctx, prevObj)
+	}
+	c.log.Info("action stored", "namespace", a.Namespace, "action", a.Name, "version", a.Version,
+		"function", obj, "code_bytes", len(put.SealedCode), "overwrite", prev != nil)
+	return &a, nil
+}
+
+// handleActionGet returns an action (wire.ActionRef → wire.Action).
+func (c *Controller) handleActionGet(ctx context.Context, data []byte) (any, error) {
+	ref, err := bus.Decode[wire.ActionRef](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRef(ref.Namespace, ref.Name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	a, _, err := c.getAction(ctx, store.Key(ref.Namespace, ref.Name))
+	if errors.Is(err, errNotFound) {
+		return nil, notFound()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// handleActionDelete deletes an action and its code (wire.ActionRef →
+// wire.Action, the deleted action).
+func (c *Controller) handleActionDelete(ctx context.Context, data []byte) (any, error) {
+	ref, err := bus.Decode[wire.ActionRef](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRef(ref.Namespace, ref.Name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	key := store.Key(ref.Namespace, ref.Name)
+	a, rev, err := c.getAction(ctx, key)
+	if errors.Is(err, errNotFound) {
+		return nil, notFound()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := c.actions.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, wire.Errorf(wire.CodeConflict, concurrentMessage)
+		}
+		return nil, fmt.Errorf("controller: delete action: %w", err)
+	}
+	if fid, err := functionID(a.Function); err == nil {
+		c.deleteCode(ctx, hex.EncodeToString(fid))
+	}
+	c.log.Info("action deleted", "namespace", a.Namespace, "action", a.Name)
+	return a, nil
+}
+
+// handleActionList lists a namespace's actions, most recently updated first
+// (wire.ListRequest → wire.ActionList).
+func (c *Controller) handleActionList(ctx context.Context, data []byte) (any, error) {
+	req, err := bus.Decode[wire.ListRequest](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNamespace(req.Namespace); err != nil {
+		return nil, err
+	}
+	skip, limit, err := page(req.Skip, req.Limit)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	keys, err := listKeys(ctx, c.actions, req.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	actions := make([]wire.Action, 0, len(keys))
+	for _, k := range keys {
+		a, _, err := c.getAction(ctx, k)
+		if errors.Is(err, errNotFound) {
+			continue // deleted since listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		if req.Name != "" && a.Name != req.Name {
+			continue
+		}
+		actions = append(actions, *a)
+	}
+	slices.SortFunc(actions, func(x, y wire.Action) int {
+		if c := cmp.Compare(y.Updated, x.Updated); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Name, y.Name)
+	})
+	skip = min(skip, len(actions))
+	actions = actions[skip:]
+	actions = actions[:min(limit, len(actions))]
+	return &wire.ActionList{Actions: actions}, nil
+}
+
+// errNotFound is returned by the store helpers for a missing entity.
+var errNotFound = errors.New("controller: not found")
+
+// getAction loads the action at key and its revision.
+func (c *Controller) getAction(ctx context.Context, key string) (*wire.Action, uint64, error) {
+	e, err := c.actions.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, errNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("controller: load action: %w", err)
+	}
+	var a wire.Action
+	if err := bus.Unmarshal(e.Value(), &a); err != nil {
+		return nil, 0, fmt.Errorf("controller: decode stored action: %w", err)
+	}
+	return &a, e.Revision(), nil
+}
+
+// loadAction loads the action ns/name for an invocation.
+func (c *Controller) loadAction(ctx context.Context, ns, name string) (*wire.Action, error) {
+	a, _, err := c.getAction(ctx, store.Key(ns, name))
+	if errors.Is(err, errNotFound) {
+		return nil, notFound()
+	}
+	return a, err
+}
+
+// deleteCode removes a code object; failures are logged (an orphaned sealed
+// object is garbage, not a leak).
+func (c *Controller) deleteCode(ctx context.Context, obj string) {
+	if err := c.code.Delete(ctx, obj); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		c.log.Warn("delete code object", "function", obj, "err", err)
+	}
+}
+
+// listKeys returns the keys of namespace ns in kv, without duplicates.
+func listKeys(ctx context.Context, kv jetstream.KeyValue, ns string) ([]string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lister, err := kv.ListKeysFiltered(ctx, store.Prefix(ns))
+	if err != nil {
+		return nil, fmt.Errorf("controller: list keys: %w", err)
+	}
+	defer func() { _ = lister.Stop() }()
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	// The lister closes its channel early, without an error, when ctx ends.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("controller: list keys: %w", err)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
+// functionID extracts the function id from a signed function record. The
+// controller does not verify the KMS signature: it is untrusted, and the
+// gateway and the enclave runtime do.
+func functionID(rec wire.SignedRecord) ([]byte, error) {
+	if len(rec.Record) == 0 {
+		return nil, badRequest("function record is required")
+	}
+	if len(rec.Record) > maxRecordLen {
+		return nil, badRequest("function record too large")
+	}
+	var fr wire.FunctionRecord
+	if err := bus.Unmarshal(rec.Record, &fr); err != nil {
+		return nil, badRequest("malformed function record")
+	}
+	if len(fr.FunctionID) == 0 || len(fr.FunctionID) > maxFunctionIDLen {
+		return nil, badRequest("invalid function id")
+	}
+	return fr.FunctionID, nil
+}
+
+// normalizeAction checks the plaintext metadata of an action and fills in
+// defaults.
+func normalizeAction(a *wire.Action) error {
+	switch a.Kind {
+	case "":
+		a.Kind = kindWasm
+	case kindWasm:
+	default:
+		return badRequest("unsupported kind")
+	}
+	l, err := normalizeLimits(a.Limits)
+	if err != nil {
+		return err
+	}
+	a.Limits = l
+	if a.Version != "" && (len(a.Version) > maxVersionLen || !versionRE.MatchString(a.Version)) {
+		return badRequest("invalid version")
+	}
+	if a.CodeSize < 0 {
+		return badRequest("invalid code size")
+	}
+	if len(a.Annotations) > maxAnnotations {
+		return badRequest("too many annotations")
+	}
+	for _, kv := range a.Annotations {
+		if kv.Key == "" || len(kv.Key) > maxAnnotationKey {
+			return badRequest("invalid annotation key")
+		}
+	}
+	return nil
+}
+
+// nextVersion bumps the patch number of a semantic version (OpenWhisk
+// increments it on every update); anything unparsable restarts at 0.0.1.
+func nextVersion(v string) string {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return firstVersion
+	}
+	var n [3]uint64
+	for i, p := range parts {
+		x, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return firstVersion
+		}
+		n[i] = x
+	}
+	return fmt.Sprintf("%d.%d.%d", n[0], n[1], n[2]+1)
+}

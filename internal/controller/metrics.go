@@ -1,0 +1,50 @@
+package controller
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the controller's Prometheus metrics, in their own registry so
+// several controllers (tests, one process) do not collide.
+type metrics struct {
+	reg         *prometheus.Registry
+	activations *prometheus.CounterVec // by status
+	dispatch    *prometheus.CounterVec // invoker call outcomes by result
+	scheduling  prometheus.Histogram   // receipt → step start on the invoker
+	duration    prometheus.Histogram   // receipt → record complete
+	requests    *prometheus.CounterVec // bus requests by op and outcome code
+	healthyFn   prometheus.GaugeFunc   // healthy invokers
+}
+
+func newMetrics(healthy func() int) *metrics {
+	buckets := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "activations_total",
+			Help: "Completed activations by status.",
+		}, []string{"status"}),
+		dispatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "dispatch_total",
+			Help: "Calls to invokers by result (ok, no_invoker, unavailable, failed).",
+		}, []string{"result"}),
+		scheduling: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "scheduling_latency_seconds",
+			Help:    "Time from the controller receiving an invocation to its step starting on an invoker.",
+			Buckets: buckets,
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "activation_duration_seconds",
+			Help:    "Time from the controller receiving an invocation to its record being complete.",
+			Buckets: buckets,
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "requests_total",
+			Help: "Controller requests by operation and outcome code.",
+		}, []string{"op", "code"}),
+		healthyFn: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "healthy_invokers",
+			Help: "Invokers whose last heartbeat is within the heartbeat timeout.",
+		}, func() float64 { return float64(healthy()) }),
+	}
+	m.reg.MustRegister(m.activations, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn)
+	return m
+}
