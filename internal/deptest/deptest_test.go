@@ -10,7 +10,9 @@ const mod = "github.com/clemmys/clemmys"
 
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
-	out, err := exec.Command("go", append([]string{"list"}, args...)...).Output()
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Dir = "../.." // the module root: patterns are relative to it
+	out, err := cmd.Output()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			t.Fatalf("go list %v: %v\n%s", args, err, ee.Stderr)

@@ -1,0 +1,248 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+const (
+	msgUnauthenticatedResult = "The activation result could not be authenticated."
+	msgUnauthenticatedLogs   = "[clemmys: the activation logs could not be authenticated]"
+	// logTimeFormat is OpenWhisk's log line timestamp.
+	logTimeFormat = "2006-01-02T15:04:05.000000000Z"
+)
+
+// activationView is an activation record with its sealed parts opened.
+type activationView struct {
+	rec    *wire.Activation
+	status string          // the record's status, or whisk internal error if its sealed parts do not open
+	result json.RawMessage // a JSON object
+	logs   []string
+}
+
+// openActivation opens the sealed result and logs of rec. want is the digest
+// of the request header if the caller has it (zero otherwise). Anything that
+// does not open (tampered, swapped, or from another request) turns the
+// activation into a whisk internal error: the gateway never shows the owner
+// data it cannot authenticate.
+func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activationView {
+	v := &activationView{rec: rec, status: rec.Status, logs: []string{}}
+	bad := func(msg string) {
+		v.status = wire.StatusInternalError
+		v.result = errorResult(msg)
+	}
+	reqID, err := hex.DecodeString(rec.ActivationID)
+	if err != nil || len(reqID) != envelope.RequestIDSize {
+		bad(msgUnauthenticatedResult)
+		return v
+	}
+	rs := envelope.RequestSecret(g.secret, reqID)
+	// header is the authenticated request header: from the result envelope
+	// or, when the step was refused, from the request envelope.
+	var header *envelope.Header
+	ours := func(e *envelope.Envelope) bool {
+		return bytes.Equal(e.Header.RequestID, reqID) && e.Header.Namespace == rec.Namespace
+	}
+	switch {
+	case len(rec.Result) > 0:
+		e, err := envelope.Unmarshal(rec.Result)
+		if err != nil || !ours(e) {
+			bad(msgUnauthenticatedResult)
+			return v
+		}
+		out, err := envelope.OpenResult(e, rs, want)
+		if err != nil || !isJSONObject(out) {
+			bad(msgUnauthenticatedResult)
+			return v
+		}
+		v.result = out
+		header = &e.Header
+	default:
+		msg := rec.ErrorMessage
+		if msg == "" {
+			msg = "The activation did not complete."
+		}
+		if rec.End == 0 {
+			msg = "The activation is still running."
+		}
+		v.result = errorResult(msg)
+		if v.status == "" || v.status == wire.StatusSuccess {
+			v.status = wire.StatusInternalError
+		}
+		if len(rec.Envelope) > 0 {
+			if e, err := envelope.Unmarshal(rec.Envelope); err == nil && ours(e) {
+				header = &e.Header
+			}
+		}
+	}
+	if len(rec.Logs) > 0 {
+		var logs []byte
+		if header != nil {
+			logs, err = envelope.OpenLogs(header, rs, 0, rec.Logs)
+		}
+		if header == nil || err != nil {
+			v.logs = []string{msgUnauthenticatedLogs}
+		} else {
+			v.logs = logLines(logs, time.UnixMilli(rec.End))
+		}
+	}
+	return v
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+func errorResult(msg string) json.RawMessage {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	return b
+}
+
+// logLines splits logs into OpenWhisk log lines "TIME stderr: line".
+func logLines(logs []byte, t time.Time) []string {
+	s := strings.TrimRight(string(logs), "\n")
+	if s == "" {
+		return []string{}
+	}
+	ts := t.UTC().Format(logTimeFormat)
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = ts + " stderr: " + l
+	}
+	return lines
+}
+
+// response is OpenWhisk's activation response object.
+func (v *activationView) response() map[string]any {
+	return map[string]any{
+		"status":     v.status,
+		"statusCode": wire.StatusCode(v.status),
+		"success":    v.status == wire.StatusSuccess,
+		"result":     v.result,
+	}
+}
+
+// render is OpenWhisk's full activation record.
+func (v *activationView) render() map[string]any {
+	m := v.summary()
+	m["response"] = v.response()
+	m["logs"] = v.logs
+	m["subject"] = v.rec.Subject
+	return m
+}
+
+// summary is the activation as listed without docs.
+func (v *activationView) summary() map[string]any {
+	rec := v.rec
+	m := map[string]any{
+		"activationId": rec.ActivationID,
+		"namespace":    rec.Namespace,
+		"name":         rec.Name,
+		"version":      rec.Version,
+		"publish":      false,
+		"start":        rec.Start,
+		"end":          rec.End,
+		"duration":     max(rec.End-rec.Start, 0),
+		"statusCode":   wire.StatusCode(v.status),
+		"annotations":  renderKVs(rec.Annotations),
+	}
+	if rec.End == 0 {
+		m["duration"] = 0
+	}
+	if rec.Cause != "" {
+		m["cause"] = rec.Cause
+	}
+	return m
+}
+
+func (g *Gateway) listActivations(w http.ResponseWriter, r *http.Request) {
+	skip, limit, ok := g.paging(w, r)
+	if !ok {
+		return
+	}
+	docs, err := queryBool(r, "docs")
+	if err != nil {
+		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
+		return
+	}
+	name := r.URL.Query().Get("name")
+	if name != "" && !validName(name) {
+		g.fail(w, r, http.StatusBadRequest, "The name filter is not a valid action name.")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	var list wire.ActivationList
+	req := wire.ListRequest{Namespace: callerNamespace(r), Name: name, Skip: skip, Limit: limit}
+	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActivationList, &req, &list); err != nil {
+		g.busError(w, r, "list activations", err)
+		return
+	}
+	out := make([]map[string]any, 0, len(list.Activations))
+	for i := range list.Activations {
+		rec := &list.Activations[i]
+		if rec.Namespace != req.Namespace {
+			continue // never show another namespace's record
+		}
+		if docs {
+			out = append(out, g.openActivation(rec, [32]byte{}).render())
+		} else {
+			out = append(out, (&activationView{rec: rec, status: rec.Status}).summary())
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// loadActivation fetches the activation named by the {id} path value; it
+// answers the request itself and returns nil when there is none.
+func (g *Gateway) loadActivation(w http.ResponseWriter, r *http.Request) *activationView {
+	ns, id := callerNamespace(r), r.PathValue("id")
+	if b, err := hex.DecodeString(id); err != nil || len(b) != envelope.RequestIDSize || hex.EncodeToString(b) != id {
+		g.fail(w, r, http.StatusNotFound, msgNotFound)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	var rec wire.Activation
+	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActivationGet, &wire.ActivationRef{Namespace: ns, ActivationID: id}, &rec); err != nil {
+		g.busError(w, r, "get activation", err)
+		return nil
+	}
+	// A running activation is not found yet, as in OpenWhisk; a record of
+	// another id or namespace is the controller misbehaving.
+	if rec.End == 0 || rec.ActivationID != id || rec.Namespace != ns {
+		g.fail(w, r, http.StatusNotFound, msgNotFound)
+		return nil
+	}
+	return g.openActivation(&rec, [32]byte{})
+}
+
+func (g *Gateway) getActivation(w http.ResponseWriter, r *http.Request) {
+	if v := g.loadActivation(w, r); v != nil {
+		writeJSON(w, http.StatusOK, v.render())
+	}
+}
+
+func (g *Gateway) getActivationResult(w http.ResponseWriter, r *http.Request) {
+	if v := g.loadActivation(w, r); v != nil {
+		resp := v.response()
+		resp["size"] = len(v.result)
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+func (g *Gateway) getActivationLogs(w http.ResponseWriter, r *http.Request) {
+	if v := g.loadActivation(w, r); v != nil {
+		writeJSON(w, http.StatusOK, map[string]any{"logs": v.logs})
+	}
+}

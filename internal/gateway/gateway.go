@@ -1,0 +1,224 @@
+// Package gateway is clemmys' trusted front door: an HTTPS server speaking
+// the OpenWhisk REST API (v1 subset). It authenticates callers, asks the KMS
+// for a new function version when code is deployed and seals the module
+// before it leaves the gateway, seals every invocation into an envelope
+// (DESIGN §3.1–3.3) before handing it to the untrusted controller, and opens
+// sealed results and logs for their owner. The controller, the bus and the
+// storage see only routing metadata and ciphertext.
+//
+// The gateway runs attested (its measurement is in the KMS's list of
+// accepted gateways): it holds the gateway secret from which every request
+// secret is derived, and the key that authenticates stored credentials.
+//
+// Concurrency: Gateway.mu guards srv and addr (set once by Serve). The
+// credential cache has its own leaf lock (credCache.mu).
+package gateway
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/store"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Defaults and hard limits.
+const (
+	// MaxCodeBytes is the largest wasm module accepted (decoded).
+	MaxCodeBytes = 16 << 20
+	// DefaultMaxBodyBytes bounds an action PUT body: base64 of
+	// MaxCodeBytes plus room for the JSON around it.
+	DefaultMaxBodyBytes = MaxCodeBytes/3*4 + 1<<20
+	// DefaultMaxPayloadBytes bounds an invocation's parameters (OpenWhisk's
+	// default payload limit is 1 MiB).
+	DefaultMaxPayloadBytes = 1 << 20
+	// DefaultBlockingWait is how long a blocking invoke waits before it is
+	// answered 202 with the activation id (OpenWhisk: 60 s).
+	DefaultBlockingWait = 60 * time.Second
+	// expirySlack is added to an action's time limit to form the envelope
+	// expiry: room for queueing and a cold start.
+	expirySlack = 2 * time.Minute
+	// busTimeout bounds a non-invoke call to the controller.
+	busTimeout = 30 * time.Second
+)
+
+// KMS is what the gateway needs from its attested KMS connection
+// (implemented by kmsclient.Client).
+type KMS interface {
+	CreateFunction(ctx context.Context, req wire.CreateFunction) (*wire.FunctionRecord, wire.SignedRecord, envelope.Key, error)
+	GatewaySecret(ctx context.Context) (envelope.Key, error)
+	VerifyRecord(sr wire.SignedRecord) (*wire.FunctionRecord, error)
+	SetPolicy(ctx context.Context, req wire.SetPolicy) (*wire.Policy, error)
+	GetPolicy(ctx context.Context, namespace string) (*wire.Policy, error)
+}
+
+// Config configures a gateway.
+type Config struct {
+	Addr    string // HOST:PORT to listen on; port 0 picks one
+	DataDir string // the self-signed certificate is kept here
+	TLSCert string // optional PEM certificate and key files; both or neither
+	TLSKey  string
+	Conn    *nats.Conn
+	JS      jetstream.JetStream
+	KMS     KMS
+	Log     *slog.Logger
+	// MaxBodyBytes bounds action PUT bodies; default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxPayloadBytes bounds invoke bodies; default DefaultMaxPayloadBytes.
+	MaxPayloadBytes int64
+	// BlockingWait bounds a blocking invoke; default DefaultBlockingWait.
+	BlockingWait time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Gateway serves the OpenWhisk REST API.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	auth    jetstream.KeyValue
+	secret  envelope.Key // gateway secret: request secrets derive from it
+	authKey []byte       // MAC key of stored credentials, derived from secret
+	creds   *credCache
+	tlsCfg  *tls.Config
+	certPEM []byte
+	metrics *metrics
+	handler http.Handler
+
+	mu   sync.Mutex
+	srv  *http.Server
+	addr string
+}
+
+// New prepares a gateway: it opens the credential bucket, fetches the
+// gateway secret from the KMS and loads or creates the TLS certificate.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	if cfg.Conn == nil || cfg.JS == nil || cfg.KMS == nil {
+		return nil, errors.New("gateway: Conn, JS and KMS are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxPayloadBytes <= 0 {
+		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if cfg.BlockingWait <= 0 {
+		cfg.BlockingWait = DefaultBlockingWait
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:3233"
+	}
+	auth, err := store.KV(ctx, cfg.JS, store.BucketAuth)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := cfg.KMS.GatewaySecret(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: fetch gateway secret: %w", err)
+	}
+	authKey, err := hkdf.Key(sha256.New, secret.Bytes(), nil, authKeyInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: derive credential key: %w", err)
+	}
+	tlsCfg, certPEM, err := loadTLS(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:     cfg,
+		log:     cfg.Log,
+		auth:    auth,
+		secret:  secret,
+		authKey: authKey,
+		creds:   newCredCache(cfg.Now),
+		tlsCfg:  tlsCfg,
+		certPEM: certPEM,
+		metrics: newMetrics(),
+	}
+	g.handler = g.routes()
+	return g, nil
+}
+
+// Handler returns the gateway's HTTP handler (for tests and embedding).
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// CertPEM returns the PEM certificate the gateway serves.
+func (g *Gateway) CertPEM() []byte { return append([]byte(nil), g.certPEM...) }
+
+// Metrics returns the gateway's metrics registry.
+func (g *Gateway) Metrics() *prometheus.Registry { return g.metrics.reg }
+
+// Addr returns the address the gateway listens on, once Serve has signalled
+// ready.
+func (g *Gateway) Addr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addr
+}
+
+// Serve listens on Config.Addr and serves HTTPS until ctx is done, then
+// shuts down gracefully. ready (optional) is closed once it listens.
+func (g *Gateway) Serve(ctx context.Context, ready chan<- struct{}) error {
+	ln, err := net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           g.handler,
+		TLSConfig:         g.tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	g.mu.Lock()
+	g.srv = srv
+	g.addr = ln.Addr().String()
+	g.mu.Unlock()
+	if ready != nil {
+		close(ready)
+	}
+	g.log.Info("gateway listening", "addr", ln.Addr().String())
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway: serve: %w", err)
+	}
+	return nil
+}
+
+func (g *Gateway) now() time.Time { return g.cfg.Now() }

@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Messages safe to show; OpenWhisk's wording where it has one.
+const (
+	msgNotFound      = "The requested resource does not exist."
+	msgUnauthorized  = "The supplied authentication is invalid."
+	msgInternal      = "Internal server error."
+	msgUnavailable   = "The service is temporarily unavailable."
+	msgNotAuthorized = "The supplied authentication is not authorized to access '%s'."
+	msgTooLarge      = "The request content was too large (the limit is %d bytes)."
+	msgConflict      = "resource already exists"
+)
+
+// entityName is OpenWhisk's entity name rule.
+var entityName = regexp.MustCompile(`^(?:\w|\w[\w@ .-]*[\w@.-])$`)
+
+const maxEntityName = 256
+
+func validNamespace(ns string) bool { return len(ns) <= maxEntityName && entityName.MatchString(ns) }
+func validName(n string) bool       { return len(n) <= maxEntityName && entityName.MatchString(n) }
+
+type ctxKey int
+
+const (
+	ctxTxID ctxKey = iota
+	ctxNamespace
+)
+
+// txID is the per-request transaction id, returned in error bodies as
+// "code" (as OpenWhisk does) and logged, so an operator can find the
+// internal detail of an error the client saw only generically.
+func txID(r *http.Request) string {
+	id, _ := r.Context().Value(ctxTxID).(string)
+	return id
+}
+
+// callerNamespace is the authenticated caller's namespace.
+func callerNamespace(r *http.Request) string {
+	ns, _ := r.Context().Value(ctxNamespace).(string)
+	return ns
+}
+
+// routes builds the HTTP handler.
+func (g *Gateway) routes() http.Handler {
+	mux := http.NewServeMux()
+	api := "/api/v1/namespaces/{ns}"
+	handle := func(pattern string, h http.HandlerFunc) {
+		mux.Handle(pattern, g.authenticated(h))
+	}
+	mux.HandleFunc("GET /api/v1", g.info)
+	mux.HandleFunc("GET /api/v1/{$}", g.info)
+	handle("GET /api/v1/namespaces", g.listNamespaces)
+	handle("GET /api/v1/namespaces/{$}", g.listNamespaces)
+	handle("GET "+api+"/actions", g.listActions)
+	handle("GET "+api+"/actions/{$}", g.listActions)
+	handle("PUT "+api+"/actions/{name}", g.putAction)
+	handle("GET "+api+"/actions/{name}", g.getAction)
+	handle("DELETE "+api+"/actions/{name}", g.deleteAction)
+	handle("POST "+api+"/actions/{name}", g.invokeAction)
+	handle("GET "+api+"/activations", g.listActivations)
+	handle("GET "+api+"/activations/{$}", g.listActivations)
+	handle("GET "+api+"/activations/{id}", g.getActivation)
+	handle("GET "+api+"/activations/{id}/result", g.getActivationResult)
+	handle("GET "+api+"/activations/{id}/logs", g.getActivationLogs)
+	handle("GET "+api+"/policy", g.getPolicy)
+	handle("PUT "+api+"/policy", g.putPolicy)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		g.fail(w, r, http.StatusNotFound, msgNotFound)
+	})
+	return g.observe(mux)
+}
+
+// observe assigns the transaction id, recovers panics and counts requests.
+func (g *Gateway) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
+		r = r.WithContext(context.WithValue(r.Context(), ctxTxID, id))
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				g.log.Error("handler panic", "tx", id, "method", r.Method, "panic", p)
+				if !sw.wrote {
+					g.fail(sw, r, http.StatusInternalServerError, msgInternal)
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			g.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+			g.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+// authenticated checks HTTP Basic credentials ("uuid:key") and resolves the
+// {ns} path value: "_" is the caller's namespace, and any other namespace
+// than the caller's is refused.
+func (g *Gateway) authenticated(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, k, ok := r.BasicAuth()
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="clemmys"`)
+			g.fail(w, r, http.StatusUnauthorized, msgUnauthorized)
+			return
+		}
+		ns, ok := g.CheckCredential(r.Context(), u, k)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="clemmys"`)
+			g.fail(w, r, http.StatusUnauthorized, msgUnauthorized)
+			return
+		}
+		if p := r.PathValue("ns"); p != "" && p != "_" && p != ns {
+			shown := p
+			if !validNamespace(p) {
+				shown = "the namespace"
+			}
+			g.fail(w, r, http.StatusForbidden, msgNotAuthorized, shown)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxNamespace, ns)))
+	})
+}
+
+func (g *Gateway) info(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"description": "clemmys confidential FaaS (OpenWhisk REST API v1)",
+		"api_paths":   []string{"/api/v1"},
+	})
+}
+
+func (g *Gateway) listNamespaces(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, []string{callerNamespace(r)})
+}
+
+// writeJSON writes v as the JSON response body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"Internal server error."}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// fail writes an OpenWhisk error body {"error": msg, "code": txid}. msg must
+// be safe to show: never payloads, keys or internal detail.
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, status int, msg string, args ...any) {
+	if len(args) > 0 {
+		msg = fmt.Sprintf(msg, args...)
+	}
+	writeJSON(w, status, map[string]string{"error": msg, "code": txID(r)})
+}
+
+// busError answers a failed bus call: wire errors carry a message safe to
+// show and a code mapped to an HTTP status; anything else is logged and
+// answered generically.
+func (g *Gateway) busError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if we, ok := errors.AsType[*wire.Error](err); ok {
+		status := http.StatusInternalServerError
+		msg := we.Message
+		switch we.Code {
+		case wire.CodeBadRequest:
+			status = http.StatusBadRequest
+		case wire.CodeNotFound:
+			status, msg = http.StatusNotFound, msgNotFound
+		case wire.CodeConflict:
+			status = http.StatusConflict
+		case wire.CodeForbidden, wire.CodePolicy, wire.CodeAttestation:
+			status = http.StatusForbidden
+		case wire.CodeTooLarge:
+			status = http.StatusRequestEntityTooLarge
+		case wire.CodeUnavailable:
+			status, msg = http.StatusServiceUnavailable, msgUnavailable
+		case wire.CodeTimeout:
+			status = http.StatusGatewayTimeout
+		default:
+			msg = msgInternal
+		}
+		if status >= 500 {
+			g.log.Error(what, "tx", txID(r), "code", we.Code, "err", we.Message)
+		}
+		g.fail(w, r, status, "%s", msg)
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		g.log.Error(what, "tx", txID(r), "err", err)
+		g.fail(w, r, http.StatusGatewayTimeout, "The request timed out.")
+		return
+	}
+	g.log.Error(what, "tx", txID(r), "err", err)
+	g.fail(w, r, http.StatusInternalServerError, msgInternal)
+}
+
+// readBody reads at most limit bytes of the request body; it answers 413
+// and returns false when the body is larger.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if r.ContentLength > limit {
+		g.fail(w, r, http.StatusRequestEntityTooLarge, msgTooLarge, limit)
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			g.fail(w, r, http.StatusRequestEntityTooLarge, msgTooLarge, limit)
+			return nil, false
+		}
+		g.fail(w, r, http.StatusBadRequest, "The request body could not be read.")
+		return nil, false
+	}
+	return b, true
+}
+
+// queryBool parses an optional boolean query parameter.
+func queryBool(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errors.New("query parameter " + name + " must be true or false")
+	}
+	return b, nil
+}
+
+// queryInt parses an optional non-negative integer query parameter.
+func queryInt(r *http.Request, name string, def int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errors.New("query parameter " + name + " must be a non-negative integer")
+	}
+	return n, nil
+}
+
+// metrics are the gateway's Prometheus metrics.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "gateway", Name: "requests_total",
+			Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "clemmys", Subsystem: "gateway", Name: "request_duration_seconds",
+			Help:    "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+		}, []string{"route"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency)
+	return m
+}
