@@ -65,14 +65,14 @@ func (s *syncBuffer) String() string {
 
 // env is a running platform and an HTTPS client for it.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	p       *platform.Platform
 	dataDir string
 	logs    *syncBuffer
 	client  *http.Client
 }
 
-func start(t *testing.T, dataDir string) *env {
+func start(t testing.TB, dataDir string) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

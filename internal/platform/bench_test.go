@@ -1,0 +1,78 @@
+package platform_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/clemmys/clemmys/internal/wasmbuild"
+)
+
+// BenchmarkInvoke measures invocations of examples/hello through the
+// gateway over HTTPS (loopback, one connection), blocking with result=true:
+//
+//	go test -run XXX -bench Invoke -benchtime 200x ./internal/platform/
+//
+// warm: the function is loaded in its runtime (keys released, module
+// compiled); cold: every iteration deploys a new version (not timed) and
+// times its first invocation, which pays key release, code fetch and
+// compilation.
+func BenchmarkInvoke(b *testing.B) {
+	e := start(b, b.TempDir())
+	g := e.guest()
+	hello := wasmbuild.MustBuild(b, "examples/hello")
+	invoke := func(name string) {
+		var res map[string]any
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/"+name+"?blocking=true&result=true", map[string]any{"name": "bench"}, &res); st != 200 {
+			b.Fatalf("invoke: %d %v", st, res)
+		}
+	}
+	b.Run("warm", func(b *testing.B) {
+		e.deploy(g, "hello", hello, nil)
+		invoke("hello")
+		b.ResetTimer()
+		for b.Loop() {
+			invoke("hello")
+		}
+	})
+	b.Run("cold", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			name := fmt.Sprintf("cold%d", i)
+			i++
+			e.deploy(g, name, hello, nil)
+			b.StartTimer()
+			invoke(name)
+		}
+	})
+}
+
+// BenchmarkDeployToFirstResult times deploy → first result for a module the
+// runtime has never compiled (each iteration appends a unique custom section,
+// so the digest and wazero's in-memory compilation cache key differ):
+//
+//	go test -run XXX -bench DeployToFirstResult -benchtime 5x ./internal/platform/
+func BenchmarkDeployToFirstResult(b *testing.B) {
+	e := start(b, b.TempDir())
+	g := e.guest()
+	hello := wasmbuild.MustBuild(b, "examples/hello")
+	i := 0
+	for b.Loop() {
+		name := fmt.Sprintf("fresh%d", i)
+		i++
+		e.deploy(g, name, withCustomSection(hello, name), nil)
+		var res map[string]any
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/"+name+"?blocking=true&result=true", nil, &res); st != 200 {
+			b.Fatalf("invoke: %d %v", st, res)
+		}
+	}
+	b.ReportMetric(float64(len(hello))/(1<<20), "module-MiB")
+}
+
+// withCustomSection appends a custom section named name to a wasm module.
+func withCustomSection(wasm []byte, name string) []byte {
+	payload := append(append([]byte{byte(len(name))}, name...), 0) // wazero refuses an empty custom payload
+	out := append([]byte(nil), wasm...)
+	out = append(out, 0, byte(len(payload)))
+	return append(out, payload...)
+}
