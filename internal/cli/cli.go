@@ -1,5 +1,5 @@
-// Package cli implements the clemmys command: the platform services (`up`)
-// and tools (`measure`). Run is the whole program; cmd/clemmys/main.go only
+// Package cli implements the clemmys command: the platform services (`up`),
+// tools (`measure`) and client commands that talk to a gateway (`policy`). Run is the whole program; cmd/clemmys/main.go only
 // calls it, so the CLI is testable.
 package cli
 
@@ -28,6 +28,9 @@ Usage:
                                 run the whole platform in one process
   clemmys measure [--enclave PATH]
                                 print the measurement of the enclave runtime
+  clemmys policy get|allow|remove|set [MEASUREMENT...]
+                                show or change which enclave runtimes may
+                                receive the keys of your functions
   clemmys version               print the version
 
 Run 'clemmys COMMAND -h' for a command's flags.
@@ -48,6 +51,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdUp(args[1:], stdout, stderr)
 	case "measure":
 		return cmdMeasure(args[1:], stdout, stderr)
+	case "policy":
+		return cmdPolicy(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "clemmys", Version)
 		return 0

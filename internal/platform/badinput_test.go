@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/cli"
 	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/tee/sim"
 	"github.com/clemmys/clemmys/internal/wasmbuild"
@@ -313,11 +314,15 @@ func TestBadInput(t *testing.T) {
 		if st != 500 || !strings.Contains(msg, "measurement") {
 			t.Fatalf("invoke with a policy that excludes the runtime: %d %v", st, res)
 		}
-		// The upgrade path: the owner adds the runtime's measurement.
-		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/policy", map[string]any{"measurements": []string{
-			hex.EncodeToString(other[:]), hex.EncodeToString(e.p.EnclaveMeasurement),
-		}}, &pol); st != 200 {
-			t.Fatalf("set policy: %d %v", st, pol)
+		// The upgrade path: the owner adds the runtime's measurement with
+		// `clemmys policy allow`.
+		var out, errs bytes.Buffer
+		if code := cli.Run([]string{"policy", "allow", "--data-dir", e.dataDir, "--apihost", e.p.APIHost(), "--auth", g,
+			hex.EncodeToString(e.p.EnclaveMeasurement)}, &out, &errs); code != 0 {
+			t.Fatalf("clemmys policy allow: exit %d: %s", code, errs.String())
+		}
+		if !strings.Contains(out.String(), hex.EncodeToString(e.p.EnclaveMeasurement)) || !strings.Contains(out.String(), hex.EncodeToString(other[:])) {
+			t.Fatalf("clemmys policy allow printed %q", out.String())
 		}
 		st, _ = e.call(g, "POST", "/api/v1/namespaces/_/actions/hello2?blocking=true&result=true", map[string]any{"name": "upgrade"}, &res)
 		if st != 200 || res["greeting"] != "Hello upgrade!" {

@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// apiConfig is where and as whom client commands talk to a gateway.
+type apiConfig struct {
+	Host     string // https://HOST:PORT
+	Auth     string // uuid:key
+	Insecure bool
+	CACert   string // PEM file to trust in addition to the system roots
+}
+
+// clientFlags registers the flags shared by client commands.
+func clientFlags(fs *flag.FlagSet) (*apiConfig, *string) {
+	c := &apiConfig{}
+	dataDir := fs.String("data-dir", defaultDataDir(), "data dir of a local `clemmys up` (its wskprops and certificate are used when nothing else is configured)")
+	fs.StringVar(&c.Host, "apihost", "", "API host (default: __OW_API_HOST, WSK_CONFIG_FILE, ~/.wskprops or DATA_DIR/wskprops)")
+	fs.StringVar(&c.Auth, "auth", "", "credential uuid:key (default: like --apihost)")
+	fs.BoolVar(&c.Insecure, "insecure", false, "do not verify the gateway's certificate")
+	fs.StringVar(&c.CACert, "cacert", "", "PEM certificate to trust (default: DATA_DIR/tls/gateway-cert.pem if it exists)")
+	return c, dataDir
+}
+
+// resolve fills in Host and Auth from the environment and property files,
+// in OpenWhisk's order, then the local data dir.
+func (c *apiConfig) resolve(dataDir string) error {
+	if c.Host == "" {
+		c.Host = os.Getenv("__OW_API_HOST")
+	}
+	if c.Auth == "" {
+		c.Auth = os.Getenv("__OW_API_KEY")
+	}
+	var files []string
+	if f := os.Getenv("WSK_CONFIG_FILE"); f != "" {
+		files = append(files, f)
+	} else if home, err := os.UserHomeDir(); err == nil {
+		files = append(files, filepath.Join(home, ".wskprops"))
+	}
+	files = append(files, filepath.Join(dataDir, "wskprops"))
+	for _, f := range files {
+		if c.Host != "" && c.Auth != "" {
+			break
+		}
+		props, err := readProps(f)
+		if err != nil {
+			continue
+		}
+		if c.Host == "" {
+			c.Host = props["APIHOST"]
+		}
+		if c.Auth == "" {
+			c.Auth = props["AUTH"]
+		}
+	}
+	if c.Host == "" || c.Auth == "" {
+		return errors.New("no API host or credential: run `clemmys up`, or set APIHOST and AUTH in ~/.wskprops, or pass --apihost and --auth")
+	}
+	if !strings.Contains(c.Host, "://") {
+		c.Host = "https://" + c.Host
+	}
+	c.Host = strings.TrimRight(c.Host, "/")
+	if c.CACert == "" {
+		if p := filepath.Join(dataDir, "tls", "gateway-cert.pem"); fileExists(p) {
+			c.CACert = p
+		}
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// readProps reads KEY=VALUE lines.
+func readProps(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	props := map[string]string{}
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			props[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return props, sc.Err()
+}
+
+// apiClient calls the gateway's REST API.
+type apiClient struct {
+	cfg  *apiConfig
+	http *http.Client
+}
+
+func newAPIClient(cfg *apiConfig) (*apiClient, error) {
+	tc := &tls.Config{InsecureSkipVerify: cfg.Insecure} //nolint:gosec // explicit --insecure
+	if cfg.CACert != "" && !cfg.Insecure {
+		pem, err := os.ReadFile(cfg.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("read --cacert: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", cfg.CACert)
+		}
+		tc.RootCAs = pool
+	}
+	return &apiClient{cfg: cfg, http: &http.Client{
+		Timeout:   2 * time.Minute,
+		Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
+	}}, nil
+}
+
+// apiError is an error answer of the gateway.
+type apiError struct {
+	Status int
+	Msg    string
+	Code   string
+}
+
+func (e *apiError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("%s (status %d, code %s)", e.Msg, e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s (status %d)", e.Msg, e.Status)
+}
+
+// do sends a request with a JSON body (if in != nil) and decodes a JSON
+// answer into out (if non-nil).
+func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.Host+path, body)
+	if err != nil {
+		return err
+	}
+	u, k, _ := strings.Cut(c.cfg.Auth, ":")
+	req.SetBasicAuth(u, k)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var uerr x509.UnknownAuthorityError
+		if errors.As(err, &uerr) {
+			return fmt.Errorf("%w (the gateway's certificate is not trusted: pass --cacert FILE or --insecure)", err)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var eb struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if json.Unmarshal(raw, &eb) != nil || eb.Error == "" {
+			eb.Error = http.StatusText(resp.StatusCode)
+		}
+		return &apiError{Status: resp.StatusCode, Msg: eb.Error, Code: eb.Code}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("decode the gateway's answer: %w", err)
+		}
+	}
+	return nil
+}
