@@ -85,6 +85,9 @@ type Config struct {
 	BlockingWait time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// ExtraMetrics are served on /metrics with the gateway's own (in one
+	// process, `clemmys up` adds the other services' registries).
+	ExtraMetrics []prometheus.Gatherer
 }
 
 // Gateway serves the OpenWhisk REST API.

@@ -83,7 +83,8 @@ func (g *Gateway) routes() http.Handler {
 	handle("GET "+api+"/activations/{id}/logs", g.getActivationLogs)
 	handle("GET "+api+"/policy", g.getPolicy)
 	handle("PUT "+api+"/policy", g.putPolicy)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	gatherers := append(prometheus.Gatherers{g.metrics.reg}, g.cfg.ExtraMetrics...)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/controller"
@@ -199,6 +200,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	p.Gateway, err = gateway.New(ctx, gateway.Config{
 		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"),
+		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
 	})
 	if err != nil {
 		return p, err

@@ -275,6 +275,19 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("docs=true should return full records: %v", acts[0])
 	}
 
+	// Metrics of the gateway and the controller, for operators.
+	resp2, err := e.client.Get(e.p.APIHost() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(io.LimitReader(resp2.Body, 1<<20))
+	resp2.Body.Close()
+	for _, m := range []string{"clemmys_gateway_requests_total", `clemmys_controller_activations_total{status="success"} 4`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
 	// Delete.
 	if st, _ := e.call(g, "DELETE", "/api/v1/namespaces/_/actions/hello", nil, nil); st != 200 {
 		t.Fatalf("delete: %d", st)
