@@ -38,7 +38,10 @@ type Config struct {
 	// slot until their deadline. Default 16.
 	Capacity          int
 	HeartbeatInterval time.Duration // default 1 s
-	Log               *slog.Logger
+	// StopGrace is how long Stop lets running steps finish before it
+	// abandons them. Default 10 s.
+	StopGrace time.Duration
+	Log       *slog.Logger
 }
 
 // Invoker runs steps in enclave runtimes.
@@ -53,8 +56,12 @@ type Invoker struct {
 	starting map[string]chan struct{}
 	closed   bool
 
+	// runCtx bounds every step; Stop cancels it once StopGrace is over.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
 	stopServe func()
 	stopBeat  chan struct{}
+	stopOnce  sync.Once
 	wg        sync.WaitGroup
 }
 
@@ -69,6 +76,9 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = time.Second
 	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 10 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -76,14 +86,17 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 	if err != nil {
 		return nil, err
 	}
+	runCtx, cancelRun := context.WithCancel(context.Background())
 	return &Invoker{
-		cfg:      cfg,
-		code:     code,
-		sem:      make(chan struct{}, cfg.Capacity),
-		log:      cfg.Log.With("invoker", cfg.ID),
-		runtimes: map[string]*runtimeProc{},
-		starting: map[string]chan struct{}{},
-		stopBeat: make(chan struct{}),
+		runCtx:    runCtx,
+		cancelRun: cancelRun,
+		cfg:       cfg,
+		code:      code,
+		sem:       make(chan struct{}, cfg.Capacity),
+		log:       cfg.Log.With("invoker", cfg.ID),
+		runtimes:  map[string]*runtimeProc{},
+		starting:  map[string]chan struct{}{},
+		stopBeat:  make(chan struct{}),
 	}, nil
 }
 
@@ -99,21 +112,49 @@ func (iv *Invoker) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops taking work, waits for running steps and stops the runtimes.
+// Stop stops taking work, waits up to StopGrace for running steps (then
+// abandons them) and stops the runtimes, killing those that do not exit.
+// It is safe to call more than once.
 func (iv *Invoker) Stop() {
+	iv.stopOnce.Do(iv.stop)
+}
+
+func (iv *Invoker) stop() {
 	close(iv.stopBeat)
+	// Runtimes get time to finish what they run; after abandoned steps
+	// nobody waits for their results.
+	grace := 5 * time.Second
 	if iv.stopServe != nil {
-		iv.stopServe()
+		served := make(chan struct{})
+		go func() {
+			iv.stopServe()
+			close(served)
+		}()
+		select {
+		case <-served:
+		case <-time.After(iv.cfg.StopGrace):
+			iv.log.Warn("abandoning running steps", "grace", iv.cfg.StopGrace)
+			iv.cancelRun()
+			<-served
+			grace = time.Second
+		}
 	}
+	iv.cancelRun()
 	iv.wg.Wait()
 	iv.mu.Lock()
 	iv.closed = true
 	rts := iv.runtimes
 	iv.runtimes = map[string]*runtimeProc{}
 	iv.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, p := range rts {
-		p.stop(5 * time.Second)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.stop(grace)
+		}()
 	}
+	wg.Wait()
 }
 
 func (iv *Invoker) heartbeat() {
@@ -144,8 +185,11 @@ func (iv *Invoker) handleRun(ctx context.Context, data []byte) (any, error) {
 		return nil, wire.Errorf(wire.CodeBadRequest, "incomplete run request")
 	}
 	// The step may wait for a slot, load the function and run: bound it by
-	// the action's time limit plus room for a cold start.
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond+60*time.Second)
+	// the action's time limit plus room for a cold start. It is bound to
+	// the invoker's lifetime rather than the subscription's, so that Stop
+	// lets running steps finish (within StopGrace) instead of dropping
+	// their results.
+	ctx, cancel := context.WithTimeout(iv.runCtx, time.Duration(req.TimeoutMs)*time.Millisecond+60*time.Second)
 	defer cancel()
 	return iv.Run(ctx, req), nil
 }
@@ -164,37 +208,52 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 	case <-ctx.Done():
 		return fail("overloaded", "no invoker capacity before the deadline")
 	}
-	p, err := iv.runtime(req.Namespace)
-	if err != nil {
-		iv.log.Error("start runtime", "namespace", req.Namespace, "err", err)
-		return fail("runtime_start", "the enclave runtime could not be started")
-	}
-	loadStart := time.Now()
-	loaded, err := iv.ensureLoaded(ctx, p, req.FunctionID)
-	if err != nil {
-		return iv.loadFailure(start, req, err)
-	}
-	var initMs int64
-	if loaded {
-		initMs = time.Since(loadStart).Milliseconds()
-	}
-	runStart := time.Now()
-	var rep ipc.RunReply
-	err = p.call(ctx, ipc.OpRun, &ipc.RunRequest{FunctionID: req.FunctionID, Envelope: req.Envelope}, &rep)
-	if err != nil {
-		if errors.Is(err, errRuntimeGone) {
-			return fail("runtime_crashed", "the enclave runtime exited during the activation")
+	// A runtime found dead before the step reached it (it crashed between
+	// two activations) is restarted and the step tried once more: it never
+	// ran. A runtime that dies while the step runs is not retried, since
+	// the step may have had effects.
+	for attempt := 0; ; attempt++ {
+		retry := attempt == 0 && ctx.Err() == nil
+		p, err := iv.runtime(req.Namespace)
+		if err != nil {
+			iv.log.Error("start runtime", "namespace", req.Namespace, "err", err)
+			return fail("runtime_start", "the enclave runtime could not be started")
 		}
-		if ctx.Err() != nil {
-			return fail("timeout", "the activation did not finish before its deadline")
+		loadStart := time.Now()
+		loaded, err := iv.ensureLoaded(ctx, p, req.FunctionID)
+		if err != nil {
+			if retry && errors.Is(err, errRuntimeGone) {
+				iv.log.Warn("enclave runtime exited while loading; restarting it", "namespace", req.Namespace, "activation", req.ActivationID)
+				continue
+			}
+			return iv.loadFailure(start, req, err)
 		}
-		iv.log.Error("run", "activation", req.ActivationID, "err", err)
-		return fail("invoker_failed", "the step could not be run")
-	}
-	return &wire.RunResult{
-		Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
-		ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage,
-		Start: runStart.UnixMilli(), End: time.Now().UnixMilli(), InitMs: initMs,
+		var initMs int64
+		if loaded {
+			initMs = time.Since(loadStart).Milliseconds()
+		}
+		runStart := time.Now()
+		var rep ipc.RunReply
+		err = p.call(ctx, ipc.OpRun, &ipc.RunRequest{FunctionID: req.FunctionID, Envelope: req.Envelope}, &rep)
+		if err != nil {
+			if retry && errors.Is(err, errNotSent) {
+				iv.log.Warn("enclave runtime gone before the step reached it; restarting it", "namespace", req.Namespace, "activation", req.ActivationID)
+				continue
+			}
+			if errors.Is(err, errRuntimeGone) {
+				return fail("runtime_crashed", "the enclave runtime exited during the activation")
+			}
+			if ctx.Err() != nil {
+				return fail("timeout", "the activation did not finish before its deadline")
+			}
+			iv.log.Error("run", "activation", req.ActivationID, "err", err)
+			return fail("invoker_failed", "the step could not be run")
+		}
+		return &wire.RunResult{
+			Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
+			ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage,
+			Start: runStart.UnixMilli(), End: time.Now().UnixMilli(), InitMs: initMs,
+		}
 	}
 }
 
@@ -203,6 +262,10 @@ func (iv *Invoker) loadFailure(start time.Time, req *wire.RunRequest, err error)
 	var we *wire.Error
 	var ie *ipc.Error
 	switch {
+	case errors.As(err, &we) && (we.Code == wire.CodeUnavailable || we.Code == wire.CodeInternal):
+		// The KMS is down or failed: not a refusal.
+		iv.log.Error("load", "activation", req.ActivationID, "err", err)
+		res.ErrorCode, res.ErrorMessage = "kms_unavailable", "the key management service could not release the function's keys"
 	case errors.As(err, &we):
 		// A KMS refusal (policy, attestation): its message is meant for
 		// operators and owners.
@@ -258,11 +321,17 @@ func (iv *Invoker) runtime(namespace string) (*runtimeProc, error) {
 		}
 		iv.mu.Lock()
 		delete(iv.starting, namespace)
-		if err == nil {
+		closed := iv.closed
+		if err == nil && !closed {
 			iv.runtimes[namespace] = p
 		}
 		iv.mu.Unlock()
 		close(ch)
+		if err == nil && closed {
+			// Stop ran meanwhile: do not leave the process behind.
+			p.stop(time.Second)
+			return nil, errors.New("invoker: stopped")
+		}
 		return p, err
 	}
 }

@@ -18,6 +18,15 @@ import (
 // errRuntimeGone is returned for requests in flight when a runtime exits.
 var errRuntimeGone = errors.New("invoker: enclave runtime exited")
 
+// errNotSent marks a call that never reached the runtime (it had exited, or
+// writing the request failed), so the request can safely be repeated on a
+// fresh runtime.
+var errNotSent = errors.New("invoker: request not delivered")
+
+// maxStderrLine bounds one forwarded line of the runtime's diagnostics;
+// longer lines are truncated.
+const maxStderrLine = 4096
+
 // runtimeProc is one enclave runtime child process and the requests in
 // flight to it.
 //
@@ -82,13 +91,37 @@ func startRuntime(path string, args []string, namespace string, log *slog.Logger
 }
 
 // forwardStderr copies the runtime's own diagnostics (never payloads) into
-// the invoker's log, line by line, bounded.
+// the invoker's log, line by line, truncating long lines. It drains stderr
+// until the process closes it, so the runtime never blocks on a full pipe.
 func (p *runtimeProc) forwardStderr(r io.Reader) {
 	defer close(p.errDone)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	for sc.Scan() {
-		p.log.Debug("enclave", "line", sc.Text())
+	br := bufio.NewReaderSize(r, maxStderrLine)
+	var line []byte
+	truncated := false
+	for {
+		chunk, isPrefix, err := br.ReadLine()
+		if len(chunk) > 0 && !truncated {
+			n := min(len(chunk), maxStderrLine-len(line))
+			line = append(line, chunk[:n]...)
+			truncated = n < len(chunk)
+		}
+		if err != nil {
+			if len(line) > 0 {
+				p.log.Debug("enclave", "line", string(line))
+			}
+			if !errors.Is(err, io.EOF) {
+				_, _ = io.Copy(io.Discard, r)
+			}
+			return
+		}
+		if !isPrefix {
+			if truncated {
+				p.log.Debug("enclave", "line", string(line), "truncated", true)
+			} else {
+				p.log.Debug("enclave", "line", string(line))
+			}
+			line, truncated = line[:0], false
+		}
 	}
 }
 
@@ -107,6 +140,18 @@ func (p *runtimeProc) readLoop(stdout io.Reader) {
 		p.mu.Unlock()
 		if ch != nil {
 			ch <- f
+		}
+	}
+	if !errors.Is(err, io.EOF) {
+		// A runtime that sends garbage is broken; it may still be alive,
+		// and waiting for it would hang its callers.
+		_ = p.cmd.Process.Kill()
+	} else {
+		select {
+		case <-p.errDone:
+		case <-time.After(time.Second):
+			// stdout closed, yet it lingers: a broken runtime.
+			_ = p.cmd.Process.Kill()
 		}
 	}
 	<-p.errDone
@@ -136,7 +181,7 @@ func (p *runtimeProc) call(ctx context.Context, op string, req, resp any) error 
 	p.mu.Lock()
 	if p.err != nil {
 		p.mu.Unlock()
-		return p.err
+		return fmt.Errorf("%w: %w", errNotSent, p.err)
 	}
 	p.nextID++
 	id := p.nextID
@@ -150,7 +195,16 @@ func (p *runtimeProc) call(ctx context.Context, op string, req, resp any) error 
 		p.mu.Lock()
 		delete(p.pending, id)
 		p.mu.Unlock()
-		return fmt.Errorf("invoker: send %s: %w", op, err)
+		if errors.Is(err, ipc.ErrFrameTooLarge) {
+			return fmt.Errorf("invoker: send %s: %w", op, err)
+		}
+		// The pipe is broken (the runtime exited) or a frame went out
+		// partially: either way the runtime is unusable. Make sure it is
+		// gone before reporting, so the caller starts a fresh one.
+		p.log.Warn("writing to the enclave runtime failed; stopping it", "op", op, "err", err)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%w: %w: send %s: %w", errNotSent, errRuntimeGone, op, err)
 	}
 	select {
 	case f, ok := <-ch:
@@ -175,13 +229,17 @@ func (p *runtimeProc) call(ctx context.Context, op string, req, resp any) error 
 	}
 }
 
+// alive reports whether the runtime can take requests: it has not exited
+// and its exit is not being processed.
 func (p *runtimeProc) alive() bool {
 	select {
 	case <-p.done:
 		return false
 	default:
-		return true
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err == nil
 }
 
 // stop closes stdin (the runtime exits at EOF) and kills it if it has not

@@ -36,6 +36,12 @@
 //     runtime serves every limit and a module is compiled exactly once; and
 //     a module that declares a large maximum memory still runs under a small
 //     limit. Memory is grown on demand, never reserved up front.
+//   - Module structure: before wazero decodes a module, Compile walks it
+//     (precheck) and refuses, with ErrInvalidModule, any vector count or
+//     length that the bytes after it cannot hold, and anything over the
+//     WebAssembly JS API's implementation limits: wazero allocates from
+//     those counts before reading what they count, and a fatal out of memory
+//     cannot be recovered.
 //   - Output: stdout is capped; the first write past the cap stops the guest.
 //   - Logs: stderr is capped; the rest is dropped and a marker line is
 //     appended.

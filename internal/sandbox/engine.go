@@ -57,7 +57,13 @@ func NewEngine() *Engine {
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(cache).
 		WithCloseOnContextDone(true).
-		WithCoreFeatures(api.CoreFeaturesV2)
+		// Reference types are off: with them a valid module can
+		// table.grow by 2^31 entries and wazero allocates it all (16 GiB),
+		// killing the runtime; tables are outside the memory limit. Go's
+		// wasip1 output does not need them.
+		WithCoreFeatures(api.CoreFeaturesV2 &^ api.CoreFeatureReferenceTypes).
+		// Untrusted DWARF is not parsed; trap traces lose source lines.
+		WithDebugInfoEnabled(false)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	return &Engine{
@@ -108,6 +114,11 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	}
 	if len(wasm) == 0 {
 		return nil, fmt.Errorf("%w: empty module", ErrInvalidModule)
+	}
+	// wazero's decoder allocates from counts in the module before reading
+	// what they count; precheck makes sure they are bounded by its size.
+	if err := precheck(wasm); err != nil {
+		return nil, err
 	}
 	digest := sha256.Sum256(wasm)
 

@@ -16,7 +16,7 @@ import (
 func FuzzCompile(f *testing.F) {
 	for _, seed := range [][]byte{
 		tinyNop, tinyWrite, tinyTrap, tinyLoop, tinyExit(3), tinyGrow(2, true),
-		wasmModule{}.bytes(),
+		wasmModule{}.bytes(), kitchenSink, manyLocals(2, 3),
 		nil,
 		[]byte("\x00asm"),
 		[]byte("\x00asm\x01\x00\x00\x00\x01\xff\xff\xff\xff\x0f"),
