@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/nats-io/nats.go"
@@ -83,22 +84,42 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 type Handler func(ctx context.Context, data []byte) (any, error)
 
 // Serve subscribes h to subject in queue group queue (empty: no group). Each
-// request runs in its own goroutine, at most limit at a time (0: 64); ctx is
-// cancelled when the returned stop function is called.
+// request runs in its own goroutine, at most limit at a time (0: 64); when
+// all slots are busy the subscription's delivery waits (backpressure: NATS
+// buffers pending messages). ctx is cancelled when the returned stop
+// function is called; stop waits for running handlers, and a request that
+// arrives while it stops is answered "unavailable" at once rather than left
+// to time out.
 func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, subject, queue string, limit int, h Handler) (stop func(), err error) {
 	if limit <= 0 {
 		limit = 64
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	sem := make(chan struct{}, limit)
-	var wg sync.WaitGroup
+	var (
+		mu       sync.Mutex // guards stopping and wg.Add against wg.Wait
+		stopping bool
+		wg       sync.WaitGroup
+	)
+	unavailable := func(m *nats.Msg) {
+		sendReply(log, subject, m, &reply{Err: &wire.Error{Code: wire.CodeUnavailable, Message: "service stopping: " + subject}})
+	}
 	handle := func(m *nats.Msg) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
+			unavailable(m)
+			return
+		}
+		mu.Lock()
+		if stopping {
+			mu.Unlock()
+			<-sem
+			unavailable(m)
 			return
 		}
 		wg.Add(1)
+		mu.Unlock()
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
@@ -115,10 +136,23 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, subject, queue 
 		cancel()
 		return nil, fmt.Errorf("bus: subscribe %s: %w", subject, err)
 	}
+	var once sync.Once
 	return func() {
-		_ = sub.Drain()
-		cancel()
-		wg.Wait()
+		once.Do(func() {
+			mu.Lock()
+			stopping = true
+			mu.Unlock()
+			// Drain: no new deliveries; pending ones are answered
+			// "unavailable" by handle.
+			if sub.Drain() == nil {
+				deadline := time.Now().Add(2 * time.Second)
+				for sub.IsValid() && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			cancel()
+			wg.Wait()
+		})
 	}, nil
 }
 

@@ -77,11 +77,13 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 		_, err = c.actions.Update(ctx, key, value, rev)
 	}
 	if err != nil {
-		if obj != prevObj {
+		// Remove the code just stored, unless the action that won the race
+		// uses it too (a retried put of the same function version).
+		if obj != prevObj && !c.codeInUse(ctx, key, obj) {
 			c.deleteCode(ctx, obj)
 		}
 		switch {
-		case errors.Is(err, jetstream.ErrKeyExists) && prev == nil:
+		case errors.Is(err, jetstream.ErrKeyExists) && prev == nil && !put.Overwrite:
 			return nil, wire.Errorf(wire.CodeConflict, conflictMessage)
 		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
 			return nil, wire.Errorf(wire.CodeConflict, concurrentMessage)
@@ -160,6 +162,9 @@ func (c *Controller) handleActionList(ctx context.Context, data []byte) (any, er
 	if err := checkNamespace(req.Namespace); err != nil {
 		return nil, err
 	}
+	if req.Name != "" && !validPath(req.Name) {
+		return nil, badRequest("invalid name")
+	}
 	skip, limit, err := page(req.Skip, req.Limit)
 	if err != nil {
 		return nil, err
@@ -224,6 +229,20 @@ func (c *Controller) loadAction(ctx context.Context, ns, name string) (*wire.Act
 	return a, err
 }
 
+// codeInUse reports whether the action stored at key uses code object obj
+// (or cannot be read, in which case the object is kept).
+func (c *Controller) codeInUse(ctx context.Context, key, obj string) bool {
+	a, _, err := c.getAction(ctx, key)
+	if errors.Is(err, errNotFound) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	fid, err := functionID(a.Function)
+	return err == nil && hex.EncodeToString(fid) == obj
+}
+
 // deleteCode removes a code object; failures are logged (an orphaned sealed
 // object is garbage, not a leak).
 func (c *Controller) deleteCode(ctx context.Context, obj string) {
@@ -260,7 +279,7 @@ func functionID(rec wire.SignedRecord) ([]byte, error) {
 	if len(rec.Record) == 0 {
 		return nil, badRequest("function record is required")
 	}
-	if len(rec.Record) > maxRecordLen {
+	if len(rec.Record) > maxRecordLen || len(rec.Sig) > maxSigLen {
 		return nil, badRequest("function record too large")
 	}
 	var fr wire.FunctionRecord
@@ -300,6 +319,15 @@ func normalizeAction(a *wire.Action) error {
 	for _, kv := range a.Annotations {
 		if kv.Key == "" || len(kv.Key) > maxAnnotationKey {
 			return badRequest("invalid annotation key")
+		}
+	}
+	if len(a.Annotations) > 0 {
+		b, err := bus.Marshal(a.Annotations)
+		if err != nil {
+			return badRequest("the annotations cannot be encoded")
+		}
+		if len(b) > maxAnnotationsBytes {
+			return badRequest("annotations too large")
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,24 +71,22 @@ func (c *Controller) handleActivationList(ctx context.Context, data []byte) (any
 	if err != nil {
 		return nil, err
 	}
-	// Activation ids are time-ordered, so descending ids are newest first.
-	type entry struct{ id, key string }
-	entries := make([]entry, 0, len(keys))
+	// Activation ids are random (the hex of the envelope's request id), so
+	// they say nothing about time: read every completed record of the
+	// namespace, order them by start time, newest first, and load the page
+	// again. Records carry sealed results and logs, so only a summary of
+	// each is held until the page is known.
+	type summary struct {
+		start   int64
+		id, key string
+	}
+	var found []summary
 	for _, k := range keys {
 		parts, err := store.SplitKey(k)
 		if err != nil || len(parts) != 2 || parts[0] != req.Namespace || !validActivationID(parts[1]) {
 			continue
 		}
-		entries = append(entries, entry{parts[1], k})
-	}
-	slices.SortFunc(entries, func(x, y entry) int { return strings.Compare(y.id, x.id) })
-
-	out := make([]wire.Activation, 0, min(limit, len(entries)))
-	for _, e := range entries {
-		if len(out) == limit {
-			break
-		}
-		a, err := c.getActivation(ctx, e.key)
+		a, err := c.getActivation(ctx, k)
 		if errors.Is(err, errNotFound) {
 			continue // running, or deleted since listed
 		}
@@ -97,9 +96,24 @@ func (c *Controller) handleActivationList(ctx context.Context, data []byte) (any
 		if req.Name != "" && a.Name != req.Name {
 			continue
 		}
-		if skip > 0 {
-			skip--
-			continue
+		found = append(found, summary{a.Start, a.ActivationID, k})
+	}
+	slices.SortFunc(found, func(x, y summary) int {
+		if c := cmp.Compare(y.start, x.start); c != 0 {
+			return c
+		}
+		return strings.Compare(y.id, x.id)
+	})
+	found = found[min(skip, len(found)):]
+	found = found[:min(limit, len(found))]
+	out := make([]wire.Activation, 0, len(found))
+	for _, f := range found {
+		a, err := c.getActivation(ctx, f.key)
+		if errors.Is(err, errNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, *a)
 	}

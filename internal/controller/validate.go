@@ -9,30 +9,34 @@ import (
 
 // Limits on what the controller accepts.
 const (
-	maxNameLen        = 256 // one segment of a namespace or name (OpenWhisk)
-	maxPathSegments   = 2   // "ns" or "ns/pkg"; "action" or "pkg/action"
-	maxFunctionIDLen  = 64
-	maxRecordLen      = 64 << 10
-	maxAnnotations    = 256
-	maxAnnotationKey  = 256
-	maxVersionLen     = 64
-	maxSubjectLen     = 512
-	maxErrorFieldLen  = 1024
-	maxTimeoutMs      = 60 * 60 * 1000 // 1 h
-	maxMemoryMB       = 4096           // wasm32 address space
-	maxLogsMB         = 1024
-	maxConcurrency    = 500
-	defaultTimeoutMs  = 60_000
-	defaultMemoryMB   = 256
-	defaultLogsMB     = 10
-	activationIDLen   = 32
-	maxListLimit      = 200
-	maxListSkip       = 1 << 20
-	kindWasm          = "wasm"
-	firstVersion      = "0.0.1"
-	notFoundMessage   = "The requested resource does not exist."
-	conflictMessage   = "resource already exists"
-	concurrentMessage = "the resource was modified concurrently"
+	maxNameLen       = 256 // one segment of a namespace or name (OpenWhisk)
+	maxPathSegments  = 2   // "ns" or "ns/pkg"; "action" or "pkg/action"
+	maxFunctionIDLen = 64
+	maxRecordLen     = 64 << 10
+	maxSigLen        = 1024 // an ed25519 signature is 64 bytes
+	maxAnnotations   = 256
+	maxAnnotationKey = 256
+	// maxAnnotationsBytes bounds the encoded annotations of an action, so
+	// that a page of actions fits in one bus message.
+	maxAnnotationsBytes = 64 << 10
+	maxVersionLen       = 64
+	maxSubjectLen       = 512
+	maxErrorFieldLen    = 1024
+	maxTimeoutMs        = 60 * 60 * 1000 // 1 h
+	maxMemoryMB         = 4096           // wasm32 address space
+	maxLogsMB           = 1024
+	maxConcurrency      = 500
+	defaultTimeoutMs    = 60_000
+	defaultMemoryMB     = 256
+	defaultLogsMB       = 10
+	activationIDLen     = 32
+	maxListLimit        = 200
+	maxListSkip         = 1 << 20
+	kindWasm            = "wasm"
+	firstVersion        = "0.0.1"
+	notFoundMessage     = "The requested resource does not exist."
+	conflictMessage     = "resource already exists"
+	concurrentMessage   = "the resource was modified concurrently"
 )
 
 // entityName is OpenWhisk's entity name rule: word characters, '@', ' ',

@@ -1,0 +1,367 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+func encode(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := bus.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// malformed are requests no handler can decode.
+var malformed = [][]byte{
+	nil,
+	{0xff},
+	{0xa1},                         // map of one pair, truncated
+	{0x5f, 0x41},                   // indefinite byte string, truncated
+	{0x9f, 0x9f, 0x9f},             // nested indefinite arrays, truncated
+	{0x01},                         // an integer, not a map
+	{0x62, 0xff, 0xfe},             // text string with invalid UTF-8
+	{0xa1, 0x01, 0x62, 0xff, 0xfe}, // field 1 with invalid UTF-8
+	{0xa1, 0x01, 0xa1, 0x01, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, // uint64 max in a small field
+	{0xa1, 0x01, 0x9b, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00},             // array claiming 2^32 elements
+	{0xa1, 0x03, 0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},             // skip = -2^63
+}
+
+func deepNesting(n int) []byte {
+	b := make([]byte, 0, n+1)
+	for range n {
+		b = append(b, 0x81) // array of one
+	}
+	return append(b, 0x00)
+}
+
+// handlers returns the controller's request handlers by subject.
+func (c *Controller) handlers() map[string]func(context.Context, []byte) (any, error) {
+	return map[string]func(context.Context, []byte) (any, error){
+		wire.SubjectActionPut:      c.handleActionPut,
+		wire.SubjectActionGet:      c.handleActionGet,
+		wire.SubjectActionDelete:   c.handleActionDelete,
+		wire.SubjectActionList:     c.handleActionList,
+		wire.SubjectInvoke:         c.handleInvoke,
+		wire.SubjectActivationGet:  c.handleActivationGet,
+		wire.SubjectActivationList: c.handleActivationList,
+	}
+}
+
+// rawReply mirrors the bus's reply frame.
+type rawReply struct {
+	Err  *wire.Error     `cbor:"1,keyasint,omitempty"`
+	Body cbor.RawMessage `cbor:"2,keyasint,omitempty"`
+}
+
+func TestMalformedRequests(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	e.startInvoker("inv0", succeed(e))
+	inputs := append(malformed, deepNesting(100))
+	for subject := range e.ctl.handlers() {
+		for _, in := range inputs {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			msg, err := e.nc.RequestWithContext(ctx, subject, in)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s %x: %v", subject, in, err)
+			}
+			var r rawReply
+			if err := bus.Unmarshal(msg.Data, &r); err != nil {
+				t.Fatalf("%s %x: reply: %v", subject, in, err)
+			}
+			if r.Err == nil || r.Err.Code != wire.CodeBadRequest {
+				t.Fatalf("%s %x: reply %+v, want bad_request", subject, in, r.Err)
+			}
+		}
+	}
+	// Heartbeats are not requests; malformed ones are dropped.
+	for _, in := range append(inputs, encode(t, wire.Heartbeat{InvokerID: "bad.id"}), encode(t, wire.Heartbeat{})) {
+		if err := e.nc.Publish(wire.SubjectInvokerHeartbeat, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Still serving.
+	if a := mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")); a.Status != wire.StatusSuccess {
+		t.Fatalf("record %+v", a)
+	}
+	if e.ctl.sched.healthy() != 1 {
+		t.Fatalf("%d healthy invokers", e.ctl.sched.healthy())
+	}
+}
+
+func TestHeartbeat(t *testing.T) {
+	clock := newClock()
+	s := newScheduler(clock.Now, time.Second)
+	for _, hb := range []wire.Heartbeat{
+		{InvokerID: ""},
+		{InvokerID: "a.b"},
+		{InvokerID: "a*"},
+		{InvokerID: "a>"},
+		{InvokerID: "a b"},
+		{InvokerID: "é"},
+		{InvokerID: string(make([]byte, 129))},
+	} {
+		if s.heartbeat(hb) {
+			t.Errorf("heartbeat %q accepted", hb.InvokerID)
+		}
+	}
+	if !s.heartbeat(wire.Heartbeat{InvokerID: "ok", Capacity: -5, InFlight: -1 << 62}) {
+		t.Fatal("heartbeat refused")
+	}
+	st := s.invokers["ok"]
+	if st.capacity != 1 || st.inFlight != 0 {
+		t.Fatalf("state %+v", st)
+	}
+	s.heartbeat(wire.Heartbeat{InvokerID: "ok", Capacity: 1 << 62, InFlight: 1 << 62})
+	if st.capacity != maxReported || st.inFlight != maxReported {
+		t.Fatalf("state %+v", st)
+	}
+}
+
+func TestSchedulerPick(t *testing.T) {
+	clock := newClock()
+	s := newScheduler(clock.Now, time.Second)
+	if _, ok := s.pick("ns", nil); ok {
+		t.Fatal("picked from an empty table")
+	}
+	ids := []string{"a", "b", "c"}
+	for _, id := range ids {
+		s.heartbeat(wire.Heartbeat{InvokerID: id, Capacity: 2})
+	}
+	home := homeOf("ns", ids...)
+	// Home takes the namespace's steps until it is full.
+	for range 2 {
+		if id, _ := s.pick("ns", nil); id != home {
+			t.Fatalf("picked %s, want home %s", id, home)
+		}
+	}
+	other, _ := s.pick("ns", nil)
+	if other == home {
+		t.Fatal("a full home invoker was picked")
+	}
+	// Excluded invokers are skipped.
+	if id, _ := s.pick("ns", map[string]bool{home: true, other: true}); id == home || id == other {
+		t.Fatalf("picked excluded %s", id)
+	}
+	s.done(home)
+	if id, _ := s.pick("ns", nil); id != home {
+		t.Fatalf("picked %s after home had room", id)
+	}
+	// Down and stale invokers are not picked.
+	s.markDown(home)
+	for range 10 {
+		if id, _ := s.pick("ns", nil); id == home {
+			t.Fatal("picked an invoker marked down")
+		}
+	}
+	clock.Advance(time.Second + time.Millisecond)
+	if _, ok := s.pick("ns", nil); ok {
+		t.Fatal("picked a stale invoker")
+	}
+	if s.healthy() != 0 {
+		t.Fatal("stale invokers counted healthy")
+	}
+}
+
+func TestSchedulerTableBounded(t *testing.T) {
+	clock := newClock()
+	s := newScheduler(clock.Now, time.Second)
+	for i := range maxInvokers {
+		if !s.heartbeat(wire.Heartbeat{InvokerID: "i" + itoa(i), Capacity: 1}) {
+			t.Fatalf("heartbeat %d refused", i)
+		}
+	}
+	if s.heartbeat(wire.Heartbeat{InvokerID: "one-more"}) {
+		t.Fatal("table grew past its bound")
+	}
+	// Known invokers still beat.
+	if !s.heartbeat(wire.Heartbeat{InvokerID: "i0"}) {
+		t.Fatal("known invoker refused")
+	}
+	// Long-silent invokers are forgotten to make room.
+	clock.Advance(forgetAfter*time.Second + time.Second)
+	if !s.heartbeat(wire.Heartbeat{InvokerID: "one-more"}) {
+		t.Fatal("silent invokers were not forgotten")
+	}
+	if len(s.invokers) != 1 {
+		t.Fatalf("%d invokers", len(s.invokers))
+	}
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+// FuzzHandlers feeds arbitrary bytes to every request handler: none may
+// panic, and every refusal must be a user-safe *wire.Error.
+func FuzzHandlers(f *testing.F) {
+	e := newEnvStarted(f, false)
+	c := e.ctl
+	subjects := []string{
+		wire.SubjectActionPut, wire.SubjectActionGet, wire.SubjectActionDelete, wire.SubjectActionList,
+		wire.SubjectInvoke, wire.SubjectActivationGet, wire.SubjectActivationList,
+	}
+	hs := c.handlers()
+	if len(hs) != len(subjects) {
+		f.Fatal("subjects out of date")
+	}
+	// A stored action and a completed activation to find.
+	put := actionPut(f, "guest", "hello", "f1")
+	if _, err := c.handleActionPut(context.Background(), encode(f, put)); err != nil {
+		f.Fatal(err)
+	}
+	inv := invokeReq("guest", "hello")
+	if _, err := c.handleInvoke(context.Background(), encode(f, inv)); err != nil {
+		f.Fatal(err)
+	}
+
+	seeds := [][]byte{
+		encode(f, put),
+		encode(f, wire.ActionRef{Namespace: "guest", Name: "hello"}),
+		encode(f, wire.ListRequest{Namespace: "guest", Limit: 3}),
+		encode(f, wire.ListRequest{Namespace: "guest", Name: "hello", Skip: 1}),
+		encode(f, invokeReq("guest", "hello")),
+		encode(f, wire.ActivationRef{Namespace: "guest", ActivationID: inv.ActivationID}),
+		encode(f, map[int]any{1: map[int]any{1: "guest", 2: "x", 7: []any{map[int]any{1: "k", 2: map[any]any{1.5: []byte{1}}}}}, 2: []byte{1}}),
+		deepNesting(40),
+	}
+	for i, s := range seeds {
+		f.Add(uint8(i), s)
+	}
+	for i, m := range malformed {
+		f.Add(uint8(i), m)
+	}
+	f.Fuzz(func(t *testing.T, op uint8, data []byte) {
+		c.heartbeat(data)
+		subject := subjects[int(op)%len(subjects)]
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		v, err := hs[subject](ctx, data)
+		if err != nil {
+			var we *wire.Error
+			if !errors.As(err, &we) {
+				t.Fatalf("%s: error %v (%T) is not a wire error", subject, err, err)
+			}
+			return
+		}
+		if v == nil {
+			t.Fatalf("%s: nil reply without error", subject)
+		}
+		if _, err := bus.Marshal(v); err != nil {
+			t.Fatalf("%s: reply cannot be encoded: %v", subject, err)
+		}
+	})
+}
+
+// FuzzActionAnnotations stores actions whose annotation values are
+// arbitrary CBOR: whatever put accepts, get and list must read back.
+func FuzzActionAnnotations(f *testing.F) {
+	e := newEnvStarted(f, false)
+	c := e.ctl
+	for _, seed := range [][]byte{
+		{0x01},
+		{0xf7},             // undefined
+		{0xf9, 0x7e, 0x00}, // float16 NaN
+		{0xc1, 0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0}, // epoch time NaN
+		{0xc0, 0x61, 0x78},                         // tag 0, not a date
+		{0xc2, 0x41, 0x01},                         // bignum
+		{0xd9, 0xd9, 0xf7, 0x01},                   // self-described
+		{0xa1, 0x41, 0x01, 0x02},                   // byte string key
+		{0xa1, 0xf9, 0x7e, 0x00, 0x02},             // NaN key
+		{0xa2, 0x01, 0x02, 0x01, 0x03},             // duplicate keys
+		{0xd8, 0x1e, 0x82, 0x01, 0x00},             // rational with zero denominator
+		deepNesting(28),
+	} {
+		f.Add(seed)
+	}
+	ref := encode(f, wire.ActionRef{Namespace: "guest", Name: "a"})
+	list := encode(f, wire.ListRequest{Namespace: "guest"})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		p := actionPut(t, "guest", "a", "f")
+		p.Overwrite = true
+		p.Action.Annotations = []wire.KeyValue{{Key: "k", Value: cbor.RawMessage(raw)}}
+		data, err := bus.Marshal(p)
+		if err != nil {
+			return // not well-formed CBOR
+		}
+		ctx := context.Background()
+		if _, err := c.handleActionPut(ctx, data); err != nil {
+			if _, ok := errors.AsType[*wire.Error](err); !ok {
+				t.Fatalf("put: %v", err)
+			}
+			return
+		}
+		if _, err := c.handleActionGet(ctx, ref); err != nil {
+			t.Fatalf("get after put: %v", err)
+		}
+		if _, err := c.handleActionList(ctx, list); err != nil {
+			t.Fatalf("list after put: %v", err)
+		}
+	})
+}
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	_, err := call[wire.Action](e, wire.SubjectActionGet, wire.ActionRef{Namespace: "guest", Name: "nope"})
+	wantCode(t, err, wire.CodeNotFound)
+	mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")) // no invoker
+	e.startInvoker("inv0", succeed(e))
+	mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello"))
+
+	fams, err := e.ctl.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range fams {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += " " + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.GetCounter() != nil:
+				got[name] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[name] = m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				got[name] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	for name, want := range map[string]float64{
+		"clemmys_controller_requests_total code=ok op=action.put":          1,
+		"clemmys_controller_requests_total code=not_found op=action.get":   1,
+		"clemmys_controller_requests_total code=ok op=invoke":              2,
+		"clemmys_controller_activations_total status=whisk internal error": 1,
+		"clemmys_controller_activations_total status=success":              1,
+		"clemmys_controller_dispatch_total result=no_invoker":              1,
+		"clemmys_controller_dispatch_total result=ok":                      1,
+		"clemmys_controller_healthy_invokers":                              1,
+		"clemmys_controller_activation_duration_seconds":                   2,
+		"clemmys_controller_scheduling_latency_seconds":                    1,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+}

@@ -1,0 +1,481 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+func TestInvokeBlocking(t *testing.T) {
+	e := newEnv(t)
+	p := actionPut(t, "guest", "hello", "f1")
+	p.Action.Limits.TimeoutMs = 5000
+	p.Action.Limits.MemoryMB = 128
+	e.put(p)
+	inv := e.startInvoker("inv0", succeed(e))
+
+	req := invokeReq("guest", "hello")
+	start := e.clock.Now().UnixMilli()
+	a := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	if a.ActivationID != req.ActivationID || a.Namespace != "guest" || a.Name != "hello" ||
+		a.Version != firstVersion || a.Subject != "alice" {
+		t.Fatalf("record metadata %+v", a)
+	}
+	if a.Status != wire.StatusSuccess || a.ErrorCode != "" || a.Start != start || a.End != start {
+		t.Fatalf("record outcome %+v", a)
+	}
+	if string(a.Result) != "sealed result" || string(a.Logs) != "sealed logs" || a.Envelope != nil {
+		t.Fatalf("record payload %+v", a)
+	}
+	if w, ok := annotation(a.Annotations, "waitTime"); !ok || fmt.Sprint(w) != "25" {
+		t.Fatalf("waitTime = %v (%v), want 25", w, ok)
+	}
+	if _, ok := annotation(a.Annotations, "initTime"); ok {
+		t.Fatal("initTime on a warm step")
+	}
+	if p, _ := annotation(a.Annotations, "path"); p != "guest/hello" {
+		t.Fatalf("path annotation %v", p)
+	}
+	if got := timeoutOf(a.Annotations); got != 5000 {
+		t.Fatalf("timeout annotation %d", got)
+	}
+
+	// What the invoker was asked to run.
+	reqs := inv.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d run requests", len(reqs))
+	}
+	r := reqs[0]
+	if r.ActivationID != req.ActivationID || r.Namespace != "guest" || r.Action != "hello" ||
+		!bytes.Equal(r.FunctionID, fidOf("f1")) || string(r.Envelope) != "sealed envelope" || r.TimeoutMs != 5000 {
+		t.Fatalf("run request %+v", r)
+	}
+
+	// The stored record is the one returned, and activation.get finds it.
+	got := mustCall[wire.Activation](e, wire.SubjectActivationGet, wire.ActivationRef{Namespace: "guest", ActivationID: req.ActivationID})
+	if got.End != a.End || got.Status != a.Status || !bytes.Equal(got.Result, a.Result) {
+		t.Fatalf("stored %+v, returned %+v", got, a)
+	}
+}
+
+func TestInvokeRequestOverrides(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	inv := e.startInvoker("inv0", succeed(e))
+
+	req := invokeReq("guest", "hello")
+	req.FunctionID = fidOf("pinned")
+	req.Version = "0.0.7"
+	req.Limits = wire.Limits{TimeoutMs: 1234}
+	a := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	if a.Version != "0.0.7" || timeoutOf(a.Annotations) != 1234 {
+		t.Fatalf("record %+v", a)
+	}
+	r := inv.requests()[0]
+	if !bytes.Equal(r.FunctionID, fidOf("pinned")) || r.TimeoutMs != 1234 {
+		t.Fatalf("run request %+v", r)
+	}
+}
+
+func TestInvokeStatusMapping(t *testing.T) {
+	long := strings.Repeat("x", maxErrorFieldLen+10)
+	tests := []struct {
+		name       string
+		res        wire.RunResult
+		wantStatus string
+		wantCode   string
+		wantMsg    string
+		wantInit   bool
+		keepsEnv   bool // no sealed result: the record keeps the request envelope
+	}{
+		{"success", wire.RunResult{Status: wire.StatusSuccess, Envelope: []byte("r")}, wire.StatusSuccess, "", "", false, false},
+		{"application error", wire.RunResult{Status: wire.StatusApplicationError, Envelope: []byte("r")}, wire.StatusApplicationError, "", "", false, false},
+		{"developer error", wire.RunResult{Status: wire.StatusDeveloperError, ErrorCode: "invalid_module", InitMs: 7}, wire.StatusDeveloperError, "invalid_module", "", true, true},
+		{"refused envelope", wire.RunResult{Status: wire.StatusInternalError, ErrorCode: "expired", ErrorMessage: "the envelope expired"}, wire.StatusInternalError, "expired", "the envelope expired", false, true},
+		{"unknown status", wire.RunResult{Status: "great success", Envelope: []byte("r")}, wire.StatusInternalError, "", "", false, false},
+		{"empty status", wire.RunResult{}, wire.StatusInternalError, "", "", false, true},
+		{"long error fields", wire.RunResult{Status: wire.StatusInternalError, ErrorCode: long, ErrorMessage: long}, wire.StatusInternalError, long[:maxErrorFieldLen], long[:maxErrorFieldLen], false, true},
+		{"truncated inside a rune", wire.RunResult{Status: wire.StatusInternalError, ErrorMessage: strings.Repeat("x", maxErrorFieldLen-1) + "é"}, wire.StatusInternalError, "", strings.Repeat("x", maxErrorFieldLen-1), false, true},
+	}
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	var res wire.RunResult
+	e.startInvoker("inv0", func(ctx context.Context, req *wire.RunRequest) (*wire.RunResult, error) {
+		r := res
+		return &r, nil
+	})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res = tc.res
+			req := invokeReq("guest", "hello")
+			a := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+			if a.Status != tc.wantStatus || a.ErrorCode != tc.wantCode || a.ErrorMessage != tc.wantMsg {
+				t.Fatalf("status %q code %q msg %q", a.Status, a.ErrorCode, a.ErrorMessage)
+			}
+			if _, ok := annotation(a.Annotations, "initTime"); ok != tc.wantInit {
+				t.Fatalf("initTime annotation: %v", ok)
+			}
+			if _, ok := annotation(a.Annotations, "waitTime"); ok {
+				t.Fatal("waitTime without a step start")
+			}
+			if got := a.Envelope != nil; got != tc.keepsEnv {
+				t.Fatalf("envelope kept: %v", got)
+			}
+			if s := e.stored("guest", req.ActivationID); s == nil || s.Status != tc.wantStatus || s.End == 0 {
+				t.Fatalf("stored %+v", s)
+			}
+		})
+	}
+}
+
+func TestInvokeNonBlocking(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	g := newGate()
+	e.startInvoker("inv0", g.run)
+
+	req := invokeReq("guest", "hello")
+	req.Blocking = false
+	a := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	if a.ActivationID != req.ActivationID || a.End != 0 || a.Status != "" || a.Start != e.clock.Now().UnixMilli() {
+		t.Fatalf("immediate reply %+v", a)
+	}
+	g.waitStarted(t)
+
+	// Running: the record exists with End 0, but (like OpenWhisk) it is not
+	// found or listed until it completes.
+	if s := e.stored("guest", req.ActivationID); s == nil || s.End != 0 || s.Status != "" || s.Name != "hello" {
+		t.Fatalf("running record %+v", s)
+	}
+	ref := wire.ActivationRef{Namespace: "guest", ActivationID: req.ActivationID}
+	_, err := call[wire.Activation](e, wire.SubjectActivationGet, ref)
+	wantCode(t, err, wire.CodeNotFound)
+	if l := mustCall[wire.ActivationList](e, wire.SubjectActivationList, wire.ListRequest{Namespace: "guest"}); len(l.Activations) != 0 {
+		t.Fatalf("running activation listed: %+v", l.Activations)
+	}
+
+	e.clock.Advance(30 * time.Millisecond)
+	close(g.release)
+	done := e.waitDone("guest", req.ActivationID)
+	if done.Status != wire.StatusSuccess || string(done.Result) != "late result" || done.End-done.Start != 30 {
+		t.Fatalf("completed record %+v", done)
+	}
+	if got := mustCall[wire.Activation](e, wire.SubjectActivationGet, ref); got.End != done.End {
+		t.Fatalf("get %+v", got)
+	}
+}
+
+func TestInvokeDuplicateID(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	g := newGate()
+	inv := e.startInvoker("inv0", g.run)
+
+	// While the first activation runs.
+	req := invokeReq("guest", "hello")
+	req.Blocking = false
+	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	g.waitStarted(t)
+	for _, blocking := range []bool{false, true} {
+		dup := req
+		dup.Blocking = blocking
+		_, err := call[wire.Activation](e, wire.SubjectInvoke, dup)
+		wantCode(t, err, wire.CodeConflict)
+	}
+	close(g.release)
+	first := e.waitDone("guest", req.ActivationID)
+
+	// And after it completed: the record is not overwritten.
+	dup := req
+	dup.Blocking = true
+	_, err := call[wire.Activation](e, wire.SubjectInvoke, dup)
+	wantCode(t, err, wire.CodeConflict)
+	if s := e.stored("guest", req.ActivationID); s.End != first.End || string(s.Result) != "late result" {
+		t.Fatalf("record changed: %+v", s)
+	}
+	if n := inv.calls.Load(); n != 1 {
+		t.Fatalf("the invoker ran %d steps", n)
+	}
+
+	// The same id in another namespace is another activation.
+	e.put(actionPut(t, "other", "hello", "f2"))
+	other := req
+	other.Namespace = "other"
+	other.Blocking = true
+	if a := mustCall[wire.Activation](e, wire.SubjectInvoke, other); a.Status != wire.StatusSuccess {
+		t.Fatalf("other namespace: %+v", a)
+	}
+}
+
+func TestInvokeNoInvoker(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.HeartbeatTimeout = time.Second })
+	e.put(actionPut(t, "guest", "hello", "f1"))
+
+	check := func(a *wire.Activation) {
+		t.Helper()
+		if a.Status != wire.StatusInternalError || a.ErrorCode != ErrNoInvoker || a.ErrorMessage != msgNoInvoker ||
+			string(a.Envelope) != "sealed envelope" || a.End == 0 {
+			t.Fatalf("record %+v", a)
+		}
+	}
+	// No invoker ever announced itself.
+	req := invokeReq("guest", "hello")
+	a := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	check(a)
+	check(e.stored("guest", req.ActivationID))
+
+	// An invoker whose heartbeats stopped.
+	inv := e.startInvoker("inv0", succeed(e))
+	e.clock.Advance(time.Second + time.Millisecond)
+	check(mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")))
+	if n := inv.calls.Load(); n != 0 {
+		t.Fatalf("an unhealthy invoker got %d steps", n)
+	}
+	// Its next heartbeat brings it back.
+	inv.beat()
+	if a := mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")); a.Status != wire.StatusSuccess {
+		t.Fatalf("record %+v", a)
+	}
+
+	// Non-blocking: the record says the same.
+	e.clock.Advance(2 * time.Second)
+	req = invokeReq("guest", "hello")
+	req.Blocking = false
+	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	check(e.waitDone("guest", req.ActivationID))
+}
+
+func TestInvokeDeadInvokerRetried(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	const ns = "guest"
+	dead, live := "inv-a", "inv-b"
+	if homeOf(ns, dead, live) != dead {
+		dead, live = live, dead
+	}
+	e.startInvoker(dead, nil) // heartbeats, then dies: no responder
+	li := e.startInvoker(live, succeed(e))
+
+	a := mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq(ns, "hello"))
+	if a.Status != wire.StatusSuccess {
+		t.Fatalf("record %+v", a)
+	}
+	if n := li.calls.Load(); n != 1 {
+		t.Fatalf("live invoker ran %d steps", n)
+	}
+	if e.healthy(dead) {
+		t.Fatal("the dead invoker is still considered healthy")
+	}
+	// The dead one is not tried again.
+	mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq(ns, "hello"))
+	if n := li.calls.Load(); n != 2 {
+		t.Fatalf("live invoker ran %d steps", n)
+	}
+
+	// Only dead invokers: each is tried once, then the record says so.
+	e2 := newEnv(t)
+	e2.put(actionPut(t, ns, "hello", "f1"))
+	for i := range maxDispatchAttempts + 1 {
+		e2.startInvoker(fmt.Sprintf("dead%d", i), nil)
+	}
+	a = mustCall[wire.Activation](e2, wire.SubjectInvoke, invokeReq(ns, "hello"))
+	if a.Status != wire.StatusInternalError || a.ErrorCode != ErrNoInvoker {
+		t.Fatalf("record %+v", a)
+	}
+	down := 0
+	for i := range maxDispatchAttempts + 1 {
+		if !e2.healthy(fmt.Sprintf("dead%d", i)) {
+			down++
+		}
+	}
+	if down != maxDispatchAttempts {
+		t.Fatalf("%d invokers marked down, want %d", down, maxDispatchAttempts)
+	}
+}
+
+func TestInvokeInvokerFails(t *testing.T) {
+	tests := []struct {
+		name    string
+		run     func(g *gate) runFunc
+		wantMsg string
+	}{
+		{"timeout", func(g *gate) runFunc { return g.run }, msgInvokerTimout},
+		{"error reply", func(g *gate) runFunc {
+			return func(ctx context.Context, req *wire.RunRequest) (*wire.RunResult, error) {
+				return nil, wire.Errorf(wire.CodeBadRequest, "incomplete run request")
+			}
+		}, msgInvokerFailed},
+		{"internal error reply", func(g *gate) runFunc {
+			return func(ctx context.Context, req *wire.RunRequest) (*wire.RunResult, error) {
+				return nil, fmt.Errorf("boom")
+			}
+		}, msgInvokerFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.ColdStartGrace = 200 * time.Millisecond })
+			p := actionPut(t, "guest", "hello", "f1")
+			p.Action.Limits.TimeoutMs = 100
+			e.put(p)
+			g := newGate()
+			first, second := "inv-a", "inv-b"
+			if homeOf("guest", first, second) != first {
+				first, second = second, first
+			}
+			fi := e.startInvoker(first, tc.run(g))
+			si := e.startInvoker(second, succeed(e))
+
+			began := time.Now()
+			a := mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello"))
+			if a.Status != wire.StatusInternalError || a.ErrorCode != ErrInvokerFailed || a.ErrorMessage != tc.wantMsg ||
+				string(a.Envelope) != "sealed envelope" {
+				t.Fatalf("record %+v", a)
+			}
+			if tc.name == "timeout" {
+				if d := time.Since(began); d < 300*time.Millisecond || d > 5*time.Second {
+					t.Fatalf("the call to the invoker took %v, want about 300ms", d)
+				}
+			}
+			// A step the invoker may have received is never sent twice.
+			if fi.calls.Load() != 1 || si.calls.Load() != 0 {
+				t.Fatalf("calls: first %d, second %d", fi.calls.Load(), si.calls.Load())
+			}
+			if !e.healthy(first) {
+				t.Fatal("a slow or failing invoker was marked down")
+			}
+		})
+	}
+}
+
+func TestInvokeInvalid(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	inv := e.startInvoker("inv0", succeed(e))
+	tests := []struct {
+		name   string
+		mutate func(*wire.InvokeRequest)
+		code   string
+	}{
+		{"no activation id", func(r *wire.InvokeRequest) { r.ActivationID = "" }, wire.CodeBadRequest},
+		{"short activation id", func(r *wire.InvokeRequest) { r.ActivationID = "abc" }, wire.CodeBadRequest},
+		{"upper-case activation id", func(r *wire.InvokeRequest) { r.ActivationID = strings.Repeat("A", 32) }, wire.CodeBadRequest},
+		{"activation id with wildcard", func(r *wire.InvokeRequest) { r.ActivationID = strings.Repeat("a", 31) + ">" }, wire.CodeBadRequest},
+		{"no namespace", func(r *wire.InvokeRequest) { r.Namespace = "" }, wire.CodeBadRequest},
+		{"bad action", func(r *wire.InvokeRequest) { r.Action = "a b " }, wire.CodeBadRequest},
+		{"no envelope", func(r *wire.InvokeRequest) { r.Envelope = nil }, wire.CodeBadRequest},
+		{"function id too long", func(r *wire.InvokeRequest) { r.FunctionID = make([]byte, maxFunctionIDLen+1) }, wire.CodeBadRequest},
+		{"version too long", func(r *wire.InvokeRequest) { r.Version = strings.Repeat("1", maxVersionLen+1) }, wire.CodeBadRequest},
+		{"subject too long", func(r *wire.InvokeRequest) { r.Subject = strings.Repeat("s", maxSubjectLen+1) }, wire.CodeBadRequest},
+		{"timeout too long", func(r *wire.InvokeRequest) { r.Limits.TimeoutMs = maxTimeoutMs + 1 }, wire.CodeBadRequest},
+		{"memory too large", func(r *wire.InvokeRequest) { r.Limits.MemoryMB = maxMemoryMB + 1 }, wire.CodeBadRequest},
+		{"missing action", func(r *wire.InvokeRequest) { r.Action = "nope" }, wire.CodeNotFound},
+		{"missing namespace", func(r *wire.InvokeRequest) { r.Namespace = "nope" }, wire.CodeNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, blocking := range []bool{true, false} {
+				req := invokeReq("guest", "hello")
+				req.Blocking = blocking
+				tc.mutate(&req)
+				_, err := call[wire.Activation](e, wire.SubjectInvoke, req)
+				wantCode(t, err, tc.code)
+				if validActivationID(req.ActivationID) && checkNamespace(req.Namespace) == nil && e.stored(req.Namespace, req.ActivationID) != nil {
+					t.Fatal("a refused invocation left a record")
+				}
+			}
+		})
+	}
+	if n := inv.calls.Load(); n != 0 {
+		t.Fatalf("refused invocations ran %d steps", n)
+	}
+}
+
+func TestStopWaitsForBackground(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	g := newGate()
+	e.startInvoker("inv0", g.run)
+
+	req := invokeReq("guest", "hello")
+	req.Blocking = false
+	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	g.waitStarted(t)
+
+	stopped := make(chan struct{})
+	go func() {
+		e.ctl.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while an activation was running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Stopping: no new background work is accepted.
+	req2 := invokeReq("guest", "hello")
+	req2.Blocking = false
+	_, err := e.ctl.handleInvoke(context.Background(), encode(t, req2))
+	wantCode(t, err, wire.CodeUnavailable)
+	if e.stored("guest", req2.ActivationID) != nil {
+		t.Fatal("a refused invocation left a record")
+	}
+
+	close(g.release)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	if a := e.stored("guest", req.ActivationID); a == nil || a.End == 0 || a.Status != wire.StatusSuccess {
+		t.Fatalf("record after Stop: %+v", a)
+	}
+	e.ctl.Stop() // idempotent
+	if err := e.ctl.Start(context.Background()); err == nil {
+		t.Fatal("Start after Stop succeeded")
+	}
+}
+
+func TestStopGraceCancels(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.StopGrace = 100 * time.Millisecond })
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	g := newGate() // never released
+	e.startInvoker("inv0", g.run)
+
+	bg := invokeReq("guest", "hello")
+	bg.Blocking = false
+	mustCall[wire.Activation](e, wire.SubjectInvoke, bg)
+	g.waitStarted(t)
+
+	fg := invokeReq("guest", "hello")
+	reply := make(chan *wire.Activation, 1)
+	go func() {
+		a, err := call[wire.Activation](e, wire.SubjectInvoke, fg)
+		if err != nil {
+			t.Error(err)
+		}
+		reply <- a
+	}()
+	g.waitStarted(t)
+
+	began := time.Now()
+	e.ctl.Stop()
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("Stop took %v", d)
+	}
+	for _, id := range []string{bg.ActivationID, fg.ActivationID} {
+		a := e.stored("guest", id)
+		if a == nil || a.End == 0 || a.Status != wire.StatusInternalError || a.ErrorCode != ErrInvokerFailed || a.ErrorMessage != msgStopping {
+			t.Fatalf("record of %s after Stop: %+v", id, a)
+		}
+	}
+	// The blocking caller got its record before the controller stopped
+	// serving.
+	if a := <-reply; a == nil || a.ErrorMessage != msgStopping {
+		t.Fatalf("blocking reply %+v", a)
+	}
+}
