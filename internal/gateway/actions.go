@@ -235,22 +235,16 @@ func checkLimits(l *limitsBody) (wire.Limits, string) {
 }
 
 func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
-	ns, name := callerNamespace(r), r.PathValue("name")
-	if !validName(name) {
-		g.fail(w, r, http.StatusNotFound, msgNotFound)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	defer cancel()
-	var a wire.Action
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &a); err != nil {
-		g.busError(w, r, "get action", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, g.renderAction(&a))
+	g.actionRef(w, r, wire.SubjectActionGet, "get action")
 }
 
 func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
+	g.actionRef(w, r, wire.SubjectActionDelete, "delete action")
+}
+
+// actionRef sends the request's action reference to the controller subject
+// and answers with the action it returns.
+func (g *Gateway) actionRef(w http.ResponseWriter, r *http.Request, subject, what string) {
 	ns, name := callerNamespace(r), r.PathValue("name")
 	if !validName(name) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
@@ -259,8 +253,8 @@ func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
 	var a wire.Action
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionDelete, &wire.ActionRef{Namespace: ns, Name: name}, &a); err != nil {
-		g.busError(w, r, "delete action", err)
+	if err := bus.Call(ctx, g.cfg.Conn, subject, &wire.ActionRef{Namespace: ns, Name: name}, &a); err != nil {
+		g.busError(w, r, what, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, g.renderAction(&a))
