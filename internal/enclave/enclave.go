@@ -235,6 +235,14 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 
 // refuse is the reply for a step that failed a check: nothing ran, nothing
 // was sealed.
+// ranButFailed is a failure after the guest ran: nothing is sealed, but the
+// execution is reported.
+func ranButFailed(code, msg string) *ipc.RunReply {
+	r := refuse(code, msg)
+	r.Executed = true
+	return r
+}
+
 func refuse(code, msg string) *ipc.RunReply {
 	return &ipc.RunReply{Status: wire.StatusInternalError, ErrorCode: code, ErrorMessage: msg}
 }
@@ -283,19 +291,19 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	next, err := opened.SealOutput(result)
 	if err != nil {
 		r.cfg.Log.Error("seal output", "err", err)
-		return refuse(CodeInternal, "sealing the result failed")
+		return ranButFailed(CodeInternal, "sealing the result failed")
 	}
 	nb, err := next.Marshal()
 	if err != nil {
 		r.cfg.Log.Error("encode output", "err", err)
-		return refuse(CodeInternal, "encoding the result failed")
+		return ranButFailed(CodeInternal, "encoding the result failed")
 	}
 	sealedLogs, err := opened.SealLogs(logs)
 	if err != nil {
 		r.cfg.Log.Error("seal logs", "err", err)
-		return refuse(CodeInternal, "sealing the logs failed")
+		return ranButFailed(CodeInternal, "sealing the logs failed")
 	}
-	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs}
+	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Executed: true}
 }
 
 // classify maps a sandbox outcome to an OpenWhisk status and the JSON result

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,6 +51,10 @@ type Invoker struct {
 	code jetstream.ObjectStore
 	sem  chan struct{}
 	log  *slog.Logger
+
+	// executions counts steps whose guest a runtime started (every check
+	// passed); refused steps do not count.
+	executions atomic.Uint64
 
 	mu       sync.Mutex
 	runtimes map[string]*runtimeProc // by namespace
@@ -111,6 +116,11 @@ func (iv *Invoker) Start(ctx context.Context) error {
 	go iv.heartbeat()
 	return nil
 }
+
+// Executions returns how many steps this invoker's runtimes executed (all
+// envelope checks passed and the guest started). Refused steps are not
+// counted: the attack suite uses it as its "nothing ran" side channel.
+func (iv *Invoker) Executions() uint64 { return iv.executions.Load() }
 
 // Stop stops taking work, waits up to StopGrace for running steps (then
 // abandons them) and stops the runtimes, killing those that do not exit.
@@ -249,10 +259,14 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 			iv.log.Error("run", "activation", req.ActivationID, "err", err)
 			return fail("invoker_failed", "the step could not be run")
 		}
+		if rep.Executed {
+			iv.executions.Add(1)
+		}
 		return &wire.RunResult{
 			Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
 			ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage,
 			Start: runStart.UnixMilli(), End: time.Now().UnixMilli(), InitMs: initMs,
+			Executed: rep.Executed,
 		}
 	}
 }

@@ -96,6 +96,9 @@ type RunReply struct {
 	Logs         []byte `cbor:"3,keyasint,omitempty"`
 	ErrorCode    string `cbor:"4,keyasint,omitempty"`
 	ErrorMessage string `cbor:"5,keyasint,omitempty"`
+	// Executed: every envelope check passed and the guest was started.
+	// A refused step reports false; the attack suite counts on it.
+	Executed bool `cbor:"6,keyasint,omitempty"`
 }
 
 var (

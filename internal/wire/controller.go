@@ -30,7 +30,19 @@ type Action struct {
 	Function    SignedRecord `cbor:"8,keyasint"`  // KMS-signed function record
 	CodeSize    int64        `cbor:"9,keyasint"`  // plaintext size of the module
 	Updated     int64        `cbor:"10,keyasint"` // unix ms
+	// Components of a sequence (Kind "sequence"), fully qualified
+	// "/namespace/action"; a sequence has no code and no function record.
+	Components []string `cbor:"11,keyasint,omitempty"`
 }
+
+// Action kinds.
+const (
+	KindWasm     = "wasm"
+	KindSequence = "sequence"
+)
+
+// MaxSequenceComponents is OpenWhisk's limit on the length of a sequence.
+const MaxSequenceComponents = 50
 
 // ActionPut stores an action and its sealed code.
 type ActionPut struct {
@@ -71,6 +83,20 @@ type InvokeRequest struct {
 	Blocking     bool   `cbor:"7,keyasint"` // reply after completion; else reply at once
 	Limits       Limits `cbor:"8,keyasint"`
 	FunctionID   []byte `cbor:"9,keyasint"` // routing: which function version to load
+	// Steps route each step of a sequence (Action is then the sequence);
+	// empty for a single action. Steps[j] is the function of chain step j
+	// in the envelope header; the controller runs them in order, each
+	// step's sealed output being the next step's envelope.
+	Steps []StepRoute `cbor:"10,keyasint,omitempty"`
+}
+
+// StepRoute is the routing metadata of one step of a sequence.
+type StepRoute struct {
+	Namespace  string `cbor:"1,keyasint"`
+	Action     string `cbor:"2,keyasint"`
+	Version    string `cbor:"3,keyasint"`
+	FunctionID []byte `cbor:"4,keyasint"`
+	Limits     Limits `cbor:"5,keyasint"`
 }
 
 // Activation statuses, OpenWhisk's names and codes.
@@ -114,6 +140,12 @@ type Activation struct {
 	Annotations  []KeyValue `cbor:"13,keyasint,omitempty"`
 	Cause        string     `cbor:"14,keyasint,omitempty"`
 	Envelope     []byte     `cbor:"15,keyasint,omitempty"` // request header, for reopening sealed parts when Result is absent
+	// Components are the activation ids of a sequence's component
+	// activations, in order (OpenWhisk shows them as the sequence's logs).
+	Components []string `cbor:"16,keyasint,omitempty"`
+	// Step is the chain step (0-based) a component activation ran; its
+	// Cause is the sequence's activation id.
+	Step uint32 `cbor:"17,keyasint,omitempty"`
 }
 
 // ActivationRef names an activation.

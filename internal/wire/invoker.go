@@ -32,4 +32,5 @@ type RunResult struct {
 	Start        int64  `cbor:"6,keyasint"`
 	End          int64  `cbor:"7,keyasint"`
 	InitMs       int64  `cbor:"8,keyasint,omitempty"` // time spent loading the function (cold start)
+	Executed     bool   `cbor:"9,keyasint,omitempty"` // the runtime started the guest (all checks passed)
 }
