@@ -265,6 +265,40 @@ func OpenResult(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
 	return out, nil
 }
 
+// OpenOutput opens the output of any step of a chain on the owner's side:
+// the body of an envelope at step s (1 <= s <= len(Chain)) is step s-1's
+// output, sealed under k_s. The owner of a sequence uses it to read a
+// component's output and the error of a failed intermediate step.
+// OpenResult is OpenOutput restricted to the final step; want works as
+// there.
+func OpenOutput(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
+	if e == nil {
+		return nil, malformed("nil envelope")
+	}
+	if err := e.Header.Validate(); err != nil {
+		return nil, err
+	}
+	if e.Step == 0 || uint64(e.Step) > uint64(len(e.Header.Chain)) {
+		return nil, wrap(ErrStep, "step %d is not the output of a step of a %d-step chain", e.Step, len(e.Header.Chain))
+	}
+	d, err := e.Header.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if want != ([32]byte{}) && subtle.ConstantTimeCompare(d[:], want[:]) != 1 {
+		return nil, ErrHeaderMismatch
+	}
+	keys, err := deriveStepKeys(requestSecret, d, len(e.Header.Chain))
+	if err != nil {
+		return nil, err
+	}
+	out, err := openAEAD(keys[e.Step], bound(labelBody, d, e.Step), e.Body)
+	if err != nil {
+		return nil, ErrBody
+	}
+	return out, nil
+}
+
 // OpenLogs opens logs sealed by SealLogs at the given step of the request
 // with header h (ErrStep if step is not in the chain, ErrBody if they do not
 // open).
