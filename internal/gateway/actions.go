@@ -16,8 +16,10 @@ import (
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
-// kindWasm is the only action kind of the walking skeleton.
-const kindWasm = "wasm"
+const (
+	kindWasm     = wire.KindWasm
+	kindSequence = wire.KindSequence
+)
 
 // OpenWhisk's limit ranges.
 const (
@@ -83,6 +85,10 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be a JSON action.")
 		return
 	}
+	if body.Exec != nil && body.Exec.Kind == kindSequence {
+		g.putSequence(w, r, name, overwrite, &body)
+		return
+	}
 	code, msg := decodeModule(body.Exec)
 	if msg != "" {
 		status := http.StatusBadRequest
@@ -108,19 +114,8 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
-	if !overwrite {
-		// Refuse early, before the KMS creates a function version for
-		// nothing. (The controller checks again atomically.)
-		var existing wire.Action
-		err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &existing)
-		if err == nil {
-			g.fail(w, r, http.StatusConflict, msgConflict)
-			return
-		}
-		if we, ok := errors.AsType[*wire.Error](err); !ok || we.Code != wire.CodeNotFound {
-			g.busError(w, r, "check existing action", err)
-			return
-		}
+	if !overwrite && !g.checkAbsent(ctx, w, r, ns, name) {
+		return
 	}
 
 	digest := sha256.Sum256(code)
@@ -163,6 +158,23 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 
 const msgCodeTooLarge = "The action code is too large."
 
+// checkAbsent answers 409 and returns false if ns/name exists. Deploys
+// without overwrite call it first, so that the KMS does not create a
+// function version for nothing (the controller checks again atomically).
+func (g *Gateway) checkAbsent(ctx context.Context, w http.ResponseWriter, r *http.Request, ns, name string) bool {
+	var existing wire.Action
+	err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &existing)
+	if err == nil {
+		g.fail(w, r, http.StatusConflict, msgConflict)
+		return false
+	}
+	if we, ok := errors.AsType[*wire.Error](err); !ok || we.Code != wire.CodeNotFound {
+		g.busError(w, r, "check existing action", err)
+		return false
+	}
+	return true
+}
+
 // decodeModule returns the wasm module of an exec, or a message for the
 // client saying what is wrong with it.
 func decodeModule(e *execBody) ([]byte, string) {
@@ -171,8 +183,6 @@ func decodeModule(e *execBody) ([]byte, string) {
 	}
 	switch e.Kind {
 	case kindWasm:
-	case "sequence":
-		return nil, "Sequences are not supported yet."
 	case "":
 		return nil, "exec.kind is required; clemmys runs kind \"wasm\"."
 	default:
@@ -300,9 +310,14 @@ func (g *Gateway) paging(w http.ResponseWriter, r *http.Request) (skip, limit in
 // it is stored sealed and the gateway does not keep its key; exec carries
 // its SHA-256 digest instead.
 func (g *Gateway) renderAction(a *wire.Action) map[string]any {
-	exec := map[string]any{"kind": a.Kind, "binary": true}
-	if rec, err := g.cfg.KMS.VerifyRecord(a.Function); err == nil {
-		exec["digest"] = hex.EncodeToString(rec.CodeDigest)
+	exec := map[string]any{"kind": a.Kind}
+	if a.Kind == kindSequence {
+		exec["components"] = append([]string{}, a.Components...)
+	} else {
+		exec["binary"] = true
+		if rec, err := g.cfg.KMS.VerifyRecord(a.Function); err == nil {
+			exec["digest"] = hex.EncodeToString(rec.CodeDigest)
+		}
 	}
 	anns := renderKVs(a.Annotations)
 	hasExec := false

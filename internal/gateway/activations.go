@@ -40,7 +40,15 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 		v.status = wire.StatusInternalError
 		v.result = errorResult(msg)
 	}
-	reqID, err := hex.DecodeString(rec.ActivationID)
+	// A component activation of a sequence belongs to the sequence's
+	// request: its Cause is the sequence's activation id.
+	component := rec.Cause != ""
+	reqHex := rec.ActivationID
+	if component {
+		reqHex = rec.Cause
+		want = [32]byte{}
+	}
+	reqID, err := hex.DecodeString(reqHex)
 	if err != nil || len(reqID) != envelope.RequestIDSize {
 		bad(msgUnauthenticatedResult)
 		return v
@@ -59,7 +67,20 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 			bad(msgUnauthenticatedResult)
 			return v
 		}
-		out, err := envelope.OpenResult(e, rs, want)
+		n := uint32(len(e.Header.Chain))
+		switch {
+		case component && e.Step != rec.Step+1:
+			// A component's output is the input of the next step.
+			bad(msgUnauthenticatedResult)
+			return v
+		case !component && e.Step != n && v.status == wire.StatusSuccess:
+			// A chain succeeds only with the last step's output: an
+			// intermediate output passed off as the result would skip
+			// steps.
+			bad("The sequence did not run to its end.")
+			return v
+		}
+		out, err := envelope.OpenOutput(e, rs, want)
 		if err != nil || !isJSONObject(out) {
 			bad(msgUnauthenticatedResult)
 			return v
@@ -84,10 +105,15 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 			}
 		}
 	}
+	if !component && len(rec.Components) > 0 {
+		// A sequence's logs are its component activation ids (OpenWhisk).
+		v.logs = append(v.logs, rec.Components...)
+		return v
+	}
 	if len(rec.Logs) > 0 {
 		var logs []byte
 		if header != nil {
-			logs, err = envelope.OpenLogs(header, rs, 0, rec.Logs)
+			logs, err = envelope.OpenLogs(header, rs, rec.Step, rec.Logs)
 		}
 		if header == nil || err != nil {
 			v.logs = []string{msgUnauthenticatedLogs}

@@ -167,7 +167,7 @@ func TestDecodeModule(t *testing.T) {
 		{"ok unpadded", &execBody{Kind: "wasm", Code: str(base64.RawStdEncoding.EncodeToString(wasm))}, ""},
 		{"nil", nil, "must have an exec"},
 		{"no kind", &execBody{Code: str(b64)}, "kind is required"},
-		{"sequence", &execBody{Kind: "sequence"}, "not supported yet"},
+		{"sequence (handled by putSequence)", &execBody{Kind: "sequence"}, "Unsupported action kind"},
 		{"node", &execBody{Kind: "nodejs:20", Code: str(b64)}, "Unsupported action kind"},
 		{"no code", &execBody{Kind: "wasm"}, "code is required"},
 		{"bad base64", &execBody{Kind: "wasm", Code: str("!!!")}, "not valid base64"},

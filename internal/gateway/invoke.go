@@ -70,30 +70,66 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		g.busError(w, r, "load action", err)
 		return
 	}
-	// The controller is untrusted: only a record signed by the attested KMS
-	// for exactly this namespace and action names the key we seal to.
-	rec, err := g.cfg.KMS.VerifyRecord(a.Function)
-	if err != nil || rec.Namespace != ns || rec.Action != name {
-		g.log.Error("function record refused", "tx", txID(r), "namespace", ns, "action", name, "err", err)
-		g.fail(w, r, http.StatusBadGateway, "The action's function record could not be verified.")
+	if a.Namespace != ns || a.Name != name {
+		g.log.Error("controller answered with another action", "tx", txID(r))
+		g.fail(w, r, http.StatusBadGateway, "The controller answered with another action.")
 		return
 	}
-	suite := envelope.Suite(rec.Suite)
+	// The controller is untrusted: only records signed by the attested KMS
+	// for exactly these namespaces and actions name the keys we seal to.
+	ctx, cancel = context.WithTimeout(r.Context(), busTimeout)
+	steps, cerr := g.resolveChain(ctx, &a, 0, nil)
+	cancel()
+	if cerr != nil {
+		if cerr.err != nil || cerr.status >= 500 {
+			g.log.Error("resolve chain", "tx", txID(r), "namespace", ns, "action", name, "err", cerr.err)
+		}
+		g.fail(w, r, cerr.status, "%s", cerr.msg)
+		return
+	}
+	suite := envelope.Suite(steps[0].record.Suite)
 	kem, err := suite.KEM()
 	if err != nil {
 		g.fail(w, r, http.StatusBadGateway, "The action's function record names an unsupported suite.")
 		return
 	}
-	pub, err := kem.NewPublicKey(rec.PublicKey)
-	if err != nil {
-		g.fail(w, r, http.StatusBadGateway, "The action's function key is malformed.")
-		return
+	limits := maxLimits(steps)
+	var (
+		timeout time.Duration
+		chain   = make([]envelope.Step, len(steps))
+		pubs    = make([]hpke.PublicKey, len(steps))
+		routes  []wire.StepRoute
+	)
+	for j, st := range steps {
+		if envelope.Suite(st.record.Suite) != suite {
+			g.fail(w, r, http.StatusBadRequest, "The sequence mixes functions of different cipher suites.")
+			return
+		}
+		pub, err := kem.NewPublicKey(st.record.PublicKey)
+		if err != nil {
+			g.fail(w, r, http.StatusBadGateway, "A function key is malformed.")
+			return
+		}
+		pubs[j] = pub
+		chain[j] = envelope.Step{
+			Name:       "/" + st.action.Namespace + "/" + st.action.Name,
+			FunctionID: st.record.FunctionID,
+			CodeDigest: st.record.CodeDigest,
+			KeyVersion: st.record.KeyVersion,
+		}
+		t := time.Duration(st.action.Limits.TimeoutMs) * time.Millisecond
+		if t <= 0 {
+			t = time.Minute
+		}
+		timeout += t
+		if a.Kind == kindSequence {
+			routes = append(routes, wire.StepRoute{
+				Namespace: st.action.Namespace, Action: st.action.Name, Version: st.action.Version,
+				FunctionID: st.record.FunctionID, Limits: st.action.Limits,
+			})
+		}
 	}
 
-	timeout := time.Duration(a.Limits.TimeoutMs) * time.Millisecond
-	if timeout <= 0 {
-		timeout = time.Minute
-	}
 	now := g.now()
 	reqID := newRequestID(now)
 	h := envelope.Header{
@@ -101,17 +137,12 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		Suite:     suite,
 		RequestID: reqID,
 		Namespace: ns,
-		Chain: []envelope.Step{{
-			Name:       "/" + ns + "/" + name,
-			FunctionID: rec.FunctionID,
-			CodeDigest: rec.CodeDigest,
-			KeyVersion: rec.KeyVersion,
-		}},
-		Expiry: now.Add(timeout + expirySlack).UnixMilli(),
+		Chain:     chain,
+		Expiry:    now.Add(timeout + expirySlack).UnixMilli(),
 		Limits: envelope.Limits{
-			TimeoutMs: a.Limits.TimeoutMs,
-			MemoryMB:  a.Limits.MemoryMB,
-			LogsKB:    a.Limits.LogsMB << 10,
+			TimeoutMs: limits.TimeoutMs,
+			MemoryMB:  limits.MemoryMB,
+			LogsKB:    limits.LogsMB << 10,
 		},
 	}
 	digest, err := h.Digest()
@@ -120,7 +151,7 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusInternalServerError, msgInternal)
 		return
 	}
-	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), []hpke.PublicKey{pub}, params)
+	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), pubs, params)
 	if err != nil {
 		g.log.Error("seal envelope", "tx", txID(r), "err", err)
 		g.fail(w, r, http.StatusInternalServerError, msgInternal)
@@ -142,8 +173,11 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		Subject:      ns,
 		Envelope:     sealed,
 		Blocking:     blocking,
-		Limits:       a.Limits,
-		FunctionID:   rec.FunctionID,
+		Limits:       limits,
+		Steps:        routes,
+	}
+	if a.Kind != kindSequence {
+		req.FunctionID = steps[0].record.FunctionID
 	}
 
 	wait := busTimeout

@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Sequence limits and messages (OpenWhisk's wording where it has one).
+const (
+	// maxSequenceDepth bounds the nesting of sequences in sequences, which
+	// also stops a cycle created by later updates.
+	maxSequenceDepth = 8
+
+	msgNoComponent     = "Sequence component does not exist."
+	msgSelfReference   = "Sequence may not refer to itself."
+	msgTooManySteps    = "Too many actions in the sequence."
+	msgBadComponent    = "Sequence components must be fully qualified action names: /namespace/action."
+	msgSequenceTooDeep = "The sequence nests sequences too deeply or refers to itself."
+)
+
+// componentRef parses a sequence component: "/ns/action", where "_" is the
+// caller's namespace. It returns the namespace and the action name.
+func componentRef(c, caller string) (ns, name string, ok bool) {
+	rest, ok := strings.CutPrefix(c, "/")
+	if !ok {
+		return "", "", false
+	}
+	ns, name, ok = strings.Cut(rest, "/")
+	if !ok || !validName(name) {
+		return "", "", false
+	}
+	if ns == "_" {
+		ns = caller
+	}
+	return ns, name, validNamespace(ns)
+}
+
+// putSequence stores a sequence: its components must exist (in the
+// caller's namespace), it may not name itself, and it has at most
+// wire.MaxSequenceComponents components. Names are stored fully qualified.
+func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, name string, overwrite bool, body *actionBody) {
+	ns := callerNamespace(r)
+	comps := body.Exec.Components
+	if len(comps) == 0 {
+		g.fail(w, r, http.StatusBadRequest, "A sequence needs at least one component.")
+		return
+	}
+	if len(comps) > wire.MaxSequenceComponents {
+		g.fail(w, r, http.StatusBadRequest, msgTooManySteps)
+		return
+	}
+	if body.Exec.Code != nil && *body.Exec.Code != "" {
+		g.fail(w, r, http.StatusBadRequest, "A sequence has components, not code.")
+		return
+	}
+	if len(body.Parameters) > 0 {
+		g.fail(w, r, http.StatusBadRequest, "Default parameters are not supported yet: pass them with each invocation.")
+		return
+	}
+	limits, msg := checkLimits(body.Limits)
+	if msg != "" {
+		g.fail(w, r, http.StatusBadRequest, "%s", msg)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	qualified := make([]string, 0, len(comps))
+	for _, c := range comps {
+		cns, cname, ok := componentRef(c, ns)
+		if !ok {
+			g.fail(w, r, http.StatusBadRequest, msgBadComponent)
+			return
+		}
+		if cns != ns {
+			// Other namespaces are invisible to the caller (public
+			// packages are not supported yet).
+			g.fail(w, r, http.StatusBadRequest, msgNoComponent)
+			return
+		}
+		if cname == name {
+			g.fail(w, r, http.StatusBadRequest, msgSelfReference)
+			return
+		}
+		var a wire.Action
+		if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: cns, Name: cname}, &a); err != nil {
+			if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
+				g.fail(w, r, http.StatusBadRequest, msgNoComponent)
+				return
+			}
+			g.busError(w, r, "check sequence component", err)
+			return
+		}
+		qualified = append(qualified, "/"+cns+"/"+cname)
+	}
+	if !overwrite && !g.checkAbsent(ctx, w, r, ns, name) {
+		return
+	}
+	put := wire.ActionPut{
+		Action: wire.Action{
+			Namespace:   ns,
+			Name:        name,
+			Publish:     body.Publish,
+			Kind:        kindSequence,
+			Limits:      limits,
+			Annotations: body.Annotations,
+			Components:  qualified,
+		},
+		Overwrite: overwrite,
+	}
+	var stored wire.Action
+	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionPut, &put, &stored); err != nil {
+		g.busError(w, r, "store sequence", err)
+		return
+	}
+	g.log.Info("sequence deployed", "namespace", ns, "sequence", name, "version", stored.Version, "components", len(qualified))
+	writeJSON(w, http.StatusOK, g.renderAction(&stored))
+}
+
+// step is one resolved step of a chain: the action and its verified
+// function record.
+type step struct {
+	action *wire.Action
+	record *wire.FunctionRecord
+}
+
+// chainError is a failure to resolve a chain, with what to answer.
+type chainError struct {
+	status int
+	msg    string
+	err    error // internal detail, logged
+}
+
+func (e *chainError) Error() string { return e.msg }
+
+// resolveChain flattens an action (or a sequence, recursively) into the
+// steps of a chain, fetching every component from the controller and
+// verifying its KMS-signed function record against the namespace and name
+// it was fetched for: the untrusted controller cannot substitute another
+// function.
+func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, out []step) ([]step, *chainError) {
+	if a.Kind != kindSequence {
+		rec, err := g.cfg.KMS.VerifyRecord(a.Function)
+		if err != nil || rec.Namespace != a.Namespace || rec.Action != a.Name {
+			return nil, &chainError{http.StatusBadGateway, "The action's function record could not be verified.", err}
+		}
+		if len(out) >= wire.MaxSequenceComponents {
+			return nil, &chainError{http.StatusBadRequest, msgTooManySteps, nil}
+		}
+		return append(out, step{action: a, record: rec}), nil
+	}
+	if depth >= maxSequenceDepth {
+		return nil, &chainError{http.StatusBadRequest, msgSequenceTooDeep, nil}
+	}
+	for _, c := range a.Components {
+		cns, cname, ok := componentRef(c, a.Namespace)
+		if !ok || cns != a.Namespace {
+			return nil, &chainError{http.StatusBadGateway, "The sequence's stored components are invalid.", nil}
+		}
+		var ca wire.Action
+		if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: cns, Name: cname}, &ca); err != nil {
+			if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
+				return nil, &chainError{http.StatusBadRequest, msgNoComponent + " (" + c + ")", nil}
+			}
+			return nil, &chainError{http.StatusBadGateway, "A sequence component could not be loaded.", err}
+		}
+		if ca.Namespace != cns || ca.Name != cname {
+			return nil, &chainError{http.StatusBadGateway, "The controller answered with another action.", nil}
+		}
+		var cerr *chainError
+		if out, cerr = g.resolveChain(ctx, &ca, depth+1, out); cerr != nil {
+			return nil, cerr
+		}
+	}
+	return out, nil
+}
+
+// maxLimits is the header's limits for a chain: the largest of each
+// component's (one set of authenticated limits covers the chain).
+func maxLimits(steps []step) wire.Limits {
+	var l wire.Limits
+	for _, s := range steps {
+		sl := s.action.Limits
+		l.TimeoutMs = max(l.TimeoutMs, sl.TimeoutMs)
+		l.MemoryMB = max(l.MemoryMB, sl.MemoryMB)
+		l.LogsMB = max(l.LogsMB, sl.LogsMB)
+		l.Concurrency = max(l.Concurrency, sl.Concurrency)
+	}
+	return l
+}
