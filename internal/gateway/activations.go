@@ -96,6 +96,10 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 			msg = "The activation is still running."
 		}
 		v.result = errorResult(msg)
+		if rec.ErrorCode != "" {
+			// The typed refusal code (a protocol code, never user data).
+			v.result, _ = json.Marshal(map[string]string{"error": msg, "errorCode": rec.ErrorCode})
+		}
 		if v.status == "" || v.status == wire.StatusSuccess {
 			v.status = wire.StatusInternalError
 		}

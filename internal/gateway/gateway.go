@@ -50,9 +50,9 @@ const (
 	// DefaultBlockingWait is how long a blocking invoke waits before it is
 	// answered 202 with the activation id (OpenWhisk: 60 s).
 	DefaultBlockingWait = 60 * time.Second
-	// expirySlack is added to an action's time limit to form the envelope
-	// expiry: room for queueing and a cold start.
-	expirySlack = 2 * time.Minute
+	// DefaultExpirySlack is added to a chain's time limits to form the
+	// envelope expiry: room for queueing and cold starts.
+	DefaultExpirySlack = 2 * time.Minute
 	// busTimeout bounds a non-invoke call to the controller.
 	busTimeout = 30 * time.Second
 )
@@ -83,6 +83,10 @@ type Config struct {
 	MaxPayloadBytes int64
 	// BlockingWait bounds a blocking invoke; default DefaultBlockingWait.
 	BlockingWait time.Duration
+	// ExpirySlack is added to the sum of a chain's time limits to form its
+	// envelope's expiry (room for queueing and cold starts); default
+	// DefaultExpirySlack. Tests shorten it to exercise expiry.
+	ExpirySlack time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// ExtraMetrics are served on /metrics with the gateway's own (in one
@@ -128,6 +132,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ExpirySlack <= 0 {
+		cfg.ExpirySlack = DefaultExpirySlack
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:3233"

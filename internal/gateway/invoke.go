@@ -138,7 +138,7 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		RequestID: reqID,
 		Namespace: ns,
 		Chain:     chain,
-		Expiry:    now.Add(timeout + expirySlack).UnixMilli(),
+		Expiry:    now.Add(timeout + g.cfg.ExpirySlack).UnixMilli(),
 		Limits: envelope.Limits{
 			TimeoutMs: limits.TimeoutMs,
 			MemoryMB:  limits.MemoryMB,
@@ -182,7 +182,7 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 
 	wait := busTimeout
 	if blocking {
-		wait = min(timeout+expirySlack, g.cfg.BlockingWait)
+		wait = min(timeout+g.cfg.ExpirySlack, g.cfg.BlockingWait)
 	}
 	ctx, cancel = context.WithTimeout(r.Context(), wait)
 	defer cancel()
