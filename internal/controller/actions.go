@@ -28,15 +28,28 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 	if err := checkRef(a.Namespace, a.Name); err != nil {
 		return nil, err
 	}
-	if len(put.SealedCode) == 0 {
-		return nil, badRequest("code is required")
-	}
-	fid, err := functionID(a.Function)
-	if err != nil {
-		return nil, err
-	}
 	if err := normalizeAction(&a); err != nil {
 		return nil, err
+	}
+	// obj is the code object of a wasm action; a sequence has none.
+	obj := ""
+	switch a.Kind {
+	case wire.KindSequence:
+		if len(put.SealedCode) != 0 || a.CodeSize != 0 {
+			return nil, badRequest("a sequence has no code")
+		}
+		if len(a.Function.Record) != 0 || len(a.Function.Sig) != 0 {
+			return nil, badRequest("a sequence has no function record")
+		}
+	default:
+		if len(put.SealedCode) == 0 {
+			return nil, badRequest("code is required")
+		}
+		fid, err := functionID(a.Function)
+		if err != nil {
+			return nil, err
+		}
+		obj = hex.EncodeToString(fid)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -61,15 +74,14 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 		return nil, badRequest("the action cannot be encoded")
 	}
 
-	obj := hex.EncodeToString(fid)
 	prevObj := ""
 	if prev != nil {
-		if pfid, err := functionID(prev.Function); err == nil {
-			prevObj = hex.EncodeToString(pfid)
-		}
+		prevObj = codeObject(prev)
 	}
-	if _, err := c.code.PutBytes(ctx, obj, put.SealedCode); err != nil {
-		return nil, fmt.Errorf("controller: store code: %w", err)
+	if obj != "" {
+		if _, err := c.code.PutBytes(ctx, obj, put.SealedCode); err != nil {
+			return nil, fmt.Errorf("controller: store code: %w", err)
+		}
 	}
 	if prev == nil {
 		_, err = c.actions.Create(ctx, key, value)
@@ -79,7 +91,7 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 	if err != nil {
 		// Remove the code just stored, unless the action that won the race
 		// uses it too (a retried put of the same function version).
-		if obj != prevObj && !c.codeInUse(ctx, key, obj) {
+		if obj != "" && obj != prevObj && !c.codeInUse(ctx, key, obj) {
 			c.deleteCode(ctx, obj)
 		}
 		switch {
@@ -93,8 +105,8 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 	if prevObj != "" && prevObj != obj {
 		c.deleteCode(ctx, prevObj)
 	}
-	c.log.Info("action stored", "namespace", a.Namespace, "action", a.Name, "version", a.Version,
-		"function", obj, "code_bytes", len(put.SealedCode), "overwrite", prev != nil)
+	c.log.Info("action stored", "namespace", a.Namespace, "action", a.Name, "kind", a.Kind, "version", a.Version,
+		"function", obj, "code_bytes", len(put.SealedCode), "components", len(a.Components), "overwrite", prev != nil)
 	return &a, nil
 }
 
@@ -145,8 +157,8 @@ func (c *Controller) handleActionDelete(ctx context.Context, data []byte) (any, 
 		}
 		return nil, fmt.Errorf("controller: delete action: %w", err)
 	}
-	if fid, err := functionID(a.Function); err == nil {
-		c.deleteCode(ctx, hex.EncodeToString(fid))
+	if obj := codeObject(a); obj != "" {
+		c.deleteCode(ctx, obj)
 	}
 	c.log.Info("action deleted", "namespace", a.Namespace, "action", a.Name)
 	return a, nil
@@ -239,8 +251,20 @@ func (c *Controller) codeInUse(ctx context.Context, key, obj string) bool {
 	if err != nil {
 		return true
 	}
+	return codeObject(a) == obj
+}
+
+// codeObject returns the name of the code object of a stored action, or ""
+// if it has none (a sequence).
+func codeObject(a *wire.Action) string {
+	if a.Kind == wire.KindSequence {
+		return ""
+	}
 	fid, err := functionID(a.Function)
-	return err == nil && hex.EncodeToString(fid) == obj
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(fid)
 }
 
 // deleteCode removes a code object; failures are logged (an orphaned sealed
@@ -298,9 +322,16 @@ func normalizeAction(a *wire.Action) error {
 	switch a.Kind {
 	case "":
 		a.Kind = kindWasm
-	case kindWasm:
+	case kindWasm, wire.KindSequence:
 	default:
 		return badRequest("unsupported kind")
+	}
+	if a.Kind == wire.KindSequence {
+		if err := checkComponents(a); err != nil {
+			return err
+		}
+	} else if len(a.Components) != 0 {
+		return badRequest("only a sequence has components")
 	}
 	l, err := normalizeLimits(a.Limits)
 	if err != nil {
@@ -331,6 +362,48 @@ func normalizeAction(a *wire.Action) error {
 		}
 	}
 	return nil
+}
+
+// checkComponents checks the components of sequence a: 1 to
+// wire.MaxSequenceComponents fully qualified action paths, not a itself.
+// Whether they exist (and do not form a cycle) is the gateway's business:
+// it resolves them when the sequence is stored and again when it runs.
+func checkComponents(a *wire.Action) error {
+	if len(a.Components) == 0 {
+		return badRequest("a sequence needs at least one component")
+	}
+	if len(a.Components) > wire.MaxSequenceComponents {
+		return badRequest("a sequence has at most %d components", wire.MaxSequenceComponents)
+	}
+	self := "/" + a.Namespace + "/" + a.Name
+	for i, p := range a.Components {
+		if _, _, ok := splitComponent(p); !ok {
+			return badRequest("invalid sequence component %d", i)
+		}
+		if p == self {
+			return badRequest("a sequence may not refer to itself")
+		}
+	}
+	return nil
+}
+
+// splitComponent splits a fully qualified action path, "/namespace/name" or
+// "/namespace/package/name", into its namespace and (package-qualified)
+// name.
+func splitComponent(p string) (ns, name string, ok bool) {
+	rest, found := strings.CutPrefix(p, "/")
+	if !found {
+		return "", "", false
+	}
+	segs := strings.Split(rest, "/")
+	if len(segs) < 2 || len(segs) > 3 {
+		return "", "", false
+	}
+	ns, name = segs[0], strings.Join(segs[1:], "/")
+	if checkRef(ns, name) != nil {
+		return "", "", false
+	}
+	return ns, name, true
 }
 
 // nextVersion bumps the patch number of a semantic version (OpenWhisk

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -146,9 +147,13 @@ func (c *Controller) loadActivation(ctx context.Context, key string, retry bool)
 	now := c.now()
 	deadline := time.UnixMilli(a.Start).Add(time.Duration(timeoutOf(a.Annotations))*time.Millisecond +
 		c.cfg.ColdStartGrace + staleMargin)
+	if d, ok := deadlineOf(a.Annotations); ok { // a sequence
+		deadline = time.UnixMilli(d).Add(staleMargin)
+	}
 	if now.Before(deadline) {
 		return nil, errNotFound
 	}
+	a.Annotations = slices.DeleteFunc(a.Annotations, func(kv wire.KeyValue) bool { return kv.Key == annDeadline })
 	a.End = max(now.UnixMilli(), a.Start)
 	a.Status = wire.StatusInternalError
 	a.ErrorCode = ErrLost
@@ -190,4 +195,21 @@ func timeoutOf(anns []wire.KeyValue) int64 {
 		}
 	}
 	return maxTimeoutMs
+}
+
+// deadlineOf returns the deadline annotation of a running sequence record
+// (unix ms).
+func deadlineOf(anns []wire.KeyValue) (int64, bool) {
+	for _, kv := range anns {
+		if kv.Key != annDeadline {
+			continue
+		}
+		switch d := kv.Value.(type) {
+		case uint64:
+			return int64(min(d, math.MaxInt64)), true
+		case int64:
+			return d, true
+		}
+	}
+	return 0, false
 }

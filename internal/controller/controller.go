@@ -17,6 +17,20 @@
 // Background activations (non-blocking invokes) are registered only through
 // Controller.beginBackground, which adds them in Controller.wg so that
 // Stop can wait for them.
+//
+// Sequences: an invocation with wire.InvokeRequest.Steps runs the chain
+// step by step, each step's sealed output envelope being the next step's
+// input. Every step gets a component activation record of its own (Cause:
+// the sequence's activation id), and the sequence's record lists them.
+// The controller cannot open, check or alter what flows between steps; the
+// enclave runtime checks each step against the authenticated chain in the
+// envelope header.
+//
+// Config.Interceptor is a test seam that models an untrusted controller: it
+// sits between the controller and its invokers and may rewrite, replay,
+// drop or answer any step. It is nil in production. It gives an attacker
+// nothing: the controller is untrusted and its operator can change it at
+// will, which is exactly the threat the attack suite plays with it.
 package controller
 
 import (
@@ -65,7 +79,29 @@ type Config struct {
 	// StopGrace bounds how long Stop lets running activations finish before
 	// it cancels them. Default 10 s.
 	StopGrace time.Duration
+	// Interceptor sees every step before it reaches an invoker (see the
+	// package comment).
+	Interceptor Interceptor // nil in production
 }
+
+// Dispatch describes one step the controller is about to send to an invoker.
+type Dispatch struct {
+	Request *wire.InvokeRequest // the invocation as received from the gateway
+	Step    int                 // chain step index (0 for a single action)
+	Run     *wire.RunRequest    // what an honest controller sends
+}
+
+// Interceptor sits between the controller and its invokers. It may send
+// Run unchanged, rewrite it, send something else, several things, or
+// nothing (then it returns a result of its own). send delivers a run
+// request to the invoker the scheduler chose and returns its answer.
+//
+// It is called once per step. Each call of send schedules its run request
+// (by the run's namespace) and retries it on another invoker when the
+// chosen one has no responder, exactly as the honest controller does; an
+// error of send is how the step's record reports a failed dispatch. The
+// step's time limit bounds each send, not the interceptor.
+type Interceptor func(ctx context.Context, d Dispatch, send func(context.Context, *wire.RunRequest) (*wire.RunResult, error)) (*wire.RunResult, error)
 
 // Controller serves the controller subjects of package wire.
 type Controller struct {

@@ -34,19 +34,46 @@ const (
 // heartbeat). A step an invoker may have received is never sent twice.
 const maxDispatchAttempts = 3
 
-// invocation is one accepted InvokeRequest on its way to an invoker.
-type invocation struct {
-	req      *wire.InvokeRequest
-	key      string
-	version  string
-	limits   wire.Limits
-	fid      []byte
-	received time.Time
+// activation is an activation record on its way: a single action, a
+// sequence or one component of a sequence.
+type activation struct {
+	id, ns, name string
+	version      string
+	subject      string
+	key          string // store key of the record
+	start        time.Time
+	limits       wire.Limits
+	kind         string          // "kind" annotation
+	envelope     []byte          // the input envelope, kept on the record when it has no result
+	cause        string          // a component's sequence
+	step         uint32          // a component's chain step
+	extra        []wire.KeyValue // annotations after path, kind and limits
+}
+
+// single returns the activation of a plain invocation of action act.
+func single(req *wire.InvokeRequest, act *wire.Action, received time.Time) *activation {
+	a := &activation{
+		id:       req.ActivationID,
+		ns:       req.Namespace,
+		name:     req.Action,
+		version:  req.Version,
+		subject:  req.Subject,
+		key:      store.Key(req.Namespace, req.ActivationID),
+		start:    received,
+		limits:   mergeLimits(req.Limits, act.Limits),
+		kind:     kindWasm,
+		envelope: req.Envelope,
+	}
+	if a.version == "" {
+		a.version = act.Version
+	}
+	return a
 }
 
 // handleInvoke runs a sealed envelope (wire.InvokeRequest →
 // wire.Activation). A blocking request is answered with the complete
 // record; a non-blocking one at once with the activation id and start time.
+// A request with Steps runs a sequence (see sequence.go).
 func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error) {
 	received := c.now()
 	req, err := bus.Decode[wire.InvokeRequest](data)
@@ -62,21 +89,30 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	inv := &invocation{
-		req:      req,
-		key:      store.Key(req.Namespace, req.ActivationID),
-		version:  req.Version,
-		limits:   mergeLimits(req.Limits, act.Limits),
-		fid:      req.FunctionID,
-		received: received,
-	}
-	if inv.version == "" {
-		inv.version = act.Version
-	}
-	if len(inv.fid) == 0 {
-		if inv.fid, err = functionID(act.Function); err != nil {
-			return nil, fmt.Errorf("controller: stored action %s has no usable function record", req.Action)
+	// key and running are the record to reserve, run what then happens.
+	var key string
+	var running *wire.Activation
+	var run func() *wire.Activation
+	if len(req.Steps) > 0 {
+		seq, err := c.newSequence(req, act, received)
+		if err != nil {
+			return nil, err
 		}
+		key, running = seq.key, seq.running()
+		run = func() *wire.Activation { return c.executeSequence(seq) }
+	} else {
+		if act.Kind == wire.KindSequence {
+			return nil, badRequest("sequence invoked without steps")
+		}
+		a := single(req, act, received)
+		fid := req.FunctionID
+		if len(fid) == 0 {
+			if fid, err = functionID(act.Function); err != nil {
+				return nil, fmt.Errorf("controller: stored action %s has no usable function record", req.Action)
+			}
+		}
+		key, running = a.key, a.record()
+		run = func() *wire.Activation { return c.execute(req, a, fid) }
 	}
 
 	// A background activation needs a slot tracked for Stop; take it
@@ -86,18 +122,18 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}
 	// Reserve the id: a running record (End 0) is created atomically, so a
 	// duplicate id is refused even while the first activation runs.
-	if err := c.reserve(sctx, inv); err != nil {
+	if err := c.reserve(sctx, key, running); err != nil {
 		if !req.Blocking {
 			c.wg.Done()
 		}
 		return nil, err
 	}
 	if req.Blocking {
-		return c.execute(inv), nil
+		return run(), nil
 	}
 	go func() {
 		defer c.wg.Done()
-		c.execute(inv)
+		run()
 	}()
 	return &wire.Activation{
 		ActivationID: req.ActivationID,
@@ -107,13 +143,13 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}, nil
 }
 
-// reserve creates the running record of inv, refusing a used id.
-func (c *Controller) reserve(ctx context.Context, inv *invocation) error {
-	value, err := bus.Marshal(inv.record())
+// reserve creates the running record rec at key, refusing a used id.
+func (c *Controller) reserve(ctx context.Context, key string, rec *wire.Activation) error {
+	value, err := bus.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("controller: encode record: %w", err)
 	}
-	if _, err := c.activations.Create(ctx, inv.key, value); err != nil {
+	if _, err := c.activations.Create(ctx, key, value); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return wire.Errorf(wire.CodeConflict, "activation id already used")
 		}
@@ -141,6 +177,9 @@ func checkInvoke(req *wire.InvokeRequest) error {
 	if _, err := normalizeLimits(req.Limits); err != nil {
 		return err
 	}
+	if len(req.Steps) > 0 {
+		return checkSteps(req)
+	}
 	return nil
 }
 
@@ -161,50 +200,98 @@ func mergeLimits(req, action wire.Limits) wire.Limits {
 	return l
 }
 
-// execute sends the step to an invoker, stores the complete record and
-// returns it. It runs under the controller's lifetime, not a request's.
-func (c *Controller) execute(inv *invocation) *wire.Activation {
-	rec := c.dispatch(inv)
-	c.finish(inv, rec)
+// execute sends a single action's step to an invoker, stores the complete
+// record and returns it. It runs under the controller's lifetime, not a
+// request's.
+func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte) *wire.Activation {
+	run := &wire.RunRequest{
+		ActivationID: a.id,
+		Namespace:    a.ns,
+		Action:       a.name,
+		FunctionID:   fid,
+		Envelope:     a.envelope,
+		TimeoutMs:    a.limits.TimeoutMs,
+	}
+	res, fail := c.dispatch(Dispatch{Request: req, Step: 0, Run: run}, a.limits, a.start)
+	var rec *wire.Activation
+	if fail != nil {
+		rec = a.failed(c.now(), fail.code, fail.msg)
+	} else {
+		rec = a.completed(c.now(), res)
+	}
+	c.store(a.key, rec)
+	c.account(rec)
 	return rec
 }
 
-// dispatch runs the step on an invoker and builds the complete record.
-func (c *Controller) dispatch(inv *invocation) *wire.Activation {
-	req := inv.req
-	run := wire.RunRequest{
-		ActivationID: req.ActivationID,
-		Namespace:    req.Namespace,
-		Action:       req.Action,
-		FunctionID:   inv.fid,
-		Envelope:     req.Envelope,
-		TimeoutMs:    inv.limits.TimeoutMs,
+// stepError is why a step has no answer from an invoker.
+type stepError struct{ code, msg string }
+
+func (e *stepError) Error() string { return "controller: " + e.code + ": " + e.msg }
+
+// dispatch has one step run by an invoker: d.Run as an honest controller
+// sends it, or whatever Config.Interceptor makes of it. limits are the
+// step's (its time limit bounds each call to an invoker) and start is when
+// the controller began the step (for the scheduling latency). It returns
+// the invoker's answer or why there is none.
+func (c *Controller) dispatch(d Dispatch, limits wire.Limits, start time.Time) (*wire.RunResult, *stepError) {
+	timeout := time.Duration(limits.TimeoutMs)*time.Millisecond + c.cfg.ColdStartGrace
+	send := func(ctx context.Context, run *wire.RunRequest) (*wire.RunResult, error) {
+		return c.send(ctx, run, timeout, start)
 	}
-	timeout := time.Duration(inv.limits.TimeoutMs)*time.Millisecond + c.cfg.ColdStartGrace
+	var res *wire.RunResult
+	var err error
+	if c.cfg.Interceptor == nil {
+		res, err = send(c.runCtx, d.Run)
+	} else {
+		res, err = c.cfg.Interceptor(c.runCtx, d, send)
+	}
+	switch se, ok := errors.AsType[*stepError](err); {
+	case ok:
+		return nil, se
+	case err != nil || res == nil:
+		// Only an interceptor fails otherwise.
+		msg := msgInvokerFailed
+		if c.runCtx.Err() != nil {
+			msg = msgStopping
+		}
+		return nil, &stepError{ErrInvokerFailed, msg}
+	}
+	return res, nil
+}
+
+// send delivers run to an invoker the scheduler picks for run's namespace,
+// retrying on another one when the chosen invoker has no responder, and
+// returns its answer. An error is a *stepError. This is the only place the
+// controller calls invokers.
+func (c *Controller) send(ctx context.Context, run *wire.RunRequest, timeout time.Duration, start time.Time) (*wire.RunResult, error) {
+	if run == nil {
+		return nil, &stepError{ErrInvokerFailed, msgInvokerFailed}
+	}
 	tried := map[string]bool{}
 	for range maxDispatchAttempts {
-		id, ok := c.sched.pick(req.Namespace, tried)
+		id, ok := c.sched.pick(run.Namespace, tried)
 		if !ok {
 			break
 		}
 		tried[id] = true
-		ctx, cancel := context.WithTimeout(c.runCtx, timeout)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		var res wire.RunResult
-		err := bus.Call(ctx, c.cfg.Conn, wire.SubjectInvokerRun(id), run, &res)
+		err := bus.Call(cctx, c.cfg.Conn, wire.SubjectInvokerRun(id), run, &res)
 		cancel()
 		c.sched.done(id)
 		if err == nil {
 			c.metrics.dispatch.WithLabelValues("ok").Inc()
 			if res.Start > 0 {
-				c.metrics.scheduling.Observe(float64(max(res.Start-inv.received.UnixMilli(), 0)) / 1000)
+				c.metrics.scheduling.Observe(float64(max(res.Start-start.UnixMilli(), 0)) / 1000)
 			}
-			return inv.completed(c.now(), &res)
+			return &res, nil
 		}
 		var we *wire.Error
-		if errors.As(err, &we) && we.Code == wire.CodeUnavailable && c.runCtx.Err() == nil {
+		if errors.As(err, &we) && we.Code == wire.CodeUnavailable && ctx.Err() == nil && c.runCtx.Err() == nil {
 			// No responder: the invoker is gone and never saw the step.
 			c.metrics.dispatch.WithLabelValues("unavailable").Inc()
-			c.log.Warn("invoker unavailable", "invoker", id, "activation", req.ActivationID)
+			c.log.Warn("invoker unavailable", "invoker", id, "activation", run.ActivationID)
 			c.sched.markDown(id)
 			continue
 		}
@@ -216,62 +303,71 @@ func (c *Controller) dispatch(inv *invocation) *wire.Activation {
 		case errors.Is(err, context.DeadlineExceeded):
 			msg = msgInvokerTimout
 		}
-		c.log.Warn("invoker call failed", "invoker", id, "activation", req.ActivationID,
-			"namespace", req.Namespace, "action", req.Action, "err", err)
-		return inv.failed(c.now(), ErrInvokerFailed, msg)
+		c.log.Warn("invoker call failed", "invoker", id, "activation", run.ActivationID,
+			"namespace", run.Namespace, "action", run.Action, "err", err)
+		return nil, &stepError{ErrInvokerFailed, msg}
 	}
 	c.metrics.dispatch.WithLabelValues("no_invoker").Inc()
-	c.log.Warn("no invoker for activation", "activation", req.ActivationID, "namespace", req.Namespace, "tried", len(tried))
-	return inv.failed(c.now(), ErrNoInvoker, msgNoInvoker)
+	c.log.Warn("no invoker for activation", "activation", run.ActivationID, "namespace", run.Namespace, "tried", len(tried))
+	return nil, &stepError{ErrNoInvoker, msgNoInvoker}
 }
 
-// finish stores the complete record and accounts for it.
-func (c *Controller) finish(inv *invocation, rec *wire.Activation) {
+// store writes the complete record rec at key. A failure is logged: the
+// running record then turns into a lost one once its deadline passed.
+func (c *Controller) store(key string, rec *wire.Activation) {
 	value, err := bus.Marshal(rec)
 	if err == nil {
 		ctx, cancel := c.storeCtx()
-		_, err = c.activations.Put(ctx, inv.key, value)
+		_, err = c.activations.Put(ctx, key, value)
 		cancel()
 	}
 	if err != nil {
 		c.log.Error("store activation record", "activation", rec.ActivationID, "namespace", rec.Namespace, "err", err)
 	}
+}
+
+// account counts and logs a completed activation (single action or
+// sequence) the gateway asked for.
+func (c *Controller) account(rec *wire.Activation) {
 	c.metrics.activations.WithLabelValues(rec.Status).Inc()
 	c.metrics.duration.Observe(float64(rec.End-rec.Start) / 1000)
 	c.log.Info("activation", "activation", rec.ActivationID, "namespace", rec.Namespace, "action", rec.Name,
-		"status", rec.Status, "error_code", rec.ErrorCode, "duration_ms", rec.End-rec.Start)
+		"status", rec.Status, "error_code", rec.ErrorCode, "duration_ms", rec.End-rec.Start,
+		"components", len(rec.Components))
 }
 
-// record is the running record (End 0, no status) of inv.
-func (inv *invocation) record() *wire.Activation {
-	req := inv.req
+// record is the running record (End 0, no status) of a.
+func (a *activation) record() *wire.Activation {
 	return &wire.Activation{
-		ActivationID: req.ActivationID,
-		Namespace:    req.Namespace,
-		Name:         req.Action,
-		Version:      inv.version,
-		Subject:      req.Subject,
-		Start:        inv.received.UnixMilli(),
-		Annotations:  inv.annotations(),
+		ActivationID: a.id,
+		Namespace:    a.ns,
+		Name:         a.name,
+		Version:      a.version,
+		Subject:      a.subject,
+		Start:        a.start.UnixMilli(),
+		Annotations:  a.annotations(),
+		Cause:        a.cause,
+		Step:         a.step,
 	}
 }
 
-func (inv *invocation) annotations() []wire.KeyValue {
-	return []wire.KeyValue{
-		{Key: "path", Value: inv.req.Namespace + "/" + inv.req.Action},
-		{Key: "kind", Value: kindWasm},
+func (a *activation) annotations() []wire.KeyValue {
+	anns := []wire.KeyValue{
+		{Key: "path", Value: a.ns + "/" + a.name},
+		{Key: "kind", Value: a.kind},
 		{Key: "limits", Value: map[string]any{
-			"timeout":     inv.limits.TimeoutMs,
-			"memory":      inv.limits.MemoryMB,
-			"logs":        inv.limits.LogsMB,
-			"concurrency": inv.limits.Concurrency,
+			"timeout":     a.limits.TimeoutMs,
+			"memory":      a.limits.MemoryMB,
+			"logs":        a.limits.LogsMB,
+			"concurrency": a.limits.Concurrency,
 		}},
 	}
+	return append(anns, a.extra...)
 }
 
 // completed builds the record of a step the invoker answered.
-func (inv *invocation) completed(end time.Time, res *wire.RunResult) *wire.Activation {
-	rec := inv.record()
+func (a *activation) completed(end time.Time, res *wire.RunResult) *wire.Activation {
+	rec := a.record()
 	rec.End = max(end.UnixMilli(), rec.Start)
 	rec.Status = res.Status
 	switch res.Status {
@@ -284,7 +380,7 @@ func (inv *invocation) completed(end time.Time, res *wire.RunResult) *wire.Activ
 	rec.Result = res.Envelope
 	rec.Logs = res.Logs
 	if len(rec.Result) == 0 {
-		rec.Envelope = inv.req.Envelope
+		rec.Envelope = a.envelope
 	}
 	if res.Start > 0 {
 		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "waitTime", Value: max(res.Start-rec.Start, 0)})
@@ -296,12 +392,12 @@ func (inv *invocation) completed(end time.Time, res *wire.RunResult) *wire.Activ
 }
 
 // failed builds the record of a step no invoker ran to completion.
-func (inv *invocation) failed(end time.Time, code, msg string) *wire.Activation {
-	rec := inv.record()
+func (a *activation) failed(end time.Time, code, msg string) *wire.Activation {
+	rec := a.record()
 	rec.End = max(end.UnixMilli(), rec.Start)
 	rec.Status = wire.StatusInternalError
 	rec.ErrorCode = code
 	rec.ErrorMessage = msg
-	rec.Envelope = inv.req.Envelope
+	rec.Envelope = a.envelope
 	return rec
 }

@@ -6,7 +6,8 @@ import "github.com/prometheus/client_golang/prometheus"
 // several controllers (tests, one process) do not collide.
 type metrics struct {
 	reg         *prometheus.Registry
-	activations *prometheus.CounterVec // by status
+	activations *prometheus.CounterVec // by status (single actions and sequences)
+	steps       *prometheus.CounterVec // component activations of sequences by status
 	dispatch    *prometheus.CounterVec // invoker call outcomes by result
 	scheduling  prometheus.Histogram   // receipt → step start on the invoker
 	duration    prometheus.Histogram   // receipt → record complete
@@ -20,7 +21,11 @@ func newMetrics(healthy func() int) *metrics {
 		reg: prometheus.NewRegistry(),
 		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "activations_total",
-			Help: "Completed activations by status.",
+			Help: "Completed activations (single actions and sequences) by status.",
+		}, []string{"status"}),
+		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "sequence_steps_total",
+			Help: "Completed component activations of sequences by status.",
 		}, []string{"status"}),
 		dispatch: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "dispatch_total",
@@ -45,6 +50,6 @@ func newMetrics(healthy func() int) *metrics {
 			Help: "Invokers whose last heartbeat is within the heartbeat timeout.",
 		}, func() float64 { return float64(healthy()) }),
 	}
-	m.reg.MustRegister(m.activations, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn)
+	m.reg.MustRegister(m.activations, m.steps, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn)
 	return m
 }

@@ -196,6 +196,10 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 	if err != nil {
 		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle holds a malformed code key"}
 	}
+	authKey, err := envelope.KeyFromBytes(b.AuthKey)
+	if err != nil {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle holds no envelope authentication key"}
+	}
 	r.mu.Lock()
 	switch {
 	case r.namespace == "":
@@ -220,7 +224,7 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 	fn := &function{
 		id: envelope.FunctionIdentity{
 			FunctionID: rec.FunctionID, CodeDigest: rec.CodeDigest,
-			KeyVersion: rec.KeyVersion, PrivateKey: priv,
+			KeyVersion: rec.KeyVersion, PrivateKey: priv, AuthKey: authKey,
 		},
 		record: rec,
 		module: mod,

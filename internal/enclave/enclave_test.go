@@ -61,7 +61,8 @@ func (f *fixture) load(t *testing.T, name, namespace string, wasm []byte) (*load
 	rec := wire.FunctionRecord{FunctionID: fid, Namespace: namespace, Action: name, KeyVersion: 1,
 		CodeDigest: digest[:], Suite: uint16(envelope.SuiteX25519), PublicKey: priv.PublicKey().Bytes()}
 	codeKey := envelope.NewKey()
-	bundle, _ := ipc.Marshal(wire.KeyBundle{Record: rec, PrivateKey: privBytes, CodeKey: codeKey.Bytes()})
+	bundle, _ := ipc.Marshal(wire.KeyBundle{Record: rec, PrivateKey: privBytes, CodeKey: codeKey.Bytes(),
+		AuthKey: envelope.AuthKey(f.gwKey, namespace).Bytes()})
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	ephPub, err := kem.NewPublicKey(f.rt.Hello().EphemeralKey)
@@ -97,7 +98,7 @@ func (f *fixture) seal(t *testing.T, fn *loadedFn, params string, timeout time.D
 		Expiry: time.Now().Add(timeout).UnixMilli(), Limits: lim,
 	}
 	rs := envelope.RequestSecret(f.gwKey, reqID)
-	env, err := envelope.Seal(h, rs, []hpke.PublicKey{fn.pub}, []byte(params))
+	env, err := envelope.Seal(h, rs, envelope.AuthKey(f.gwKey, fn.rec.Namespace), []hpke.PublicKey{fn.pub}, []byte(params))
 	if err != nil {
 		t.Fatal(err)
 	}

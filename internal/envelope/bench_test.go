@@ -16,7 +16,7 @@ func BenchmarkSeal1Step(b *testing.B) {
 			b.SetBytes(int64(len(payload1K)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Seal(h, rs, pubs, payload1K); err != nil {
+				if _, err := Seal(h, rs, testAuthKey, pubs, payload1K); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -30,7 +30,7 @@ func BenchmarkOpen(b *testing.B) {
 			f := newTestFn(b, suite, "bench")
 			h := newTestHeader(suite, "bench", f)
 			rs := RequestSecret(NewKey(), h.RequestID)
-			e, err := Seal(h, rs, pubsOf(f), payload1K)
+			e, err := Seal(h, rs, testAuthKey, pubsOf(f), payload1K)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func BenchmarkSealOutput(b *testing.B) {
 	f := newTestFn(b, SuiteX25519, "bench")
 	h := newTestHeader(SuiteX25519, "bench", f)
 	rs := RequestSecret(NewKey(), h.RequestID)
-	e, err := Seal(h, rs, pubsOf(f), payload1K)
+	e, err := Seal(h, rs, testAuthKey, pubsOf(f), payload1K)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func BenchmarkSealOutput(b *testing.B) {
 func BenchmarkMarshalUnmarshal(b *testing.B) {
 	f := newTestFn(b, SuiteX25519, "bench")
 	h := newTestHeader(SuiteX25519, "bench", f)
-	e, err := Seal(h, RequestSecret(NewKey(), h.RequestID), pubsOf(f), payload1K)
+	e, err := Seal(h, RequestSecret(NewKey(), h.RequestID), testAuthKey, pubsOf(f), payload1K)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func BenchmarkOpenResult(b *testing.B) {
 	f := newTestFn(b, SuiteX25519, "bench")
 	h := newTestHeader(SuiteX25519, "bench", f)
 	rs := RequestSecret(NewKey(), h.RequestID)
-	e, _ := Seal(h, rs, pubsOf(f), payload1K)
+	e, _ := Seal(h, rs, testAuthKey, pubsOf(f), payload1K)
 	o, _ := Open(e, &f.id, testNow)
 	res, _ := o.SealOutput(payload1K)
 	d, _ := h.Digest()

@@ -22,6 +22,7 @@
 //	                    ; len(chain) for the final result
 //	  3: [+ bstr],      ; capsules, exactly one per chain step
 //	  4: bstr,          ; body = nonce(12) || AES-256-GCM ciphertext||tag(16)
+//	  5: bstr .size 32, ; auth: the gateway's tag over the header digest
 //	}
 //	Header = {          ; authenticated (its digest is bound everywhere)
 //	  1: uint,          ; version, = 1
@@ -67,8 +68,19 @@
 //	logs_j   = AES-256-GCM(HKDF-SHA256(ikm = k_{j+1}, salt = "",
 //	                       info = "clemmys/envelope/v1/logs-key\x00" || u32(j), 32),
 //	           random nonce, logs, aad = "clemmys/envelope/v1/logs\x00" || D || u32(j))
+//	ak       = HKDF-SHA256(ikm = gateway secret, salt = "",
+//	                       info = "clemmys/envelope/v1/auth-key\x00" || namespace, 32)
+//	auth     = HMAC-SHA256(ak, "clemmys/envelope/v1/auth\x00" || D)
 //	code     = AES-256-GCM(code key, random nonce, wasm,
 //	           aad = "clemmys/envelope/v1/code\x00" || function id(16) || code digest(32))
+//
+// The KMS releases ak to the enclave runtimes of the namespace together with
+// each function's keys, and a runtime checks auth before it opens anything:
+// a function's public key is public (the controller stores it), so without
+// the tag anyone could seal an envelope to a function, run it on inputs of
+// their choosing and read the output with the step keys they chose, or start
+// a chain in its middle. Only attested gateways (and the KMS and the
+// namespace's runtimes) hold ak.
 //
 // Step j (0-based) receives only (k_j, k_{j+1}) through capsule j: it opens
 // its input with k_j and seals its output for step j+1 with k_{j+1}. The
@@ -77,5 +89,6 @@
 //
 // # Version history
 //
-//   - 1: initial format (single-shot HPKE capsule per step and request).
+//   - 1: initial format (single-shot HPKE capsule per step and request), with
+//     the gateway's auth tag (key 5; added before the first release).
 package envelope

@@ -24,6 +24,10 @@ type Envelope struct {
 	Step     uint32   `cbor:"2,keyasint"` // index of the chain step this body is input for; == len(Chain) for the final result
 	Capsules [][]byte `cbor:"3,keyasint"` // exactly one per chain step
 	Body     []byte   `cbor:"4,keyasint"` // AES-256-GCM: 12-byte random nonce || ciphertext || tag
+	// Auth is HMAC-SHA256(AuthKey(gateway secret, namespace), label ||
+	// header digest): proof that an attested gateway created the request.
+	// It is the same at every step.
+	Auth []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // Validate checks the envelope's structure: a valid header (see
@@ -50,8 +54,13 @@ func (e *Envelope) Validate() error {
 	if len(e.Body) < gcmOverhead || len(e.Body) > MaxEnvelopeSize {
 		return malformed("body is %d bytes", len(e.Body))
 	}
+	if len(e.Auth) != 0 && len(e.Auth) != authTagSize {
+		return malformed("auth tag is %d bytes", len(e.Auth))
+	}
 	return nil
 }
+
+const authTagSize = 32
 
 // Marshal validates e and returns its deterministic CBOR encoding.
 func (e *Envelope) Marshal() ([]byte, error) {

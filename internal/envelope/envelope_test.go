@@ -21,7 +21,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			rs := RequestSecret(testKey(t, "gateway"), h.RequestID)
-			e, err := Seal(h, rs, pubsOf(fns...), []byte(`{"in":0}`))
+			e, err := Seal(h, rs, testAuthKey, pubsOf(fns...), []byte(`{"in":0}`))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func TestEmptyPayloads(t *testing.T) {
 	f := newTestFn(t, SuiteX25519, "f")
 	h := newTestHeader(SuiteX25519, "empty", f)
 	rs := RequestSecret(testKey(t, "gateway"), h.RequestID)
-	e, err := Seal(h, rs, pubsOf(f), nil)
+	e, err := Seal(h, rs, testAuthKey, pubsOf(f), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func newFixture(t testing.TB, suite Suite) *fixture {
 	run := func(label string) (Header, Key, []*Envelope, []byte) {
 		h := newTestHeader(suite, label, fx.fns...)
 		rs := RequestSecret(gw, h.RequestID)
-		e, err := Seal(h, rs, pubsOf(fx.fns...), []byte("input 0"))
+		e, err := Seal(h, rs, testAuthKey, pubsOf(fx.fns...), []byte("input 0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,12 +277,29 @@ func TestHeaderTampering(t *testing.T) {
 					if w, ok := lastStepWant[m.name]; ok && cur == 2 {
 						want = w
 					}
+					// The gateway's tag no longer matches: ErrAuth where
+					// the mutation would reach the capsule.
+					wantUntagged := want
+					if want == ErrCapsule {
+						wantUntagged = ErrAuth
+					}
 					_, err := Open(e, fx.id(cur), testNow)
-					if !errors.Is(err, want) {
-						t.Fatalf("Open = %v, want %v", err, want)
+					if !errors.Is(err, wantUntagged) {
+						t.Fatalf("Open = %v, want %v", err, wantUntagged)
 					}
 					if err != nil && strings.Contains(err.Error(), "input") {
 						t.Fatalf("error mentions plaintext: %v", err)
+					}
+					// An attacker holding the namespace's auth key (a
+					// compromised runtime of the namespace) re-tags the
+					// header: the capsule binding still refuses it.
+					if want == ErrCapsule {
+						if d, err := e.Header.Digest(); err == nil {
+							e.Auth = authTag(testAuthKey, d)
+						}
+						if _, err := Open(e, fx.id(cur), testNow); !errors.Is(err, want) {
+							t.Fatalf("re-tagged: Open = %v, want %v", err, want)
+						}
 					}
 				})
 			}
@@ -319,7 +336,7 @@ func TestAttacks(t *testing.T) {
 		same := newTestFn(t, suite, "a")
 		sh := newTestHeader(suite, "same", same, same, same)
 		srs := RequestSecret(testKey(t, "gateway"), sh.RequestID)
-		se0, err := Seal(sh, srs, pubsOf(same, same, same), []byte("x"))
+		se0, err := Seal(sh, srs, testAuthKey, pubsOf(same, same, same), []byte("x"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -532,11 +549,11 @@ func TestSealRefuses(t *testing.T) {
 		{"key of another suite", h, rs, []*testFn{pq}, ErrSuite},
 		{"zero request secret", h, Key{}, []*testFn{f}, errZeroKey},
 	} {
-		if _, err := Seal(c.h, c.rs, pubsOf(c.pubs...), nil); !errors.Is(err, c.want) {
+		if _, err := Seal(c.h, c.rs, testAuthKey, pubsOf(c.pubs...), nil); !errors.Is(err, c.want) {
 			t.Errorf("%s: Seal = %v, want %v", c.name, err, c.want)
 		}
 	}
-	if _, err := Seal(h, rs, pubsOf(f), make([]byte, MaxEnvelopeSize)); !errors.Is(err, ErrMalformed) {
+	if _, err := Seal(h, rs, testAuthKey, pubsOf(f), make([]byte, MaxEnvelopeSize)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("oversized input: %v", err)
 	}
 	if !RequestSecret(Key{}, h.RequestID).IsZero() || !RequestSecret(rs, h.RequestID[:8]).IsZero() {
@@ -549,7 +566,7 @@ func TestSealDoesNotAlias(t *testing.T) {
 	h := newTestHeader(SuiteX25519, "alias", f)
 	h = h.Clone() // do not share slices with f.id
 	rs := RequestSecret(testKey(t, "gateway"), h.RequestID)
-	e, err := Seal(h, rs, pubsOf(f), []byte("x"))
+	e, err := Seal(h, rs, testAuthKey, pubsOf(f), []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,8 +583,8 @@ func TestUnmarshalStrict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if valid[0] != 0xa4 {
-		t.Fatalf("envelope does not start with a 4-pair map: %x", valid[0])
+	if valid[0] != 0xa5 {
+		t.Fatalf("envelope does not start with a 5-pair map: %x", valid[0])
 	}
 	rest := valid[1:]
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }

@@ -31,12 +31,13 @@ var (
 	ErrCodeDigest     error = &codedError{"code_digest", "code does not open or does not match its digest"}
 	ErrReplay         error = &codedError{"replay", "step already seen (replay)"}
 	ErrHeaderMismatch error = &codedError{"header_mismatch", "result header differs from the request's"}
+	ErrAuth           error = &codedError{"auth", "envelope not created by an authorized gateway"}
 )
 
 // Code returns the stable, machine-readable code of the first envelope
 // sentinel in err's chain ("malformed", "version", "suite", "expired",
 // "step", "wrong_function", "wrong_code", "key_version", "capsule", "body",
-// "code_digest", "replay", "header_mismatch"), or "" if there is none.
+// "code_digest", "replay", "header_mismatch", "auth"), or "" if there is none.
 // Codes are safe to show to users; Error() strings of wrapped errors may
 // carry decoder detail and belong in logs.
 func Code(err error) string {

@@ -207,7 +207,7 @@ func TestGoldenSealed(t *testing.T) {
 
 func writeGoldenSealed(t *testing.T, g *golden, envName, resName, logsName string) {
 	t.Helper()
-	e, err := Seal(g.h, g.rs, pubsOf(g.fns...), []byte(goldenInput))
+	e, err := Seal(g.h, g.rs, testAuthKey, pubsOf(g.fns...), []byte(goldenInput))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ func newTestFn(tb testing.TB, suite Suite, name string) *testFn {
 			CodeDigest: digest[:],
 			KeyVersion: 1,
 			PrivateKey: priv,
+			AuthKey:    testAuthKey,
 		},
 		pub: priv.PublicKey(),
 	}
@@ -58,6 +59,17 @@ func testKey(tb testing.TB, label string) Key {
 	k, err := KeyFromBytes(seeded(label, KeySize))
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return k
+}
+
+// testAuthKey stands for AuthKey(gateway secret, "tenant").
+var testAuthKey = AuthKey(mustKey(seeded("clemmys test gateway secret", KeySize)), "tenant")
+
+func mustKey(b []byte) Key {
+	k, err := KeyFromBytes(b)
+	if err != nil {
+		panic(err)
 	}
 	return k
 }
@@ -111,7 +123,7 @@ func wireTrip(tb testing.TB, e *Envelope) *Envelope {
 
 // cloneEnv deep-copies an envelope so that cases can mutate it freely.
 func cloneEnv(e *Envelope) *Envelope {
-	c := &Envelope{Header: e.Header.Clone(), Step: e.Step, Body: cloneBytes(e.Body)}
+	c := &Envelope{Header: e.Header.Clone(), Step: e.Step, Body: cloneBytes(e.Body), Auth: cloneBytes(e.Auth)}
 	for _, cp := range e.Capsules {
 		c.Capsules = append(c.Capsules, cloneBytes(cp))
 	}

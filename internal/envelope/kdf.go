@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -18,6 +19,8 @@ const (
 	labelLogsKey       = "clemmys/envelope/v1/logs-key\x00"
 	labelLogs          = "clemmys/envelope/v1/logs\x00"
 	labelCode          = "clemmys/envelope/v1/code\x00"
+	labelAuthKey       = "clemmys/envelope/v1/auth-key\x00"
+	labelAuth          = "clemmys/envelope/v1/auth\x00"
 )
 
 var errZeroKey = errors.New("envelope: zero key")
@@ -120,4 +123,23 @@ func openAEAD(k Key, aad, sealed []byte) ([]byte, error) {
 		return nil, errors.New("too short")
 	}
 	return a.Open(nil, nil, sealed, aad)
+}
+
+// AuthKey derives a namespace's envelope authentication key from the
+// gateway secret. Gateways tag every envelope they seal with it, and the KMS
+// releases it to the runtimes of the namespace with each function's keys,
+// so a runtime runs only envelopes that an attested gateway created for its
+// namespace: whoever merely knows a function's public key (the untrusted
+// controller does) cannot make the function run on inputs of its choosing,
+// or start a chain in its middle.
+func AuthKey(gatewaySecret Key, namespace string) Key {
+	return hkdfKey(gatewaySecret.raw(), nil, labelAuthKey+namespace)
+}
+
+// authTag is HMAC-SHA256(authKey, labelAuth || D).
+func authTag(authKey Key, d [32]byte) []byte {
+	m := hmac.New(sha256.New, authKey.raw())
+	m.Write([]byte(labelAuth))
+	m.Write(d[:])
+	return m.Sum(nil)
 }

@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -11,7 +12,7 @@ func TestOpenOutput(t *testing.T) {
 	a, b, c := newTestFn(t, SuiteX25519, "a"), newTestFn(t, SuiteX25519, "b"), newTestFn(t, SuiteX25519, "c")
 	h := newTestHeader(SuiteX25519, "output", a, b, c)
 	rs := testKey(t, "request secret")
-	e, err := Seal(h, rs, pubsOf(a, b, c), []byte(`{"step":0}`))
+	e, err := Seal(h, rs, testAuthKey, pubsOf(a, b, c), []byte(`{"step":0}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,5 +59,57 @@ func TestOpenOutput(t *testing.T) {
 	final, err := OpenResult(e, rs, d)
 	if err != nil || string(final) != `{"step":3}` {
 		t.Fatalf("final result %q %v", final, err)
+	}
+}
+
+// Only the holder of the namespace's auth key (an attested gateway) can
+// create an envelope a runtime accepts, even knowing the function's public
+// key.
+func TestAuthTag(t *testing.T) {
+	f := newTestFn(t, SuiteX25519, "f")
+	h := newTestHeader(SuiteX25519, "auth", f)
+	rs := testKey(t, "request secret")
+	if _, err := Seal(h, rs, Key{}, pubsOf(f), []byte("x")); !errors.Is(err, ErrAuth) {
+		t.Fatalf("sealed without an auth key: %v", err)
+	}
+	good, err := Seal(h, rs, testAuthKey, pubsOf(f), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(wireTrip(t, good), &f.id, testNow); err != nil {
+		t.Fatalf("tagged envelope refused: %v", err)
+	}
+	cases := map[string]func(e *Envelope){
+		"no tag":                     func(e *Envelope) { e.Auth = nil },
+		"tag flipped":                func(e *Envelope) { e.Auth[0] ^= 1 },
+		"another namespace's key":    func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(AuthKey(testKey(t, "gw"), "other"), d) },
+		"attacker's own key":         func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(testKey(t, "attacker"), d) },
+		"tag of another request":     func(e *Envelope) { e.Auth = authTag(testAuthKey, [32]byte{1}) },
+		"tag truncated (structural)": func(e *Envelope) { e.Auth = e.Auth[:16] },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := cloneEnv(good)
+			mutate(e)
+			if _, err := Open(e, &f.id, testNow); !errors.Is(err, ErrAuth) {
+				t.Fatalf("Open = %v, want ErrAuth", err)
+			}
+		})
+	}
+	t.Run("runtime without the key", func(t *testing.T) {
+		id := f.id
+		id.AuthKey = Key{}
+		if _, err := Open(cloneEnv(good), &id, testNow); !errors.Is(err, ErrAuth) {
+			t.Fatalf("Open = %v, want ErrAuth", err)
+		}
+	})
+	// The tag travels with the chain.
+	o, err := Open(good, &f.id, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := o.SealOutput([]byte("y"))
+	if err != nil || !bytes.Equal(out.Auth, good.Auth) {
+		t.Fatalf("output envelope lost the tag: %v", err)
 	}
 }

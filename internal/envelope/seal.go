@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/subtle"
 	"fmt"
@@ -20,7 +21,13 @@ func hpkeAEAD() hpke.AEAD { return hpke.AES256GCM() }
 // requestSecret and h's digest, seals capsule j = k_j || k_{j+1} to pubs[j]
 // with single-shot HPKE, and seals input under k_0 as the step-0 body.
 // pubs[j] must be the function key of h.Chain[j] and belong to h.Suite.
-func Seal(h Header, requestSecret Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
+//
+// authKey is the namespace's AuthKey: the envelope carries its tag over the
+// header digest, which runtimes check before opening anything.
+func Seal(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
+	if authKey.IsZero() {
+		return nil, wrap(ErrAuth, "no authentication key")
+	}
 	h = h.Clone()
 	d, err := h.Digest()
 	if err != nil {
@@ -56,7 +63,7 @@ func Seal(h Header, requestSecret Key, pubs []hpke.PublicKey, input []byte) (*En
 	if err != nil {
 		return nil, err
 	}
-	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body}, nil
+	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body, Auth: authTag(authKey, d)}, nil
 }
 
 // FunctionIdentity is what an enclave runtime holds for one loaded function
@@ -66,6 +73,9 @@ type FunctionIdentity struct {
 	CodeDigest []byte
 	KeyVersion uint32
 	PrivateKey hpke.PrivateKey
+	// AuthKey is the namespace's envelope authentication key (AuthKey),
+	// released by the KMS with the function's keys. Required.
+	AuthKey Key
 }
 
 // Opened is a checked and opened step (runtime side). It holds k_j and
@@ -78,6 +88,7 @@ type Opened struct {
 
 	header   Header
 	digest   [32]byte
+	auth     []byte
 	capsules [][]byte
 	kIn      Key // k_j
 	kOut     Key // k_{j+1}
@@ -109,6 +120,8 @@ func (o Opened) Format(f fmt.State, _ rune) { io.WriteString(f, o.String()) }
 //  4. len(Capsules) == len(Chain) (ErrMalformed);
 //  5. Chain[Step] names fn's FunctionID (ErrWrongFunction), CodeDigest
 //     (ErrWrongCode) and KeyVersion (ErrKeyVersion), in constant time;
+//     5a. the auth tag is the namespace's gateway tag over the header digest
+//     (ErrAuth): only an attested gateway could have created the request;
 //  6. capsule Step opens with fn.PrivateKey and the header digest
 //     (ErrCapsule);
 //  7. the body opens under k_Step with the header digest and Step as AAD
@@ -155,6 +168,9 @@ func Open(e *Envelope, fn *FunctionIdentity, now time.Time) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fn.AuthKey.IsZero() || len(e.Auth) != authTagSize || !hmac.Equal(e.Auth, authTag(fn.AuthKey, d)) {
+		return nil, ErrAuth
+	}
 
 	c := e.Capsules[e.Step]
 	if len(c) != h.Suite.capsuleSize() {
@@ -186,6 +202,7 @@ func Open(e *Envelope, fn *FunctionIdentity, now time.Time) (*Opened, error) {
 		Expiry:    h.ExpiryTime(),
 		header:    hc,
 		digest:    d,
+		auth:      cloneBytes(e.Auth),
 		capsules:  caps,
 		kIn:       kIn,
 		kOut:      kOut,
@@ -212,7 +229,7 @@ func (o *Opened) SealOutput(output []byte) (*Envelope, error) {
 	for i, c := range o.capsules {
 		caps[i] = cloneBytes(c)
 	}
-	return &Envelope{Header: o.header.Clone(), Step: next, Capsules: caps, Body: body}, nil
+	return &Envelope{Header: o.header.Clone(), Step: next, Capsules: caps, Body: body, Auth: cloneBytes(o.auth)}, nil
 }
 
 // SealLogs seals this step's logs for the owner, under a key derived from

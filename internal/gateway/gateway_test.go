@@ -43,11 +43,12 @@ func sealedRun(t testing.TB, output string, logs string) (*Gateway, *wire.Activa
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), []hpke.PublicKey{priv.PublicKey()}, []byte(`{}`))
+	ak := envelope.AuthKey(g.secret, "guest")
+	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), ak, []hpke.PublicKey{priv.PublicKey()}, []byte(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opened, err := envelope.Open(env, &envelope.FunctionIdentity{FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1, PrivateKey: priv}, now)
+	opened, err := envelope.Open(env, &envelope.FunctionIdentity{FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1, PrivateKey: priv, AuthKey: ak}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +97,16 @@ func TestOpenActivationRefusesTampering(t *testing.T) {
 		want   [32]byte
 		logs   bool // logs still authentic
 	}{
-		{"result bit flipped", func(r *wire.Activation) { r.Result[len(r.Result)-1] ^= 1 }, digest, true},
+		{"result body bit flipped", func(r *wire.Activation) {
+			e, err := envelope.Unmarshal(r.Result)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Body[len(e.Body)-1] ^= 1
+			if r.Result, err = e.Marshal(); err != nil {
+				t.Fatal(err)
+			}
+		}, digest, true},
 		{"result truncated", func(r *wire.Activation) { r.Result = r.Result[:len(r.Result)-3] }, digest, true},
 		{"another request's result", func(r *wire.Activation) { r.Result = otherRec.Result }, [32]byte{}, true},
 		{"another activation id", func(r *wire.Activation) {

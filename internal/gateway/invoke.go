@@ -151,7 +151,7 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusInternalServerError, msgInternal)
 		return
 	}
-	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), pubs, params)
+	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), envelope.AuthKey(g.secret, ns), pubs, params)
 	if err != nil {
 		g.log.Error("seal envelope", "tx", txID(r), "err", err)
 		g.fail(w, r, http.StatusInternalServerError, msgInternal)

@@ -261,7 +261,7 @@ func (e *env) seal(f *fn, params string) *call {
 		Limits: envelope.Limits{TimeoutMs: 20000, MemoryMB: 128, LogsKB: 64},
 	}
 	secret := envelope.RequestSecret(e.gwSecret, reqID)
-	sent, err := envelope.Seal(h, secret, []hpke.PublicKey{f.pub}, []byte(params))
+	sent, err := envelope.Seal(h, secret, envelope.AuthKey(e.gwSecret, f.rec.Namespace), []hpke.PublicKey{f.pub}, []byte(params))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/tee"
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -55,7 +56,13 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 			"security_version", claims.SecurityVersion, "err", err)
 		return nil, err
 	}
-	plain, err := bus.Marshal(&wire.KeyBundle{Record: fs.Record, PrivateKey: fs.PrivateKey, CodeKey: fs.CodeKey})
+	gs, err := envelope.KeyFromBytes(k.secret)
+	if err != nil {
+		return nil, fmt.Errorf("kms: gateway secret: %w", err)
+	}
+	authKey := envelope.AuthKey(gs, fs.Record.Namespace).Bytes()
+	defer clear(authKey)
+	plain, err := bus.Marshal(&wire.KeyBundle{Record: fs.Record, PrivateKey: fs.PrivateKey, CodeKey: fs.CodeKey, AuthKey: authKey})
 	if err != nil {
 		return nil, fmt.Errorf("kms: encode key bundle: %w", err)
 	}

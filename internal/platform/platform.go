@@ -48,6 +48,11 @@ type Config struct {
 	NATSListen      string
 	InvokerCapacity int
 	Log             *slog.Logger
+	// ControllerInterceptor plays a malicious controller in the attack
+	// tests (see controller.Interceptor); nil in production.
+	ControllerInterceptor controller.Interceptor
+	// ExpirySlack overrides the gateway's envelope expiry slack (tests).
+	ExpirySlack time.Duration
 }
 
 // Platform is a running deployment.
@@ -156,7 +161,8 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err != nil {
 		return p, err
 	}
-	p.Controller, err = controller.New(ctx, controller.Config{Conn: nc, JS: js, Log: p.log.With("service", "controller")})
+	p.Controller, err = controller.New(ctx, controller.Config{Conn: nc, JS: js, Log: p.log.With("service", "controller"),
+		Interceptor: cfg.ControllerInterceptor})
 	if err != nil {
 		return p, err
 	}
@@ -201,6 +207,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"),
 		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
+		ExpirySlack:  cfg.ExpirySlack,
 	})
 	if err != nil {
 		return p, err

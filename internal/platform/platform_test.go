@@ -72,17 +72,24 @@ type env struct {
 	client  *http.Client
 }
 
-func start(t testing.TB, dataDir string) *env {
+func start(t testing.TB, dataDir string) *env { return startWith(t, dataDir, nil) }
+
+// startWith starts a platform; opt (optional) adjusts its configuration.
+func startWith(t testing.TB, dataDir string, opt func(*platform.Config)) *env {
 	t.Helper()
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p, err := platform.Start(ctx, platform.Config{
+	cfg := platform.Config{
 		DataDir:     dataDir,
 		Addr:        "127.0.0.1:0",
 		EnclavePath: enclavePath,
 		Log:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if opt != nil {
+		opt(&cfg)
+	}
+	p, err := platform.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start platform: %v\n%s", err, logs.String())
 	}

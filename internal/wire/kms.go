@@ -9,7 +9,7 @@ import (
 // KMS messages. See docs/protocol.md §Key release for the checks.
 
 // KMSIdentity is the KMS's public identity. Evidence binds
-// KMSIdentityReportData(SignKey, HPKEKey) as report data, so a verifier that
+// KMSIdentityReportData(SignKey) as report data, so a verifier that
 // accepts the evidence's measurement can trust both keys.
 type KMSIdentity struct {
 	SignKey  []byte `cbor:"1,keyasint"` // ed25519 public key: signs function records and gateway replies
@@ -155,6 +155,10 @@ type KeyBundle struct {
 	Record     FunctionRecord `cbor:"1,keyasint"`
 	PrivateKey []byte         `cbor:"2,keyasint"` // HPKE private key of the function
 	CodeKey    []byte         `cbor:"3,keyasint"`
+	// AuthKey is the namespace's envelope authentication key
+	// (envelope.AuthKey of the gateway secret): the runtime runs only
+	// envelopes tagged with it.
+	AuthKey []byte `cbor:"4,keyasint"`
 }
 
 // KMSIdentityContext is the domain-separation prefix of the KMS identity

@@ -1,0 +1,221 @@
+package controller
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/store"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// maxChainSteps is the longest chain an envelope header can carry
+// (envelope.MaxChain; the controller does not parse envelopes).
+const maxChainSteps = 64
+
+// Error codes of sequences, plaintext like the others.
+const (
+	// ErrNoOutput: a step succeeded but returned no sealed output, so the
+	// next step has no input (or the sequence no result).
+	ErrNoOutput = "no_output"
+	// ErrStoreFailed: the record of a step could not be created, so the
+	// step was not run.
+	ErrStoreFailed = "store_failed"
+)
+
+const (
+	msgNoOutput    = "the step returned no output"
+	msgStoreFailed = "the controller could not record a step of the sequence"
+)
+
+// annDeadline is an annotation of a running sequence record only: when
+// (unix ms) every step will have had its full time, after which the record
+// can be closed as lost. A sequence runs far longer than one action.
+const annDeadline = "deadline"
+
+// sequence is an accepted invocation of a sequence.
+type sequence struct {
+	*activation
+	req      *wire.InvokeRequest
+	steps    []wire.Limits // normalized limits of each step
+	deadline time.Time
+}
+
+// checkSteps checks the step routes of a sequence invocation.
+func checkSteps(req *wire.InvokeRequest) error {
+	if len(req.Steps) > maxChainSteps {
+		return badRequest("a chain has at most %d steps", maxChainSteps)
+	}
+	if len(req.FunctionID) != 0 {
+		return badRequest("a sequence has no function id")
+	}
+	for j, st := range req.Steps {
+		if checkRef(st.Namespace, st.Action) != nil {
+			return badRequest("invalid action of step %d", j)
+		}
+		if len(st.FunctionID) == 0 || len(st.FunctionID) > maxFunctionIDLen {
+			return badRequest("invalid function id of step %d", j)
+		}
+		if len(st.Version) > maxVersionLen {
+			return badRequest("invalid version of step %d", j)
+		}
+		if _, err := normalizeLimits(st.Limits); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newSequence accepts the invocation req (checked) of the stored action act.
+func (c *Controller) newSequence(req *wire.InvokeRequest, act *wire.Action, received time.Time) (*sequence, error) {
+	if act.Kind != wire.KindSequence {
+		return nil, badRequest("the action is not a sequence")
+	}
+	s := &sequence{
+		activation: &activation{
+			id:       req.ActivationID,
+			ns:       req.Namespace,
+			name:     req.Action,
+			version:  req.Version,
+			subject:  req.Subject,
+			key:      store.Key(req.Namespace, req.ActivationID),
+			start:    received,
+			limits:   mergeLimits(req.Limits, act.Limits),
+			kind:     wire.KindSequence,
+			envelope: req.Envelope,
+			extra:    []wire.KeyValue{{Key: "topmost", Value: true}},
+		},
+		req:      req,
+		steps:    make([]wire.Limits, len(req.Steps)),
+		deadline: received,
+	}
+	if s.version == "" {
+		s.version = act.Version
+	}
+	for j, st := range req.Steps {
+		s.steps[j] = mergeLimits(st.Limits, wire.Limits{})
+		s.deadline = s.deadline.Add(time.Duration(s.steps[j].TimeoutMs)*time.Millisecond + c.cfg.ColdStartGrace)
+	}
+	return s, nil
+}
+
+// running is the running record of s.
+func (s *sequence) running() *wire.Activation {
+	rec := s.record()
+	rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: annDeadline, Value: s.deadline.UnixMilli()})
+	return rec
+}
+
+// executeSequence runs the steps of s in order, each on the previous one's
+// sealed output, until one does not succeed; it stores a component record
+// per step run and the sequence's complete record, and returns the latter.
+// It runs under the controller's lifetime, not a request's.
+func (c *Controller) executeSequence(s *sequence) *wire.Activation {
+	req := s.req
+	in := req.Envelope
+	var (
+		ids         []string
+		last        *wire.Activation // record of the last step run
+		storeFailed bool
+		firstStart  int64 // start of the first component (unix ms)
+		durationMs  int64 // sum of the components' durations
+	)
+	for j, st := range req.Steps {
+		start := c.now()
+		comp := &activation{
+			id:       newActivationID(start),
+			ns:       st.Namespace,
+			name:     st.Action,
+			version:  st.Version,
+			subject:  req.Subject,
+			start:    start,
+			limits:   s.steps[j],
+			kind:     kindWasm,
+			envelope: in,
+			cause:    req.ActivationID,
+			step:     uint32(j),
+			extra:    []wire.KeyValue{{Key: "causedBy", Value: "sequence"}},
+		}
+		comp.key = store.Key(comp.ns, comp.id)
+		ctx, cancel := c.storeCtx()
+		err := c.reserve(ctx, comp.key, comp.record())
+		cancel()
+		if err != nil {
+			c.log.Error("reserve component activation", "activation", req.ActivationID, "step", j, "err", err)
+			storeFailed = true
+			break
+		}
+		if len(ids) == 0 {
+			firstStart = start.UnixMilli()
+		}
+		ids = append(ids, comp.id)
+
+		run := &wire.RunRequest{
+			ActivationID: comp.id,
+			Namespace:    st.Namespace,
+			Action:       st.Action,
+			FunctionID:   st.FunctionID,
+			Envelope:     in,
+			TimeoutMs:    comp.limits.TimeoutMs,
+		}
+		res, fail := c.dispatch(Dispatch{Request: req, Step: j, Run: run}, comp.limits, start)
+		var rec *wire.Activation
+		if fail != nil {
+			rec = comp.failed(c.now(), fail.code, fail.msg)
+		} else {
+			rec = comp.completed(c.now(), res)
+			if rec.Status == wire.StatusSuccess && len(rec.Result) == 0 {
+				rec.Status = wire.StatusInternalError
+				rec.ErrorCode = ErrNoOutput
+				rec.ErrorMessage = msgNoOutput
+			}
+		}
+		c.store(comp.key, rec)
+		c.metrics.steps.WithLabelValues(rec.Status).Inc()
+		c.log.Debug("sequence step", "activation", req.ActivationID, "step", j, "component", comp.id,
+			"namespace", rec.Namespace, "action", rec.Name, "status", rec.Status, "error_code", rec.ErrorCode)
+		durationMs += rec.End - rec.Start
+		last = rec
+		if rec.Status != wire.StatusSuccess {
+			break
+		}
+		in = rec.Result
+	}
+
+	rec := s.record()
+	rec.Components = ids
+	switch {
+	case storeFailed || last == nil:
+		rec.End = max(c.now().UnixMilli(), rec.Start)
+		rec.Status = wire.StatusInternalError
+		rec.ErrorCode = ErrStoreFailed
+		rec.ErrorMessage = msgStoreFailed
+	default:
+		rec.End = max(last.End, rec.Start)
+		rec.Status = last.Status
+		rec.ErrorCode = last.ErrorCode
+		rec.ErrorMessage = last.ErrorMessage
+		rec.Result = last.Result
+	}
+	if len(rec.Result) == 0 {
+		rec.Envelope = req.Envelope
+	}
+	if len(ids) > 0 {
+		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "waitTime", Value: max(firstStart-rec.Start, 0)})
+	}
+	rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "duration", Value: durationMs})
+	c.store(s.key, rec)
+	c.account(rec)
+	return rec
+}
+
+// newActivationID returns the id of a component activation: 32 lowercase
+// hex characters, time-ordered like the gateway's request ids (48 bits of
+// unix milliseconds, big-endian, then 80 random bits).
+func newActivationID(now time.Time) string {
+	var id [16]byte
+	binary.BigEndian.PutUint64(id[:8], uint64(now.UnixMilli())<<16)
+	_, _ = rand.Read(id[6:])
+	return hex.EncodeToString(id[:])
+}

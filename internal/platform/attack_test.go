@@ -1,0 +1,441 @@
+package platform_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/controller"
+	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/platform"
+	"github.com/clemmys/clemmys/internal/wasmbuild"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// The attack suite plays a malicious controller. The platform's controller
+// gets an interceptor between itself and the invokers; each attack rewrites,
+// reroutes, replays or delays one step of a 3-step sequence a → b → c. For
+// every attack the step must be refused by the enclave runtime with a typed
+// error that ends up in the activation records, the attacked step must not
+// run (the invoker's execution counter, fed by the runtimes, proves it),
+// and nothing may be sealed for the next step.
+//
+//	go test -run Attack -v ./internal/platform/
+
+// send is how an attack delivers a run request to an invoker.
+type send = func(context.Context, *wire.RunRequest) (*wire.RunResult, error)
+
+// attackFunc replaces the honest delivery of one step.
+type attackFunc func(t *testing.T, ctx context.Context, d controller.Dispatch, send send) (*wire.RunResult, error)
+
+// evil is the interceptor installed in the platform: honest unless an
+// attack is armed for the current step, and it remembers what it saw.
+type evil struct {
+	mu     sync.Mutex
+	t      *testing.T
+	step   int
+	attack attackFunc
+	seen   map[string][]*wire.RunRequest // every honest run request, by "sequence/step"
+	result *wire.RunResult            // what the attacked delivery got back
+}
+
+func (ev *evil) intercept(ctx context.Context, d controller.Dispatch, send send) (*wire.RunResult, error) {
+	ev.mu.Lock()
+	attack, t := ev.attack, ev.t
+	armed := attack != nil && d.Step == ev.step && len(d.Request.Steps) > 0
+	if armed {
+		ev.attack = nil // one shot
+	}
+	ev.mu.Unlock()
+	if !armed {
+		ev.mu.Lock()
+		k := seenKey(d.Request.Action, d.Step)
+		ev.seen[k] = append(ev.seen[k], cloneRun(d.Run))
+		ev.mu.Unlock()
+		return send(ctx, d.Run)
+	}
+	res, err := attack(t, ctx, d, send)
+	ev.mu.Lock()
+	ev.result = res
+	ev.mu.Unlock()
+	return res, err
+}
+
+func (ev *evil) arm(t *testing.T, step int, a attackFunc) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	ev.t, ev.step, ev.attack, ev.result = t, step, a, nil
+}
+
+func seenKey(action string, step int) string { return fmt.Sprintf("%s/%d", action, step) }
+
+// lastSeen returns the last honest run request of a step of a sequence.
+func (ev *evil) lastSeen(action string, step int) *wire.RunRequest {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	s := ev.seen[seenKey(action, step)]
+	if len(s) == 0 {
+		return nil
+	}
+	return cloneRun(s[len(s)-1])
+}
+
+func cloneRun(r *wire.RunRequest) *wire.RunRequest {
+	c := *r
+	c.Envelope = bytes.Clone(r.Envelope)
+	c.FunctionID = bytes.Clone(r.FunctionID)
+	return &c
+}
+
+// encMode encodes envelopes without validating them, as an attacker would.
+var encMode, _ = cbor.CoreDetEncOptions().EncMode()
+
+// rewrite decodes a run request's envelope, lets f change it, and encodes it
+// back without any validation.
+func rewrite(t *testing.T, r *wire.RunRequest, f func(e *envelope.Envelope)) *wire.RunRequest {
+	t.Helper()
+	e, err := envelope.Unmarshal(r.Envelope)
+	if err != nil {
+		t.Fatalf("decode envelope: %v", err)
+	}
+	f(e)
+	b, err := encMode.Marshal(e)
+	if err != nil {
+		t.Fatalf("encode envelope: %v", err)
+	}
+	c := cloneRun(r)
+	c.Envelope = b
+	return c
+}
+
+// to reroutes a run request to another function.
+func to(r *wire.RunRequest, action string, fid []byte) *wire.RunRequest {
+	c := cloneRun(r)
+	c.Action, c.FunctionID = action, bytes.Clone(fid)
+	return c
+}
+
+// refused sends r and checks the runtime refused it: nothing ran, nothing
+// sealed.
+func refused(t *testing.T, ctx context.Context, send send, r *wire.RunRequest) (*wire.RunResult, error) {
+	t.Helper()
+	res, err := send(ctx, r)
+	if err != nil {
+		return res, err
+	}
+	if res.Executed || len(res.Envelope) != 0 || len(res.Logs) != 0 || res.ErrorCode == "" || res.Status == wire.StatusSuccess {
+		t.Errorf("not refused: status %q code %q executed %v, %d bytes sealed for the next step",
+			res.Status, res.ErrorCode, res.Executed, len(res.Envelope))
+	}
+	return res, nil
+}
+
+func TestAttack(t *testing.T) {
+	ev := &evil{seen: map[string][]*wire.RunRequest{}}
+	e := startWith(t, t.TempDir(), func(c *platform.Config) {
+		c.ControllerInterceptor = ev.intercept
+		c.ExpirySlack = 3 * time.Second
+	})
+	g := e.guest()
+	echo := wasmbuild.MustBuild(t, "internal/testfuncs/echo")
+	for _, n := range []string{"a", "b", "c", "d"} {
+		e.deploy(g, n, echo, nil)
+	}
+	// Short time limits for the expiry attack's own sequence.
+	for _, n := range []string{"qa", "qb"} {
+		e.deploy(g, n, echo, map[string]any{"timeout": 100})
+	}
+	e.deploySequence(g, "abc", "/_/a", "/_/b", "/_/c")
+	e.deploySequence(g, "quick", "/_/qa", "/_/qb")
+
+	// Honest runs: everything works, and warms every function up.
+	for _, seq := range []string{"abc", "abc", "quick"} {
+		act := e.runSequence(g, seq, map[string]any{"honest": true})
+		if !success(act) {
+			t.Fatalf("honest %s: %v", seq, act)
+		}
+	}
+	for _, n := range []string{"d"} {
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/"+n+"?blocking=true", nil, nil); st != 200 {
+			t.Fatalf("warm %s: %d", n, st)
+		}
+	}
+	fid := func(name string) []byte { return e.functionID(name) }
+	route := func(d controller.Dispatch, j int) (string, []byte) {
+		return d.Request.Steps[j].Action, d.Request.Steps[j].FunctionID
+	}
+
+	type attack struct {
+		name  string
+		seq   string
+		step  int      // the step attacked
+		codes []string // acceptable refusal codes
+		ran   int      // steps of this request that may have executed (the honest ones before the attack)
+		f     attackFunc
+	}
+	header := func(f func(h *envelope.Header)) attackFunc {
+		return func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+			return refused(t, ctx, s, rewrite(t, d.Run, func(e *envelope.Envelope) { f(&e.Header) }))
+		}
+	}
+	env := func(f func(e *envelope.Envelope)) attackFunc {
+		return func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+			return refused(t, ctx, s, rewrite(t, d.Run, f))
+		}
+	}
+	flip := func(b []byte) []byte { c := bytes.Clone(b); c[len(c)/2] ^= 0x40; return c }
+
+	attacks := []attack{
+		{"skip step (route b's input to c)", "abc", 1, []string{"wrong_function"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				name, id := route(d, 2)
+				return refused(t, ctx, s, to(d.Run, name, id))
+			}},
+		{"skip step (renumber b's input as step 2 for c)", "abc", 1, []string{"body"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				name, id := route(d, 2)
+				return refused(t, ctx, s, rewrite(t, to(d.Run, name, id), func(e *envelope.Envelope) { e.Step = 2 }))
+			}},
+		{"swap steps (a's input to b)", "abc", 0, []string{"wrong_function"}, 0,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				name, id := route(d, 1)
+				return refused(t, ctx, s, to(d.Run, name, id))
+			}},
+		{"swap steps (a's input renumbered for b)", "abc", 0, []string{"body", "capsule"}, 0,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				name, id := route(d, 1)
+				return refused(t, ctx, s, rewrite(t, to(d.Run, name, id), func(e *envelope.Envelope) { e.Step = 1 }))
+			}},
+		{"deliver a's output to another function", "abc", 1, []string{"wrong_function"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				return refused(t, ctx, s, to(d.Run, "d", fid("d")))
+			}},
+		{"splice body from another request", "abc", 1, []string{"body"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				old := ev.lastSeen("abc", 1)
+				oe, err := envelope.Unmarshal(old.Envelope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return refused(t, ctx, s, rewrite(t, d.Run, func(e *envelope.Envelope) { e.Body = oe.Body }))
+			}},
+		{"splice capsule from another request", "abc", 1, []string{"capsule"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				old := ev.lastSeen("abc", 1)
+				oe, err := envelope.Unmarshal(old.Envelope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return refused(t, ctx, s, rewrite(t, d.Run, func(e *envelope.Envelope) { e.Capsules[1] = oe.Capsules[1] }))
+			}},
+		{"splice header from another request", "abc", 1, []string{"auth"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				old := ev.lastSeen("abc", 1)
+				oe, err := envelope.Unmarshal(old.Envelope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return refused(t, ctx, s, rewrite(t, d.Run, func(e *envelope.Envelope) { e.Header = oe.Header }))
+			}},
+		{"replay a step to the same runtime", "abc", 1, []string{"replay"}, 2,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				first, err := s(ctx, d.Run)
+				if err != nil || !first.Executed || first.Status != wire.StatusSuccess {
+					t.Fatalf("the honest delivery failed: %+v %v", first, err)
+				}
+				return refused(t, ctx, s, d.Run)
+			}},
+		{"replay an old request's step", "abc", 1, []string{"replay"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				return refused(t, ctx, s, ev.lastSeen("abc", 1))
+			}},
+		{"tamper header: version", "abc", 1, []string{"version"}, 1, header(func(h *envelope.Header) { h.Version = 2 })},
+		{"tamper header: suite", "abc", 1, []string{"suite"}, 1, header(func(h *envelope.Header) { h.Suite = envelope.SuiteMLKEM768X25519 })},
+		{"tamper header: request id", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.RequestID = flip(h.RequestID) })},
+		{"tamper header: namespace", "abc", 1, []string{"auth", "namespace"}, 1, header(func(h *envelope.Header) { h.Namespace = "alice" })},
+		{"tamper header: step name", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.Chain[1].Name = "/guest/d" })},
+		{"tamper header: function id of this step", "abc", 1, []string{"wrong_function"}, 1, header(func(h *envelope.Header) { h.Chain[1].FunctionID = flip(h.Chain[1].FunctionID) })},
+		{"tamper header: function id of the next step", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.Chain[2].FunctionID = fid("d") })},
+		{"tamper header: code digest", "abc", 1, []string{"wrong_code"}, 1, header(func(h *envelope.Header) { h.Chain[1].CodeDigest = flip(h.Chain[1].CodeDigest) })},
+		{"tamper header: key version", "abc", 1, []string{"key_version"}, 1, header(func(h *envelope.Header) { h.Chain[1].KeyVersion++ })},
+		{"tamper header: expiry", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.Expiry += 3600_000 })},
+		{"tamper header: time limit", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.Limits.TimeoutMs *= 10 })},
+		{"tamper header: memory limit", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.Limits.MemoryMB = 512 })},
+		{"tamper header: logs limit", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.Limits.LogsKB = 1 })},
+		{"tamper header: chain truncated", "abc", 1, []string{"malformed"}, 1, header(func(h *envelope.Header) { h.Chain = h.Chain[:2] })},
+		{"tamper header: chain extended", "abc", 1, []string{"malformed"}, 1, header(func(h *envelope.Header) { h.Chain = append(h.Chain, h.Chain[2]) })},
+		{"change step index backwards", "abc", 1, []string{"wrong_function"}, 1, env(func(e *envelope.Envelope) { e.Step = 0 })},
+		{"change step index forwards", "abc", 1, []string{"wrong_function"}, 1, env(func(e *envelope.Envelope) { e.Step = 2 })},
+		{"change step index out of range", "abc", 1, []string{"step"}, 1, env(func(e *envelope.Envelope) { e.Step = 7 })},
+		{"strip a capsule", "abc", 1, []string{"malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules = e.Capsules[:2] })},
+		{"reorder capsules", "abc", 1, []string{"capsule"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1], e.Capsules[2] = e.Capsules[2], e.Capsules[1] })},
+		{"truncate body", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = e.Body[:len(e.Body)-1] })},
+		{"extend body", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = append(e.Body, 0) })},
+		{"flip a body bit", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = flip(e.Body) })},
+		{"truncate capsule", "abc", 1, []string{"capsule", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = e.Capsules[1][:len(e.Capsules[1])-1] })},
+		{"extend capsule", "abc", 1, []string{"capsule", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = append(e.Capsules[1], 0) })},
+		{"let the request expire", "quick", 1, []string{"expired"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				h := mustHeader(t, d.Run)
+				select {
+				case <-time.After(time.Until(h.ExpiryTime()) + 100*time.Millisecond):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+				return refused(t, ctx, s, d.Run)
+			}},
+	}
+
+	for _, a := range attacks {
+		t.Run(a.name, func(t *testing.T) {
+			before := e.p.Invoker.Executions()
+			ev.arm(t, a.step, a.f)
+			act := e.runSequence(g, a.seq, map[string]any{"attack": a.name})
+			e.checkRefused(t, act, a.step, a.codes)
+			if ran := e.p.Invoker.Executions() - before; ran != uint64(a.ran) {
+				t.Errorf("%d steps executed, want %d: the attacked step ran", ran, a.ran)
+			}
+			ev.mu.Lock()
+			armed := ev.attack != nil
+			ev.mu.Unlock()
+			if armed {
+				t.Fatal("the attack was never triggered")
+			}
+		})
+	}
+
+	// Downgrade: after an update of b, the controller routes step 1 to b's
+	// previous version (still loaded in its runtime), or rewrites the
+	// header to pin it.
+	t.Run("downgrade to the previous version", func(t *testing.T) {
+		oldFID := fid("b")
+		oldRun := ev.lastSeen("abc", 1)
+		e.deploy(g, "b", echo, nil) // update: a new function version with new keys
+		if bytes.Equal(fid("b"), oldFID) {
+			t.Fatal("the update did not create a new function version")
+		}
+		oe, err := envelope.Unmarshal(oldRun.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name  string
+			codes []string
+			f     attackFunc
+		}{
+			{"route to the old version", []string{"wrong_function"}, func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				return refused(t, ctx, s, to(d.Run, "b", oldFID))
+			}},
+			{"pin the old version in the header", []string{"auth"}, func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				return refused(t, ctx, s, rewrite(t, to(d.Run, "b", oldFID), func(e *envelope.Envelope) { e.Header.Chain[1] = oe.Header.Chain[1] }))
+			}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				before := e.p.Invoker.Executions()
+				ev.arm(t, 1, c.f)
+				act := e.runSequence(g, "abc", map[string]any{"attack": c.name})
+				e.checkRefused(t, act, 1, c.codes)
+				if ran := e.p.Invoker.Executions() - before; ran != 1 {
+					t.Errorf("%d steps executed, want 1", ran)
+				}
+			})
+		}
+		// Honest again: the new version runs.
+		if act := e.runSequence(g, "abc", map[string]any{"after": "downgrade"}); !success(act) {
+			t.Fatalf("honest run after the update: %v", act)
+		}
+	})
+
+	if t.Failed() {
+		t.Logf("platform logs:\n%s", e.logs.String())
+	}
+}
+
+func mustHeader(t *testing.T, r *wire.RunRequest) *envelope.Header {
+	t.Helper()
+	e, err := envelope.Unmarshal(r.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &e.Header
+}
+
+// deploySequence puts a sequence of components.
+func (e *env) deploySequence(auth, name string, components ...string) {
+	e.t.Helper()
+	body := map[string]any{"exec": map[string]any{"kind": "sequence", "components": components}}
+	var got map[string]any
+	if st, _ := e.call(auth, "PUT", "/api/v1/namespaces/_/actions/"+name+"?overwrite=true", body, &got); st != 200 {
+		e.t.Fatalf("deploy sequence %s: status %d: %v", name, st, got)
+	}
+}
+
+// runSequence invokes an action without blocking and returns its record
+// once it is complete.
+func (e *env) runSequence(auth, name string, params map[string]any) map[string]any {
+	e.t.Helper()
+	var accepted map[string]string
+	if st, _ := e.call(auth, "POST", "/api/v1/namespaces/_/actions/"+name, params, &accepted); st != 202 {
+		e.t.Fatalf("invoke %s: %d", name, st)
+	}
+	return e.waitActivation(auth, accepted["activationId"])
+}
+
+// functionID returns the function id of an action's current version.
+func (e *env) functionID(name string) []byte {
+	e.t.Helper()
+	nc, err := e.p.Bus.Connect("inspect")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var a wire.Action
+	if err := bus.Call(ctx, nc, wire.SubjectActionGet, &wire.ActionRef{Namespace: "guest", Name: name}, &a); err != nil {
+		e.t.Fatal(err)
+	}
+	var fr wire.FunctionRecord
+	if err := bus.Unmarshal(a.Function.Record, &fr); err != nil {
+		e.t.Fatal(err)
+	}
+	return fr.FunctionID
+}
+
+func success(act map[string]any) bool {
+	resp, _ := act["response"].(map[string]any)
+	return resp != nil && resp["success"] == true
+}
+
+// checkRefused checks the records of an attacked sequence: the sequence
+// failed with one of the codes, its component records stop at the
+// attacked step, which carries the code.
+func (e *env) checkRefused(t *testing.T, act map[string]any, step int, codes []string) {
+	t.Helper()
+	resp, _ := act["response"].(map[string]any)
+	result, _ := resp["result"].(map[string]any)
+	code, _ := result["errorCode"].(string)
+	if success(act) || !slices.Contains(codes, code) {
+		t.Fatalf("sequence record: success %v, error code %q, want one of %v: %v", success(act), code, codes, result)
+	}
+	logs, _ := act["logs"].([]any)
+	if len(logs) != step+1 {
+		t.Fatalf("sequence record lists %d component activations, want %d: %v", len(logs), step+1, logs)
+	}
+	var comp map[string]any
+	id, _ := logs[step].(string)
+	if st, _ := e.call(e.guest(), "GET", "/api/v1/namespaces/_/activations/"+id, nil, &comp); st != 200 {
+		t.Fatalf("component record %s: %d", id, st)
+	}
+	cresult, _ := comp["response"].(map[string]any)["result"].(map[string]any)
+	if ccode, _ := cresult["errorCode"].(string); ccode != code || success(comp) || comp["cause"] != act["activationId"] {
+		t.Fatalf("component record: %v", comp)
+	}
+}
