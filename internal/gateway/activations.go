@@ -73,16 +73,24 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 			// A component's output is the input of the next step.
 			bad(msgUnauthenticatedResult)
 			return v
-		case !component && e.Step != n && v.status == wire.StatusSuccess:
-			// A chain succeeds only with the last step's output: an
-			// intermediate output passed off as the result would skip
-			// steps.
-			bad("The sequence did not run to its end.")
-			return v
 		}
 		out, err := envelope.OpenOutput(e, rs, want)
 		if err != nil || !isJSONObject(out) {
 			bad(msgUnauthenticatedResult)
+			return v
+		}
+		// The status is plaintext the controller could relabel; the
+		// sealed result is not. An error result (OpenWhisk: an "error"
+		// field) is never a success, and a success is never an error.
+		failed := hasErrorField(out)
+		switch {
+		case failed && v.status == wire.StatusSuccess:
+			v.status = wire.StatusApplicationError
+		case !failed && v.status != wire.StatusSuccess && v.status != "":
+			bad("The activation's status does not match its result.")
+			return v
+		case !component && !failed && e.Step != n:
+			bad("The sequence did not run to its end.")
 			return v
 		}
 		v.result = out
@@ -126,6 +134,17 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 		}
 	}
 	return v
+}
+
+// hasErrorField reports whether a JSON object result has a top-level
+// "error" field.
+func hasErrorField(b []byte) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return false
+	}
+	_, ok := m["error"]
+	return ok
 }
 
 func isJSONObject(b []byte) bool {
