@@ -126,6 +126,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.busError(w, r, "create function version", err)
 		return
 	}
+	g.fresh.admit(rec)
 	sealed, err := envelope.SealCode(codeKey, rec.FunctionID, digest[:], code)
 	if err != nil {
 		g.log.Error("seal code", "tx", txID(r), "err", err)
@@ -245,29 +246,49 @@ func checkLimits(l *limitsBody) (wire.Limits, string) {
 }
 
 func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
-	g.actionRef(w, r, wire.SubjectActionGet, "get action")
+	if a := g.actionRef(w, r, wire.SubjectActionGet, "get action"); a != nil {
+		writeJSON(w, http.StatusOK, g.renderAction(a))
+	}
 }
 
 func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
-	g.actionRef(w, r, wire.SubjectActionDelete, "delete action")
+	a := g.actionRef(w, r, wire.SubjectActionDelete, "delete action")
+	if a == nil {
+		return
+	}
+	// Remember the deletion: a controller that later serves this entity
+	// again (or an older one) is refused.
+	var created int64
+	if rec, err := g.cfg.KMS.VerifyRecord(a.Function); err == nil {
+		created = rec.Created
+	}
+	if a.Kind != kindSequence {
+		g.fresh.deleted(a.Namespace, a.Name, created)
+	}
+	writeJSON(w, http.StatusOK, g.renderAction(a))
 }
 
 // actionRef sends the request's action reference to the controller subject
-// and answers with the action it returns.
-func (g *Gateway) actionRef(w http.ResponseWriter, r *http.Request, subject, what string) {
+// and returns the action it answers, or answers the error itself and
+// returns nil.
+func (g *Gateway) actionRef(w http.ResponseWriter, r *http.Request, subject, what string) *wire.Action {
 	ns, name := callerNamespace(r), r.PathValue("name")
 	if !validName(name) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
 	var a wire.Action
 	if err := bus.Call(ctx, g.cfg.Conn, subject, &wire.ActionRef{Namespace: ns, Name: name}, &a); err != nil {
 		g.busError(w, r, what, err)
-		return
+		return nil
 	}
-	writeJSON(w, http.StatusOK, g.renderAction(&a))
+	if a.Namespace != ns || a.Name != name {
+		g.fail(w, r, http.StatusBadGateway, "The controller answered with another action.")
+		return nil
+	}
+	return &a
 }
 
 func (g *Gateway) listActions(w http.ResponseWriter, r *http.Request) {

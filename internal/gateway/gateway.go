@@ -101,6 +101,8 @@ type Gateway struct {
 	auth    jetstream.KeyValue
 	secret  envelope.Key // gateway secret: request secrets derive from it
 	authKey []byte       // MAC key of stored credentials, derived from secret
+	seqKey  []byte       // MAC key of sequence definitions, derived from secret
+	fresh   *freshness   // newest function version seen per action
 	creds   *credCache
 	tlsCfg  *tls.Config
 	certPEM []byte
@@ -151,6 +153,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: derive credential key: %w", err)
 	}
+	seqKey, err := hkdf.Key(sha256.New, secret.Bytes(), nil, seqKeyInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: derive sequence key: %w", err)
+	}
 	tlsCfg, certPEM, err := loadTLS(cfg.DataDir, cfg.TLSCert, cfg.TLSKey, cfg.Now)
 	if err != nil {
 		return nil, err
@@ -161,6 +167,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		auth:    auth,
 		secret:  secret,
 		authKey: authKey,
+		seqKey:  seqKey,
+		fresh:   newFreshness(),
 		creds:   newCredCache(cfg.Now),
 		tlsCfg:  tlsCfg,
 		certPEM: certPEM,

@@ -109,6 +109,9 @@ func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, name strin
 			Limits:      limits,
 			Annotations: body.Annotations,
 			Components:  qualified,
+			// The controller stores the components; only this tag lets
+			// the gateway trust them again at invocation time.
+			DefinitionTag: g.definitionTag(ns, name, qualified),
 		},
 		Overwrite: overwrite,
 	}
@@ -148,10 +151,16 @@ func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, o
 		if err != nil || rec.Namespace != a.Namespace || rec.Action != a.Name {
 			return nil, &chainError{http.StatusBadGateway, "The action's function record could not be verified.", err}
 		}
+		if !g.fresh.admit(rec) {
+			return nil, &chainError{http.StatusBadGateway, "The controller served an outdated version of " + a.Name + ".", nil}
+		}
 		if len(out) >= wire.MaxSequenceComponents {
 			return nil, &chainError{http.StatusBadRequest, msgTooManySteps, nil}
 		}
 		return append(out, step{action: a, record: rec}), nil
+	}
+	if !g.checkDefinition(a) {
+		return nil, &chainError{http.StatusBadGateway, "The sequence's definition could not be authenticated.", nil}
 	}
 	if depth >= maxSequenceDepth {
 		return nil, &chainError{http.StatusBadRequest, msgSequenceTooDeep, nil}

@@ -3,18 +3,22 @@ package platform_test
 import (
 	"bytes"
 	"context"
+	"crypto/hpke"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/controller"
 	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/platform"
+	"github.com/clemmys/clemmys/internal/store"
 	"github.com/clemmys/clemmys/internal/wasmbuild"
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -43,7 +47,7 @@ type evil struct {
 	step   int
 	attack attackFunc
 	seen   map[string][]*wire.RunRequest // every honest run request, by "sequence/step"
-	result *wire.RunResult            // what the attacked delivery got back
+	result *wire.RunResult               // what the attacked delivery got back
 }
 
 func (ev *evil) intercept(ctx context.Context, d controller.Dispatch, send send) (*wire.RunResult, error) {
@@ -281,6 +285,32 @@ func TestAttack(t *testing.T) {
 		{"flip a body bit", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = flip(e.Body) })},
 		{"truncate capsule", "abc", 1, []string{"capsule", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = e.Capsules[1][:len(e.Capsules[1])-1] })},
 		{"extend capsule", "abc", 1, []string{"capsule", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = append(e.Capsules[1], 0) })},
+		{"forge a fresh envelope to b's public key (start the chain mid-way)", "abc", 1, []string{"auth"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				// The controller knows b's public key (it stores the
+				// record) and seals its own input with its own secret.
+				rec := e.functionRecord("b")
+				kem, _ := envelope.Suite(rec.Suite).KEM()
+				pub, err := kem.NewPublicKey(rec.PublicKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := mustHeader(t, d.Run).Clone()
+				h.RequestID = bytes.Repeat([]byte{0xee}, envelope.RequestIDSize)
+				h.Chain = h.Chain[1:2]
+				own := envelope.NewKey()
+				forged, err := envelope.Seal(h, own, envelope.NewKey(), []hpke.PublicKey{pub}, []byte(`{"injected":true}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := forged.Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := cloneRun(d.Run)
+				r.Envelope = b
+				return refused(t, ctx, s, r)
+			}},
 		{"let the request expire", "quick", 1, []string{"expired"}, 1,
 			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
 				h := mustHeader(t, d.Run)
@@ -353,9 +383,135 @@ func TestAttack(t *testing.T) {
 		}
 	})
 
+	// The controller lies in what it stores or reports; the gateway, which
+	// authenticates everything it relies on, refuses.
+	t.Run("rewrite the stored sequence", func(t *testing.T) {
+		restore := e.tamperEntity(t, "abc", func(a *wire.Action) {
+			a.Components = []string{a.Components[0], a.Components[2]} // skip b
+		})
+		defer restore()
+		before := e.p.Invoker.Executions()
+		var eb errorBody
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/abc?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "definition could not be authenticated") {
+			t.Fatalf("%d %+v", st, eb)
+		}
+		if n := e.p.Invoker.Executions() - before; n != 0 {
+			t.Fatalf("%d steps ran", n)
+		}
+	})
+	t.Run("serve the previous version of an action", func(t *testing.T) {
+		old := e.entityBytes(t, "c")
+		e.deploy(g, "c", echo, nil) // update through the gateway
+		restore := e.tamperEntity(t, "c", func(a *wire.Action) {
+			if err := bus.Unmarshal(old, a); err != nil {
+				t.Fatal(err)
+			}
+		})
+		defer restore()
+		var eb errorBody
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/abc?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "outdated version") {
+			t.Fatalf("%d %+v", st, eb)
+		}
+	})
+	t.Run("relabel a failure as success", func(t *testing.T) {
+		e.deploy(g, "boom", wasmbuild.MustBuild(t, "internal/testfuncs/fail"), nil)
+		e.deploySequence(g, "aboom", "/_/a", "/_/boom")
+		ev.arm(t, 1, func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+			res, err := s(ctx, d.Run)
+			if err != nil || res.Status == wire.StatusSuccess {
+				t.Fatalf("boom did not fail: %+v %v", res, err)
+			}
+			res.Status = wire.StatusSuccess
+			return res, nil
+		})
+		act := e.runSequence(g, "aboom", map[string]any{})
+		if success(act) {
+			t.Fatalf("relabelled failure shown as success: %v", act)
+		}
+	})
+	t.Run("report an intermediate output as the result", func(t *testing.T) {
+		// At the last step the controller returns b's output (the input
+		// of c) as if c had produced it.
+		ev.arm(t, 2, func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+			return &wire.RunResult{Status: wire.StatusSuccess, Envelope: d.Run.Envelope, Executed: true}, nil
+		})
+		before := e.p.Invoker.Executions()
+		act := e.runSequence(g, "abc", map[string]any{"truncate": true})
+		resp := act["response"].(map[string]any)
+		if success(act) || !strings.Contains(fmt.Sprint(resp["result"]), "did not run to its end") {
+			t.Fatalf("truncated chain: %v", act)
+		}
+		if n := e.p.Invoker.Executions() - before; n != 2 {
+			t.Fatalf("%d steps ran, want 2", n)
+		}
+		// As a failure, b's (successful) output is refused too.
+		ev.arm(t, 2, func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+			return &wire.RunResult{Status: wire.StatusApplicationError, Envelope: d.Run.Envelope, Executed: true}, nil
+		})
+		act = e.runSequence(g, "abc", map[string]any{"truncate": "as failure"})
+		resp = act["response"].(map[string]any)
+		if success(act) || !strings.Contains(fmt.Sprint(resp["result"]), "does not match its result") {
+			t.Fatalf("truncated chain reported as failure: %v", act)
+		}
+	})
+
 	if t.Failed() {
 		t.Logf("platform logs:\n%s", e.logs.String())
 	}
+}
+
+// entityBytes returns the stored (CBOR) action entity of name.
+func (e *env) entityBytes(t *testing.T, name string) []byte {
+	t.Helper()
+	kv := e.actionsKV(t)
+	en, err := kv.Get(context.Background(), store.Key("guest", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Clone(en.Value())
+}
+
+// tamperEntity rewrites the stored action entity of name, as the operator
+// who controls the store can; the returned function restores it.
+func (e *env) tamperEntity(t *testing.T, name string, f func(a *wire.Action)) func() {
+	t.Helper()
+	orig := e.entityBytes(t, name)
+	var a wire.Action
+	if err := bus.Unmarshal(orig, &a); err != nil {
+		t.Fatal(err)
+	}
+	f(&a)
+	b, err := bus.Marshal(&a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := e.actionsKV(t)
+	if _, err := kv.Put(context.Background(), store.Key("guest", name), b); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := kv.Put(context.Background(), store.Key("guest", name), orig); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func (e *env) actionsKV(t *testing.T) jetstream.KeyValue {
+	t.Helper()
+	nc, err := e.p.Bus.Connect("operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), store.BucketActions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }
 
 func mustHeader(t *testing.T, r *wire.RunRequest) *envelope.Header {
@@ -383,13 +539,17 @@ func (e *env) runSequence(auth, name string, params map[string]any) map[string]a
 	e.t.Helper()
 	var accepted map[string]string
 	if st, _ := e.call(auth, "POST", "/api/v1/namespaces/_/actions/"+name, params, &accepted); st != 202 {
-		e.t.Fatalf("invoke %s: %d", name, st)
+		e.t.Fatalf("invoke %s: %d %v", name, st, accepted)
 	}
 	return e.waitActivation(auth, accepted["activationId"])
 }
 
 // functionID returns the function id of an action's current version.
-func (e *env) functionID(name string) []byte {
+func (e *env) functionID(name string) []byte { return e.functionRecord(name).FunctionID }
+
+// functionRecord returns the function record of an action's current
+// version.
+func (e *env) functionRecord(name string) *wire.FunctionRecord {
 	e.t.Helper()
 	nc, err := e.p.Bus.Connect("inspect")
 	if err != nil {
@@ -406,7 +566,7 @@ func (e *env) functionID(name string) []byte {
 	if err := bus.Unmarshal(a.Function.Record, &fr); err != nil {
 		e.t.Fatal(err)
 	}
-	return fr.FunctionID
+	return &fr
 }
 
 func success(act map[string]any) bool {

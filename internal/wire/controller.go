@@ -33,6 +33,9 @@ type Action struct {
 	// Components of a sequence (Kind "sequence"), fully qualified
 	// "/namespace/action"; a sequence has no code and no function record.
 	Components []string `cbor:"11,keyasint,omitempty"`
+	// DefinitionTag authenticates a sequence's components: the gateway's
+	// MAC over namespace, name and components, opaque to the controller.
+	DefinitionTag []byte `cbor:"12,keyasint,omitempty"`
 }
 
 // Action kinds.

@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"sync"
+
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Entities live in the untrusted controller's store. The gateway protects
+// what it relies on there:
+//
+//   - function records are signed by the KMS (checked in resolveChain);
+//   - a sequence's components carry the gateway's MAC (DefinitionTag), so
+//     the controller cannot reorder, drop, add or swap components;
+//   - freshness: the controller could serve an older entity (a previous
+//     function version, a deleted action). The gateway remembers the newest
+//     function version it has seen per action and every deletion it made,
+//     and refuses anything older. The memory is per gateway process: after
+//     a restart, or across gateway replicas that did not see the update, a
+//     rollback is not detected (docs/threat-model.md).
+
+const seqKeyInfo = "clemmys/v1 gateway sequence key"
+
+// definitionTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
+// lp(component)...).
+func (g *Gateway) definitionTag(ns, name string, components []string) []byte {
+	m := hmac.New(sha256.New, g.seqKey)
+	m.Write([]byte("clemmys/v1 sequence definition\x00"))
+	for _, p := range append([]string{ns, name}, components...) {
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
+		m.Write(l[:])
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
+}
+
+// checkDefinition verifies a stored sequence's tag.
+func (g *Gateway) checkDefinition(a *wire.Action) bool {
+	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Components))
+}
+
+// maxFreshEntries bounds the freshness memory; when full it forgets
+// everything (and so falls back to trusting what the controller serves).
+const maxFreshEntries = 100_000
+
+// freshness remembers, per action, the creation time of the newest function
+// version seen and the time of the last deletion made through this gateway.
+type freshness struct {
+	mu sync.Mutex
+	m  map[string]freshEntry
+}
+
+type freshEntry struct {
+	newest  int64 // Created of the newest function record seen, unix ms
+	deleted int64 // when this gateway deleted the action, unix ms
+}
+
+func newFreshness() *freshness { return &freshness{m: map[string]freshEntry{}} }
+
+func freshKey(ns, name string) string { return ns + "\x00" + name }
+
+// admit records rec as seen and reports whether it is not older than the
+// newest version of its action seen so far, nor older than its deletion.
+func (f *freshness) admit(rec *wire.FunctionRecord) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := freshKey(rec.Namespace, rec.Action)
+	e := f.m[k]
+	if rec.Created < e.newest || rec.Created <= e.deleted {
+		return false
+	}
+	if rec.Created > e.newest {
+		if len(f.m) >= maxFreshEntries {
+			clear(f.m)
+		}
+		e.newest = rec.Created
+		f.m[k] = e
+	}
+	return true
+}
+
+// deleted records the deletion of an action whose newest function version
+// was created at created (unix ms, the KMS's clock): that version and every
+// older one are dead.
+func (f *freshness) deleted(ns, name string, created int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.m) >= maxFreshEntries {
+		clear(f.m)
+	}
+	e := f.m[freshKey(ns, name)]
+	e.deleted = max(e.deleted, e.newest, created)
+	f.m[freshKey(ns, name)] = e
+}
