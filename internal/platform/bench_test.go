@@ -2,7 +2,9 @@ package platform_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/clemmys/clemmys/internal/wasmbuild"
 )
@@ -75,4 +77,45 @@ func withCustomSection(wasm []byte, name string) []byte {
 	out := append([]byte(nil), wasm...)
 	out = append(out, 0, byte(len(payload)))
 	return append(out, payload...)
+}
+
+// BenchmarkSequenceStep measures the warm latency a sequence step adds:
+// each iteration invokes the echo action alone and a 3-step sequence of it
+// (blocking, result=true, over HTTPS) and reports both and the difference
+// per added step:
+//
+//	go test -run XXX -bench SequenceStep -benchtime 200x ./internal/platform/
+func BenchmarkSequenceStep(b *testing.B) {
+	e := start(b, b.TempDir())
+	g := e.guest()
+	echo := wasmbuild.MustBuild(b, "internal/testfuncs/echo")
+	for _, n := range []string{"e1", "e2", "e3"} {
+		e.deploy(g, n, echo, nil)
+	}
+	e.deploySequence(g, "seq3", "/_/e1", "/_/e2", "/_/e3")
+	invoke := func(name string) time.Duration {
+		t0 := time.Now()
+		var res map[string]any
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/"+name+"?blocking=true&result=true", map[string]any{"x": 1}, &res); st != 200 {
+			b.Fatalf("invoke %s: %d %v", name, st, res)
+		}
+		return time.Since(t0)
+	}
+	invoke("e1")
+	invoke("seq3")
+	var one, three []time.Duration
+	for b.Loop() {
+		one = append(one, invoke("e1"))
+		three = append(three, invoke("seq3"))
+	}
+	m1, m3 := median(one), median(three)
+	b.ReportMetric(float64(m1.Microseconds())/1000, "action-p50-ms")
+	b.ReportMetric(float64(m3.Microseconds())/1000, "seq3-p50-ms")
+	b.ReportMetric(float64((m3-m1).Microseconds())/2000, "added-ms/step")
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -106,6 +106,21 @@ func TestBusSpy(t *testing.T) {
 	if len(lr["logs"]) != 1 || !strings.Contains(lr["logs"][0], inputSecret) {
 		t.Fatalf("logs: %v", lr)
 	}
+	// A sequence spy → echo → spy: secrets cross the controller between
+	// steps, sealed.
+	e.deploy(g, "echo", wasmbuild.MustBuild(t, "internal/testfuncs/echo"), nil)
+	e.deploySequence(g, "spyseq", "/_/spy", "/_/echo", "/_/spy")
+	var sact map[string]any
+	if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/spyseq?blocking=true", params, &sact); st != 200 {
+		t.Fatalf("sequence: %d %v", st, sact)
+	}
+	sres := sact["response"].(map[string]any)["result"].(map[string]any)
+	if sres["code"] != codeSecret || sres["out"] != outputSecret {
+		t.Fatalf("sequence result: %v", sres)
+	}
+	if comps, _ := sact["logs"].([]any); len(comps) != 3 {
+		t.Fatalf("sequence components: %v", sact["logs"])
+	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
