@@ -102,7 +102,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	enc, how, err := findEnclave(ctx, *enclavePath, *dataDir, log)
+	enc, how, err := findEnclave(ctx, *enclavePath, *dataDir, log, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 1
@@ -141,7 +141,7 @@ func cmdMeasure(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	enc, _, err := findEnclave(context.Background(), *enclavePath, *dataDir, log)
+	enc, _, err := findEnclave(context.Background(), *enclavePath, *dataDir, log, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
 		return 1

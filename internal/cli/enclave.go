@@ -18,7 +18,13 @@ const enclaveBinary = "clemmys-enclave"
 // source (when run inside the clemmys module, e.g. `go run ./cmd/clemmys`)
 // into DATA_DIR/bin, and finally PATH. It returns the path and how it was
 // found.
-func findEnclave(ctx context.Context, flagPath, dataDir string, log *slog.Logger) (string, string, error) {
+//
+// Only `up` (install true) builds DATA_DIR/bin/clemmys-enclave, the binary
+// the platform starts runtimes from; tools (`measure`, `policy allow`) build
+// DATA_DIR/bin/clemmys-enclave.next, so measuring the runtime that the next
+// `up` will use never replaces the one a running platform uses. Builds go to
+// a temporary file renamed into place: running runtimes keep their inode.
+func findEnclave(ctx context.Context, flagPath, dataDir string, log *slog.Logger, install bool) (string, string, error) {
 	if flagPath != "" {
 		return checkExec(flagPath, "--enclave")
 	}
@@ -33,16 +39,23 @@ func findEnclave(ctx context.Context, flagPath, dataDir string, log *slog.Logger
 	}
 	if root := moduleRoot(ctx); root != "" {
 		out := filepath.Join(dataDir, "bin", enclaveBinary)
+		if !install {
+			out += ".next"
+		}
 		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
 			return "", "", fmt.Errorf("enclave build dir: %w", err)
 		}
 		log.Info("building the enclave runtime from source", "module", root, "out", out)
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-o", out, "./cmd/clemmys-enclave")
+		tmp := out + ".tmp"
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=false", "-o", tmp, "./cmd/clemmys-enclave")
 		cmd.Dir = root
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
 			return "", "", fmt.Errorf("building the enclave runtime: %v\n%s", err, stderr.String())
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return "", "", fmt.Errorf("installing the enclave runtime: %w", err)
 		}
 		return out, "built from source", nil
 	}

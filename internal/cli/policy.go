@@ -78,7 +78,7 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 		return printPolicy(stdout, &cur)
 	case "allow":
 		if len(measurements) == 0 {
-			enc, _, err := findEnclave(ctx, *enclavePath, *dataDir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			enc, _, err := findEnclave(ctx, *enclavePath, *dataDir, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
 			if err != nil {
 				return fail(err)
 			}

@@ -281,6 +281,13 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	}
 
 	lim := env.Header.Limits
+	// Zero limits take the sandbox's defaults; name those in messages.
+	if lim.TimeoutMs == 0 {
+		lim.TimeoutMs = uint32(sandbox.DefaultTimeout / time.Millisecond)
+	}
+	if lim.MemoryMB == 0 {
+		lim.MemoryMB = sandbox.DefaultMemoryBytes >> 20
+	}
 	res, runErr := fn.module.Run(ctx, opened.Input, sandbox.Limits{
 		MemoryBytes:    uint64(lim.MemoryMB) << 20,
 		Timeout:        time.Duration(lim.TimeoutMs) * time.Millisecond,
