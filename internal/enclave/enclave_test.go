@@ -186,7 +186,7 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"expired", nil, nil, "expired"},
 		{"garbage", func(*envelope.Envelope) []byte { return []byte("not an envelope") }, nil, "malformed"},
-		{"tampered namespace", func(e *envelope.Envelope) []byte { e.Header.Namespace = "mallory"; return marshal(t, e) }, nil, "capsule"},
+		{"tampered namespace", func(e *envelope.Envelope) []byte { e.Header.Namespace = "mallory"; return marshal(t, e) }, nil, "auth"},
 		{"flipped body bit", func(e *envelope.Envelope) []byte { e.Body[len(e.Body)-1] ^= 1; return marshal(t, e) }, nil, "body"},
 		{"step index", func(e *envelope.Envelope) []byte { e.Step = 1; return marshal(t, e) }, nil, "step"},
 		{"routed to another function", nil, other.rec.FunctionID, "wrong_function"},

@@ -508,8 +508,14 @@ func TestRun(t *testing.T) {
 			wantSuccess(t, o, "greeting", "Hello again!")
 		}
 		tampered := e.seal(alice, `{}`)
-		tampered.req.Envelope = bytes.Clone(tampered.req.Envelope)
-		tampered.req.Envelope[len(tampered.req.Envelope)-1] ^= 1
+		te, err := envelope.Unmarshal(tampered.req.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		te.Body[len(te.Body)-1] ^= 1
+		if tampered.req.Envelope, err = te.Marshal(); err != nil {
+			t.Fatal(err)
+		}
 		// Routed to the loaded hello, sealed for another function.
 		other := e.seal(missing, `{}`)
 		other.req.FunctionID = alice.rec.FunctionID
