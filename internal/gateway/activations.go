@@ -208,6 +208,17 @@ func (v *activationView) summary() map[string]any {
 	if rec.End == 0 {
 		m["duration"] = 0
 	}
+	// A sequence's duration is the sum of its components' (OpenWhisk).
+	for _, kv := range rec.Annotations {
+		if kv.Key == "duration" && len(rec.Components) > 0 {
+			switch d := kv.Value.(type) {
+			case uint64:
+				m["duration"] = d
+			case int64:
+				m["duration"] = max(d, 0)
+			}
+		}
+	}
 	if rec.Cause != "" {
 		m["cause"] = rec.Cause
 	}

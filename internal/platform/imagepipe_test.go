@@ -42,11 +42,15 @@ func TestImagePipe(t *testing.T) {
 	if anns["kind"] != "sequence" || anns["topmost"] != true || anns["path"] != "guest/imagepipe" {
 		t.Fatalf("sequence annotations: %v", anns)
 	}
+	if _, ok := anns["duration"]; !ok || act["duration"] != anns["duration"] {
+		t.Fatalf("sequence duration %v, annotation %v", act["duration"], anns["duration"])
+	}
 	comps, _ := act["logs"].([]any)
 	if len(comps) != 3 {
 		t.Fatalf("components: %v", act["logs"])
 	}
 	// Each component record: caused by the sequence, its own logs.
+	var sum float64
 	for i, want := range []string{"scale: ", "detect: ", "report: "} {
 		var c map[string]any
 		if st, _ := e.call(g, "GET", "/api/v1/namespaces/_/activations/"+comps[i].(string), nil, &c); st != 200 {
@@ -56,6 +60,10 @@ func TestImagePipe(t *testing.T) {
 		if c["cause"] != act["activationId"] || !success(c) || len(logs) != 1 || !strings.Contains(logs[0].(string), want) {
 			t.Fatalf("component %d: %v", i, c)
 		}
+		sum += c["duration"].(float64)
+	}
+	if act["duration"] != sum {
+		t.Fatalf("sequence duration %v, sum of the components' %v", act["duration"], sum)
 	}
 	// A failing first step stops the chain with its error.
 	var failed map[string]any
