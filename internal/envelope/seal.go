@@ -258,28 +258,10 @@ func OpenResult(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
 	if e == nil {
 		return nil, malformed("nil envelope")
 	}
-	if err := e.Header.Validate(); err != nil {
-		return nil, err
-	}
 	if uint64(e.Step) != uint64(len(e.Header.Chain)) {
 		return nil, wrap(ErrStep, "step %d is not the end of a %d-step chain", e.Step, len(e.Header.Chain))
 	}
-	d, err := e.Header.Digest()
-	if err != nil {
-		return nil, err
-	}
-	if want != ([32]byte{}) && subtle.ConstantTimeCompare(d[:], want[:]) != 1 {
-		return nil, ErrHeaderMismatch
-	}
-	keys, err := deriveStepKeys(requestSecret, d, len(e.Header.Chain))
-	if err != nil {
-		return nil, err
-	}
-	out, err := openAEAD(keys[len(keys)-1], bound(labelBody, d, e.Step), e.Body)
-	if err != nil {
-		return nil, ErrBody
-	}
-	return out, nil
+	return OpenOutput(e, requestSecret, want)
 }
 
 // OpenOutput opens the output of any step of a chain on the owner's side:

@@ -98,17 +98,8 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, status, "%s", msg)
 		return
 	}
-	if len(body.Parameters) > 0 {
-		g.fail(w, r, http.StatusBadRequest, "Default parameters are not supported yet: pass them with each invocation.")
-		return
-	}
-	limits, msg := checkLimits(body.Limits)
-	if msg != "" {
-		g.fail(w, r, http.StatusBadRequest, "%s", msg)
-		return
-	}
-	if len(body.Annotations) > 256 {
-		g.fail(w, r, http.StatusBadRequest, "Too many annotations.")
+	limits, ok := g.checkCommon(w, r, &body)
+	if !ok {
 		return
 	}
 
@@ -158,6 +149,25 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 }
 
 const msgCodeTooLarge = "The action code is too large."
+
+// checkCommon checks what actions and sequences share (parameters, limits,
+// annotations) and returns the limits, or answers the request itself.
+func (g *Gateway) checkCommon(w http.ResponseWriter, r *http.Request, body *actionBody) (wire.Limits, bool) {
+	if len(body.Parameters) > 0 {
+		g.fail(w, r, http.StatusBadRequest, "Default parameters are not supported yet: pass them with each invocation.")
+		return wire.Limits{}, false
+	}
+	limits, msg := checkLimits(body.Limits)
+	if msg != "" {
+		g.fail(w, r, http.StatusBadRequest, "%s", msg)
+		return wire.Limits{}, false
+	}
+	if len(body.Annotations) > 256 {
+		g.fail(w, r, http.StatusBadRequest, "Too many annotations.")
+		return wire.Limits{}, false
+	}
+	return limits, true
+}
 
 // checkAbsent answers 409 and returns false if ns/name exists. Deploys
 // without overwrite call it first, so that the KMS does not create a

@@ -58,13 +58,8 @@ func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, name strin
 		g.fail(w, r, http.StatusBadRequest, "A sequence has components, not code.")
 		return
 	}
-	if len(body.Parameters) > 0 {
-		g.fail(w, r, http.StatusBadRequest, "Default parameters are not supported yet: pass them with each invocation.")
-		return
-	}
-	limits, msg := checkLimits(body.Limits)
-	if msg != "" {
-		g.fail(w, r, http.StatusBadRequest, "%s", msg)
+	limits, ok := g.checkCommon(w, r, body)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
