@@ -36,6 +36,8 @@ type Action struct {
 	// DefinitionTag authenticates a sequence's components: the gateway's
 	// MAC over namespace, name and components, opaque to the controller.
 	DefinitionTag []byte `cbor:"12,keyasint,omitempty"`
+	// Parameters are the action's default parameters, sealed by the gateway.
+	Parameters SealedParams `cbor:"13,keyasint,omitempty"`
 }
 
 // Action kinds.
@@ -63,14 +65,18 @@ type ActionRef struct {
 // ListRequest lists the entities of a namespace, newest first.
 type ListRequest struct {
 	Namespace string `cbor:"1,keyasint"`
-	Name      string `cbor:"2,keyasint,omitempty"` // activations: filter by action name
+	Name      string `cbor:"2,keyasint,omitempty"` // activations: filter by action name; actions: by package ("pkg/")
 	Skip      int    `cbor:"3,keyasint,omitempty"`
 	Limit     int    `cbor:"4,keyasint,omitempty"`
+	Since     int64  `cbor:"5,keyasint,omitempty"` // activations: start >= Since (unix ms)
+	Upto      int64  `cbor:"6,keyasint,omitempty"` // activations: start <= Upto (unix ms)
+	Count     bool   `cbor:"7,keyasint,omitempty"` // only count the matches (the reply's Count)
 }
 
 // ActionList is a page of actions.
 type ActionList struct {
 	Actions []Action `cbor:"1,keyasint"`
+	Count   int      `cbor:"2,keyasint,omitempty"` // with ListRequest.Count
 }
 
 // InvokeRequest asks the controller to run a sealed envelope. The gateway
@@ -160,4 +166,5 @@ type ActivationRef struct {
 // ActivationList is a page of activations, newest first.
 type ActivationList struct {
 	Activations []Activation `cbor:"1,keyasint"`
+	Count       int          `cbor:"2,keyasint,omitempty"` // with ListRequest.Count
 }
