@@ -22,7 +22,7 @@
 //	                    ; len(chain) for the final result
 //	  3: [+ bstr],      ; capsules, exactly one per chain step
 //	  4: bstr,          ; body = nonce(12) || AES-256-GCM ciphertext||tag(16)
-//	  5: bstr .size 32, ; auth: the gateway's tag over the header digest
+//	  5: bstr .size 32, ; auth: the gateway's tag over the header digest and the capsules
 //	}
 //	Header = {          ; authenticated (its digest is bound everywhere)
 //	  1: uint,          ; version, = 1
@@ -70,7 +70,8 @@
 //	           random nonce, logs, aad = "clemmys/envelope/v1/logs\x00" || D || u32(j))
 //	ak       = HKDF-SHA256(ikm = gateway secret, salt = "",
 //	                       info = "clemmys/envelope/v1/auth-key\x00" || namespace, 32)
-//	auth     = HMAC-SHA256(ak, "clemmys/envelope/v1/auth\x00" || D)
+//	C        = H(u32(len(capsule_0)) || capsule_0 || ... || u32(len(capsule_n-1)) || capsule_n-1)
+//	auth     = HMAC-SHA256(ak, "clemmys/envelope/v1/auth\x00" || D || u32(n) || C)
 //	code     = AES-256-GCM(code key, random nonce, wasm,
 //	           aad = "clemmys/envelope/v1/code\x00" || function id(16) || code digest(32))
 //
@@ -80,7 +81,11 @@
 // the tag anyone could seal an envelope to a function, run it on inputs of
 // their choosing and read the output with the step keys they chose, or start
 // a chain in its middle. Only attested gateways (and the KMS and the
-// namespace's runtimes) hold ak.
+// namespace's runtimes) hold ak. The tag covers the capsules too: a tag over
+// the header alone would let whoever saw a genuine envelope keep its header
+// and tag and seal a capsule of its own to the step's key (HPKE base mode
+// does not authenticate the sender), run the step on a chosen input and read
+// the output.
 //
 // Step j (0-based) receives only (k_j, k_{j+1}) through capsule j: it opens
 // its input with k_j and seals its output for step j+1 with k_{j+1}. The

@@ -295,7 +295,7 @@ func TestHeaderTampering(t *testing.T) {
 					// header: the capsule binding still refuses it.
 					if want == ErrCapsule {
 						if d, err := e.Header.Digest(); err == nil {
-							e.Auth = authTag(testAuthKey, d)
+							e.Auth = authTag(testAuthKey, d, e.Capsules)
 						}
 						if _, err := Open(e, fx.id(cur), testNow); !errors.Is(err, want) {
 							t.Fatalf("re-tagged: Open = %v, want %v", err, want)
@@ -396,14 +396,14 @@ func TestAttacks(t *testing.T) {
 				id.PrivateKey = fx.fns[1].id.PrivateKey
 				return id
 			}, testNow, ErrCapsule},
-			{"capsule from another request", with(fx.e0, func(e *Envelope) { e.Capsules[0] = fx.other0.Capsules[0] }), fn(0), testNow, ErrCapsule},
+			{"capsule from another request", with(fx.e0, func(e *Envelope) { e.Capsules[0] = fx.other0.Capsules[0] }), fn(0), testNow, ErrAuth},
 			{"body from another request (splice)", with(fx.e0, func(e *Envelope) { e.Body = fx.other0.Body }), fn(0), testNow, ErrBody},
 			{"body of another request's step 1", with(fx.e1, func(e *Envelope) { e.Body = fx.other0.Body }), fn(1), testNow, ErrBody},
-			{"swapped capsules", with(fx.e0, func(e *Envelope) { e.Capsules[0], e.Capsules[1] = e.Capsules[1], e.Capsules[0] }), fn(0), testNow, ErrCapsule},
+			{"swapped capsules", with(fx.e0, func(e *Envelope) { e.Capsules[0], e.Capsules[1] = e.Capsules[1], e.Capsules[0] }), fn(0), testNow, ErrAuth},
 			{"swapped capsules, same function", with(se0, func(e *Envelope) { e.Capsules[0], e.Capsules[1] = e.Capsules[1], e.Capsules[0] }), func() *FunctionIdentity {
 				id := same.id
 				return &id
-			}, testNow, ErrCapsule},
+			}, testNow, ErrAuth},
 			{"step index raised (input of 0 run as 1)", with(fx.e0, func(e *Envelope) { e.Step = 1 }), fn(1), testNow, ErrBody},
 			{"step index lowered (repeat step 0)", with(fx.e1, func(e *Envelope) { e.Step = 0 }), fn(0), testNow, ErrBody},
 			{"step index raised, same function", with(se0, func(e *Envelope) { e.Step = 1 }), func() *FunctionIdentity {
@@ -419,11 +419,18 @@ func TestAttacks(t *testing.T) {
 			{"body extended", with(fx.e0, func(e *Envelope) { e.Body = append(e.Body, 0) }), fn(0), testNow, ErrBody},
 			{"body bit flip", with(fx.e0, func(e *Envelope) { e.Body[len(e.Body)/2] ^= 1 }), fn(0), testNow, ErrBody},
 			{"body nonce flip", with(fx.e0, func(e *Envelope) { e.Body[0] ^= 1 }), fn(0), testNow, ErrBody},
-			{"capsule truncated", with(fx.e0, func(e *Envelope) { e.Capsules[0] = e.Capsules[0][:len(e.Capsules[0])-1] }), fn(0), testNow, ErrCapsule},
-			{"capsule extended", with(fx.e0, func(e *Envelope) { e.Capsules[0] = append(e.Capsules[0], 0) }), fn(0), testNow, ErrCapsule},
-			{"capsule empty", with(fx.e0, func(e *Envelope) { e.Capsules[0] = nil }), fn(0), testNow, ErrCapsule},
-			{"capsule enc flip", with(fx.e0, func(e *Envelope) { e.Capsules[0][0] ^= 1 }), fn(0), testNow, ErrCapsule},
-			{"capsule ciphertext flip", with(fx.e0, func(e *Envelope) { e.Capsules[0][len(e.Capsules[0])-1] ^= 1 }), fn(0), testNow, ErrCapsule},
+			{"capsule truncated", with(fx.e0, func(e *Envelope) { e.Capsules[0] = e.Capsules[0][:len(e.Capsules[0])-1] }), fn(0), testNow, ErrAuth},
+			{"capsule extended", with(fx.e0, func(e *Envelope) { e.Capsules[0] = append(e.Capsules[0], 0) }), fn(0), testNow, ErrAuth},
+			{"capsule empty", with(fx.e0, func(e *Envelope) { e.Capsules[0] = nil }), fn(0), testNow, ErrAuth},
+			{"capsule enc flip", with(fx.e0, func(e *Envelope) { e.Capsules[0][0] ^= 1 }), fn(0), testNow, ErrAuth},
+			{"capsule ciphertext flip", with(fx.e0, func(e *Envelope) { e.Capsules[0][len(e.Capsules[0])-1] ^= 1 }), fn(0), testNow, ErrAuth},
+			// With the namespace's auth key (a compromised runtime of the
+			// namespace re-tags), a changed capsule still does not open.
+			{"capsule flip, re-tagged", with(fx.e0, func(e *Envelope) {
+				e.Capsules[0][len(e.Capsules[0])-1] ^= 1
+				d, _ := e.Header.Digest()
+				e.Auth = authTag(testAuthKey, d, e.Capsules)
+			}), fn(0), testNow, ErrCapsule},
 		}
 		for _, c := range cases {
 			t.Run(suite.String()+"/"+c.name, func(t *testing.T) {

@@ -136,10 +136,24 @@ func AuthKey(gatewaySecret Key, namespace string) Key {
 	return hkdfKey(gatewaySecret.raw(), nil, labelAuthKey+namespace)
 }
 
-// authTag is HMAC-SHA256(authKey, labelAuth || D).
-func authTag(authKey Key, d [32]byte) []byte {
+// authTag is HMAC-SHA256(authKey, labelAuth || D || u32(n) || C), where C
+// is SHA-256 over the capsules, each length-prefixed (u32). It binds the
+// capsules the gateway made, not only the header: with a tag over D alone,
+// whoever sees a genuine envelope could keep its header and tag, seal a
+// capsule of their own to the step's public key (HPKE base mode does not
+// authenticate the sender) and a body of their choosing, and read the
+// output under the next-step key they picked. Capsules never change along a
+// chain, so the tag is the same at every step.
+func authTag(authKey Key, d [32]byte, capsules [][]byte) []byte {
+	c := sha256.New()
+	for _, cp := range capsules {
+		c.Write(u32(uint32(len(cp))))
+		c.Write(cp)
+	}
 	m := hmac.New(sha256.New, authKey.raw())
 	m.Write([]byte(labelAuth))
 	m.Write(d[:])
+	m.Write(u32(uint32(len(capsules))))
+	m.Write(c.Sum(nil))
 	return m.Sum(nil)
 }

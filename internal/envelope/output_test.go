@@ -82,10 +82,19 @@ func TestAuthTag(t *testing.T) {
 	cases := map[string]func(e *Envelope){
 		"no tag":                     func(e *Envelope) { e.Auth = nil },
 		"tag flipped":                func(e *Envelope) { e.Auth[0] ^= 1 },
-		"another namespace's key":    func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(AuthKey(testKey(t, "gw"), "other"), d) },
-		"attacker's own key":         func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(testKey(t, "attacker"), d) },
-		"tag of another request":     func(e *Envelope) { e.Auth = authTag(testAuthKey, [32]byte{1}) },
+		"another namespace's key":    func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(AuthKey(testKey(t, "gw"), "other"), d, e.Capsules) },
+		"attacker's own key":         func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(testKey(t, "attacker"), d, e.Capsules) },
+		"tag of another request":     func(e *Envelope) { e.Auth = authTag(testAuthKey, [32]byte{1}, e.Capsules) },
 		"tag truncated (structural)": func(e *Envelope) { e.Auth = e.Auth[:16] },
+		"genuine header and tag, attacker's capsule and body": func(e *Envelope) {
+			// The attacker seals its own step keys to the function's
+			// public key for the genuine header, and its own input.
+			own, err := Seal(e.Header, testKey(t, "attacker secret"), testKey(t, "attacker auth"), pubsOf(f), []byte(`{"chosen":1}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Capsules, e.Body = own.Capsules, own.Body
+		},
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -63,7 +63,7 @@ func Seal(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []b
 	if err != nil {
 		return nil, err
 	}
-	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body, Auth: authTag(authKey, d)}, nil
+	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body, Auth: authTag(authKey, d, caps)}, nil
 }
 
 // FunctionIdentity is what an enclave runtime holds for one loaded function
@@ -168,7 +168,7 @@ func Open(e *Envelope, fn *FunctionIdentity, now time.Time) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fn.AuthKey.IsZero() || len(e.Auth) != authTagSize || !hmac.Equal(e.Auth, authTag(fn.AuthKey, d)) {
+	if fn.AuthKey.IsZero() || len(e.Auth) != authTagSize || !hmac.Equal(e.Auth, authTag(fn.AuthKey, d, e.Capsules)) {
 		return nil, ErrAuth
 	}
 

@@ -3,7 +3,11 @@ package platform_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hpke"
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -230,7 +234,7 @@ func TestAttack(t *testing.T) {
 				}
 				return refused(t, ctx, s, rewrite(t, d.Run, func(e *envelope.Envelope) { e.Body = oe.Body }))
 			}},
-		{"splice capsule from another request", "abc", 1, []string{"capsule"}, 1,
+		{"splice capsule from another request", "abc", 1, []string{"auth"}, 1,
 			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
 				old := ev.lastSeen("abc", 1)
 				oe, err := envelope.Unmarshal(old.Envelope)
@@ -279,12 +283,12 @@ func TestAttack(t *testing.T) {
 		{"change step index forwards", "abc", 1, []string{"wrong_function"}, 1, env(func(e *envelope.Envelope) { e.Step = 2 })},
 		{"change step index out of range", "abc", 1, []string{"step"}, 1, env(func(e *envelope.Envelope) { e.Step = 7 })},
 		{"strip a capsule", "abc", 1, []string{"malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules = e.Capsules[:2] })},
-		{"reorder capsules", "abc", 1, []string{"capsule"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1], e.Capsules[2] = e.Capsules[2], e.Capsules[1] })},
+		{"reorder capsules", "abc", 1, []string{"auth"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1], e.Capsules[2] = e.Capsules[2], e.Capsules[1] })},
 		{"truncate body", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = e.Body[:len(e.Body)-1] })},
 		{"extend body", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = append(e.Body, 0) })},
 		{"flip a body bit", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = flip(e.Body) })},
-		{"truncate capsule", "abc", 1, []string{"capsule", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = e.Capsules[1][:len(e.Capsules[1])-1] })},
-		{"extend capsule", "abc", 1, []string{"capsule", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = append(e.Capsules[1], 0) })},
+		{"truncate capsule", "abc", 1, []string{"auth", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = e.Capsules[1][:len(e.Capsules[1])-1] })},
+		{"extend capsule", "abc", 1, []string{"auth", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = append(e.Capsules[1], 0) })},
 		{"forge a fresh envelope to b's public key (start the chain mid-way)", "abc", 1, []string{"auth"}, 1,
 			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
 				// The controller knows b's public key (it stores the
@@ -310,6 +314,38 @@ func TestAttack(t *testing.T) {
 				r := cloneRun(d.Run)
 				r.Envelope = b
 				return refused(t, ctx, s, r)
+			}},
+		{"reuse the genuine header and tag with the controller's own capsule and body", "abc", 1, []string{"auth"}, 1,
+			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+				// Seal step keys of the controller's choosing to b's
+				// public key for the genuine header: if this ran, the
+				// controller could read b's output on its chosen input.
+				rec := e.functionRecord("b")
+				kem, _ := envelope.Suite(rec.Suite).KEM()
+				pub, err := kem.NewPublicKey(rec.PublicKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := mustHeader(t, d.Run)
+				pubs := make([]hpke.PublicKey, len(h.Chain))
+				for i := range pubs {
+					pubs[i] = pub // only capsule 1 matters
+				}
+				ownSecret := envelope.NewKey()
+				own, err := envelope.Seal(*h, ownSecret, envelope.NewKey(), pubs, []byte(`{}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A well-formed step-1 body under the controller's own k_1.
+				keys, err := envelope.DeriveStepKeys(ownSecret, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body := sealStepBody(t, keys[1], h, 1, []byte(`{"chosen":true}`))
+				return refused(t, ctx, s, rewrite(t, d.Run, func(e *envelope.Envelope) {
+					e.Capsules[1] = own.Capsules[1] // k_1 || k_2 of the controller's choosing, sealed to b
+					e.Body = body
+				}))
 			}},
 		{"let the request expire", "quick", 1, []string{"expired"}, 1,
 			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
@@ -598,4 +634,30 @@ func (e *env) checkRefused(t *testing.T, act map[string]any, step int, codes []s
 	if ccode, _ := cresult["errorCode"].(string); ccode != code || success(comp) || comp["cause"] != act["activationId"] {
 		t.Fatalf("component record: %v", comp)
 	}
+}
+
+// sealStepBody seals a body for step j under k exactly as the envelope
+// format does (docs/protocol.md): AES-256-GCM, random nonce, associated data
+// "clemmys/envelope/v1/body\x00" || header digest || u32(j).
+func sealStepBody(t *testing.T, k envelope.Key, h *envelope.Header, j uint32, pt []byte) []byte {
+	t.Helper()
+	d, err := h.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(k.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aad := append([]byte("clemmys/envelope/v1/body\x00"), d[:]...)
+	aad = binary.BigEndian.AppendUint32(aad, j)
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		t.Fatal(err)
+	}
+	return gcm.Seal(nonce, nonce, pt, aad)
 }
