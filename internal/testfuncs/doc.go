@@ -11,4 +11,6 @@
 //   - loglots: writes param "bytes" bytes of logs, returns {}.
 //   - sleep: sleeps param "ms" milliseconds, returns {}.
 //   - probe: reports what the guest can see (args, env, fs, net, clock, rand).
+//   - spy: carries a distinctive secret in its code, logs and output (the
+//     bus-spy test looks for it everywhere).
 package testfuncs

@@ -10,7 +10,7 @@ import (
 
 // KMSIdentity is the KMS's public identity. Evidence binds
 // KMSIdentityReportData(SignKey) as report data, so a verifier that
-// accepts the evidence's measurement can trust both keys.
+// accepts the evidence's measurement can trust the key.
 type KMSIdentity struct {
 	SignKey  []byte `cbor:"1,keyasint"` // ed25519 public key: signs function records and gateway replies
 	Evidence []byte `cbor:"2,keyasint"` // tee evidence
