@@ -1,5 +1,7 @@
 // Package cli implements the clemmys command: the platform services (`up`),
-// tools (`measure`) and client commands that talk to a gateway (`policy`). Run is the whole program; cmd/clemmys/main.go only
+// tools (`measure`) and client commands that talk to a gateway (`policy`,
+// and wsk's verbs: `action`, `activation`, `trigger`, `rule`, `package`,
+// `namespace`). Run is the whole program; cmd/clemmys/main.go only
 // calls it, so the CLI is testable.
 package cli
 
@@ -31,7 +33,21 @@ Usage:
   clemmys policy get|allow|remove|set [MEASUREMENT...]
                                 show or change which enclave runtimes may
                                 receive the keys of your functions
+  clemmys action create|update|get|list|delete|invoke ...
+                                deploy and run WebAssembly functions and sequences
+  clemmys activation list|get|logs|result|poll ...
+                                results and logs of invocations
+  clemmys trigger create|update|get|list|delete|fire ...
+  clemmys rule create|update|get|list|delete|enable|disable ...
+  clemmys package create|update|get|list|delete ...
+  clemmys namespace list|create|rotate|delete ...
+                                namespaces and their credentials (create,
+                                rotate, delete: admin of a local platform)
   clemmys version               print the version
+
+Client commands read the API host and credential like wsk: --apihost/--auth,
+__OW_API_HOST/__OW_API_KEY, $WSK_CONFIG_FILE or ~/.wskprops, then the
+wskprops of the local platform (--data-dir). Add --json for the API's JSON.
 
 Run 'clemmys COMMAND -h' for a command's flags.
 `
@@ -53,6 +69,18 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdMeasure(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(args[1:], stdout, stderr)
+	case "action":
+		return cmdAction(args[1:], stdout, stderr)
+	case "activation":
+		return cmdActivation(args[1:], stdout, stderr)
+	case "trigger":
+		return cmdTrigger(args[1:], stdout, stderr)
+	case "rule":
+		return cmdRule(args[1:], stdout, stderr)
+	case "package":
+		return cmdPackage(args[1:], stdout, stderr)
+	case "namespace":
+		return cmdNamespace(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "clemmys", Version)
 		return 0

@@ -29,7 +29,7 @@ type apiConfig struct {
 // clientFlags registers the flags shared by client commands.
 func clientFlags(fs *flag.FlagSet) (*apiConfig, *string) {
 	c := &apiConfig{}
-	dataDir := fs.String("data-dir", defaultDataDir(), "data dir of a local `clemmys up` (its wskprops and certificate are used when nothing else is configured)")
+	dataDir := fs.String("data-dir", defaultDataDir(), "`DIR` of a local 'clemmys up' (its wskprops and certificate are used when nothing else is configured)")
 	fs.StringVar(&c.Host, "apihost", "", "API host (default: __OW_API_HOST, WSK_CONFIG_FILE, ~/.wskprops or DATA_DIR/wskprops)")
 	fs.StringVar(&c.Auth, "auth", "", "credential uuid:key (default: like --apihost)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "do not verify the gateway's certificate")
@@ -71,6 +71,35 @@ func (c *apiConfig) resolve(dataDir string) error {
 	if c.Host == "" || c.Auth == "" {
 		return errors.New("no API host or credential: run `clemmys up`, or set APIHOST and AUTH in ~/.wskprops, or pass --apihost and --auth")
 	}
+	return c.finish(dataDir)
+}
+
+// resolveAdmin fills in Host and Auth for the admin API of the platform
+// whose data dir is dataDir: Host from --apihost, else DATA_DIR/wskprops;
+// Auth from --auth, else DATA_DIR/admin-credential. Unlike resolve it never
+// reads the environment or ~/.wskprops, so that the admin credential is
+// not sent to another host than the one named with it.
+func (c *apiConfig) resolveAdmin(dataDir string) error {
+	if c.Host == "" {
+		if props, err := readProps(filepath.Join(dataDir, "wskprops")); err == nil {
+			c.Host = props["APIHOST"]
+		}
+	}
+	if c.Auth == "" {
+		b, err := os.ReadFile(filepath.Join(dataDir, "admin-credential"))
+		if err != nil {
+			return fmt.Errorf("no admin credential: %w (it is written by `clemmys up` to DATA_DIR/admin-credential; pass --data-dir or --auth admin:KEY)", err)
+		}
+		c.Auth = strings.TrimSpace(string(b))
+	}
+	if c.Host == "" {
+		return fmt.Errorf("no API host: pass --apihost, or --data-dir of a `clemmys up` (its wskprops names the host)")
+	}
+	return c.finish(dataDir)
+}
+
+// finish normalizes Host and trusts the data dir's certificate.
+func (c *apiConfig) finish(dataDir string) error {
 	if !strings.Contains(c.Host, "://") {
 		c.Host = "https://" + c.Host
 	}
@@ -139,6 +168,7 @@ type apiError struct {
 	Status int
 	Msg    string
 	Code   string
+	Body   []byte // the raw answer (a failed blocking invoke answers the activation)
 }
 
 func (e *apiError) Error() string {
@@ -149,19 +179,34 @@ func (e *apiError) Error() string {
 }
 
 // do sends a request with a JSON body (if in != nil) and decodes a JSON
-// answer into out (if non-nil).
+// answer into out (if non-nil and the answer is not empty).
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
+	_, raw, err := c.call(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	if out != nil && len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("decode the gateway's answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// call sends a request with a JSON body (if in != nil) and returns the
+// status and body of a successful answer, or an *apiError.
+func (c *apiClient) call(ctx context.Context, method, path string, in any) (int, []byte, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.cfg.Host+path, body)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	u, k, _ := strings.Cut(c.cfg.Auth, ":")
 	req.SetBasicAuth(u, k)
@@ -170,14 +215,14 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 	if err != nil {
 		var uerr x509.UnknownAuthorityError
 		if errors.As(err, &uerr) {
-			return fmt.Errorf("%w (the gateway's certificate is not trusted: pass --cacert FILE or --insecure)", err)
+			return 0, nil, fmt.Errorf("%w (the gateway's certificate is not trusted: pass --cacert FILE or --insecure)", err)
 		}
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	if resp.StatusCode >= 300 {
 		var eb struct {
@@ -187,12 +232,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		if json.Unmarshal(raw, &eb) != nil || eb.Error == "" {
 			eb.Error = http.StatusText(resp.StatusCode)
 		}
-		return &apiError{Status: resp.StatusCode, Msg: eb.Error, Code: eb.Code}
+		return resp.StatusCode, nil, &apiError{Status: resp.StatusCode, Msg: eb.Error, Code: eb.Code, Body: raw}
 	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("decode the gateway's answer: %w", err)
-		}
-	}
-	return nil
+	return resp.StatusCode, raw, nil
 }

@@ -42,8 +42,8 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 			return nil, badRequest("a sequence has no function record")
 		}
 	default:
-		if len(put.SealedCode) == 0 {
-			return nil, badRequest("code is required")
+		if put.KeepCode != (len(put.SealedCode) == 0) {
+			return nil, badRequest("code is required (and only without KeepCode)")
 		}
 		fid, err := functionID(a.Function)
 		if err != nil {
@@ -54,6 +54,9 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	if err := c.checkActionPackage(ctx, a.Namespace, a.Name); err != nil {
+		return nil, err
+	}
 	key := store.Key(a.Namespace, a.Name)
 	prev, rev, err := c.getAction(ctx, key)
 	if err != nil && !errors.Is(err, errNotFound) {
@@ -61,6 +64,9 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 	}
 	if prev != nil && !put.Overwrite {
 		return nil, wire.Errorf(wire.CodeConflict, conflictMessage)
+	}
+	if put.KeepCode && (prev == nil || obj == "" || codeObject(prev) != obj) {
+		return nil, wire.Errorf(wire.CodeConflict, concurrentMessage) // the code to keep is gone
 	}
 	if a.Version == "" {
 		a.Version = firstVersion
@@ -78,7 +84,7 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 	if prev != nil {
 		prevObj = codeObject(prev)
 	}
-	if obj != "" {
+	if obj != "" && !put.KeepCode {
 		if _, err := c.code.PutBytes(ctx, obj, put.SealedCode); err != nil {
 			return nil, fmt.Errorf("controller: store code: %w", err)
 		}
@@ -165,7 +171,9 @@ func (c *Controller) handleActionDelete(ctx context.Context, data []byte) (any, 
 }
 
 // handleActionList lists a namespace's actions, most recently updated first
-// (wire.ListRequest → wire.ActionList).
+// (wire.ListRequest → wire.ActionList). Name "pkg/" lists the actions of
+// package pkg, any other Name the action of that name; Count counts them
+// instead. Listed actions carry no parameters (see handlePackageList).
 func (c *Controller) handleActionList(ctx context.Context, data []byte) (any, error) {
 	req, err := bus.Decode[wire.ListRequest](data)
 	if err != nil {
@@ -174,7 +182,11 @@ func (c *Controller) handleActionList(ctx context.Context, data []byte) (any, er
 	if err := checkNamespace(req.Namespace); err != nil {
 		return nil, err
 	}
-	if req.Name != "" && !validPath(req.Name) {
+	pkg, inPackage := strings.CutSuffix(req.Name, "/")
+	switch {
+	case inPackage && !validName(pkg):
+		return nil, badRequest("invalid package")
+	case !inPackage && req.Name != "" && !validPath(req.Name):
 		return nil, badRequest("invalid name")
 	}
 	skip, limit, err := page(req.Skip, req.Limit)
@@ -196,10 +208,17 @@ func (c *Controller) handleActionList(ctx context.Context, data []byte) (any, er
 		if err != nil {
 			return nil, err
 		}
-		if req.Name != "" && a.Name != req.Name {
+		switch {
+		case inPackage && !strings.HasPrefix(a.Name, req.Name):
+			continue
+		case !inPackage && req.Name != "" && a.Name != req.Name:
 			continue
 		}
+		a.Parameters = nil
 		actions = append(actions, *a)
+	}
+	if req.Count {
+		return &wire.ActionList{Actions: []wire.Action{}, Count: max(len(actions)-skip, 0)}, nil
 	}
 	slices.SortFunc(actions, func(x, y wire.Action) int {
 		if c := cmp.Compare(y.Updated, x.Updated); c != 0 {
@@ -344,24 +363,13 @@ func normalizeAction(a *wire.Action) error {
 	if a.CodeSize < 0 {
 		return badRequest("invalid code size")
 	}
-	if len(a.Annotations) > maxAnnotations {
-		return badRequest("too many annotations")
+	if len(a.Parameters) > maxSealedParamsLen {
+		return badRequest("parameters too large")
 	}
-	for _, kv := range a.Annotations {
-		if kv.Key == "" || len(kv.Key) > maxAnnotationKey {
-			return badRequest("invalid annotation key")
-		}
+	if len(a.DefinitionTag) > maxDefinitionTagLen {
+		return badRequest("definition tag too large")
 	}
-	if len(a.Annotations) > 0 {
-		b, err := bus.Marshal(a.Annotations)
-		if err != nil {
-			return badRequest("the annotations cannot be encoded")
-		}
-		if len(b) > maxAnnotationsBytes {
-			return badRequest("annotations too large")
-		}
-	}
-	return nil
+	return checkAnnotations(a.Annotations)
 }
 
 // checkComponents checks the components of sequence a: 1 to

@@ -30,7 +30,9 @@ func TestActionPutGet(t *testing.T) {
 		t.Fatalf("code object = %q, want %q", c, p.SealedCode)
 	}
 
-	// Packages: "pkg/action" names and "ns/pkg" namespaces are valid.
+	// Packages: "pkg/action" names (of an existing package) and "ns/pkg"
+	// namespaces are valid.
+	e.putPackage("guest", "pkg")
 	e.put(actionPut(t, "guest", "pkg/hello", "f2"))
 	e.put(actionPut(t, "guest/pkg", "hello", "f3"))
 	if a := mustCall[wire.Action](e, wire.SubjectActionGet, wire.ActionRef{Namespace: "guest/pkg", Name: "hello"}); a.Name != "hello" {
@@ -207,6 +209,8 @@ func TestActionPutInvalid(t *testing.T) {
 		{"annotations too large", func(p *wire.ActionPut) {
 			p.Action.Annotations = []wire.KeyValue{{Key: "big", Value: strings.Repeat("v", maxAnnotationsBytes)}}
 		}},
+		{"parameters too large", func(p *wire.ActionPut) { p.Action.Parameters = make([]byte, maxSealedParamsLen+1) }},
+		{"definition tag too large", func(p *wire.ActionPut) { p.Action.DefinitionTag = make([]byte, maxDefinitionTagLen+1) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -219,14 +223,17 @@ func TestActionPutInvalid(t *testing.T) {
 			}
 		})
 	}
-	// Limits at the maximum are fine.
+	// Limits and names at the maximum are fine.
 	p := actionPut(t, "guest", "max", "max")
 	p.Action.Limits = wire.Limits{TimeoutMs: maxTimeoutMs, MemoryMB: maxMemoryMB, LogsMB: maxLogsMB, Concurrency: maxConcurrency}
 	p.Action.Namespace = strings.Repeat("n", maxNameLen) + "/" + strings.Repeat("p", maxNameLen)
-	p.Action.Name = strings.Repeat("p", maxNameLen) + "/" + strings.Repeat("a", maxNameLen)
+	p.Action.Name = strings.Repeat("a", maxNameLen)
 	if a := e.put(p); a.Limits != p.Action.Limits {
 		t.Fatalf("limits %+v", a.Limits)
 	}
+	p = actionPut(t, strings.Repeat("n", maxNameLen), strings.Repeat("p", maxNameLen)+"/"+strings.Repeat("a", maxNameLen), "max2")
+	e.putPackage(p.Action.Namespace, strings.Repeat("p", maxNameLen))
+	e.put(p)
 }
 
 func TestActionRefInvalid(t *testing.T) {

@@ -50,7 +50,9 @@ func (c *Controller) handleActivationGet(ctx context.Context, data []byte) (any,
 
 // handleActivationList lists a namespace's completed activations, newest
 // first (wire.ListRequest → wire.ActivationList), optionally only those of
-// one action.
+// one entity (Name: an action, "pkg/action", or a trigger) and those that
+// started from Since to Upto (unix ms, each 0 for no bound); Count counts
+// them instead (after Skip, without Limit).
 func (c *Controller) handleActivationList(ctx context.Context, data []byte) (any, error) {
 	req, err := bus.Decode[wire.ListRequest](data)
 	if err != nil {
@@ -61,6 +63,9 @@ func (c *Controller) handleActivationList(ctx context.Context, data []byte) (any
 	}
 	if req.Name != "" && !validPath(req.Name) {
 		return nil, badRequest("invalid name")
+	}
+	if req.Since < 0 || req.Upto < 0 {
+		return nil, badRequest("since or upto out of range")
 	}
 	skip, limit, err := page(req.Skip, req.Limit)
 	if err != nil {
@@ -97,7 +102,13 @@ func (c *Controller) handleActivationList(ctx context.Context, data []byte) (any
 		if req.Name != "" && a.Name != req.Name {
 			continue
 		}
+		if a.Start < req.Since || (req.Upto != 0 && a.Start > req.Upto) {
+			continue
+		}
 		found = append(found, summary{a.Start, a.ActivationID, k})
+	}
+	if req.Count {
+		return &wire.ActivationList{Activations: []wire.Activation{}, Count: max(len(found)-skip, 0)}, nil
 	}
 	slices.SortFunc(found, func(x, y summary) int {
 		if c := cmp.Compare(y.start, x.start); c != 0 {

@@ -13,6 +13,7 @@ import (
 func TestActivationList(t *testing.T) {
 	e := newEnv(t)
 	e.put(actionPut(t, "guest", "hello", "f1"))
+	e.putPackage("guest", "pkg")
 	e.put(actionPut(t, "guest", "pkg/bye", "f2"))
 	e.put(actionPut(t, "other", "hello", "f3"))
 	e.startInvoker("inv0", succeed(e))

@@ -1,9 +1,10 @@
-// Package controller is clemmys' untrusted controller. It stores action
-// entities, sealed code and activation records in JetStream and schedules
-// invocations onto invokers, seeing only plaintext metadata (names, limits,
-// sizes, timing, the success/failure bit) and ciphertext. It never holds or
-// needs a key: the function record it stores is signed by the KMS and
-// verified by the trusted gateway and enclave runtime, not here.
+// Package controller is clemmys' untrusted controller. It stores action,
+// package, trigger and rule entities, sealed code and activation records in
+// JetStream and schedules invocations onto invokers, seeing only plaintext
+// metadata (names, limits, sizes, timing, the success/failure bit) and
+// ciphertext. It never holds or needs a key: the function record it stores
+// is signed by the KMS and verified by the trusted gateway and enclave
+// runtime, not here.
 //
 // Concurrency (which lock guards what, and the lock order):
 //
@@ -109,6 +110,9 @@ type Controller struct {
 	log         *slog.Logger
 	actions     jetstream.KeyValue
 	activations jetstream.KeyValue
+	packages    jetstream.KeyValue
+	triggers    jetstream.KeyValue
+	rules       jetstream.KeyValue
 	code        jetstream.ObjectStore
 	sched       *scheduler
 	metrics     *metrics
@@ -154,6 +158,12 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	var entities [3]jetstream.KeyValue
+	for i, bucket := range []string{bucketPackages, bucketTriggers, bucketRules} {
+		if entities[i], err = store.KV(ctx, cfg.JS, bucket); err != nil {
+			return nil, err
+		}
+	}
 	code, err := store.Objects(ctx, cfg.JS, store.ObjectsCode)
 	if err != nil {
 		return nil, err
@@ -163,6 +173,9 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		log:         cfg.Log,
 		actions:     actions,
 		activations: activations,
+		packages:    entities[0],
+		triggers:    entities[1],
+		rules:       entities[2],
 		code:        code,
 		sched:       newScheduler(cfg.Now, cfg.HeartbeatTimeout),
 	}
@@ -212,6 +225,20 @@ func (c *Controller) Start(ctx context.Context) error {
 		{wire.SubjectInvoke, c.instrument("invoke", c.handleInvoke)},
 		{wire.SubjectActivationGet, c.instrument("activation.get", c.handleActivationGet)},
 		{wire.SubjectActivationList, c.instrument("activation.list", c.handleActivationList)},
+		{wire.SubjectActivationPut, c.instrument("activation.put", c.handleActivationPut)},
+		{wire.SubjectPackagePut, c.instrument("package.put", c.handlePackagePut)},
+		{wire.SubjectPackageGet, c.instrument("package.get", c.handlePackageGet)},
+		{wire.SubjectPackageDelete, c.instrument("package.delete", c.handlePackageDelete)},
+		{wire.SubjectPackageList, c.instrument("package.list", c.handlePackageList)},
+		{wire.SubjectTriggerPut, c.instrument("trigger.put", c.handleTriggerPut)},
+		{wire.SubjectTriggerGet, c.instrument("trigger.get", c.handleTriggerGet)},
+		{wire.SubjectTriggerDelete, c.instrument("trigger.delete", c.handleTriggerDelete)},
+		{wire.SubjectTriggerList, c.instrument("trigger.list", c.handleTriggerList)},
+		{wire.SubjectRulePut, c.instrument("rule.put", c.handleRulePut)},
+		{wire.SubjectRuleGet, c.instrument("rule.get", c.handleRuleGet)},
+		{wire.SubjectRuleDelete, c.instrument("rule.delete", c.handleRuleDelete)},
+		{wire.SubjectRuleList, c.instrument("rule.list", c.handleRuleList)},
+		{wire.SubjectRuleStatus, c.instrument("rule.status", c.handleRuleStatus)},
 	}
 	for _, h := range handlers {
 		stop, err := bus.Serve(ctx, c.cfg.Conn, c.log, h.subject, wire.QueueController, serveLimit, h.h)

@@ -54,6 +54,20 @@ func (c *Controller) handlers() map[string]func(context.Context, []byte) (any, e
 		wire.SubjectInvoke:         c.handleInvoke,
 		wire.SubjectActivationGet:  c.handleActivationGet,
 		wire.SubjectActivationList: c.handleActivationList,
+		wire.SubjectActivationPut:  c.handleActivationPut,
+		wire.SubjectPackagePut:     c.handlePackagePut,
+		wire.SubjectPackageGet:     c.handlePackageGet,
+		wire.SubjectPackageDelete:  c.handlePackageDelete,
+		wire.SubjectPackageList:    c.handlePackageList,
+		wire.SubjectTriggerPut:     c.handleTriggerPut,
+		wire.SubjectTriggerGet:     c.handleTriggerGet,
+		wire.SubjectTriggerDelete:  c.handleTriggerDelete,
+		wire.SubjectTriggerList:    c.handleTriggerList,
+		wire.SubjectRulePut:        c.handleRulePut,
+		wire.SubjectRuleGet:        c.handleRuleGet,
+		wire.SubjectRuleDelete:     c.handleRuleDelete,
+		wire.SubjectRuleList:       c.handleRuleList,
+		wire.SubjectRuleStatus:     c.handleRuleStatus,
 	}
 }
 
@@ -217,7 +231,10 @@ func FuzzHandlers(f *testing.F) {
 	c := e.ctl
 	subjects := []string{
 		wire.SubjectActionPut, wire.SubjectActionGet, wire.SubjectActionDelete, wire.SubjectActionList,
-		wire.SubjectInvoke, wire.SubjectActivationGet, wire.SubjectActivationList,
+		wire.SubjectInvoke, wire.SubjectActivationGet, wire.SubjectActivationList, wire.SubjectActivationPut,
+		wire.SubjectPackagePut, wire.SubjectPackageGet, wire.SubjectPackageDelete, wire.SubjectPackageList,
+		wire.SubjectTriggerPut, wire.SubjectTriggerGet, wire.SubjectTriggerDelete, wire.SubjectTriggerList,
+		wire.SubjectRulePut, wire.SubjectRuleGet, wire.SubjectRuleDelete, wire.SubjectRuleList, wire.SubjectRuleStatus,
 	}
 	hs := c.handlers()
 	if len(hs) != len(subjects) {
@@ -240,6 +257,12 @@ func FuzzHandlers(f *testing.F) {
 		encode(f, wire.ListRequest{Namespace: "guest", Name: "hello", Skip: 1}),
 		encode(f, invokeReq("guest", "hello")),
 		encode(f, wire.ActivationRef{Namespace: "guest", ActivationID: inv.ActivationID}),
+		encode(f, wire.PackagePut{Package: wire.Package{Namespace: "guest", Name: "pkg", Binding: &wire.Binding{Namespace: "o", Name: "p"}}}),
+		encode(f, wire.TriggerPut{Trigger: wire.Trigger{Namespace: "guest", Name: "t"}}),
+		encode(f, wire.RulePut{Rule: wire.Rule{Namespace: "guest", Name: "r", Trigger: "/guest/t", Action: "/guest/hello"}}),
+		encode(f, wire.EntityRef{Namespace: "guest", Name: "pkg", Force: true}),
+		encode(f, wire.RuleStatus{Namespace: "guest", Name: "r", Status: wire.RuleInactive}),
+		encode(f, wire.ListRequest{Namespace: "guest", Name: "/guest/t", Count: true, Since: 1, Upto: 1 << 50}),
 		encode(f, map[int]any{1: map[int]any{1: "guest", 2: "x", 7: []any{map[int]any{1: "k", 2: map[any]any{1.5: []byte{1}}}}}, 2: []byte{1}}),
 		deepNesting(40),
 	}

@@ -35,15 +35,18 @@ const (
 // wasmHeader is the magic number and version 1 every wasm binary starts with.
 var wasmHeader = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
 
-// actionBody is the JSON body of PUT .../actions/{name}.
+// actionBody is the JSON body of PUT .../actions/{name}. Absent fields
+// (nil) keep their stored values on an update (overwrite=true), as in
+// OpenWhisk; version is ignored (the controller bumps the patch number).
 type actionBody struct {
-	Namespace   string          `json:"namespace"`
-	Name        string          `json:"name"`
-	Exec        *execBody       `json:"exec"`
-	Parameters  []wire.KeyValue `json:"parameters"`
-	Annotations []wire.KeyValue `json:"annotations"`
-	Limits      *limitsBody     `json:"limits"`
-	Publish     bool            `json:"publish"`
+	Namespace   string           `json:"namespace"`
+	Name        string           `json:"name"`
+	Version     string           `json:"version"`
+	Exec        *execBody        `json:"exec"`
+	Parameters  *[]wire.KeyValue `json:"parameters"`
+	Annotations *[]wire.KeyValue `json:"annotations"`
+	Limits      *limitsBody      `json:"limits"`
+	Publish     *bool            `json:"publish"`
 }
 
 type execBody struct {
@@ -64,11 +67,18 @@ type limitsBody struct {
 // putAction deploys an action: it checks the module, registers a new
 // function version with the KMS, seals the module under the version's code
 // key and stores the action (with the KMS-signed function record) through
-// the controller.
+// the controller. With overwrite=true an existing action is updated: what
+// the body leaves out keeps its stored value, and without exec the stored
+// function version and sealed code are kept (ActionPut.KeepCode).
 func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
-	ns, name := callerNamespace(r), r.PathValue("name")
-	if !validName(name) {
+	caller := callerNamespace(r)
+	ns, name, ok := actionPath(r)
+	if !ok {
 		g.fail(w, r, http.StatusBadRequest, "The action name is not valid.")
+		return
+	}
+	if ns != caller {
+		g.fail(w, r, http.StatusForbidden, msgNotAuthorized, ns)
 		return
 	}
 	overwrite, err := queryBool(r, "overwrite")
@@ -85,88 +95,183 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be a JSON action.")
 		return
 	}
-	if body.Exec != nil && body.Exec.Kind == kindSequence {
-		g.putSequence(w, r, name, overwrite, &body)
-		return
-	}
-	code, msg := decodeModule(body.Exec)
-	if msg != "" {
-		status := http.StatusBadRequest
-		if msg == msgCodeTooLarge {
-			status = http.StatusRequestEntityTooLarge
+	if body.Exec != nil && body.Exec.Kind != kindSequence {
+		// Check the module before anything is fetched or created.
+		if _, msg := decodeModule(body.Exec); msg != "" {
+			g.failModule(w, r, msg)
+			return
 		}
-		g.fail(w, r, status, "%s", msg)
-		return
 	}
-	limits, ok := g.checkCommon(w, r, &body)
-	if !ok {
+	if msg := checkMeta(&body); msg != "" {
+		g.fail(w, r, http.StatusBadRequest, "%s", msg)
 		return
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
-	if !overwrite && !g.checkAbsent(ctx, w, r, ns, name) {
+	var prev *wire.Action
+	if overwrite {
+		var a wire.Action
+		err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &a)
+		switch {
+		case err == nil && (a.Namespace != ns || a.Name != name):
+			g.fail(w, r, http.StatusBadGateway, "The controller answered with another action.")
+			return
+		case err == nil:
+			prev = &a
+		case !isNotFound(err):
+			g.busError(w, r, "load action", err)
+			return
+		}
+	} else if !g.checkAbsent(ctx, w, r, ns, name) {
 		return
 	}
-
-	digest := sha256.Sum256(code)
-	rec, signed, codeKey, err := g.cfg.KMS.CreateFunction(ctx, wire.CreateFunction{
-		Namespace: ns, Action: name, CodeDigest: digest[:],
-	})
-	if err != nil {
-		g.busError(w, r, "create function version", err)
+	if (body.Exec != nil && body.Exec.Kind == kindSequence) || (body.Exec == nil && prev != nil && prev.Kind == kindSequence) {
+		g.putSequence(w, r, ns, name, overwrite, &body, prev)
 		return
 	}
-	g.fresh.admit(rec)
-	sealed, err := envelope.SealCode(codeKey, rec.FunctionID, digest[:], code)
-	if err != nil {
-		g.log.Error("seal code", "tx", txID(r), "err", err)
-		g.fail(w, r, http.StatusInternalServerError, msgInternal)
+	a, ok := g.mergeMeta(w, r, ns, name, &body, prev)
+	if !ok {
 		return
 	}
-	put := wire.ActionPut{
-		Action: wire.Action{
-			Namespace:   ns,
-			Name:        name,
-			Publish:     body.Publish,
-			Kind:        kindWasm,
-			Limits:      limits,
-			Annotations: body.Annotations,
-			Function:    signed,
-			CodeSize:    int64(len(code)),
-		},
-		SealedCode: sealed,
-		Overwrite:  overwrite,
+	a.Kind = kindWasm
+	put := wire.ActionPut{Overwrite: overwrite}
+	var rec *wire.FunctionRecord
+	var codeBytes int
+	if body.Exec == nil && prev != nil {
+		// Keep the stored function version: only a record the KMS signed
+		// for this very action, and not older than one seen, is kept.
+		rec, err = g.cfg.KMS.VerifyRecord(prev.Function)
+		if err != nil || rec.Namespace != ns || rec.Action != name {
+			g.log.Error("stored function record", "tx", txID(r), "err", err)
+			g.fail(w, r, http.StatusBadGateway, "The action's function record could not be verified.")
+			return
+		}
+		if !g.fresh.admit(rec) {
+			g.fail(w, r, http.StatusBadGateway, "The controller served an outdated version of %s.", name)
+			return
+		}
+		a.Function, a.CodeSize = prev.Function, prev.CodeSize
+		put.KeepCode = true
+	} else {
+		code, msg := decodeModule(body.Exec)
+		if msg != "" {
+			g.failModule(w, r, msg)
+			return
+		}
+		digest := sha256.Sum256(code)
+		var signed wire.SignedRecord
+		var codeKey envelope.Key
+		rec, signed, codeKey, err = g.cfg.KMS.CreateFunction(ctx, wire.CreateFunction{
+			Namespace: ns, Action: name, CodeDigest: digest[:],
+		})
+		if err != nil {
+			g.busError(w, r, "create function version", err)
+			return
+		}
+		g.fresh.admit(rec)
+		sealed, err := envelope.SealCode(codeKey, rec.FunctionID, digest[:], code)
+		if err != nil {
+			g.log.Error("seal code", "tx", txID(r), "err", err)
+			g.fail(w, r, http.StatusInternalServerError, msgInternal)
+			return
+		}
+		a.Function, a.CodeSize = signed, int64(len(code))
+		put.SealedCode, codeBytes = sealed, len(code)
 	}
+	put.Action = a
 	var stored wire.Action
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionPut, &put, &stored); err != nil {
 		g.busError(w, r, "store action", err)
 		return
 	}
 	g.log.Info("action deployed", "namespace", ns, "action", name, "version", stored.Version,
-		"function", hex.EncodeToString(rec.FunctionID), "code_digest", hex.EncodeToString(digest[:]), "code_bytes", len(code))
-	writeJSON(w, http.StatusOK, g.renderAction(&stored))
+		"function", hex.EncodeToString(rec.FunctionID), "code_digest", hex.EncodeToString(rec.CodeDigest),
+		"code_bytes", codeBytes, "kept_code", put.KeepCode)
+	g.writeOwnAction(w, r, &stored, nil)
+}
+
+func (g *Gateway) failModule(w http.ResponseWriter, r *http.Request, msg string) {
+	status := http.StatusBadRequest
+	if msg == msgCodeTooLarge {
+		status = http.StatusRequestEntityTooLarge
+	}
+	g.fail(w, r, status, "%s", msg)
 }
 
 const msgCodeTooLarge = "The action code is too large."
 
-// checkCommon checks what actions and sequences share (parameters, limits,
-// annotations) and returns the limits, or answers the request itself.
-func (g *Gateway) checkCommon(w http.ResponseWriter, r *http.Request, body *actionBody) (wire.Limits, bool) {
-	if len(body.Parameters) > 0 {
-		g.fail(w, r, http.StatusBadRequest, "Default parameters are not supported yet: pass them with each invocation.")
-		return wire.Limits{}, false
+// checkMeta checks the metadata actions and sequences share (limits,
+// annotations, parameters) and returns a message for the client if it is
+// not valid.
+func checkMeta(body *actionBody) string {
+	if _, msg := checkLimits(body.Limits); msg != "" {
+		return msg
 	}
-	limits, msg := checkLimits(body.Limits)
-	if msg != "" {
-		g.fail(w, r, http.StatusBadRequest, "%s", msg)
-		return wire.Limits{}, false
+	if body.Annotations != nil {
+		if len(*body.Annotations) > 256 {
+			return "Too many annotations."
+		}
+		for _, kv := range *body.Annotations {
+			if kv.Key == "" {
+				return "Annotation keys may not be empty."
+			}
+		}
 	}
-	if len(body.Annotations) > 256 {
-		g.fail(w, r, http.StatusBadRequest, "Too many annotations.")
-		return wire.Limits{}, false
+	if body.Parameters != nil {
+		if len(*body.Parameters) > 1000 {
+			return "Too many parameters."
+		}
+		for _, kv := range *body.Parameters {
+			if kv.Key == "" {
+				return "Parameter keys may not be empty."
+			}
+		}
 	}
-	return limits, true
+	return ""
+}
+
+// mergeMeta returns the entity's metadata: the body's, over prev's where
+// the body leaves a field out (an update). Default parameters are sealed
+// (params.go). It answers the request itself on failure.
+func (g *Gateway) mergeMeta(w http.ResponseWriter, r *http.Request, ns, name string, body *actionBody, prev *wire.Action) (wire.Action, bool) {
+	a := wire.Action{Namespace: ns, Name: name}
+	if prev != nil {
+		a.Publish, a.Limits, a.Annotations, a.Parameters = prev.Publish, prev.Limits, prev.Annotations, prev.Parameters
+	}
+	if body.Publish != nil {
+		a.Publish = *body.Publish
+	}
+	if body.Annotations != nil {
+		a.Annotations = *body.Annotations
+	}
+	if l := body.Limits; l != nil {
+		given, _ := checkLimits(l) // checked by checkMeta
+		if l.Timeout != nil {
+			a.Limits.TimeoutMs = given.TimeoutMs
+		}
+		if l.Memory != nil {
+			a.Limits.MemoryMB = given.MemoryMB
+		}
+		if l.Logs != nil {
+			a.Limits.LogsMB = given.LogsMB
+		}
+		if l.Concurrency != nil {
+			a.Limits.Concurrency = given.Concurrency
+		}
+	}
+	if body.Parameters != nil {
+		// Sealed params are bound to the entity, so stored ones are kept
+		// as they are; new ones are sealed for this action.
+		sealed, err := g.sealParams(paramsAction, ns, name, *body.Parameters)
+		if err != nil {
+			g.log.Info("seal parameters", "tx", txID(r), "err", err)
+			g.fail(w, r, http.StatusRequestEntityTooLarge, "The default parameters are too large (the limit is %d bytes).", maxParamsBytes)
+			return a, false
+		}
+		a.Parameters = sealed
+	}
+	return a, true
 }
 
 // checkAbsent answers 409 and returns false if ns/name exists. Deploys
@@ -255,10 +360,47 @@ func checkLimits(l *limitsBody) (wire.Limits, string) {
 	return out, ""
 }
 
+// getAction returns an action: the caller's own, or one in a public
+// package (or a binding of one). Its default parameters (with those it
+// inherits from its package) are shown opened to its owner only. The code
+// is never returned (?code= is accepted and changes nothing).
 func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
-	if a := g.actionRef(w, r, wire.SubjectActionGet, "get action"); a != nil {
-		writeJSON(w, http.StatusOK, g.renderAction(a))
+	caller := callerNamespace(r)
+	ns, name, ok := actionPath(r)
+	if !ok {
+		g.fail(w, r, http.StatusNotFound, msgNotFound)
+		return
 	}
+	if _, err := queryBool(r, "code"); err != nil {
+		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	t, cerr := g.loadTarget(ctx, caller, ns, name)
+	if cerr != nil {
+		g.answer(w, r, "get action", cerr)
+		return
+	}
+	g.writeOwnAction(w, r, t.action, t.inherited)
+}
+
+// writeOwnAction answers an action; its owner also sees its default
+// parameters, over the inherited ones.
+func (g *Gateway) writeOwnAction(w http.ResponseWriter, r *http.Request, a *wire.Action, inherited []wire.KeyValue) {
+	var params []wire.KeyValue
+	if a.Namespace == callerNamespace(r) {
+		own, err := g.openParams(paramsAction, a.Namespace, a.Name, a.Parameters)
+		if err != nil {
+			g.log.Error("open action parameters", "tx", txID(r), "namespace", a.Namespace, "action", a.Name, "err", err)
+			g.fail(w, r, http.StatusBadGateway, msgBadParams)
+			return
+		}
+		params = mergeKV(inherited, own)
+	}
+	out := g.renderAction(a)
+	out["parameters"] = renderKVs(params)
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
@@ -278,13 +420,17 @@ func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, g.renderAction(a))
 }
 
-// actionRef sends the request's action reference to the controller subject
-// and returns the action it answers, or answers the error itself and
-// returns nil.
+// actionRef sends the request's action reference (in the caller's
+// namespace) to the controller subject and returns the action it answers,
+// or answers the error itself and returns nil.
 func (g *Gateway) actionRef(w http.ResponseWriter, r *http.Request, subject, what string) *wire.Action {
-	ns, name := callerNamespace(r), r.PathValue("name")
-	if !validName(name) {
+	ns, name, ok := actionPath(r)
+	if !ok {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
+		return nil
+	}
+	if ns != callerNamespace(r) {
+		g.fail(w, r, http.StatusForbidden, msgNotAuthorized, ns)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
@@ -301,21 +447,43 @@ func (g *Gateway) actionRef(w http.ResponseWriter, r *http.Request, subject, wha
 	return &a
 }
 
+// listActions lists the caller's actions, newest first (GET .../actions,
+// or .../actions/{pkg}/ for one package's): skip, limit (default 30, at
+// most 200, 0 = 200), count=true → {"actions": N}.
 func (g *Gateway) listActions(w http.ResponseWriter, r *http.Request) {
 	skip, limit, ok := g.paging(w, r)
 	if !ok {
 		return
 	}
+	count, err := queryBool(r, "count")
+	if err != nil {
+		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
+		return
+	}
+	req := wire.ListRequest{Namespace: callerNamespace(r), Skip: skip, Limit: limit, Count: count}
+	if pkg := r.PathValue("pkg"); pkg != "" {
+		if !validName(pkg) {
+			g.fail(w, r, http.StatusNotFound, msgNotFound)
+			return
+		}
+		req.Name = pkg + "/"
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
 	var list wire.ActionList
-	req := wire.ListRequest{Namespace: callerNamespace(r), Skip: skip, Limit: limit}
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionList, &req, &list); err != nil {
 		g.busError(w, r, "list actions", err)
 		return
 	}
+	if count {
+		writeJSON(w, http.StatusOK, map[string]int{"actions": list.Count})
+		return
+	}
 	out := make([]map[string]any, 0, len(list.Actions))
 	for i := range list.Actions {
+		if list.Actions[i].Namespace != req.Namespace {
+			continue // never show another namespace's entity
+		}
 		out = append(out, g.renderAction(&list.Actions[i]))
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -358,9 +526,15 @@ func (g *Gateway) renderAction(a *wire.Action) map[string]any {
 	if !hasExec {
 		anns = append(anns, map[string]any{"key": "exec", "value": a.Kind})
 	}
+	// An action in a package is shown as OpenWhisk does: namespace
+	// "ns/pkg", name "action".
+	ns, name := a.Namespace, a.Name
+	if pkg, simple, found := strings.Cut(a.Name, "/"); found {
+		ns, name = a.Namespace+"/"+pkg, simple
+	}
 	return map[string]any{
-		"namespace":   a.Namespace,
-		"name":        a.Name,
+		"namespace":   ns,
+		"name":        name,
 		"version":     a.Version,
 		"publish":     a.Publish,
 		"exec":        exec,

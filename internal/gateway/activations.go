@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,9 +129,12 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 		if header != nil {
 			logs, err = envelope.OpenLogs(header, rs, rec.Step, rec.Logs)
 		}
-		if header == nil || err != nil {
+		switch {
+		case header == nil || err != nil:
 			v.logs = []string{msgUnauthenticatedLogs}
-		} else {
+		case isTriggerHeader(header):
+			v.logs = rawLines(logs) // a trigger's JSON lines, as OpenWhisk shows them
+		default:
 			v.logs = logLines(logs, time.UnixMilli(rec.End))
 		}
 	}
@@ -193,10 +198,16 @@ func (v *activationView) render() map[string]any {
 // summary is the activation as listed without docs.
 func (v *activationView) summary() map[string]any {
 	rec := v.rec
+	// An action in a package is recorded as "pkg/name"; OpenWhisk shows
+	// the simple name (the "path" annotation has the rest).
+	name := rec.Name
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
 	m := map[string]any{
 		"activationId": rec.ActivationID,
 		"namespace":    rec.Namespace,
-		"name":         rec.Name,
+		"name":         name,
 		"version":      rec.Version,
 		"publish":      false,
 		"start":        rec.Start,
@@ -225,27 +236,60 @@ func (v *activationView) summary() map[string]any {
 	return m
 }
 
+// Messages of the activation list.
+const (
+	msgCountAndDocs = "The query parameters 'count' and 'docs' cannot be used together."
+	msgOtherSubject = "The activation was invoked by another namespace: only its invoker may read its result and logs."
+)
+
+// listActivations lists the caller's activations, newest first. Query:
+// name ("action" or "pkg/action"), skip, limit (default 30, at most 200,
+// 0 = 200), since and upto (start time bounds, unix ms, inclusive),
+// docs=true (full records, sealed parts opened), count=true (only
+// {"activations": N}; not with docs). Without docs the records are
+// summaries: the stored status is shown unchecked.
 func (g *Gateway) listActivations(w http.ResponseWriter, r *http.Request) {
 	skip, limit, ok := g.paging(w, r)
 	if !ok {
 		return
 	}
 	docs, err := queryBool(r, "docs")
+	var count bool
+	if err == nil {
+		count, err = queryBool(r, "count")
+	}
+	var since, upto int64
+	if err == nil {
+		since, err = queryMillis(r, "since")
+	}
+	if err == nil {
+		upto, err = queryMillis(r, "upto")
+	}
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
 	}
-	name := r.URL.Query().Get("name")
-	if name != "" && !validName(name) {
-		g.fail(w, r, http.StatusBadRequest, "The name filter is not a valid action name.")
+	if count && docs {
+		g.fail(w, r, http.StatusBadRequest, msgCountAndDocs)
 		return
+	}
+	name := r.URL.Query().Get("name")
+	if name != "" {
+		if _, _, ok := splitAction(name); !ok {
+			g.fail(w, r, http.StatusBadRequest, "The name filter is not a valid action name.")
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
 	var list wire.ActivationList
-	req := wire.ListRequest{Namespace: callerNamespace(r), Name: name, Skip: skip, Limit: limit}
+	req := wire.ListRequest{Namespace: callerNamespace(r), Name: name, Skip: skip, Limit: limit, Since: since, Upto: upto, Count: count}
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActivationList, &req, &list); err != nil {
 		g.busError(w, r, "list activations", err)
+		return
+	}
+	if count {
+		writeJSON(w, http.StatusOK, map[string]int{"activations": list.Count})
 		return
 	}
 	out := make([]map[string]any, 0, len(list.Activations))
@@ -255,12 +299,38 @@ func (g *Gateway) listActivations(w http.ResponseWriter, r *http.Request) {
 			continue // never show another namespace's record
 		}
 		if docs {
-			out = append(out, g.openActivation(rec, [32]byte{}).render())
+			out = append(out, g.viewFor(rec, req.Namespace).render())
 		} else {
 			out = append(out, (&activationView{rec: rec, status: rec.Status}).summary())
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// queryMillis parses an optional time query parameter (unix ms, >= 0).
+func queryMillis(r *http.Request, name string) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("query parameter " + name + " must be a time in milliseconds since the epoch")
+	}
+	return n, nil
+}
+
+// viewFor opens a stored record for viewer, a caller of its namespace. An
+// activation another namespace invoked (an action of a public package:
+// the record is kept in the action owner's namespace) holds the invoker's
+// data: its sealed parts are not opened for the owner. GAP: Subject is
+// plaintext; a controller that relabels it shows the invoker's result to
+// the owner (the activation id could carry a gateway MAC of the subject).
+func (g *Gateway) viewFor(rec *wire.Activation, viewer string) *activationView {
+	if rec.Subject != "" && rec.Subject != viewer {
+		return &activationView{rec: rec, status: rec.Status, result: errorResult(msgOtherSubject), logs: []string{}}
+	}
+	return g.openActivation(rec, [32]byte{})
 }
 
 // loadActivation fetches the activation named by the {id} path value; it
@@ -284,7 +354,7 @@ func (g *Gateway) loadActivation(w http.ResponseWriter, r *http.Request) *activa
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 		return nil
 	}
-	return g.openActivation(&rec, [32]byte{})
+	return g.viewFor(&rec, ns)
 }
 
 func (g *Gateway) getActivation(w http.ResponseWriter, r *http.Request) {

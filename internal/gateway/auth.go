@@ -63,9 +63,15 @@ func nsKey(ns string) string     { return store.Key("ns", ns) }
 
 // tag computes a credential's tag.
 func (g *Gateway) tag(ns, uuid, key string) []byte {
+	return g.credMAC(credentialContext, ns, uuid, key)
+}
+
+// credMAC is HMAC-SHA256(authKey, context || lp(ns) || lp(uuid) ||
+// lp(SHA-256(key))).
+func (g *Gateway) credMAC(context, ns, uuid, key string) []byte {
 	kd := sha256.Sum256([]byte(key))
 	m := hmac.New(sha256.New, g.authKey)
-	m.Write([]byte(credentialContext))
+	m.Write([]byte(context))
 	for _, p := range [][]byte{[]byte(ns), []byte(uuid), kd[:]} {
 		var l [4]byte
 		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
@@ -91,7 +97,7 @@ func newCredential() (uuid, key string) {
 // CreateNamespace creates a namespace and returns its credential. It fails
 // with ErrNamespaceExists if the namespace has one.
 func (g *Gateway) CreateNamespace(ctx context.Context, ns string) (uuid, key string, err error) {
-	if !validNamespace(ns) {
+	if !creatableNamespace(ns) {
 		return "", "", fmt.Errorf("gateway: invalid namespace name %q", ns)
 	}
 	uuid, key = newCredential()
@@ -144,6 +150,34 @@ func (g *Gateway) RotateKey(ctx context.Context, ns string) (uuid, key string, e
 	g.creds.clear()
 	g.log.Info("namespace key rotated", "namespace", ns, "uuid", uuid)
 	return uuid, key, nil
+}
+
+// DeleteNamespace removes a namespace's credential: its key stops working at
+// once on this gateway (other replicas' caches forget it within credTTL).
+// The namespace's entities, activations and policy are left in the store,
+// unreachable; creating the namespace again makes them reachable to the new
+// credential.
+func (g *Gateway) DeleteNamespace(ctx context.Context, ns string) error {
+	e, err := g.auth.Get(ctx, nsKey(ns))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ErrNoNamespace
+	}
+	if err != nil {
+		return fmt.Errorf("gateway: load namespace: %w", err)
+	}
+	var c credential
+	if err := bus.Unmarshal(e.Value(), &c); err != nil {
+		return fmt.Errorf("gateway: decode namespace: %w", err)
+	}
+	if err := g.auth.Delete(ctx, credKey(c.UUID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("gateway: delete credential: %w", err)
+	}
+	if err := g.auth.Delete(ctx, nsKey(ns), jetstream.LastRevision(e.Revision())); err != nil {
+		return fmt.Errorf("gateway: delete namespace: %w", err)
+	}
+	g.creds.clear()
+	g.log.Info("namespace deleted", "namespace", ns, "uuid", c.UUID)
+	return nil
 }
 
 // CheckCredential returns the namespace of a valid credential.

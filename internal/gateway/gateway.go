@@ -89,6 +89,13 @@ type Config struct {
 	ExpirySlack time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Per-namespace throttles (ratelimit.go): invocations and trigger
+	// fires per minute, invocations in flight. 0 means the default
+	// (DefaultInvocationsPerMinute, DefaultFiresPerMinute,
+	// DefaultConcurrentInvocations), a negative value no limit.
+	InvocationsPerMinute  int
+	FiresPerMinute        int
+	ConcurrentInvocations int
 	// ExtraMetrics are served on /metrics with the gateway's own (in one
 	// process, `clemmys up` adds the other services' registries).
 	ExtraMetrics []prometheus.Gatherer
@@ -104,6 +111,7 @@ type Gateway struct {
 	seqKey  []byte       // MAC key of sequence definitions, derived from secret
 	fresh   *freshness   // newest function version seen per action
 	creds   *credCache
+	limits  *rateLimits // per-namespace throttles
 	tlsCfg  *tls.Config
 	certPEM []byte
 	metrics *metrics
@@ -170,6 +178,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		seqKey:  seqKey,
 		fresh:   newFreshness(),
 		creds:   newCredCache(cfg.Now),
+		limits:  newRateLimits(cfg),
 		tlsCfg:  tlsCfg,
 		certPEM: certPEM,
 		metrics: newMetrics(),

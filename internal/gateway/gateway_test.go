@@ -244,7 +244,10 @@ func FuzzActionBody(f *testing.F) {
 		if l, msg := checkLimits(body.Limits); msg == "" && (l.TimeoutMs > maxTimeoutMs || l.MemoryMB > maxMemoryMB || l.LogsMB > maxLogsMB) {
 			t.Fatalf("accepted limits out of range: %+v", l)
 		}
-		_ = renderKVs(body.Annotations)
+		if body.Annotations != nil {
+			_ = renderKVs(*body.Annotations)
+		}
+		_ = checkMeta(&body)
 	})
 }
 

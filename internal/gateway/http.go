@@ -76,6 +76,11 @@ func (g *Gateway) routes() http.Handler {
 	handle("GET "+api+"/actions/{name}", g.getAction)
 	handle("DELETE "+api+"/actions/{name}", g.deleteAction)
 	handle("POST "+api+"/actions/{name}", g.invokeAction)
+	handle("GET "+api+"/actions/{pkg}/{$}", g.listActions) // actions in packages: name "pkg/name" on the wire
+	handle("PUT "+api+"/actions/{pkg}/{name}", g.putAction)
+	mux.Handle("GET "+api+"/actions/{pkg}/{name}", g.publicRead(g.getAction))
+	handle("DELETE "+api+"/actions/{pkg}/{name}", g.deleteAction)
+	mux.Handle("POST "+api+"/actions/{pkg}/{name}", g.publicRead(g.invokeAction))
 	handle("GET "+api+"/activations", g.listActivations)
 	handle("GET "+api+"/activations/{$}", g.listActivations)
 	handle("GET "+api+"/activations/{id}", g.getActivation)
@@ -83,12 +88,34 @@ func (g *Gateway) routes() http.Handler {
 	handle("GET "+api+"/activations/{id}/logs", g.getActivationLogs)
 	handle("GET "+api+"/policy", g.getPolicy)
 	handle("PUT "+api+"/policy", g.putPolicy)
+	// Packages, triggers, rules, namespace (packages.go, triggers.go,
+	// rules.go, namespaces.go).
+	handle("GET "+api+"/packages", g.listPackages)
+	handle("GET "+api+"/packages/{$}", g.listPackages)
+	handle("PUT "+api+"/packages/{name}", g.putPackage)
+	mux.Handle("GET "+api+"/packages/{name}", g.publicRead(g.getPackage))
+	handle("DELETE "+api+"/packages/{name}", g.deletePackage)
+	handle("GET "+api+"/triggers", g.listTriggers)
+	handle("GET "+api+"/triggers/{$}", g.listTriggers)
+	handle("PUT "+api+"/triggers/{name}", g.putTrigger)
+	handle("GET "+api+"/triggers/{name}", g.getTrigger)
+	handle("DELETE "+api+"/triggers/{name}", g.deleteTrigger)
+	handle("POST "+api+"/triggers/{name}", g.fireTrigger)
+	handle("GET "+api+"/rules", g.listRules)
+	handle("GET "+api+"/rules/{$}", g.listRules)
+	handle("PUT "+api+"/rules/{name}", g.putRule)
+	handle("GET "+api+"/rules/{name}", g.getRule)
+	handle("DELETE "+api+"/rules/{name}", g.deleteRule)
+	handle("POST "+api+"/rules/{name}", g.setRuleStatus)
+	handle("GET "+api+"/limits", g.getLimits)
+	handle("GET "+api, g.getNamespace)
+	g.adminRoutes(mux)
 	gatherers := append(prometheus.Gatherers{g.metrics.reg}, g.cfg.ExtraMetrics...)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 	})
-	return g.observe(mux)
+	return g.observe(cors(mux))
 }
 
 // observe assigns the transaction id, recovers panics and counts requests.
@@ -143,6 +170,28 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 // {ns} path value: "_" is the caller's namespace, and any other namespace
 // than the caller's is refused.
 func (g *Gateway) authenticated(h http.HandlerFunc) http.Handler {
+	return g.authenticate(h, false)
+}
+
+// publicRead is authenticated for the routes that read public packages of
+// other namespaces (GET .../packages/{name}, GET .../actions/{pkg}/{name}):
+// a valid foreign {ns} is let through, and the handler, which works on
+// targetNamespace(r), must answer 403 unless the package is public.
+func (g *Gateway) publicRead(h http.HandlerFunc) http.Handler {
+	return g.authenticate(h, true)
+}
+
+// targetNamespace is the namespace a request addresses: the {ns} path value
+// with "_" resolved to the caller's namespace. It differs from
+// callerNamespace(r) only on publicRead routes.
+func targetNamespace(r *http.Request) string {
+	if p := r.PathValue("ns"); p != "" && p != "_" {
+		return p
+	}
+	return callerNamespace(r)
+}
+
+func (g *Gateway) authenticate(h http.HandlerFunc, foreign bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, k, ok := r.BasicAuth()
 		if !ok {
@@ -156,7 +205,7 @@ func (g *Gateway) authenticated(h http.HandlerFunc) http.Handler {
 			g.fail(w, r, http.StatusUnauthorized, msgUnauthorized)
 			return
 		}
-		if p := r.PathValue("ns"); p != "" && p != "_" && p != ns {
+		if p := r.PathValue("ns"); p != "" && p != "_" && p != ns && !(foreign && validNamespace(p)) {
 			shown := p
 			if !validNamespace(p) {
 				shown = "the namespace"

@@ -33,10 +33,12 @@ func newRequestID(now time.Time) []byte {
 }
 
 // invokeAction seals the parameters into an envelope for the action's
-// current function version and hands it to the controller.
+// current function version and hands it to the controller. Query: blocking,
+// result, timeout (ms, bounds a blocking wait; at most Config.BlockingWait).
 func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
-	ns, name := callerNamespace(r), r.PathValue("name")
-	if !validName(name) {
+	caller := callerNamespace(r)
+	ns, name, ok := actionPath(r)
+	if !ok {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 		return
 	}
@@ -45,13 +47,72 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		resultOnly, err = queryBool(r, "result")
 	}
+	var timeoutMs int
+	if err == nil {
+		timeoutMs, err = queryInt(r, "timeout", 0)
+	}
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
 	}
-	params, ok := g.readBody(w, r, g.cfg.MaxPayloadBytes)
+	payload, ok := g.readPayload(w, r)
 	if !ok {
 		return
+	}
+	// The caller's throttles (429). The slot is held until the controller
+	// answers: the completed activation when blocking, the acceptance
+	// otherwise (the gateway does not follow non-blocking activations).
+	release, ok := g.limitInvocation(w, r, caller)
+	if !ok {
+		return
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	t, cerr := g.loadTarget(ctx, caller, ns, name)
+	cancel()
+	if cerr != nil {
+		g.answer(w, r, "load action", cerr)
+		return
+	}
+	res, cerr := g.invoke(r.Context(), &invocation{
+		caller: caller, target: t, payload: payload, blocking: blocking,
+		wait: time.Duration(timeoutMs) * time.Millisecond, tx: txID(r),
+	})
+	if res != nil {
+		w.Header().Set(headerActivationID, res.id)
+	}
+	if cerr != nil {
+		g.answer(w, r, "invoke", cerr)
+		return
+	}
+	if res.act == nil {
+		// Non-blocking, or the blocking wait ran out: the activation goes
+		// on and the caller polls for it (OpenWhisk).
+		writeJSON(w, http.StatusAccepted, map[string]string{"activationId": res.id})
+		return
+	}
+	view := g.openActivation(res.act, res.digest)
+	status := http.StatusOK
+	switch view.status {
+	case wire.StatusSuccess:
+	case wire.StatusApplicationError, wire.StatusDeveloperError:
+		status = http.StatusBadGateway
+	default:
+		status = http.StatusInternalServerError
+	}
+	if resultOnly {
+		writeJSON(w, status, view.result)
+		return
+	}
+	writeJSON(w, status, view.render())
+}
+
+// readPayload reads an invocation's parameters: a JSON object (an empty
+// body is {}); it answers the request itself when they are not.
+func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	params, ok := g.readBody(w, r, g.cfg.MaxPayloadBytes)
+	if !ok {
+		return nil, false
 	}
 	params = bytes.TrimSpace(params)
 	if len(params) == 0 {
@@ -59,39 +120,55 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 	}
 	if params[0] != '{' || !json.Valid(params) {
 		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the parameters must be a JSON object.")
-		return
+		return nil, false
 	}
+	return params, true
+}
 
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	var a wire.Action
-	err = bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &a)
-	cancel()
-	if err != nil {
-		g.busError(w, r, "load action", err)
-		return
-	}
-	if a.Namespace != ns || a.Name != name {
-		g.log.Error("controller answered with another action", "tx", txID(r))
-		g.fail(w, r, http.StatusBadGateway, "The controller answered with another action.")
-		return
+// invocation is one invocation to seal and send: the action invocations
+// of the REST API and those of rules when a trigger fires.
+type invocation struct {
+	caller   string // the authenticated caller's namespace: the subject
+	target   *target
+	payload  []byte // the request's parameters, a JSON object
+	blocking bool
+	wait     time.Duration // the caller's bound on a blocking wait; 0 = none
+	tx       string        // transaction id, for logs
+}
+
+// invoked is a sent invocation.
+type invoked struct {
+	id     string   // activation id = hex(request id)
+	digest [32]byte // of the sealed header
+	// act is the completed record of a blocking invocation; nil when
+	// non-blocking or the blocking wait ran out.
+	act *wire.Activation
+}
+
+// invoke merges the parameters, resolves the chain (verifying every
+// function record), seals one envelope and hands it to the controller. The
+// envelope's namespace is the action's owner (its runtimes hold only that
+// namespace's auth key); the caller is the subject. A non-nil *invoked
+// comes back once the envelope is sealed, also with an error.
+func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chainError) {
+	a := inv.target.action
+	ns := a.Namespace
+	params, cerr := g.mergeParams(inv.target, inv.payload)
+	if cerr != nil {
+		return nil, cerr
 	}
 	// The controller is untrusted: only records signed by the attested KMS
 	// for exactly these namespaces and actions name the keys we seal to.
-	ctx, cancel = context.WithTimeout(r.Context(), busTimeout)
-	steps, cerr := g.resolveChain(ctx, &a, 0, nil)
+	rctx, cancel := context.WithTimeout(ctx, busTimeout)
+	steps, cerr := g.resolveChain(rctx, a, 0, nil)
 	cancel()
 	if cerr != nil {
-		if cerr.err != nil || cerr.status >= 500 {
-			g.log.Error("resolve chain", "tx", txID(r), "namespace", ns, "action", name, "err", cerr.err)
-		}
-		g.fail(w, r, cerr.status, "%s", cerr.msg)
-		return
+		return nil, cerr
 	}
 	suite := envelope.Suite(steps[0].record.Suite)
 	kem, err := suite.KEM()
 	if err != nil {
-		g.fail(w, r, http.StatusBadGateway, "The action's function record names an unsupported suite.")
-		return
+		return nil, &chainError{http.StatusBadGateway, "The action's function record names an unsupported suite.", err}
 	}
 	limits := maxLimits(steps)
 	var (
@@ -102,13 +179,11 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 	)
 	for j, st := range steps {
 		if envelope.Suite(st.record.Suite) != suite {
-			g.fail(w, r, http.StatusBadRequest, "The sequence mixes functions of different cipher suites.")
-			return
+			return nil, &chainError{http.StatusBadRequest, "The sequence mixes functions of different cipher suites.", nil}
 		}
 		pub, err := kem.NewPublicKey(st.record.PublicKey)
 		if err != nil {
-			g.fail(w, r, http.StatusBadGateway, "A function key is malformed.")
-			return
+			return nil, &chainError{http.StatusBadGateway, "A function key is malformed.", err}
 		}
 		pubs[j] = pub
 		chain[j] = envelope.Step{
@@ -147,32 +222,25 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 	}
 	digest, err := h.Digest()
 	if err != nil {
-		g.log.Error("header digest", "tx", txID(r), "err", err)
-		g.fail(w, r, http.StatusInternalServerError, msgInternal)
-		return
+		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
 	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), envelope.AuthKey(g.secret, ns), pubs, params)
 	if err != nil {
-		g.log.Error("seal envelope", "tx", txID(r), "err", err)
-		g.fail(w, r, http.StatusInternalServerError, msgInternal)
-		return
+		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
 	sealed, err := env.Marshal()
 	if err != nil {
-		g.log.Error("encode envelope", "tx", txID(r), "err", err)
-		g.fail(w, r, http.StatusInternalServerError, msgInternal)
-		return
+		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
-	id := hex.EncodeToString(reqID)
-	w.Header().Set(headerActivationID, id)
+	res := &invoked{id: hex.EncodeToString(reqID), digest: digest}
 	req := wire.InvokeRequest{
-		ActivationID: id,
+		ActivationID: res.id,
 		Namespace:    ns,
-		Action:       name,
+		Action:       a.Name,
 		Version:      a.Version,
-		Subject:      ns,
+		Subject:      inv.caller,
 		Envelope:     sealed,
-		Blocking:     blocking,
+		Blocking:     inv.blocking,
 		Limits:       limits,
 		Steps:        routes,
 	}
@@ -181,43 +249,28 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 	}
 
 	wait := busTimeout
-	if blocking {
+	if inv.blocking {
 		wait = min(timeout+g.cfg.ExpirySlack, g.cfg.BlockingWait)
+		if inv.wait > 0 {
+			wait = min(wait, inv.wait)
+		}
 	}
-	ctx, cancel = context.WithTimeout(r.Context(), wait)
+	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var act wire.Activation
-	err = bus.Call(ctx, g.cfg.Conn, wire.SubjectInvoke, &req, &act)
-	if blocking && errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
-		// The activation goes on; the caller polls for it (OpenWhisk).
-		writeJSON(w, http.StatusAccepted, map[string]string{"activationId": id})
-		return
+	err = bus.Call(cctx, g.cfg.Conn, wire.SubjectInvoke, &req, &act)
+	if inv.blocking && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return res, nil // still running: 202
 	}
 	if err != nil {
-		g.busError(w, r, "invoke", err)
-		return
+		return res, busFailure(err)
 	}
-	if !blocking {
-		writeJSON(w, http.StatusAccepted, map[string]string{"activationId": id})
-		return
+	if !inv.blocking {
+		return res, nil
 	}
-	if act.ActivationID != id || act.Namespace != ns {
-		g.log.Error("controller answered with another activation", "tx", txID(r))
-		g.fail(w, r, http.StatusBadGateway, "The controller answered with another activation.")
-		return
+	if act.ActivationID != res.id || act.Namespace != ns {
+		return res, &chainError{http.StatusBadGateway, "The controller answered with another activation.", nil}
 	}
-	view := g.openActivation(&act, digest)
-	status := http.StatusOK
-	switch view.status {
-	case wire.StatusSuccess:
-	case wire.StatusApplicationError, wire.StatusDeveloperError:
-		status = http.StatusBadGateway
-	default:
-		status = http.StatusInternalServerError
-	}
-	if resultOnly {
-		writeJSON(w, status, view.result)
-		return
-	}
-	writeJSON(w, status, view.render())
+	res.act = &act
+	return res, nil
 }

@@ -43,80 +43,80 @@ func componentRef(c, caller string) (ns, name string, ok bool) {
 // putSequence stores a sequence: its components must exist (in the
 // caller's namespace), it may not name itself, and it has at most
 // wire.MaxSequenceComponents components. Names are stored fully qualified.
-func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, name string, overwrite bool, body *actionBody) {
-	ns := callerNamespace(r)
-	comps := body.Exec.Components
-	if len(comps) == 0 {
-		g.fail(w, r, http.StatusBadRequest, "A sequence needs at least one component.")
-		return
-	}
-	if len(comps) > wire.MaxSequenceComponents {
-		g.fail(w, r, http.StatusBadRequest, msgTooManySteps)
-		return
-	}
-	if body.Exec.Code != nil && *body.Exec.Code != "" {
-		g.fail(w, r, http.StatusBadRequest, "A sequence has components, not code.")
-		return
-	}
-	limits, ok := g.checkCommon(w, r, body)
-	if !ok {
-		return
-	}
+// putAction has already checked the name, the metadata and, without
+// overwrite, that the action does not exist; prev is the stored action on
+// an update. An update without exec keeps the stored components (after
+// checking their tag).
+func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, ns, name string, overwrite bool, body *actionBody, prev *wire.Action) {
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
-	qualified := make([]string, 0, len(comps))
-	for _, c := range comps {
-		cns, cname, ok := componentRef(c, ns)
-		if !ok {
-			g.fail(w, r, http.StatusBadRequest, msgBadComponent)
+	var qualified []string
+	if body.Exec == nil {
+		if !g.checkDefinition(prev) {
+			g.fail(w, r, http.StatusBadGateway, "The sequence's definition could not be authenticated.")
 			return
 		}
-		if cns != ns {
-			// Other namespaces are invisible to the caller (public
-			// packages are not supported yet).
-			g.fail(w, r, http.StatusBadRequest, msgNoComponent)
+		qualified = prev.Components
+	} else {
+		comps := body.Exec.Components
+		if len(comps) == 0 {
+			g.fail(w, r, http.StatusBadRequest, "A sequence needs at least one component.")
 			return
 		}
-		if cname == name {
-			g.fail(w, r, http.StatusBadRequest, msgSelfReference)
+		if len(comps) > wire.MaxSequenceComponents {
+			g.fail(w, r, http.StatusBadRequest, msgTooManySteps)
 			return
 		}
-		var a wire.Action
-		if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: cns, Name: cname}, &a); err != nil {
-			if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
+		if body.Exec.Code != nil && *body.Exec.Code != "" {
+			g.fail(w, r, http.StatusBadRequest, "A sequence has components, not code.")
+			return
+		}
+		qualified = make([]string, 0, len(comps))
+		for _, c := range comps {
+			cns, cname, ok := componentRef(c, ns)
+			if !ok {
+				g.fail(w, r, http.StatusBadRequest, msgBadComponent)
+				return
+			}
+			if cns != ns {
+				// Other namespaces are invisible to the caller (public
+				// packages are not supported as components).
 				g.fail(w, r, http.StatusBadRequest, msgNoComponent)
 				return
 			}
-			g.busError(w, r, "check sequence component", err)
-			return
+			if cname == name {
+				g.fail(w, r, http.StatusBadRequest, msgSelfReference)
+				return
+			}
+			var a wire.Action
+			if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: cns, Name: cname}, &a); err != nil {
+				if isNotFound(err) {
+					g.fail(w, r, http.StatusBadRequest, msgNoComponent)
+					return
+				}
+				g.busError(w, r, "check sequence component", err)
+				return
+			}
+			qualified = append(qualified, "/"+cns+"/"+cname)
 		}
-		qualified = append(qualified, "/"+cns+"/"+cname)
 	}
-	if !overwrite && !g.checkAbsent(ctx, w, r, ns, name) {
+	a, ok := g.mergeMeta(w, r, ns, name, body, prev)
+	if !ok {
 		return
 	}
-	put := wire.ActionPut{
-		Action: wire.Action{
-			Namespace:   ns,
-			Name:        name,
-			Publish:     body.Publish,
-			Kind:        kindSequence,
-			Limits:      limits,
-			Annotations: body.Annotations,
-			Components:  qualified,
-			// The controller stores the components; only this tag lets
-			// the gateway trust them again at invocation time.
-			DefinitionTag: g.definitionTag(ns, name, qualified),
-		},
-		Overwrite: overwrite,
-	}
+	a.Kind = kindSequence
+	a.Components = qualified
+	// The controller stores the components; only this tag lets the gateway
+	// trust them again at invocation time.
+	a.DefinitionTag = g.definitionTag(ns, name, qualified)
+	put := wire.ActionPut{Action: a, Overwrite: overwrite}
 	var stored wire.Action
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionPut, &put, &stored); err != nil {
 		g.busError(w, r, "store sequence", err)
 		return
 	}
 	g.log.Info("sequence deployed", "namespace", ns, "sequence", name, "version", stored.Version, "components", len(qualified))
-	writeJSON(w, http.StatusOK, g.renderAction(&stored))
+	g.writeOwnAction(w, r, &stored, nil)
 }
 
 // step is one resolved step of a chain: the action and its verified

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/catalog"
 	"github.com/clemmys/clemmys/internal/controller"
 	"github.com/clemmys/clemmys/internal/gateway"
 	"github.com/clemmys/clemmys/internal/invoker"
@@ -53,6 +54,9 @@ type Config struct {
 	ControllerInterceptor controller.Interceptor
 	// ExpirySlack overrides the gateway's envelope expiry slack (tests).
 	ExpirySlack time.Duration
+	// SkipCatalog skips installing the whisk.system catalog (package
+	// catalog) on start; tests that do not need it set it.
+	SkipCatalog bool
 }
 
 // Platform is a running deployment.
@@ -71,6 +75,8 @@ type Platform struct {
 	EnclaveMeasurement []byte
 	// Credential of the guest namespace, "uuid:key".
 	GuestAuth string
+	// AdminAuth is the admin credential, "admin:key" (see AdminCredentialPath).
+	AdminAuth string
 
 	conns    []*nats.Conn
 	cancel   context.CancelFunc
@@ -227,6 +233,18 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err := p.ensureGuest(ctx); err != nil {
 		return p, err
 	}
+	if !cfg.SkipCatalog {
+		// Once installed, this is one file read; a catalog that cannot be
+		// installed (no toolchain, no package routes) is not fatal.
+		err := catalog.Ensure(ctx, catalog.Options{DataDir: cfg.DataDir, Handler: p.Gateway.Handler(),
+			Admin: p.Gateway, Log: p.log.With("service", "catalog")})
+		if err != nil {
+			p.log.Warn("the whisk.system catalog is not installed", "err", err)
+		}
+	}
+	if err := p.ensureAdmin(ctx); err != nil {
+		return p, err
+	}
 	p.log.Info("clemmys is up", "api", p.APIHost(), "enclave_measurement", hex.EncodeToString(p.EnclaveMeasurement))
 	return p, nil
 }
@@ -263,6 +281,36 @@ func (p *Platform) ensureGuest(ctx context.Context) error {
 	}
 	p.GuestAuth = u + ":" + k
 	return p.writeWskprops()
+}
+
+// AdminCredentialPath is where the admin credential ("admin:key", for the
+// admin API under /admin/v1 that `clemmys namespace create|delete|rotate`
+// uses) is written.
+func (p *Platform) AdminCredentialPath() string {
+	return filepath.Join(p.cfg.DataDir, "admin-credential")
+}
+
+// ensureAdmin makes sure DataDir/admin-credential holds a working admin
+// credential, creating a new one (which replaces any other) if it does not.
+func (p *Platform) ensureAdmin(ctx context.Context) error {
+	if b, err := os.ReadFile(p.AdminCredentialPath()); err == nil {
+		auth := strings.TrimSpace(string(b))
+		if u, k, ok := strings.Cut(auth, ":"); ok && p.Gateway.CheckAdmin(ctx, u, k) {
+			p.AdminAuth = auth
+			return nil
+		}
+		p.log.Warn("issued a new admin credential (the previous admin-credential file was stale)")
+	}
+	auth, err := p.Gateway.NewAdminCredential(ctx)
+	if err != nil {
+		return fmt.Errorf("platform: admin credential: %w", err)
+	}
+	_ = os.Remove(p.AdminCredentialPath()) // so that the new file is created 0600
+	if err := os.WriteFile(p.AdminCredentialPath(), []byte(auth+"\n"), 0o600); err != nil {
+		return fmt.Errorf("platform: write admin credential: %w", err)
+	}
+	p.AdminAuth = auth
+	return nil
 }
 
 func (p *Platform) writeWskprops() error {

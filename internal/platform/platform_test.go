@@ -85,6 +85,10 @@ func startWith(t testing.TB, dataDir string, opt func(*platform.Config)) *env {
 		Addr:        "127.0.0.1:0",
 		EnclavePath: enclavePath,
 		Log:         slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Tests opt in to the whisk.system catalog: installing it adds
+		// about 1.5 s to a first start (building and deploying its
+		// functions).
+		SkipCatalog: true,
 	}
 	if opt != nil {
 		opt(&cfg)

@@ -54,6 +54,10 @@ type ActionPut struct {
 	Action     Action `cbor:"1,keyasint"`
 	SealedCode []byte `cbor:"2,keyasint"`
 	Overwrite  bool   `cbor:"3,keyasint"`
+	// KeepCode updates an existing wasm action without new code: Action's
+	// function record must be the stored one (same function id) and
+	// SealedCode is empty; the stored code object is kept.
+	KeepCode bool `cbor:"4,keyasint,omitempty"`
 }
 
 // ActionRef names an action.
@@ -65,7 +69,7 @@ type ActionRef struct {
 // ListRequest lists the entities of a namespace, newest first.
 type ListRequest struct {
 	Namespace string `cbor:"1,keyasint"`
-	Name      string `cbor:"2,keyasint,omitempty"` // activations: filter by action name; actions: by package ("pkg/")
+	Name      string `cbor:"2,keyasint,omitempty"` // activations: filter by action name; actions: by package ("pkg/"); rules: by trigger ("/ns/trigger", any status)
 	Skip      int    `cbor:"3,keyasint,omitempty"`
 	Limit     int    `cbor:"4,keyasint,omitempty"`
 	Since     int64  `cbor:"5,keyasint,omitempty"` // activations: start >= Since (unix ms)

@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+)
+
+const actionUsage = `Usage:
+  clemmys action create NAME FILE.wasm [flags]   deploy a WebAssembly module
+  clemmys action create NAME --sequence A,B,C    create a sequence of actions
+  clemmys action update NAME [FILE.wasm] [flags] replace it (create if absent)
+  clemmys action get NAME [--summary]
+  clemmys action list [--limit N] [--skip N]
+  clemmys action delete NAME
+  clemmys action invoke NAME [-p KEY VALUE]... [-P FILE] [--blocking|-b] [--result|-r]
+
+Flags of create/update: -p KEY VALUE, -P FILE (default parameters),
+-a KEY VALUE (annotations), --timeout MS, --memory MB, --logsize MB.
+NAME is "hello", "/NAMESPACE/hello" or "PACKAGE/hello". Every verb takes
+--json (print the API's JSON), --apihost, --auth, --insecure; -h lists them.
+`
+
+func cmdAction(args []string, stdout, stderr io.Writer) int {
+	verbs := commonVerbs(kindAction, actionRow)
+	verbs["create"] = func(c *wskCmd, a []string) int { return actionPut(c, a, false) }
+	verbs["update"] = func(c *wskCmd, a []string) int { return actionPut(c, a, true) }
+	verbs["get"] = actionGet
+	verbs["invoke"] = actionInvoke
+	return runNoun("action", actionUsage, verbs, args, stdout, stderr)
+}
+
+func actionPut(c *wskCmd, args []string, update bool) int {
+	c.withParams()
+	c.withAnnotations()
+	seq := c.fs.String("sequence", "", "create a sequence of the comma-separated `ACTIONS` (no FILE)")
+	timeout := c.intFlag(0, "time limit in `MS` (100 to 300000)", "timeout", "t")
+	memory := c.intFlag(0, "memory limit in `MB` (128 to 512)", "memory", "m")
+	logsize := c.intFlag(0, "log size limit in `MB` (0 to 10)", "logsize", "l")
+	if !c.parse(args, "NAME FILE.wasm | NAME --sequence A,B,C", 1, 2) {
+		return c.exit
+	}
+	name := c.args[0]
+	body := map[string]any{}
+	switch {
+	case *seq != "" && len(c.args) == 2:
+		return c.usageError("give either FILE.wasm or --sequence, not both")
+	case *seq != "":
+		var comps []string
+		for _, s := range strings.Split(*seq, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				comps = append(comps, qualify(s))
+			}
+		}
+		body["exec"] = map[string]any{"kind": "sequence", "components": comps}
+	case len(c.args) == 2:
+		code, err := os.ReadFile(c.args[1])
+		if err != nil {
+			return c.fail("read the module", err)
+		}
+		body["exec"] = map[string]any{"kind": "wasm", "code": base64.StdEncoding.EncodeToString(code), "binary": true}
+	case !update:
+		return c.usageError("action create needs FILE.wasm (a WebAssembly module) or --sequence A,B,C")
+	}
+	limits := map[string]any{}
+	if c.isSet("timeout", "t") {
+		limits["timeout"] = *timeout
+	}
+	if c.isSet("memory", "m") {
+		limits["memory"] = *memory
+	}
+	if c.isSet("logsize", "l") {
+		limits["logs"] = *logsize
+	}
+	if len(limits) > 0 {
+		body["limits"] = limits
+	}
+	if err := c.entityBody(body); err != nil {
+		return c.fail("read the parameters", err)
+	}
+	return c.putEntity(kindAction, name, update, body)
+}
+
+func actionGet(c *wskCmd, args []string) int {
+	summary := c.boolFlag("print a summary instead of the JSON", "summary", "s")
+	if !c.parse(args, "NAME", 1, 1) {
+		return c.exit
+	}
+	name := c.args[0]
+	if !*summary || *c.jsonOut {
+		return c.getEntity(kindAction, name)
+	}
+	raw, err := c.getRaw(kindAction, name)
+	if err != nil {
+		return c.fail(fmt.Sprintf("get action '%s'", name), err)
+	}
+	var a struct {
+		Namespace, Name, Version string
+		Exec                     struct {
+			Kind       string   `json:"kind"`
+			Digest     string   `json:"digest"`
+			Components []string `json:"components"`
+		} `json:"exec"`
+		Parameters []keyValue     `json:"parameters"`
+		Limits     map[string]any `json:"limits"`
+	}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return c.fail(fmt.Sprintf("get action '%s'", name), err)
+	}
+	fmt.Fprintf(c.stdout, "action /%s/%s (version %s, %s)\n", a.Namespace, a.Name, a.Version, a.Exec.Kind)
+	if a.Exec.Digest != "" {
+		fmt.Fprintf(c.stdout, "   code: sha256 %s\n", a.Exec.Digest)
+	}
+	if len(a.Exec.Components) > 0 {
+		fmt.Fprintf(c.stdout, "   components: %s\n", strings.Join(a.Exec.Components, ", "))
+	}
+	if len(a.Parameters) == 0 {
+		fmt.Fprintln(c.stdout, "   (parameters: none defined)")
+	} else {
+		keys := make([]string, len(a.Parameters))
+		for i, p := range a.Parameters {
+			keys[i] = p.Key
+		}
+		fmt.Fprintf(c.stdout, "   (parameters: %s)\n", strings.Join(keys, ", "))
+	}
+	fmt.Fprintf(c.stdout, "   limits: timeout %s ms, memory %s MB, logs %s MB\n",
+		str(a.Limits["timeout"]), str(a.Limits["memory"]), str(a.Limits["logs"]))
+	return 0
+}
+
+// actionRow is a row of `action list`: name, visibility, kind.
+func actionRow(e map[string]any) []string {
+	kind, _ := e["exec"].(map[string]any)["kind"].(string)
+	if kind == "" {
+		k, _ := annotation(e, "exec")
+		kind = str(k)
+	}
+	return append(entityRow(e), kind)
+}
+
+func actionInvoke(c *wskCmd, args []string) int {
+	blocking := c.boolFlag("wait for the result", "blocking", "b")
+	result := c.boolFlag("wait and print only the result (implies --blocking)", "result", "r")
+	name, params, ok := c.parseNameParams(args)
+	if !ok {
+		return c.exit
+	}
+	q := url.Values{}
+	if *blocking || *result {
+		q.Set("blocking", "true")
+	}
+	if *result {
+		q.Set("result", "true")
+	}
+	path := kindAction.path(name)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	status, raw, err := c.c.call(c.ctx, "POST", path, params)
+	if err != nil {
+		return c.invokeFailed(name, err)
+	}
+	if *c.jsonOut {
+		c.printJSON(json.RawMessage(raw))
+		return 0
+	}
+	if *result && status == http.StatusOK {
+		c.printJSON(json.RawMessage(raw))
+		return 0
+	}
+	var act struct {
+		ActivationID string `json:"activationId"`
+	}
+	_ = json.Unmarshal(raw, &act)
+	c.ok("invoked %s with id %s", qualify(name), act.ActivationID)
+	switch {
+	case status == http.StatusAccepted && (*blocking || *result):
+		fmt.Fprintf(c.stdout, "the action is still running: `clemmys activation get %s` shows it when it is done\n", act.ActivationID)
+	case status == http.StatusOK:
+		c.printJSON(json.RawMessage(raw))
+	}
+	return 0
+}
+
+// invokeFailed reports a failed invocation. A blocking invocation of an
+// action that failed answers its activation (or, with --result, its
+// result): it is printed, with the action's error.
+func (c *wskCmd) invokeFailed(name string, err error) int {
+	ae, ok := errors.AsType[*apiError](err)
+	var body map[string]any
+	if !ok || ae.Code != "" || json.Unmarshal(ae.Body, &body) != nil {
+		return c.fail(fmt.Sprintf("invoke action '%s'", name), err)
+	}
+	c.printJSON(json.RawMessage(ae.Body))
+	res := body
+	if resp, ok := body["response"].(map[string]any); ok {
+		res, _ = resp["result"].(map[string]any)
+		fmt.Fprintf(c.stderr, "error: the action %s failed (%s, activation %s): %s\n",
+			qualify(name), str(resp["status"]), str(body["activationId"]), str(res["error"]))
+		return 1
+	}
+	fmt.Fprintf(c.stderr, "error: the action %s failed: %s\n", qualify(name), str(res["error"]))
+	return 1
+}

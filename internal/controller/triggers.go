@@ -1,0 +1,134 @@
+package controller
+
+import (
+	"context"
+	"errors"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/store"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Triggers are named event channels; the gateway fires them (it finds
+// their active rules with a rule list filtered by trigger, runs the rules'
+// actions and stores the trigger's activation record with
+// wire.SubjectActivationPut). The controller only stores them.
+
+// handleTriggerPut stores a trigger (wire.TriggerPut → wire.Trigger): an
+// existing trigger is a conflict unless Overwrite; an update without a
+// version bumps the patch number.
+func (c *Controller) handleTriggerPut(ctx context.Context, data []byte) (any, error) {
+	put, err := bus.Decode[wire.TriggerPut](data)
+	if err != nil {
+		return nil, err
+	}
+	t := put.Trigger
+	if err := checkEntityRef(t.Namespace, t.Name); err != nil {
+		return nil, err
+	}
+	if err := checkMeta(t.Version, t.Annotations, t.Parameters); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	key := store.Key(t.Namespace, t.Name)
+	prev, rev, err := getEntity[wire.Trigger](ctx, c.triggers, "trigger", key)
+	if err != nil && !errors.Is(err, errNotFound) {
+		return nil, err
+	}
+	if prev != nil && !put.Overwrite {
+		return nil, wire.Errorf(wire.CodeConflict, conflictMessage)
+	}
+	if t.Version == "" {
+		t.Version = firstVersion
+		if prev != nil {
+			t.Version = nextVersion(prev.Version)
+		}
+	}
+	t.Updated = c.now().UnixMilli()
+	if err := saveEntity(ctx, c.triggers, "trigger", key, &t, prev != nil, rev); err != nil {
+		return nil, createConflict(err, prev == nil)
+	}
+	c.log.Info("trigger stored", "namespace", t.Namespace, "trigger", t.Name, "version", t.Version, "overwrite", prev != nil)
+	return &t, nil
+}
+
+// handleTriggerGet returns a trigger (wire.EntityRef → wire.Trigger).
+func (c *Controller) handleTriggerGet(ctx context.Context, data []byte) (any, error) {
+	ref, err := bus.Decode[wire.EntityRef](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	t, _, err := findEntity[wire.Trigger](ctx, c.triggers, "trigger", store.Key(ref.Namespace, ref.Name))
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// handleTriggerDelete deletes a trigger (wire.EntityRef → wire.Trigger, the
+// deleted trigger). Its rules stay, as in OpenWhisk; they fire nothing.
+func (c *Controller) handleTriggerDelete(ctx context.Context, data []byte) (any, error) {
+	ref, err := bus.Decode[wire.EntityRef](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	key := store.Key(ref.Namespace, ref.Name)
+	t, rev, err := findEntity[wire.Trigger](ctx, c.triggers, "trigger", key)
+	if err != nil {
+		return nil, err
+	}
+	if err := deleteEntity(ctx, c.triggers, "trigger", key, rev); err != nil {
+		return nil, err
+	}
+	c.log.Info("trigger deleted", "namespace", t.Namespace, "trigger", t.Name)
+	return t, nil
+}
+
+// handleTriggerList lists a namespace's triggers, most recently updated
+// first (wire.ListRequest → wire.TriggerList); Name filters by exact name.
+// Listed triggers carry no parameters (see handlePackageList).
+func (c *Controller) handleTriggerList(ctx context.Context, data []byte) (any, error) {
+	req, err := bus.Decode[wire.ListRequest](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntityNamespace(req.Namespace); err != nil {
+		return nil, err
+	}
+	if err := checkListFilter(req.Name); err != nil {
+		return nil, err
+	}
+	if _, _, err := page(req.Skip, req.Limit); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	all, err := listEntities[wire.Trigger](ctx, c.triggers, "trigger", req.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	trs := all[:0]
+	for _, t := range all {
+		if req.Name != "" && t.Name != req.Name {
+			continue
+		}
+		t.Parameters = nil
+		trs = append(trs, t)
+	}
+	out, n, err := listPage(trs, func(t *wire.Trigger) (int64, string) { return t.Updated, t.Name }, req)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.TriggerList{Triggers: out, Count: n}, nil
+}

@@ -1,0 +1,266 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/hpke"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Firing a trigger (POST .../triggers/{name}), as OpenWhisk does: the
+// trigger's default parameters merged with the payload (payload wins) are
+// the trigger activation's result and the input of the action of every
+// active rule of the trigger, invoked non-blocking through the same path as
+// POST .../actions/{name} (the action's own defaults and "final" apply).
+// With at least one active rule the answer is 202 {"activationId"} of the
+// trigger's own activation; without, 204 and no record.
+//
+// The trigger activation is a record the gateway makes itself and stores
+// through wire.SubjectActivationPut. Its result (the merged parameters) and
+// its logs (one JSON line per rule: the rule, the action and the activation
+// id or the error) are user data, so they are sealed exactly like a
+// function's: the gateway builds a one-step header for the request id with
+// a virtual step "/ns/trigger" whose function id and code digest are zero
+// (no KMS function has them, so no runtime ever accepts it), seals it to a
+// throwaway key pair, opens it as that "function" and seals the output and
+// logs for step 1. openActivation then opens the record like any other
+// (request secret from the activation id, namespace auth key, header
+// digest), and recognizes the zero function id to show the logs as raw
+// JSON lines. Only a holder of the gateway secret can make such a record.
+
+// triggerStepSize is a zero function id / code digest (isTriggerHeader).
+var (
+	zeroFunctionID = make([]byte, envelope.FunctionIDSize)
+	zeroCodeDigest = make([]byte, envelope.CodeDigestSize)
+)
+
+// isTriggerHeader reports whether an authenticated header is a trigger
+// activation's (one virtual step with a zero function id).
+func isTriggerHeader(h *envelope.Header) bool {
+	return len(h.Chain) == 1 && bytes.Equal(h.Chain[0].FunctionID, zeroFunctionID)
+}
+
+// rawLines splits logs into lines, without timestamps.
+func rawLines(logs []byte) []string {
+	s := strings.TrimRight(string(logs), "\n")
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, "\n")
+}
+
+// sealTriggerRecord seals a trigger activation's result and logs for
+// request id reqID (see above).
+func (g *Gateway) sealTriggerRecord(ns, trigger string, reqID []byte, now time.Time, result []byte, logs []string) (resultEnv, sealedLogs []byte, err error) {
+	kem, err := envelope.SuiteX25519.KEM()
+	if err != nil {
+		return nil, nil, err
+	}
+	priv, err := kem.GenerateKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	h := envelope.Header{
+		Version:   1,
+		Suite:     envelope.SuiteX25519,
+		RequestID: reqID,
+		Namespace: ns,
+		Chain:     []envelope.Step{{Name: "/" + ns + "/" + trigger, FunctionID: zeroFunctionID, CodeDigest: zeroCodeDigest}},
+		Expiry:    now.Add(time.Minute).UnixMilli(),
+	}
+	ak := envelope.AuthKey(g.secret, ns)
+	in, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), ak, []hpke.PublicKey{priv.PublicKey()}, []byte("{}"))
+	if err != nil {
+		return nil, nil, err
+	}
+	opened, err := envelope.Open(in, &envelope.FunctionIdentity{
+		FunctionID: zeroFunctionID, CodeDigest: zeroCodeDigest, PrivateKey: priv, AuthKey: ak,
+	}, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := opened.SealOutput(result)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resultEnv, err = out.Marshal(); err != nil {
+		return nil, nil, err
+	}
+	if sealedLogs, err = opened.SealLogs([]byte(strings.Join(logs, "\n"))); err != nil {
+		return nil, nil, err
+	}
+	return resultEnv, sealedLogs, nil
+}
+
+// ruleLog is OpenWhisk's log line of a trigger activation for one rule.
+type ruleLog struct {
+	StatusCode   int    `json:"statusCode"`
+	Success      bool   `json:"success"`
+	ActivationID string `json:"activationId,omitempty"`
+	Rule         string `json:"rule"`
+	Action       string `json:"action"`
+	Error        string `json:"error,omitempty"`
+}
+
+// fireTrigger fires trigger {name} of the caller's namespace.
+func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
+	ns, name := callerNamespace(r), r.PathValue("name")
+	if !validName(name) {
+		g.fail(w, r, http.StatusNotFound, msgNotFound)
+		return
+	}
+	payload, ok := g.readPayload(w, r)
+	if !ok {
+		return
+	}
+	if !g.limitFire(w, r, ns) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	var trig wire.Trigger
+	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectTriggerGet, &wire.EntityRef{Namespace: ns, Name: name}, &trig); err != nil {
+		g.busError(w, r, "load trigger", err)
+		return
+	}
+	if trig.Namespace != ns || trig.Name != name {
+		g.fail(w, r, http.StatusBadGateway, "The controller answered with another trigger.")
+		return
+	}
+	defaults, err := g.openParams(paramsTrigger, ns, name, trig.Parameters)
+	if err != nil {
+		g.log.Error("open trigger parameters", "tx", txID(r), "namespace", ns, "trigger", name, "err", err)
+		g.fail(w, r, http.StatusBadGateway, msgBadParams)
+		return
+	}
+	// The merged parameters: the trigger's result and every rule's input.
+	fired, cerr := g.mergeParams(&target{action: &wire.Action{Namespace: ns, Name: name}, inherited: defaults}, payload)
+	if cerr != nil {
+		g.answer(w, r, "merge trigger parameters", cerr)
+		return
+	}
+
+	self := "/" + ns + "/" + name
+	var list wire.RuleList
+	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectRuleList, &wire.ListRequest{Namespace: ns, Name: self, Limit: maxListLimit}, &list); err != nil {
+		g.busError(w, r, "list rules", err)
+		return
+	}
+	var active []wire.Rule
+	for _, rule := range list.Rules {
+		if rule.Namespace == ns && rule.Trigger == self && rule.Status == wire.RuleActive {
+			active = append(active, rule)
+		}
+	}
+	if len(active) == 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+
+	start := g.now()
+	reqID := newRequestID(start)
+	id := hex.EncodeToString(reqID)
+	logs := make([]string, 0, len(active))
+	for _, rule := range active {
+		line := g.fireRule(r, ns, rule, fired)
+		b, _ := json.Marshal(line)
+		logs = append(logs, string(b))
+	}
+
+	end := g.now()
+	result, sealedLogs, err := g.sealTriggerRecord(ns, name, reqID, end, fired, logs)
+	if err != nil {
+		g.log.Error("seal trigger activation", "tx", txID(r), "err", err)
+		g.fail(w, r, http.StatusInternalServerError, msgInternal)
+		return
+	}
+	rec := wire.Activation{
+		ActivationID: id,
+		Namespace:    ns,
+		Name:         name,
+		Version:      trig.Version,
+		Subject:      ns,
+		Start:        start.UnixMilli(),
+		End:          max(end.UnixMilli(), start.UnixMilli()),
+		Status:       wire.StatusSuccess,
+		Result:       result,
+		Logs:         sealedLogs,
+	}
+	var stored wire.Activation
+	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActivationPut, &rec, &stored); err != nil {
+		// The rules have fired: answer with the id all the same (a retry
+		// would fire them again); the trigger's record is missing.
+		g.log.Error("store trigger activation", "tx", txID(r), "namespace", ns, "trigger", name, "activation", id, "err", err)
+	}
+	w.Header().Set(headerActivationID, id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"activationId": id})
+}
+
+// fireRule invokes the action of an active rule, non-blocking, with the
+// trigger's merged parameters, and returns the trigger's log line for it.
+// The invocation counts against the namespace's throttles.
+func (g *Gateway) fireRule(r *http.Request, ns string, rule wire.Rule, params []byte) ruleLog {
+	line := ruleLog{Rule: ns + "/" + rule.Name, Action: strings.TrimPrefix(rule.Action, "/")}
+	failed := func(status int, msg string) ruleLog {
+		line.StatusCode = wire.StatusCode(wire.StatusApplicationError)
+		if status >= 500 {
+			line.StatusCode = wire.StatusCode(wire.StatusInternalError)
+		}
+		line.Error = msg
+		return line
+	}
+	ans, aname, ok := ruleAction(rule.Action)
+	if !ok {
+		return failed(http.StatusBadRequest, "The rule's action name is not valid.")
+	}
+	release, t := g.limits.admitInvocation(ns)
+	if t != nil {
+		return failed(http.StatusTooManyRequests, "Too many requests: the action was not invoked.")
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	tg, cerr := g.loadTarget(ctx, ns, ans, aname)
+	var res *invoked
+	if cerr == nil {
+		res, cerr = g.invoke(ctx, &invocation{caller: ns, target: tg, payload: params, tx: txID(r)})
+	}
+	if cerr != nil {
+		status, msg := cerr.status, cerr.msg
+		if status == 0 {
+			status, msg = http.StatusInternalServerError, "The action could not be invoked."
+			if isNotFound(cerr.err) {
+				status, msg = http.StatusNotFound, msgNotFound
+			}
+		}
+		g.log.Info("rule not fired", "tx", txID(r), "namespace", ns, "rule", rule.Name, "action", rule.Action, "status", status, "err", cerr.err)
+		return failed(status, msg)
+	}
+	line.Success, line.ActivationID = true, res.id
+	return line
+}
+
+// ruleAction parses a rule's action, "/ns/name" or "/ns/pkg/name", into
+// the namespace and the action name ("name" or "pkg/name").
+func ruleAction(p string) (ns, name string, ok bool) {
+	rest, found := strings.CutPrefix(p, "/")
+	if !found {
+		return "", "", false
+	}
+	ns, name, found = strings.Cut(rest, "/")
+	if !found || !validNamespace(ns) {
+		return "", "", false
+	}
+	if _, _, ok := splitAction(name); !ok {
+		return "", "", false
+	}
+	return ns, name, true
+}

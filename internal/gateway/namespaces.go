@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Namespaces (OpenWhisk REST API v1): GET /namespaces (http.go) lists the
+// caller's namespace;
+//
+//	GET /namespaces/{ns}         → {"actions", "packages", "triggers", "rules"} (first 200 of each)
+//	GET /namespaces/{ns}/limits  → the namespace's limits
+//
+// answer only for the caller's own namespace.
+
+// Action limit ranges clemmys enforces (checkLimits, actions.go), in
+// OpenWhisk's units: ms and MB.
+const (
+	minLogsMB        = 0
+	minConcurrency   = 1
+	maxConcurrencyOW = 500
+)
+
+// getLimits answers OpenWhisk's UserLimits: the throttles (ratelimit.go)
+// and the ranges of action limits. An unlimited throttle (configured < 0)
+// is left out.
+func (g *Gateway) getLimits(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{
+		"minActionMemory":      minMemoryMB,
+		"maxActionMemory":      maxMemoryMB,
+		"minActionLogs":        minLogsMB,
+		"maxActionLogs":        maxLogsMB,
+		"minActionTimeout":     minTimeoutMs,
+		"maxActionTimeout":     maxTimeoutMs,
+		"minActionConcurrency": minConcurrency,
+		"maxActionConcurrency": maxConcurrencyOW,
+	}
+	l := g.limits
+	if l == nil {
+		l = newRateLimits(g.cfg)
+	}
+	for k, v := range map[string]int{
+		"concurrentInvocations": l.concurrent,
+		"invocationsPerMinute":  l.invokesPerMinute,
+		"firesPerMinute":        l.firesPerMinute,
+	} {
+		if v >= 0 {
+			out[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// getNamespace lists the entities of the caller's namespace (the first 200
+// of each kind), as OpenWhisk's GET /namespaces/{ns} did.
+func (g *Gateway) getNamespace(w http.ResponseWriter, r *http.Request) {
+	ns := callerNamespace(r)
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	req := wire.ListRequest{Namespace: ns, Limit: maxListLimit}
+	var (
+		actions  wire.ActionList
+		packages wire.PackageList
+		triggers wire.TriggerList
+		rules    wire.RuleList
+	)
+	for _, c := range []struct {
+		subject string
+		resp    any
+	}{
+		{wire.SubjectActionList, &actions},
+		{wire.SubjectPackageList, &packages},
+		{wire.SubjectTriggerList, &triggers},
+		{wire.SubjectRuleList, &rules},
+	} {
+		if err := bus.Call(ctx, g.cfg.Conn, c.subject, &req, c.resp); err != nil {
+			g.busError(w, r, "list namespace", err)
+			return
+		}
+	}
+	out := map[string][]map[string]any{"actions": {}, "packages": {}, "triggers": {}, "rules": {}}
+	for i := range actions.Actions {
+		if a := &actions.Actions[i]; a.Namespace == ns {
+			out["actions"] = append(out["actions"], g.renderAction(a))
+		}
+	}
+	for i := range packages.Packages {
+		if p := &packages.Packages[i]; p.Namespace == ns {
+			out["packages"] = append(out["packages"], packageSummary(p))
+		}
+	}
+	for i := range triggers.Triggers {
+		if t := &triggers.Triggers[i]; t.Namespace == ns {
+			out["triggers"] = append(out["triggers"], triggerSummary(t))
+		}
+	}
+	for i := range rules.Rules {
+		if rl := &rules.Rules[i]; rl.Namespace == ns {
+			out["rules"] = append(out["rules"], renderRule(rl))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
