@@ -31,12 +31,14 @@ type activationView struct {
 	logs   []string
 }
 
-// openActivation opens the sealed result and logs of rec. want is the digest
-// of the request header if the caller has it (zero otherwise). Anything that
-// does not open (tampered, swapped, or from another request) turns the
-// activation into a whisk internal error: the gateway never shows the owner
-// data it cannot authenticate.
-func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activationView {
+// openActivation opens the sealed result and logs of rec for namespace
+// viewer. want is the digest of the request header if the caller has it
+// (zero otherwise). Anything that does not open (tampered, swapped, or from
+// another request) turns the activation into a whisk internal error: the
+// gateway never shows the owner data it cannot authenticate. Only the
+// namespace a request id was made for (the invoker, see newRequestID) may
+// read its sealed parts.
+func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte, viewer string) *activationView {
 	v := &activationView{rec: rec, status: rec.Status, logs: []string{}}
 	bad := func(msg string) {
 		v.status = wire.StatusInternalError
@@ -55,12 +57,20 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte) *activatio
 		bad(msgUnauthenticatedResult)
 		return v
 	}
+	if !g.requestFor(reqID, viewer) {
+		bad(msgOtherSubject)
+		return v
+	}
 	rs := envelope.RequestSecret(g.secret, reqID)
 	// header is the authenticated request header: from the result envelope
 	// or, when the step was refused, from the request envelope.
 	var header *envelope.Header
+	// The header's namespace is the functions' owner, which may differ
+	// from the record's (a public package's action, a sequence of another
+	// namespace's actions): the binding of the id to the viewer is what
+	// keeps records in their namespace.
 	ours := func(e *envelope.Envelope) bool {
-		return bytes.Equal(e.Header.RequestID, reqID) && e.Header.Namespace == rec.Namespace
+		return bytes.Equal(e.Header.RequestID, reqID)
 	}
 	switch {
 	case len(rec.Result) > 0:
@@ -239,7 +249,7 @@ func (v *activationView) summary() map[string]any {
 // Messages of the activation list.
 const (
 	msgCountAndDocs = "The query parameters 'count' and 'docs' cannot be used together."
-	msgOtherSubject = "The activation was invoked by another namespace: only its invoker may read its result and logs."
+	msgOtherSubject = "The activation was not invoked by this namespace: only its invoker may read its result and logs."
 )
 
 // listActivations lists the caller's activations, newest first. Query:
@@ -299,7 +309,7 @@ func (g *Gateway) listActivations(w http.ResponseWriter, r *http.Request) {
 			continue // never show another namespace's record
 		}
 		if docs {
-			out = append(out, g.viewFor(rec, req.Namespace).render())
+			out = append(out, g.openActivation(rec, [32]byte{}, req.Namespace).render())
 		} else {
 			out = append(out, (&activationView{rec: rec, status: rec.Status}).summary())
 		}
@@ -318,19 +328,6 @@ func queryMillis(r *http.Request, name string) (int64, error) {
 		return 0, errors.New("query parameter " + name + " must be a time in milliseconds since the epoch")
 	}
 	return n, nil
-}
-
-// viewFor opens a stored record for viewer, a caller of its namespace. An
-// activation another namespace invoked (an action of a public package:
-// the record is kept in the action owner's namespace) holds the invoker's
-// data: its sealed parts are not opened for the owner. GAP: Subject is
-// plaintext; a controller that relabels it shows the invoker's result to
-// the owner (the activation id could carry a gateway MAC of the subject).
-func (g *Gateway) viewFor(rec *wire.Activation, viewer string) *activationView {
-	if rec.Subject != "" && rec.Subject != viewer {
-		return &activationView{rec: rec, status: rec.Status, result: errorResult(msgOtherSubject), logs: []string{}}
-	}
-	return g.openActivation(rec, [32]byte{})
 }
 
 // loadActivation fetches the activation named by the {id} path value; it
@@ -354,7 +351,7 @@ func (g *Gateway) loadActivation(w http.ResponseWriter, r *http.Request) *activa
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 		return nil
 	}
-	return g.viewFor(&rec, ns)
+	return g.openActivation(&rec, [32]byte{}, ns)
 }
 
 func (g *Gateway) getActivation(w http.ResponseWriter, r *http.Request) {

@@ -166,7 +166,7 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := g.now()
-	reqID := newRequestID(start)
+	reqID := g.newRequestID(start, ns)
 	id := hex.EncodeToString(reqID)
 	logs := make([]string, 0, len(active))
 	for _, rule := range active {

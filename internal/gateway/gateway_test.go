@@ -32,7 +32,7 @@ func sealedRun(t testing.TB, output string, logs string) (*Gateway, *wire.Activa
 	fid := bytes.Repeat([]byte{7}, envelope.FunctionIDSize)
 	cd := sha256.Sum256([]byte("module"))
 	now := time.Now()
-	reqID := newRequestID(now)
+	reqID := g.newRequestID(now, "guest")
 	h := envelope.Header{
 		Version: 1, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: "guest",
 		Chain:  []envelope.Step{{Name: "/guest/hello", FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1}},
@@ -73,14 +73,14 @@ func sealedRun(t testing.TB, output string, logs string) (*Gateway, *wire.Activa
 
 func TestOpenActivation(t *testing.T) {
 	g, rec, digest := sealedRun(t, `{"greeting":"Hello world!"}`, "line one\nline two\n")
-	v := g.openActivation(rec, digest)
+	v := g.openActivation(rec, digest, "guest")
 	if v.status != wire.StatusSuccess || string(v.result) != `{"greeting":"Hello world!"}` {
 		t.Fatalf("status %q result %s", v.status, v.result)
 	}
 	if len(v.logs) != 2 || !strings.HasSuffix(v.logs[0], " stderr: line one") || !strings.HasSuffix(v.logs[1], " stderr: line two") {
 		t.Fatalf("logs %q", v.logs)
 	}
-	if v := g.openActivation(rec, [32]byte{}); v.status != wire.StatusSuccess {
+	if v := g.openActivation(rec, [32]byte{}, "guest"); v.status != wire.StatusSuccess {
 		t.Fatalf("stored record (no digest at hand): %q", v.status)
 	}
 }
@@ -126,8 +126,9 @@ func TestOpenActivationRefusesTampering(t *testing.T) {
 			r := *rec
 			r.Result = bytes.Clone(rec.Result)
 			c.mutate(&r)
-			v := g.openActivation(&r, c.want)
-			if v.status != wire.StatusInternalError || !bytes.Contains(v.result, []byte(msgUnauthenticatedResult)) {
+			v := g.openActivation(&r, c.want, r.Namespace)
+			if v.status != wire.StatusInternalError ||
+				!(bytes.Contains(v.result, []byte(msgUnauthenticatedResult)) || bytes.Contains(v.result, []byte(msgOtherSubject))) {
 				t.Fatalf("status %q result %s", v.status, v.result)
 			}
 			if bytes.Contains(v.result, []byte("other")) {
@@ -139,7 +140,7 @@ func TestOpenActivationRefusesTampering(t *testing.T) {
 		r := *rec
 		r.Logs = bytes.Clone(rec.Logs)
 		r.Logs[len(r.Logs)-1] ^= 1
-		v := g.openActivation(&r, digest)
+		v := g.openActivation(&r, digest, "guest")
 		if len(v.logs) != 1 || v.logs[0] != msgUnauthenticatedLogs {
 			t.Fatalf("logs %q", v.logs)
 		}
@@ -147,7 +148,7 @@ func TestOpenActivationRefusesTampering(t *testing.T) {
 	t.Run("another request's logs", func(t *testing.T) {
 		r := *rec
 		r.Logs = otherRec.Logs
-		v := g.openActivation(&r, digest)
+		v := g.openActivation(&r, digest, "guest")
 		if len(v.logs) != 1 || v.logs[0] != msgUnauthenticatedLogs {
 			t.Fatalf("logs %q", v.logs)
 		}
@@ -155,12 +156,32 @@ func TestOpenActivationRefusesTampering(t *testing.T) {
 }
 
 func TestRequestIDsAreTimeOrdered(t *testing.T) {
+	g := &Gateway{secret: envelope.NewKey()}
 	t0 := time.UnixMilli(1_700_000_000_000)
-	a := hex.EncodeToString(newRequestID(t0))
-	b := hex.EncodeToString(newRequestID(t0.Add(time.Millisecond)))
-	c := hex.EncodeToString(newRequestID(t0.Add(time.Millisecond)))
+	a := hex.EncodeToString(g.newRequestID(t0, "guest"))
+	b := hex.EncodeToString(g.newRequestID(t0.Add(time.Millisecond), "guest"))
+	c := hex.EncodeToString(g.newRequestID(t0.Add(time.Millisecond), "guest"))
 	if !(a < b) || !(a < c) || b == c {
 		t.Fatalf("ids %s %s %s", a, b, c)
+	}
+}
+
+// A request id is bound to the namespace it was made for.
+func TestRequestIDBinding(t *testing.T) {
+	g := &Gateway{secret: envelope.NewKey()}
+	id := g.newRequestID(time.Now(), "guest")
+	if len(id) != envelope.RequestIDSize || !g.requestFor(id, "guest") {
+		t.Fatalf("id %x not bound to guest", id)
+	}
+	if g.requestFor(id, "alice") || (&Gateway{secret: envelope.NewKey()}).requestFor(id, "guest") || g.requestFor(id[:15], "guest") {
+		t.Fatal("id bound to another namespace or gateway secret")
+	}
+	for i := range id {
+		flipped := bytes.Clone(id)
+		flipped[i] ^= 1
+		if g.requestFor(flipped, "guest") {
+			t.Fatalf("flipped byte %d still bound", i)
+		}
 	}
 }
 
@@ -259,7 +280,7 @@ func FuzzOpenActivation(f *testing.F) {
 	f.Add(rec.ActivationID, []byte(nil), rec.Logs, rec.Result)
 	f.Fuzz(func(t *testing.T, id string, result, logs, env []byte) {
 		r := &wire.Activation{ActivationID: id, Namespace: "guest", Status: wire.StatusSuccess, End: 1, Result: result, Logs: logs, Envelope: env}
-		v := g.openActivation(r, [32]byte{})
+		v := g.openActivation(r, [32]byte{}, "guest")
 		if v.status == wire.StatusSuccess && !(id == rec.ActivationID && bytes.Equal(result, rec.Result)) {
 			t.Fatalf("unauthenticated success: %s", v.result)
 		}

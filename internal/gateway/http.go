@@ -173,10 +173,11 @@ func (g *Gateway) authenticated(h http.HandlerFunc) http.Handler {
 	return g.authenticate(h, false)
 }
 
-// publicRead is authenticated for the routes that read public packages of
-// other namespaces (GET .../packages/{name}, GET .../actions/{pkg}/{name}):
-// a valid foreign {ns} is let through, and the handler, which works on
-// targetNamespace(r), must answer 403 unless the package is public.
+// publicRead is authenticated for the routes that reach public packages of
+// other namespaces (GET .../packages/{name}; GET and POST
+// .../actions/{pkg}/{name}): a valid foreign {ns} is let through, and the
+// handler, which works on targetNamespace(r), must answer 403 unless the
+// package is public. Every other route refuses a foreign {ns}.
 func (g *Gateway) publicRead(h http.HandlerFunc) http.Handler {
 	return g.authenticate(h, true)
 }

@@ -3,8 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -20,16 +23,59 @@ import (
 // headerActivationID is set on every invoke response.
 const headerActivationID = "x-openwhisk-activation-id"
 
-// newRequestID returns a request id that is time-ordered like a UUIDv7:
-// 48 bits of unix milliseconds, then 80 random bits. The activation id is
-// its hex form, so the controller can list activations newest first from
-// their ids; the id is not secret (the controller sees the time anyway) and
-// 80 random bits keep it unique.
-func newRequestID(now time.Time) []byte {
-	id := make([]byte, envelope.RequestIDSize)
-	binary.BigEndian.PutUint64(id, uint64(now.UnixMilli())<<16)
-	_, _ = rand.Read(id[6:])
-	return id
+// Request ids. A request id is 6 bytes of unix milliseconds (time-ordered
+// like a UUIDv7, so the controller lists activations newest first from
+// their ids; the controller sees the time anyway), 4 random bytes, and 6
+// bytes of a MAC under a key derived from the gateway secret over the first
+// ten and the namespace of the invoker, the only namespace that may read
+// the activation's sealed parts. The activation id is its hex form.
+//
+// The binding is what lets the owner of a record be another namespace than
+// the function's: an action of a public package runs under its owner's
+// namespace (header namespace, auth key, runtime) for another namespace's
+// caller; a sequence may consist of another namespace's public actions.
+// Whatever namespace the untrusted controller files a record under, the
+// gateway opens it only for the namespace its id was made for, so the
+// controller cannot show one namespace's results to another, and a package
+// owner does not read its callers' data. (Records of ids made before this
+// binding do not open.)
+const (
+	requestIDTimeBytes = 6
+	requestIDRandBytes = 4
+	requestIDMACBytes  = envelope.RequestIDSize - requestIDTimeBytes - requestIDRandBytes
+	requestIDKeyInfo   = "clemmys/v1 gateway request id key"
+	requestIDLabel     = "clemmys/v1 request id\x00"
+)
+
+// requestIDMAC is the MAC part of a request id with prefix for ns.
+func (g *Gateway) requestIDMAC(prefix []byte, ns string) []byte {
+	key, err := hkdf.Key(sha256.New, g.secret.Bytes(), nil, requestIDKeyInfo, 32)
+	if err != nil {
+		panic(err) // a 32-byte key of HKDF-SHA256 cannot fail
+	}
+	defer clear(key)
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(requestIDLabel))
+	m.Write(prefix)
+	m.Write([]byte(ns))
+	return m.Sum(nil)[:requestIDMACBytes]
+}
+
+// newRequestID returns a request id for an invocation by namespace ns.
+func (g *Gateway) newRequestID(now time.Time, ns string) []byte {
+	id := make([]byte, requestIDTimeBytes+requestIDRandBytes, envelope.RequestIDSize)
+	binary.BigEndian.PutUint64(id[:8], uint64(now.UnixMilli())<<16)
+	_, _ = rand.Read(id[requestIDTimeBytes:])
+	return append(id, g.requestIDMAC(id, ns)...)
+}
+
+// requestFor reports whether request id was made for namespace ns.
+func (g *Gateway) requestFor(id []byte, ns string) bool {
+	if len(id) != envelope.RequestIDSize {
+		return false
+	}
+	n := requestIDTimeBytes + requestIDRandBytes
+	return hmac.Equal(id[n:], g.requestIDMAC(id[:n], ns))
 }
 
 // invokeAction seals the parameters into an envelope for the action's
@@ -91,7 +137,7 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]string{"activationId": res.id})
 		return
 	}
-	view := g.openActivation(res.act, res.digest)
+	view := g.openActivation(res.act, res.digest, caller)
 	status := http.StatusOK
 	switch view.status {
 	case wire.StatusSuccess:
@@ -147,12 +193,16 @@ type invoked struct {
 
 // invoke merges the parameters, resolves the chain (verifying every
 // function record), seals one envelope and hands it to the controller. The
-// envelope's namespace is the action's owner (its runtimes hold only that
-// namespace's auth key); the caller is the subject. A non-nil *invoked
-// comes back once the envelope is sealed, also with an error.
+// envelope's namespace is the functions' owner (their runtimes hold only
+// that namespace's auth key), so the steps of a chain must all belong to
+// one namespace: a sequence may consist of another namespace's public
+// actions, but not mix them with its own (clemmys: one envelope, one auth
+// key). The invoked entity's namespace is where the controller files the
+// record; the caller is the subject, and the request id is bound to it. A
+// non-nil *invoked comes back once the envelope is sealed, also with an
+// error.
 func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chainError) {
 	a := inv.target.action
-	ns := a.Namespace
 	params, cerr := g.mergeParams(inv.target, inv.payload)
 	if cerr != nil {
 		return nil, cerr
@@ -164,6 +214,12 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	cancel()
 	if cerr != nil {
 		return nil, cerr
+	}
+	ns := steps[0].action.Namespace
+	for _, st := range steps {
+		if st.action.Namespace != ns {
+			return nil, &chainError{http.StatusBadRequest, "The actions of a sequence must all belong to one namespace: clemmys seals a sequence for one namespace.", nil}
+		}
 	}
 	suite := envelope.Suite(steps[0].record.Suite)
 	kem, err := suite.KEM()
@@ -206,7 +262,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	}
 
 	now := g.now()
-	reqID := newRequestID(now)
+	reqID := g.newRequestID(now, inv.caller)
 	h := envelope.Header{
 		Version:   1,
 		Suite:     suite,
@@ -235,7 +291,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	res := &invoked{id: hex.EncodeToString(reqID), digest: digest}
 	req := wire.InvokeRequest{
 		ActivationID: res.id,
-		Namespace:    ns,
+		Namespace:    a.Namespace,
 		Action:       a.Name,
 		Version:      a.Version,
 		Subject:      inv.caller,
@@ -268,7 +324,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if !inv.blocking {
 		return res, nil
 	}
-	if act.ActivationID != res.id || act.Namespace != ns {
+	if act.ActivationID != res.id || act.Namespace != a.Namespace {
 		return res, &chainError{http.StatusBadGateway, "The controller answered with another activation.", nil}
 	}
 	res.act = &act

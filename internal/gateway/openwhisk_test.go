@@ -175,7 +175,7 @@ func TestMergeMeta(t *testing.T) {
 func TestTriggerRecord(t *testing.T) {
 	g := &Gateway{secret: envelope.NewKey()}
 	now := time.Now()
-	reqID := newRequestID(now)
+	reqID := g.newRequestID(now, "guest")
 	payload := []byte(`{"secret":"TRIGGER-PAYLOAD-SECRET"}`)
 	logs := []string{`{"statusCode":0,"success":true,"activationId":"abc","rule":"guest/r","action":"guest/a"}`}
 	res, sl, err := g.sealTriggerRecord("guest", "t", reqID, now, payload, logs)
@@ -189,32 +189,34 @@ func TestTriggerRecord(t *testing.T) {
 	}
 	rec := &wire.Activation{ActivationID: hex.EncodeToString(reqID), Namespace: "guest", Name: "t", Subject: "guest",
 		Start: now.UnixMilli(), End: now.UnixMilli(), Status: wire.StatusSuccess, Result: res, Logs: sl}
-	v := g.viewFor(rec, "guest")
+	v := g.openActivation(rec, [32]byte{}, "guest")
 	if v.status != wire.StatusSuccess || string(v.result) != string(payload) || len(v.logs) != 1 || v.logs[0] != logs[0] {
 		t.Fatalf("opened: %q %s %q", v.status, v.result, v.logs)
 	}
 	// Under another id, or by another gateway: not authenticated.
 	other := *rec
-	other.ActivationID = hex.EncodeToString(newRequestID(now))
-	if v := g.openActivation(&other, [32]byte{}); v.status != wire.StatusInternalError {
+	other.ActivationID = hex.EncodeToString(g.newRequestID(now, "guest"))
+	if v := g.openActivation(&other, [32]byte{}, "guest"); v.status != wire.StatusInternalError {
 		t.Fatalf("moved record: %q", v.status)
 	}
-	if v := (&Gateway{secret: envelope.NewKey()}).openActivation(rec, [32]byte{}); v.status != wire.StatusInternalError {
+	if v := (&Gateway{secret: envelope.NewKey()}).openActivation(rec, [32]byte{}, "guest"); v.status != wire.StatusInternalError {
 		t.Fatalf("other gateway: %q", v.status)
 	}
 }
 
-// A record invoked by another namespace (an action of a public package)
-// is not opened for the owner of the namespace it is stored in.
-func TestViewForOtherSubject(t *testing.T) {
+// A record is opened only for the namespace its request id was made for:
+// not for the owner of the namespace it is filed under (an action of a
+// public package invoked by another namespace), nor after the controller
+// moved it.
+func TestOpenActivationOnlyForInvoker(t *testing.T) {
 	g, rec, _ := sealedRun(t, `{"mine":"INVOKER-DATA"}`, "log\n")
-	rec.Subject = "bob"
-	v := g.viewFor(rec, "guest")
-	if strings.Contains(string(v.result), "INVOKER-DATA") || len(v.logs) != 0 || !strings.Contains(string(v.result), "another namespace") {
-		t.Fatalf("owner saw %s %q", v.result, v.logs)
+	for _, viewer := range []string{"bob", "alice"} {
+		v := g.openActivation(rec, [32]byte{}, viewer)
+		if strings.Contains(string(v.result), "INVOKER-DATA") || len(v.logs) != 0 || v.status != wire.StatusInternalError {
+			t.Fatalf("%s saw %s %q", viewer, v.result, v.logs)
+		}
 	}
-	rec.Subject = "guest"
-	if v := g.viewFor(rec, "guest"); v.status != wire.StatusSuccess || !strings.Contains(string(v.result), "INVOKER-DATA") {
+	if v := g.openActivation(rec, [32]byte{}, "guest"); v.status != wire.StatusSuccess || !strings.Contains(string(v.result), "INVOKER-DATA") {
 		t.Fatalf("invoker: %q %s", v.status, v.result)
 	}
 }

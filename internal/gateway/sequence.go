@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 
@@ -23,15 +22,19 @@ const (
 	msgSequenceTooDeep = "The sequence nests sequences too deeply or refers to itself."
 )
 
-// componentRef parses a sequence component: "/ns/action", where "_" is the
-// caller's namespace. It returns the namespace and the action name.
+// componentRef parses a sequence component: "/ns/action" or
+// "/ns/pkg/action", where "_" is the caller's namespace. It returns the
+// namespace and the action name ("action" or "pkg/action").
 func componentRef(c, caller string) (ns, name string, ok bool) {
 	rest, ok := strings.CutPrefix(c, "/")
 	if !ok {
 		return "", "", false
 	}
 	ns, name, ok = strings.Cut(rest, "/")
-	if !ok || !validName(name) {
+	if !ok {
+		return "", "", false
+	}
+	if _, _, ok := splitAction(name); !ok {
 		return "", "", false
 	}
 	if ns == "_" {
@@ -78,23 +81,18 @@ func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, ns, name s
 				g.fail(w, r, http.StatusBadRequest, msgBadComponent)
 				return
 			}
-			if cns != ns {
-				// Other namespaces are invisible to the caller (public
-				// packages are not supported as components).
-				g.fail(w, r, http.StatusBadRequest, msgNoComponent)
-				return
-			}
-			if cname == name {
+			if cns == ns && cname == name {
 				g.fail(w, r, http.StatusBadRequest, msgSelfReference)
 				return
 			}
-			var a wire.Action
-			if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: cns, Name: cname}, &a); err != nil {
-				if isNotFound(err) {
+			// Another namespace's action is a component only in a
+			// public package (loadTarget checks).
+			if _, cerr := g.loadTarget(ctx, ns, cns, cname); cerr != nil {
+				if cerr.status == http.StatusForbidden || (cerr.status == 0 && isNotFound(cerr.err)) {
 					g.fail(w, r, http.StatusBadRequest, msgNoComponent)
 					return
 				}
-				g.busError(w, r, "check sequence component", err)
+				g.answer(w, r, "check sequence component", cerr)
 				return
 			}
 			qualified = append(qualified, "/"+cns+"/"+cname)
@@ -162,21 +160,22 @@ func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, o
 	}
 	for _, c := range a.Components {
 		cns, cname, ok := componentRef(c, a.Namespace)
-		if !ok || cns != a.Namespace {
+		if !ok {
 			return nil, &chainError{http.StatusBadGateway, "The sequence's stored components are invalid.", nil}
 		}
-		var ca wire.Action
-		if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: cns, Name: cname}, &ca); err != nil {
-			if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
+		// Resolved with the rights of the sequence's owner: its own
+		// actions, and other namespaces' public packages.
+		t, cerr := g.loadTarget(ctx, a.Namespace, cns, cname)
+		if cerr != nil {
+			switch {
+			case cerr.status == 0 && isNotFound(cerr.err):
 				return nil, &chainError{http.StatusBadRequest, msgNoComponent + " (" + c + ")", nil}
+			case cerr.status == 0:
+				return nil, &chainError{http.StatusBadGateway, "A sequence component could not be loaded.", cerr.err}
 			}
-			return nil, &chainError{http.StatusBadGateway, "A sequence component could not be loaded.", err}
+			return nil, cerr
 		}
-		if ca.Namespace != cns || ca.Name != cname {
-			return nil, &chainError{http.StatusBadGateway, "The controller answered with another action.", nil}
-		}
-		var cerr *chainError
-		if out, cerr = g.resolveChain(ctx, &ca, depth+1, out); cerr != nil {
+		if out, cerr = g.resolveChain(ctx, t.action, depth+1, out); cerr != nil {
 			return nil, cerr
 		}
 	}

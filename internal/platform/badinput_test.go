@@ -228,7 +228,7 @@ func TestBadInput(t *testing.T) {
 			code string
 		}{
 			{"body bit flipped", mutate(func(e *envelope.Envelope) { e.Body[len(e.Body)-1] ^= 1 }), "body"},
-			{"capsule bit flipped", mutate(func(e *envelope.Envelope) { e.Capsules[0][40] ^= 1 }), "capsule"},
+			{"capsule bit flipped", mutate(func(e *envelope.Envelope) { e.Capsules[0][40] ^= 1 }), "auth"},
 			{"expiry extended", mutate(func(e *envelope.Envelope) { e.Header.Expiry += 3600_000 }), "auth"},
 			{"memory limit raised", mutate(func(e *envelope.Envelope) { e.Header.Limits.MemoryMB = 4096 }), "auth"},
 			{"truncated", req.Envelope[:len(req.Envelope)-7], "malformed"},
