@@ -70,17 +70,17 @@ func (c *Controller) handlePackagePut(ctx context.Context, data []byte) (any, er
 	}
 	p.Updated = c.now().UnixMilli()
 	if err := saveEntity(ctx, c.packages, "package", key, &p, prev != nil, rev); err != nil {
-		return nil, createConflict(err, prev == nil)
+		return nil, createConflict(err, prev == nil && !put.Overwrite)
 	}
 	c.log.Info("package stored", "namespace", p.Namespace, "package", p.Name, "version", p.Version,
 		"binding", p.Binding != nil, "overwrite", prev != nil)
 	return &p, nil
 }
 
-// createConflict reports a lost race to create an entity as an existing
-// entity, like a create that found it.
-func createConflict(err error, created bool) error {
-	if we, ok := errors.AsType[*wire.Error](err); ok && created && we.Code == wire.CodeConflict {
+// createConflict reports a lost race to create an entity (without
+// Overwrite) as an existing entity, like a create that found it.
+func createConflict(err error, create bool) error {
+	if we, ok := errors.AsType[*wire.Error](err); ok && create && we.Code == wire.CodeConflict {
 		return wire.Errorf(wire.CodeConflict, conflictMessage)
 	}
 	return err

@@ -3,6 +3,7 @@ package controller
 import (
 	"bytes"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -428,5 +429,44 @@ func TestActionListPackage(t *testing.T) {
 	for _, name := range []string{"/", "pkg//", "a/b/", " /", "p*/"} {
 		_, err := call[wire.ActionList](e, wire.SubjectActionList, wire.ListRequest{Namespace: "guest", Name: name})
 		wantCode(t, err, wire.CodeBadRequest)
+	}
+}
+
+// Concurrent creates of one entity: exactly one wins, the others conflict.
+func TestEntityPutRace(t *testing.T) {
+	e := newEnv(t)
+	e.putTrigger("guest", "tick")
+	e.put(actionPut(t, "guest", "hello", "hello"))
+	puts := map[string]func(i int) any{
+		wire.SubjectPackagePut: func(i int) any {
+			return wire.PackagePut{Package: wire.Package{Namespace: "guest", Name: "p" + itoa(i)}}
+		},
+		wire.SubjectTriggerPut: func(i int) any {
+			return wire.TriggerPut{Trigger: wire.Trigger{Namespace: "guest", Name: "t" + itoa(i)}}
+		},
+		wire.SubjectRulePut: func(i int) any {
+			return wire.RulePut{Rule: wire.Rule{Namespace: "guest", Name: "r" + itoa(i), Trigger: "/guest/tick", Action: "/guest/hello"}}
+		},
+	}
+	for subject, req := range puts {
+		for i := range 10 {
+			var wg sync.WaitGroup
+			errs := make([]error, 4)
+			for j := range errs {
+				wg.Go(func() { _, errs[j] = call[struct{}](e, subject, req(i)) })
+			}
+			wg.Wait()
+			ok := 0
+			for _, err := range errs {
+				if err == nil {
+					ok++
+					continue
+				}
+				wantCode(t, err, wire.CodeConflict)
+			}
+			if ok != 1 {
+				t.Fatalf("%s %d: %d puts succeeded", subject, i, ok)
+			}
+		}
 	}
 }

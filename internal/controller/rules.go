@@ -74,7 +74,7 @@ func (c *Controller) handleRulePut(ctx context.Context, data []byte) (any, error
 	}
 	r.Updated = c.now().UnixMilli()
 	if err := saveEntity(ctx, c.rules, "rule", key, &r, prev != nil, rev); err != nil {
-		return nil, createConflict(err, prev == nil)
+		return nil, createConflict(err, prev == nil && !put.Overwrite)
 	}
 	c.log.Info("rule stored", "namespace", r.Namespace, "rule", r.Name, "trigger", r.Trigger, "action", r.Action,
 		"status", r.Status, "version", r.Version, "overwrite", prev != nil)

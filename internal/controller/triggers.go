@@ -47,7 +47,7 @@ func (c *Controller) handleTriggerPut(ctx context.Context, data []byte) (any, er
 	}
 	t.Updated = c.now().UnixMilli()
 	if err := saveEntity(ctx, c.triggers, "trigger", key, &t, prev != nil, rev); err != nil {
-		return nil, createConflict(err, prev == nil)
+		return nil, createConflict(err, prev == nil && !put.Overwrite)
 	}
 	c.log.Info("trigger stored", "namespace", t.Namespace, "trigger", t.Name, "version", t.Version, "overwrite", prev != nil)
 	return &t, nil

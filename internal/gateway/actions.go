@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/clemmys/clemmys/internal/bus"
@@ -489,17 +490,40 @@ func (g *Gateway) listActions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// paging parses skip and limit (default 30, at most 200, 0 = 200).
+// paging parses skip and limit (default 30, 0 = 200; OpenWhisk refuses
+// more than 200, a negative skip and non-integers with 400).
 func (g *Gateway) paging(w http.ResponseWriter, r *http.Request) (skip, limit int, ok bool) {
-	skip, err := queryInt(r, "skip", 0)
-	if err == nil {
-		limit, err = queryInt(r, "limit", defListLimit)
+	collection := "the collection"
+	if parts := strings.Split(r.URL.Path, "/"); len(parts) > 5 && parts[5] != "" {
+		collection = parts[5] // /api/v1/namespaces/{ns}/{collection}
 	}
-	if err != nil {
-		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
+	q := r.URL.Query()
+	parse := func(name string, def int) (int, bool) {
+		v := q.Get(name)
+		if v == "" {
+			return def, true
+		}
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+			g.fail(w, r, http.StatusBadRequest, "The value '%s' of %s is not an integer for %s.", v, name, collection)
+			return 0, false
+		case n < 0 && name == "skip":
+			g.fail(w, r, http.StatusBadRequest, "The value %d of %s is not greater than or equal to 0 for %s.", n, name, collection)
+			return 0, false
+		case n < 0 || n > maxListLimit:
+			g.fail(w, r, http.StatusBadRequest, "The value %d of %s is not in the range of 0 to %d for %s.", n, name, maxListLimit, collection)
+			return 0, false
+		}
+		return n, true
+	}
+	if skip, ok = parse("skip", 0); !ok {
 		return 0, 0, false
 	}
-	if limit == 0 || limit > maxListLimit {
+	if limit, ok = parse("limit", defListLimit); !ok {
+		return 0, 0, false
+	}
+	if limit == 0 {
 		limit = maxListLimit
 	}
 	return skip, limit, true
