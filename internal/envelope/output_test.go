@@ -80,9 +80,12 @@ func TestAuthTag(t *testing.T) {
 		t.Fatalf("tagged envelope refused: %v", err)
 	}
 	cases := map[string]func(e *Envelope){
-		"no tag":                     func(e *Envelope) { e.Auth = nil },
-		"tag flipped":                func(e *Envelope) { e.Auth[0] ^= 1 },
-		"another namespace's key":    func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(AuthKey(testKey(t, "gw"), "other"), d, e.Capsules) },
+		"no tag":      func(e *Envelope) { e.Auth = nil },
+		"tag flipped": func(e *Envelope) { e.Auth[0] ^= 1 },
+		"another namespace's key": func(e *Envelope) {
+			d, _ := e.Header.Digest()
+			e.Auth = authTag(AuthKey(testKey(t, "gw"), "other"), d, e.Capsules)
+		},
 		"attacker's own key":         func(e *Envelope) { d, _ := e.Header.Digest(); e.Auth = authTag(testKey(t, "attacker"), d, e.Capsules) },
 		"tag of another request":     func(e *Envelope) { e.Auth = authTag(testAuthKey, [32]byte{1}, e.Capsules) },
 		"tag truncated (structural)": func(e *Envelope) { e.Auth = e.Auth[:16] },
