@@ -182,9 +182,33 @@ func TestOpenWhiskActions(t *testing.T) {
 		t.Fatalf("owner sees the invoker's result: %v", rec)
 	}
 
+	// A sequence of another namespace's public actions: sealed for their
+	// namespace, recorded in the caller's, readable by the caller only.
+	aliceAPI := "/api/v1/namespaces/_"
+	seq := map[string]any{"exec": map[string]any{"kind": "sequence", "components": []string{"/guest/tools/inner", "/guest/tools/inner"}}}
+	if st, _ := e.call(alice, "PUT", aliceAPI+"/actions/useTools", seq, &got); st != 200 {
+		t.Fatalf("sequence of public actions: %d %v", st, got)
+	}
+	var accepted map[string]string
+	if st, _ := e.call(alice, "POST", aliceAPI+"/actions/useTools", map[string]any{"via": "seq"}, &accepted); st != http.StatusAccepted {
+		t.Fatalf("invoke sequence of public actions: %d %v", st, accepted)
+	}
+	srec := e.waitActivation(alice, accepted["activationId"])
+	if sres, _ := srec["response"].(map[string]any)["result"].(map[string]any); sres["via"] != "seq" || srec["namespace"] != "alice" {
+		t.Fatalf("sequence of public actions: %v", srec)
+	}
+	if st, _ := e.call(g, "GET", api+"/activations/"+accepted["activationId"], nil, &eb); st != http.StatusNotFound {
+		t.Fatalf("the owner of the components reads the caller's sequence: %d", st)
+	}
+	e.deploy(alice, "mine", echo, nil)
+	mixed := map[string]any{"exec": map[string]any{"kind": "sequence", "components": []string{"/_/mine", "/guest/tools/inner"}}}
+	e.call(alice, "PUT", aliceAPI+"/actions/mixed", mixed, nil)
+	if st, _ := e.call(alice, "POST", aliceAPI+"/actions/mixed?blocking=true", nil, &eb); st != http.StatusBadRequest {
+		t.Fatalf("sequence mixing namespaces: %d %v", st, eb)
+	}
+
 	// Blocking wait bounded by ?timeout: 202 with the id, then the record.
 	e.deploy(g, "sleep", wasmbuild.MustBuild(t, "internal/testfuncs/sleep"), map[string]any{"timeout": 10000})
-	var accepted map[string]string
 	st, _ = e.call(g, "POST", api+"/actions/sleep?blocking=true&timeout=300", map[string]any{"ms": 1500}, &accepted)
 	if st != http.StatusAccepted || len(accepted["activationId"]) != 32 {
 		t.Fatalf("blocking wait past timeout: %d %v", st, accepted)
@@ -211,7 +235,17 @@ func TestOpenWhiskActions(t *testing.T) {
 	if l := acts("name=echo"); len(l) != 3 || l[0]["name"] != "echo" || l[0]["response"] != nil {
 		t.Fatalf("name=echo: %d records %v", len(l), l)
 	}
-	if l := acts("name=tools/inner&docs=true"); len(l) != 2 || l[0]["name"] != "inner" || l[0]["response"] == nil {
+	// guest's own invocation, alice's, and the two components of alice's
+	// sequence (the controller files them under the functions' namespace):
+	// only guest's own opens for guest.
+	l := acts("name=tools/inner&docs=true")
+	opened := 0
+	for _, rec := range l {
+		if rec["response"].(map[string]any)["success"] == true {
+			opened++
+		}
+	}
+	if len(l) != 4 || l[0]["name"] != "inner" || opened != 1 {
 		t.Fatalf("name=tools/inner: %v", l)
 	}
 	if l := acts("name=echo&skip=1&limit=2"); len(l) != 2 {
