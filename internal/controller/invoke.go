@@ -38,6 +38,7 @@ const maxDispatchAttempts = 3
 // sequence or one component of a sequence.
 type activation struct {
 	id, ns, name string
+	runNs        string // namespace of the action (runs there); ns files the record
 	version      string
 	subject      string
 	key          string // store key of the record
@@ -50,15 +51,24 @@ type activation struct {
 	extra        []wire.KeyValue // annotations after path, kind and limits
 }
 
+// recordNamespace is where req's activation records are filed.
+func recordNamespace(req *wire.InvokeRequest) string {
+	if req.RecordNamespace != "" {
+		return req.RecordNamespace
+	}
+	return req.Namespace
+}
+
 // single returns the activation of a plain invocation of action act.
 func single(req *wire.InvokeRequest, act *wire.Action, received time.Time) *activation {
 	a := &activation{
 		id:       req.ActivationID,
-		ns:       req.Namespace,
+		ns:       recordNamespace(req),
+		runNs:    req.Namespace,
 		name:     req.Action,
 		version:  req.Version,
 		subject:  req.Subject,
-		key:      store.Key(req.Namespace, req.ActivationID),
+		key:      store.Key(recordNamespace(req), req.ActivationID),
 		start:    received,
 		limits:   mergeLimits(req.Limits, act.Limits),
 		kind:     kindWasm,
@@ -165,6 +175,11 @@ func checkInvoke(req *wire.InvokeRequest) error {
 	if err := checkRef(req.Namespace, req.Action); err != nil {
 		return err
 	}
+	if req.RecordNamespace != "" {
+		if err := checkNamespace(req.RecordNamespace); err != nil {
+			return err
+		}
+	}
 	if len(req.Envelope) == 0 {
 		return badRequest("envelope is required")
 	}
@@ -206,7 +221,7 @@ func mergeLimits(req, action wire.Limits) wire.Limits {
 func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte) *wire.Activation {
 	run := &wire.RunRequest{
 		ActivationID: a.id,
-		Namespace:    a.ns,
+		Namespace:    a.runNs,
 		Action:       a.name,
 		FunctionID:   fid,
 		Envelope:     a.envelope,
@@ -336,6 +351,14 @@ func (c *Controller) account(rec *wire.Activation) {
 		"components", len(rec.Components))
 }
 
+// pathNs is the namespace of the action run (the "path" annotation).
+func (a *activation) pathNs() string {
+	if a.runNs != "" {
+		return a.runNs
+	}
+	return a.ns
+}
+
 // record is the running record (End 0, no status) of a.
 func (a *activation) record() *wire.Activation {
 	return &wire.Activation{
@@ -353,7 +376,7 @@ func (a *activation) record() *wire.Activation {
 
 func (a *activation) annotations() []wire.KeyValue {
 	anns := []wire.KeyValue{
-		{Key: "path", Value: a.ns + "/" + a.name},
+		{Key: "path", Value: a.pathNs() + "/" + a.name},
 		{Key: "kind", Value: a.kind},
 		{Key: "limits", Value: map[string]any{
 			"timeout":     a.limits.TimeoutMs,

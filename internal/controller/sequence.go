@@ -75,11 +75,12 @@ func (c *Controller) newSequence(req *wire.InvokeRequest, act *wire.Action, rece
 	s := &sequence{
 		activation: &activation{
 			id:       req.ActivationID,
-			ns:       req.Namespace,
+			ns:       recordNamespace(req),
+			runNs:    req.Namespace,
 			name:     req.Action,
 			version:  req.Version,
 			subject:  req.Subject,
-			key:      store.Key(req.Namespace, req.ActivationID),
+			key:      store.Key(recordNamespace(req), req.ActivationID),
 			start:    received,
 			limits:   mergeLimits(req.Limits, act.Limits),
 			kind:     wire.KindSequence,
@@ -125,7 +126,8 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		start := c.now()
 		comp := &activation{
 			id:       newActivationID(start),
-			ns:       st.Namespace,
+			ns:       recordNamespace(req),
+			runNs:    st.Namespace,
 			name:     st.Action,
 			version:  st.Version,
 			subject:  req.Subject,

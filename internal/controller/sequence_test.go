@@ -296,12 +296,16 @@ func TestSequenceInvoke(t *testing.T) {
 		t.Fatalf("get: %+v", got)
 	}
 
-	// The component records, stored in their namespaces.
+	// The component records, filed with the sequence's (the caller's
+	// namespace, as OpenWhisk does); "path" names the component's.
 	for j, id := range seq.Components {
 		st := steps[j]
-		c := e.component(st.Namespace, id)
+		c := e.component("guest", id)
 		start := received + 10*int64(j)
-		if c.ActivationID != id || c.Namespace != st.Namespace || c.Name != st.Action || c.Version != st.Version ||
+		if !slices.ContainsFunc(c.Annotations, func(kv wire.KeyValue) bool { return kv.Key == "path" && kv.Value == st.Namespace+"/"+st.Action }) {
+			t.Fatalf("component %d path %v", j, c.Annotations)
+		}
+		if c.ActivationID != id || c.Namespace != "guest" || c.Name != st.Action || c.Version != st.Version ||
 			c.Subject != "alice" || c.Cause != req.ActivationID || c.Step != uint32(j) || len(c.Components) != 0 {
 			t.Fatalf("component %d metadata %+v", j, c)
 		}
@@ -327,14 +331,13 @@ func TestSequenceInvoke(t *testing.T) {
 		if ms := int64(b[0])<<40 | int64(b[1])<<32 | int64(b[2])<<24 | int64(b[3])<<16 | int64(b[4])<<8 | int64(b[5]); ms != start {
 			t.Errorf("component %d id time %d, want %d", j, ms, start)
 		}
-		if a := mustCall[wire.Activation](e, wire.SubjectActivationGet, wire.ActivationRef{Namespace: st.Namespace, ActivationID: id}); a.Cause != req.ActivationID {
+		if a := mustCall[wire.Activation](e, wire.SubjectActivationGet, wire.ActivationRef{Namespace: "guest", ActivationID: id}); a.Cause != req.ActivationID {
 			t.Errorf("get component %d: %+v", j, a)
 		}
 	}
-	// Component records are not under the sequence's namespace when
-	// their action lives elsewhere.
-	if e.stored("guest", seq.Components[2]) != nil {
-		t.Error("component of other/c stored under guest")
+	// Component records are not under the component action's namespace.
+	if e.stored("other", seq.Components[2]) != nil {
+		t.Error("component of other/c stored under other")
 	}
 
 	// A duplicate sequence id is refused, whether blocking or not.

@@ -303,6 +303,12 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if a.Kind != kindSequence {
 		req.FunctionID = steps[0].record.FunctionID
 	}
+	if a.Namespace != inv.caller {
+		// Another namespace's public action: the records are the
+		// caller's (OpenWhisk), and only the caller can open them (the
+		// request id is bound to the caller's namespace).
+		req.RecordNamespace = inv.caller
+	}
 
 	wait := busTimeout
 	if inv.blocking {
@@ -324,7 +330,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if !inv.blocking {
 		return res, nil
 	}
-	if act.ActivationID != res.id || act.Namespace != a.Namespace {
+	if act.ActivationID != res.id || act.Namespace != inv.caller {
 		return res, &chainError{http.StatusBadGateway, "The controller answered with another activation.", nil}
 	}
 	res.act = &act

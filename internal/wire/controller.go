@@ -101,6 +101,12 @@ type InvokeRequest struct {
 	// in the envelope header; the controller runs them in order, each
 	// step's sealed output being the next step's envelope.
 	Steps []StepRoute `cbor:"10,keyasint,omitempty"`
+	// RecordNamespace files the activation records (the invocation's and
+	// its components') when it differs from Namespace: the caller's
+	// namespace when it invokes an action of another namespace's public
+	// package (OpenWhisk records activations in the caller's namespace).
+	// Empty: Namespace.
+	RecordNamespace string `cbor:"11,keyasint,omitempty"`
 }
 
 // StepRoute is the routing metadata of one step of a sequence.
