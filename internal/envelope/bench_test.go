@@ -100,3 +100,26 @@ func BenchmarkOpenResult(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSeal3Steps is the gateway's sealing work for a 3-step sequence
+// of distinct functions, including the wire encoding.
+func BenchmarkSeal3Steps(b *testing.B) {
+	for _, suite := range suites {
+		b.Run(suite.String(), func(b *testing.B) {
+			fns := []*testFn{newTestFn(b, suite, "a"), newTestFn(b, suite, "b"), newTestFn(b, suite, "c")}
+			h := newTestHeader(suite, "bench3", fns...)
+			rs := RequestSecret(NewKey(), h.RequestID)
+			pubs := pubsOf(fns...)
+			b.ReportAllocs()
+			for b.Loop() {
+				e, err := Seal(h, rs, testAuthKey, pubs, payload1K)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.Marshal(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

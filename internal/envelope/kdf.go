@@ -104,8 +104,9 @@ func newAEAD(k Key) (cipher.AEAD, error) {
 	return cipher.NewGCMWithRandomNonce(block)
 }
 
-// sealAEAD returns nonce || AES-256-GCM(k, plaintext, aad).
-func sealAEAD(k Key, aad, plaintext []byte) ([]byte, error) {
+// gcmSeal returns nonce || AES-256-GCM(k, plaintext, aad). The envelope
+// calls it through sealAEAD (protection.go).
+func gcmSeal(k Key, aad, plaintext []byte) ([]byte, error) {
 	a, err := newAEAD(k)
 	if err != nil {
 		return nil, err
@@ -113,8 +114,8 @@ func sealAEAD(k Key, aad, plaintext []byte) ([]byte, error) {
 	return a.Seal(make([]byte, 0, len(plaintext)+gcmOverhead), nil, plaintext, aad), nil
 }
 
-// openAEAD is the inverse of sealAEAD. Its error carries no detail.
-func openAEAD(k Key, aad, sealed []byte) ([]byte, error) {
+// gcmOpen is the inverse of gcmSeal. Its error carries no detail.
+func gcmOpen(k Key, aad, sealed []byte) ([]byte, error) {
 	a, err := newAEAD(k)
 	if err != nil {
 		return nil, err
@@ -136,7 +137,7 @@ func AuthKey(gatewaySecret Key, namespace string) Key {
 	return hkdfKey(gatewaySecret.raw(), nil, labelAuthKey+namespace)
 }
 
-// authTag is HMAC-SHA256(authKey, labelAuth || D || u32(n) || C), where C
+// hmacAuthTag (called through authTag, protection.go) is HMAC-SHA256(authKey, labelAuth || D || u32(n) || C), where C
 // is SHA-256 over the capsules, each length-prefixed (u32). It binds the
 // capsules the gateway made, not only the header: with a tag over D alone,
 // whoever sees a genuine envelope could keep its header and tag, seal a
@@ -144,7 +145,7 @@ func AuthKey(gatewaySecret Key, namespace string) Key {
 // authenticate the sender) and a body of their choosing, and read the
 // output under the next-step key they picked. Capsules never change along a
 // chain, so the tag is the same at every step.
-func authTag(authKey Key, d [32]byte, capsules [][]byte) []byte {
+func hmacAuthTag(authKey Key, d [32]byte, capsules [][]byte) []byte {
 	c := sha256.New()
 	for _, cp := range capsules {
 		c.Write(u32(uint32(len(cp))))

@@ -53,7 +53,7 @@ func Seal(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []b
 	for j, pk := range pubs {
 		copy(pt, keys[j].raw())
 		copy(pt[KeySize:], keys[j+1].raw())
-		caps[j], err = hpke.Seal(pk, hpkeKDF(), hpkeAEAD(), bound(labelCapsule, d, uint32(j)), pt)
+		caps[j], err = capsuleSeal(pk, bound(labelCapsule, d, uint32(j)), pt)
 		if err != nil {
 			return nil, fmt.Errorf("envelope: seal capsule %d: %w", j, err)
 		}
@@ -176,7 +176,7 @@ func Open(e *Envelope, fn *FunctionIdentity, now time.Time) (*Opened, error) {
 	if len(c) != h.Suite.capsuleSize() {
 		return nil, wrap(ErrCapsule, "capsule is %d bytes, want %d", len(c), h.Suite.capsuleSize())
 	}
-	pt, err := hpke.Open(fn.PrivateKey, hpkeKDF(), hpkeAEAD(), bound(labelCapsule, d, e.Step), c)
+	pt, err := capsuleOpen(fn.PrivateKey, bound(labelCapsule, d, e.Step), c)
 	if err != nil || len(pt) != 2*KeySize {
 		return nil, ErrCapsule
 	}

@@ -38,6 +38,36 @@ func (g *Gateway) definitionTag(ns, name string, components []string) []byte {
 	return m.Sum(nil)
 }
 
+// packageTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
+// publish || lp(binding namespace) || lp(binding name)).
+func (g *Gateway) packageTag(p *wire.Package) []byte {
+	m := hmac.New(sha256.New, g.seqKey)
+	m.Write([]byte("clemmys/v1 package\x00"))
+	var bns, bname string
+	if p.Binding != nil {
+		bns, bname = p.Binding.Namespace, p.Binding.Name
+	}
+	pub := []byte{0}
+	if p.Publish {
+		pub[0] = 1
+	}
+	for i, part := range [][]byte{[]byte(p.Namespace), []byte(p.Name), pub, []byte(bns), []byte(bname)} {
+		if i != 2 {
+			var l [4]byte
+			binary.BigEndian.PutUint32(l[:], uint32(len(part)))
+			m.Write(l[:])
+		}
+		m.Write(part)
+	}
+	return m.Sum(nil)
+}
+
+// packageIntact reports whether a stored package's publish flag and binding
+// are those the gateway stored.
+func (g *Gateway) packageIntact(p *wire.Package) bool {
+	return hmac.Equal(p.Tag, g.packageTag(p))
+}
+
 // checkDefinition verifies a stored sequence's tag.
 func (g *Gateway) checkDefinition(a *wire.Action) bool {
 	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Components))

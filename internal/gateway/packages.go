@@ -158,6 +158,9 @@ func (g *Gateway) readablePackage(ctx context.Context, caller, ns, name string) 
 	if cerr != nil {
 		return nil, cerr
 	}
+	if p != nil && !g.packageIntact(p) {
+		return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+	}
 	if ns != caller && (p == nil || !p.Publish) {
 		return nil, notAuthorized("/" + ns + "/" + name)
 	}
@@ -166,6 +169,10 @@ func (g *Gateway) readablePackage(ctx context.Context, caller, ns, name string) 
 	}
 	return p, nil
 }
+
+// msgPackageTampered: the stored publish flag or binding is not what the
+// gateway stored.
+const msgPackageTampered = "The package's sharing or binding could not be authenticated."
 
 func renderBinding(b *wire.Binding) map[string]any {
 	if b == nil {
@@ -290,6 +297,7 @@ func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
 		}
 		pkg.Parameters = sealed
 	}
+	pkg.Tag = g.packageTag(&pkg)
 	var stored wire.Package
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectPackagePut, &wire.PackagePut{Package: pkg, Overwrite: overwrite}, &stored); err != nil {
 		g.busError(w, r, "store package", err)

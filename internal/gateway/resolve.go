@@ -127,6 +127,9 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string) (*tar
 		if cerr != nil {
 			return nil, cerr
 		}
+		if !g.packageIntact(p) {
+			return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+		}
 		if ns != caller && !p.Publish {
 			return nil, notAuthorized("/" + ns + "/" + pkg)
 		}
@@ -138,6 +141,9 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string) (*tar
 			bp, bparams, cerr := g.loadPackage(ctx, b.Namespace, b.Name)
 			if cerr != nil {
 				return nil, cerr
+			}
+			if !g.packageIntact(bp) {
+				return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
 			}
 			if b.Namespace != ns && !bp.Publish {
 				return nil, notAuthorized("/" + b.Namespace + "/" + b.Name)

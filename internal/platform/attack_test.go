@@ -491,6 +491,47 @@ func TestAttack(t *testing.T) {
 		}
 	})
 
+	t.Run("publish a private package in the store", func(t *testing.T) {
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/packages/priv", map[string]any{"publish": false}, nil); st != 200 {
+			t.Fatalf("create package: %d", st)
+		}
+		e.deploy(g, "priv/secret", echo, nil)
+		u, k, err := e.p.Gateway.CreateNamespace(context.Background(), "mallory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mallory := u + ":" + k
+		if st, _ := e.call(mallory, "POST", "/api/v1/namespaces/guest/actions/priv/secret?blocking=true", nil, nil); st != 403 {
+			t.Fatalf("private package from another namespace: %d", st)
+		}
+		kv := e.bucket(t, "clemmys_packages")
+		key := store.Key("guest", "priv")
+		en, err := kv.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pkg wire.Package
+		if err := bus.Unmarshal(en.Value(), &pkg); err != nil {
+			t.Fatal(err)
+		}
+		pkg.Publish = true // the operator shares it with everyone
+		b, _ := bus.Marshal(&pkg)
+		if _, err := kv.Put(context.Background(), key, b); err != nil {
+			t.Fatal(err)
+		}
+		before := e.p.Invoker.Executions()
+		var eb errorBody
+		if st, _ := e.call(mallory, "POST", "/api/v1/namespaces/guest/actions/priv/secret?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "could not be authenticated") {
+			t.Fatalf("published by the store: %d %+v", st, eb)
+		}
+		if st, _ := e.call(mallory, "GET", "/api/v1/namespaces/guest/packages/priv", nil, &eb); st != 502 {
+			t.Fatalf("read of a package published by the store: %d %+v", st, eb)
+		}
+		if n := e.p.Invoker.Executions() - before; n != 0 {
+			t.Fatalf("%d steps ran", n)
+		}
+	})
+
 	if t.Failed() {
 		t.Logf("platform logs:\n%s", e.logs.String())
 	}
@@ -532,7 +573,11 @@ func (e *env) tamperEntity(t *testing.T, name string, f func(a *wire.Action)) fu
 	}
 }
 
-func (e *env) actionsKV(t *testing.T) jetstream.KeyValue {
+func (e *env) actionsKV(t *testing.T) jetstream.KeyValue { return e.bucket(t, store.BucketActions) }
+
+// bucket opens a KV bucket directly, as the operator who controls the
+// store can.
+func (e *env) bucket(t *testing.T, name string) jetstream.KeyValue {
 	t.Helper()
 	nc, err := e.p.Bus.Connect("operator")
 	if err != nil {
@@ -543,7 +588,7 @@ func (e *env) actionsKV(t *testing.T) jetstream.KeyValue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(context.Background(), store.BucketActions)
+	kv, err := js.KeyValue(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,10 @@ type Package struct {
 	Parameters  SealedParams `cbor:"6,keyasint,omitempty"`
 	Binding     *Binding     `cbor:"7,keyasint,omitempty"`
 	Updated     int64        `cbor:"8,keyasint"`
+	// Tag is the gateway's MAC over namespace, name, Publish and Binding,
+	// opaque to the controller: a controller cannot publish a private
+	// package or redirect it to another one.
+	Tag []byte `cbor:"9,keyasint,omitempty"`
 }
 
 // PackagePut stores a package.
