@@ -1,9 +1,12 @@
 // Package sdk is the Go SDK for writing clemmys functions.
 //
-// A clemmys function is a WASI command module that follows the one-shot
-// calling convention: it reads its parameters as one JSON object on stdin,
-// writes its result as one JSON object on stdout and writes logs to stderr.
-// With this package a function is an ordinary Go function:
+// A clemmys function is a WASI command module. In the one-shot calling
+// convention it reads its parameters as one JSON object on stdin, writes its
+// result as one JSON object on stdout and writes logs to stderr. In the loop
+// convention, which the platform uses for functions built with this package,
+// one instance serves many activations: it reads one line of params JSON per
+// activation and writes one line of result JSON for each (see Run). With
+// this package a function is an ordinary Go function, the same for both:
 //
 //	package main
 //
@@ -23,7 +26,13 @@
 // The same code compiles natively, so the function can be unit-tested like
 // any other Go code.
 //
-// Exit status (what the platform reports):
+// Warm instances: between the activations an instance serves, the
+// function's global variables keep their values (as in a warm OpenWhisk
+// container); a panic ends the instance. A function that must start every
+// activation from a fresh instance imports package
+// github.com/clemmys/clemmys/sdk/fresh for its side effect.
+//
+// Exit status in one shot (what the platform reports):
 //   - 0: success; stdout holds the result object.
 //   - 1: application error: fn returned an error; stdout holds
 //     {"error": "<message>"} (an OpenWhisk application error).
@@ -35,6 +44,7 @@
 package sdk
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -68,11 +78,95 @@ const (
 // stderr too, so a stray fmt.Println becomes a log line instead of corrupting
 // the result.
 //
+// If the environment variable CLEMMYS_LOOP is "1" (the platform sets it for
+// modules built with this package, which export the function
+// "clemmys.loop.v1" that tells it they can), Run serves activations in a
+// loop instead: it reads one line of params (at most MaxInputBytes; an empty
+// line is {}), calls fn and writes the result, or {"error": "<message>"}, as
+// one line to stdout, until stdin ends, then exits 0. Bad params and errors
+// fn returns are reported on their line and the loop goes on; a panic is
+// reported the same way, then Run exits with status 2, since the function's
+// state may be broken. The platform knows an activation is over when Run
+// asks for the next line, so everything written to stderr until then is that
+// activation's logs: no marker is needed, and none can be forged.
+//
 // Run does not return.
 func Run(fn func(params map[string]any) (map[string]any, error)) {
 	stdout := os.Stdout
 	os.Stdout = os.Stderr
+	if os.Getenv(LoopEnv) == "1" {
+		os.Exit(loop(os.Stdin, stdout, os.Stderr, fn))
+	}
 	os.Exit(run(os.Stdin, stdout, os.Stderr, fn))
+}
+
+// LoopEnv is the environment variable that selects the loop convention.
+const LoopEnv = "CLEMMYS_LOOP"
+
+// loop is Run's loop convention without the process: it returns the exit
+// status.
+func loop(stdin io.Reader, stdout, stderr io.Writer, fn func(map[string]any) (map[string]any, error)) int {
+	br := bufio.NewReaderSize(stdin, 64<<10)
+	for {
+		line, err := readLine(br)
+		if errors.Is(err, io.EOF) && len(line) == 0 {
+			return exitOK
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			// The stream is out of step: stop.
+			return fail(stdout, stderr, exitDeveloperErr, err.Error())
+		}
+		params, err := parseParams(line)
+		if err != nil {
+			fail(stdout, stderr, exitDeveloperErr, err.Error())
+			continue
+		}
+		result, panicked, err := call(fn, params, stderr)
+		switch {
+		case panicked:
+			return fail(stdout, stderr, exitDeveloperErr, "function panicked")
+		case err != nil:
+			fail(stdout, stderr, exitApplicationErr, err.Error())
+			continue
+		}
+		out, err := encode(result)
+		if err != nil {
+			fmt.Fprintf(stderr, "sdk: cannot encode result: %v\n", err)
+			fail(stdout, stderr, exitDeveloperErr, "function result is not valid JSON")
+			continue
+		}
+		if _, err := stdout.Write(out); err != nil {
+			fmt.Fprintf(stderr, "sdk: cannot write result: %v\n", err)
+			return exitDeveloperErr
+		}
+	}
+}
+
+// readLine reads one line, without its newline, of at most MaxInputBytes.
+// At the end of the stream it returns the last, unterminated line with
+// io.EOF.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > MaxInputBytes+1 { // +1: the newline
+			return nil, fmt.Errorf("parameters exceed %d bytes", MaxInputBytes)
+		}
+		line = append(line, chunk...)
+		switch {
+		case err == nil:
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if len(line) > MaxInputBytes {
+				return nil, fmt.Errorf("parameters exceed %d bytes", MaxInputBytes)
+			}
+			return line, io.EOF
+		default:
+			return nil, fmt.Errorf("cannot read parameters: %v", err)
+		}
+	}
 }
 
 // run is Run without the process: it returns the exit status.
@@ -111,6 +205,11 @@ func readParams(stdin io.Reader) (map[string]any, error) {
 	if len(in) > MaxInputBytes {
 		return nil, fmt.Errorf("parameters exceed %d bytes", MaxInputBytes)
 	}
+	return parseParams(in)
+}
+
+// parseParams decodes the parameter object; blank input is {}.
+func parseParams(in []byte) (map[string]any, error) {
 	in = bytes.TrimSpace(in)
 	if len(in) == 0 {
 		return map[string]any{}, nil

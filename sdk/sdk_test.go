@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -110,3 +111,90 @@ func (b infinite) Read(p []byte) (int, error) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+func TestLoop(t *testing.T) {
+	calls := 0
+	fn := func(p map[string]any) (map[string]any, error) {
+		calls++
+		switch {
+		case p["fail"] != nil:
+			return nil, errors.New("boom")
+		case p["panic"] != nil:
+			panic("kaboom")
+		case p["chan"] != nil:
+			return map[string]any{"c": make(chan int)}, nil
+		}
+		p["calls"] = calls
+		return p, nil
+	}
+	in := strings.Join([]string{
+		`{"a":1}`,
+		``,          // {}
+		` {"b":2} `, // blanks around
+		`[1]`,       // bad params: reported, the loop goes on
+		`{"fail":1}`,
+		`{"chan":1}`,
+		`{"c":3}`,
+		`{"panic":1}`, // ends the loop
+		`{"never":1}`,
+	}, "\n") + "\n"
+	var stdout, stderr strings.Builder
+	code := loop(strings.NewReader(in), &stdout, &stderr, fn)
+	if code != 2 {
+		t.Errorf("exit code %d, want 2 after a panic", code)
+	}
+	want := []string{
+		`{"a":1,"calls":1}`,
+		`{"calls":2}`,
+		`{"b":2,"calls":3}`,
+		`{"error":"parameters must be a JSON object"}`,
+		`{"error":"boom"}`,
+		`{"error":"function result is not valid JSON"}`,
+		`{"c":3,"calls":6}`,
+		`{"error":"function panicked"}`,
+	}
+	if got := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n"); !slices.Equal(got, want) {
+		t.Errorf("stdout lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, s := range []string{"cannot encode result", "panic: kaboom"} {
+		if !strings.Contains(stderr.String(), s) {
+			t.Errorf("stderr %q does not contain %q", stderr.String(), s)
+		}
+	}
+
+	// End of input ends the loop cleanly, with or without a final newline.
+	for _, in := range []string{"", "{}\n", "{}\n{}", "\n"} {
+		stdout.Reset()
+		if code := loop(strings.NewReader(in), &stdout, &stderr, fn); code != 0 {
+			t.Errorf("input %q: exit code %d", in, code)
+		}
+		if n := strings.Count(stdout.String(), "\n"); n != strings.Count(in, "\n")+boolInt(in != "" && !strings.HasSuffix(in, "\n")) {
+			t.Errorf("input %q: %d result lines %q", in, n, stdout.String())
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestLoopInputLimit(t *testing.T) {
+	fn := func(map[string]any) (map[string]any, error) { return nil, nil }
+	atLimit := `{"a":"` + strings.Repeat("x", MaxInputBytes-len(`{"a":""}`)) + `"}`
+	var stdout, stderr strings.Builder
+	if code := loop(strings.NewReader(atLimit+"\n"+atLimit), &stdout, &stderr, fn); code != 0 || stdout.String() != "{}\n{}\n" {
+		t.Fatalf("lines of exactly MaxInputBytes: code %d, stdout %.100q", code, stdout.String())
+	}
+	stdout.Reset()
+	endless := io.MultiReader(strings.NewReader(`{"a":"`), infinite('x'))
+	if code := loop(endless, &stdout, &stderr, fn); code != 2 || !strings.Contains(stdout.String(), "exceed") {
+		t.Fatalf("oversized line: code %d, stdout %q", code, stdout.String())
+	}
+	stdout.Reset()
+	if code := loop(errReader{}, &stdout, &stderr, fn); code != 2 || !strings.Contains(stdout.String(), "cannot read parameters") {
+		t.Fatalf("read error: code %d, stdout %q", code, stdout.String())
+	}
+}

@@ -43,6 +43,9 @@ Usage:
   clemmys namespace list|create|rotate|delete ...
                                 namespaces and their credentials (create,
                                 rotate, delete: admin of a local platform)
+  clemmys bench [--duration 10s] [--connections 1,16,32] [--scenarios ...] [--json]
+                                measure latency, throughput and cold starts
+                                (docs/performance.md)
   clemmys version               print the version
 
 Client commands read the API host and credential like wsk: --apihost/--auth,
@@ -81,6 +84,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdPackage(args[1:], stdout, stderr)
 	case "namespace":
 		return cmdNamespace(args[1:], stdout, stderr)
+	case "bench":
+		return cmdBench(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "clemmys", Version)
 		return 0

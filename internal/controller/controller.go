@@ -223,6 +223,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		{wire.SubjectActionDelete, c.instrument("action.delete", c.handleActionDelete)},
 		{wire.SubjectActionList, c.instrument("action.list", c.handleActionList)},
 		{wire.SubjectInvoke, c.instrument("invoke", c.handleInvoke)},
+		{wire.SubjectPrewarm, c.instrument("prewarm", c.handlePrewarm)},
 		{wire.SubjectActivationGet, c.instrument("activation.get", c.handleActivationGet)},
 		{wire.SubjectActivationList, c.instrument("activation.list", c.handleActivationList)},
 		{wire.SubjectActivationPut, c.instrument("activation.put", c.handleActivationPut)},

@@ -58,6 +58,10 @@ type Config struct {
 	MaxReplayEntries int
 	// MaxOutputBytes caps a function's result. Default 1 MiB.
 	MaxOutputBytes int
+	// MaxSessions bounds the cache of opened capsule sessions (format
+	// version 2: one HPKE decapsulation per gateway session, not per step).
+	// Default envelope.DefaultOpenCacheSize.
+	MaxSessions int
 }
 
 type function struct {
@@ -72,6 +76,9 @@ type Runtime struct {
 	engine *sandbox.Engine
 	eph    hpke.PrivateKey // ephemeral key: key bundles are sealed to it
 	replay *replayCache
+	// sessions caches the capsule sessions opened by envelope.Open, for
+	// every loaded function; entries are bound to the function id and key.
+	sessions *envelope.OpenCache
 
 	mu        sync.RWMutex
 	namespace string               // bound by the first load
@@ -105,17 +112,23 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("enclave: ephemeral key: %w", err)
 	}
 	return &Runtime{
-		cfg:     cfg,
-		engine:  sandbox.NewEngine(),
-		eph:     eph,
-		replay:  newReplayCache(cfg.MaxReplayEntries),
-		fns:     map[string]*function{},
-		loading: map[string]chan struct{}{},
+		cfg:    cfg,
+		engine: sandbox.NewEngine(),
+		eph:    eph,
+		replay: newReplayCache(cfg.MaxReplayEntries),
+		// Entries are bound to (function id, key version, function key,
+		// session id, enc): one cache serves every function.
+		sessions: envelope.NewOpenCache(cfg.MaxSessions, 0),
+		fns:      map[string]*function{},
+		loading:  map[string]chan struct{}{},
 	}, nil
 }
 
-// Close releases compiled modules.
-func (r *Runtime) Close(ctx context.Context) error { return r.engine.Close(ctx) }
+// Close releases compiled modules and zeroizes the cached capsule sessions.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.sessions.Clear()
+	return r.engine.Close(ctx)
+}
 
 // Hello describes the runtime.
 func (r *Runtime) Hello() *ipc.Hello {
@@ -225,6 +238,7 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 		id: envelope.FunctionIdentity{
 			FunctionID: rec.FunctionID, CodeDigest: rec.CodeDigest,
 			KeyVersion: rec.KeyVersion, PrivateKey: priv, AuthKey: authKey,
+			Sessions: r.sessions,
 		},
 		record: rec,
 		module: mod,

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -271,5 +272,68 @@ func TestRunawayGuests(t *testing.T) {
 				t.Fatalf("error %q, want it to contain %q", msg, tt.want)
 			}
 		})
+	}
+}
+
+// The runtime decapsulates each gateway session once (envelope format 2):
+// steps sealed by one envelope.Sessions open from the runtime's session
+// cache, one cache serves every loaded function, and Close zeroizes it.
+func TestSessionCache(t *testing.T) {
+	f := newFixture(t)
+	wasm := wasmbuild.MustBuild(t, "./internal/testfuncs/echo")
+	a, err := f.load(t, "echo-a", "alice", wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.load(t, "echo-b", "alice", wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sessions envelope.Sessions
+	run := func(fn *loadedFn, p string) *ipc.RunReply {
+		params := fmt.Sprintf(`{"p":%q}`, p)
+		t.Helper()
+		reqID := make([]byte, 16)
+		rand.Read(reqID)
+		h := envelope.Header{
+			Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: fn.rec.Namespace,
+			Chain:  []envelope.Step{{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1}},
+			Expiry: time.Now().Add(time.Minute).UnixMilli(), Limits: defaultLimits,
+		}
+		rs := envelope.RequestSecret(f.gwKey, reqID)
+		env, err := sessions.Seal(h, rs, envelope.AuthKey(f.gwKey, fn.rec.Namespace), []hpke.PublicKey{fn.pub}, []byte(params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: fn.rec.FunctionID, Envelope: marshal(t, env)})
+		if rep.ErrorCode == "" {
+			res, _ := openReply(t, rep, rs, env)
+			if res["p"] != p {
+				t.Fatalf("result %v", res)
+			}
+		}
+		return rep
+	}
+	for i := range 3 {
+		if rep := run(a, fmt.Sprint("a", i)); rep.Status != wire.StatusSuccess {
+			t.Fatalf("a: %s %s", rep.ErrorCode, rep.ErrorMessage)
+		}
+	}
+	for i := range 2 {
+		if rep := run(b, fmt.Sprint("b", i)); rep.Status != wire.StatusSuccess {
+			t.Fatalf("b: %s %s", rep.ErrorCode, rep.ErrorMessage)
+		}
+	}
+	if sessions.Encapsulations() != 2 {
+		t.Fatalf("gateway side: %d encapsulations", sessions.Encapsulations())
+	}
+	if hits, misses := f.rt.sessions.Stats(); hits != 3 || misses != 2 {
+		t.Fatalf("runtime side: %d hits, %d misses, want 3, 2", hits, misses)
+	}
+	if err := f.rt.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if f.rt.sessions.Len() != 0 {
+		t.Fatal("Close kept the sessions")
 	}
 }

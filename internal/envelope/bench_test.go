@@ -123,3 +123,76 @@ func BenchmarkSeal3Steps(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSessionsSeal1Step is Seal with a warm sender session cache: the
+// gateway's steady state (format 2).
+func BenchmarkSessionsSeal1Step(b *testing.B) {
+	for _, suite := range suites {
+		b.Run(suite.String(), func(b *testing.B) {
+			f := newTestFn(b, suite, "bench")
+			h := newTestHeader(suite, "bench", f)
+			rs := RequestSecret(NewKey(), h.RequestID)
+			pubs := pubsOf(f)
+			var s Sessions
+			b.SetBytes(int64(len(payload1K)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Seal(h, rs, testAuthKey, pubs, payload1K); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSessionsSeal3Steps is the gateway's sealing work for a 3-step
+// sequence with warm sessions, including the wire encoding.
+func BenchmarkSessionsSeal3Steps(b *testing.B) {
+	for _, suite := range suites {
+		b.Run(suite.String(), func(b *testing.B) {
+			fns := []*testFn{newTestFn(b, suite, "a"), newTestFn(b, suite, "b"), newTestFn(b, suite, "c")}
+			h := newTestHeader(suite, "bench3", fns...)
+			rs := RequestSecret(NewKey(), h.RequestID)
+			pubs := pubsOf(fns...)
+			var s Sessions
+			b.ReportAllocs()
+			for b.Loop() {
+				e, err := s.Seal(h, rs, testAuthKey, pubs, payload1K)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.Marshal(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOpenCached is Open with a warm runtime session cache: the
+// runtime's steady state (format 2).
+func BenchmarkOpenCached(b *testing.B) {
+	for _, suite := range suites {
+		b.Run(suite.String(), func(b *testing.B) {
+			f := newTestFn(b, suite, "bench")
+			h := newTestHeader(suite, "bench", f)
+			rs := RequestSecret(NewKey(), h.RequestID)
+			e, err := Seal(h, rs, testAuthKey, pubsOf(f), payload1K)
+			if err != nil {
+				b.Fatal(err)
+			}
+			id := f.id
+			id.Sessions = NewOpenCache(0, 0)
+			if _, err := Open(e, &id, testNow); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(payload1K)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Open(e, &id, testNow); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"bytes"
-	"crypto/hpke"
 	"errors"
 	"fmt"
 	"reflect"
@@ -356,7 +355,8 @@ func TestAttacks(t *testing.T) {
 			{"control", with(fx.e0, func(*Envelope) {}), fn(0), testNow, nil},
 			{"control step 2", with(fx.e2, func(*Envelope) {}), fn(2), testNow, nil},
 			{"nil envelope", func() *Envelope { return nil }, fn(0), testNow, ErrMalformed},
-			{"wrong version", with(fx.e0, func(e *Envelope) { e.Header.Version = 2 }), fn(0), testNow, ErrVersion},
+			{"wrong version", with(fx.e0, func(e *Envelope) { e.Header.Version = Version + 1 }), fn(0), testNow, ErrVersion},
+			{"version 1 (single-shot capsules)", with(fx.e0, func(e *Envelope) { e.Header.Version = 1 }), fn(0), testNow, ErrVersion},
 			{"unknown suite", with(fx.e0, func(e *Envelope) { e.Header.Suite = 7 }), fn(0), testNow, ErrSuite},
 			{"suite downgrade/upgrade", with(fx.e0, func(e *Envelope) { e.Header.Suite = otherSuite }), fn(0), testNow, ErrSuite},
 			{"key of another suite", with(fx.e0, func(*Envelope) {}), func() *FunctionIdentity {
@@ -422,7 +422,7 @@ func TestAttacks(t *testing.T) {
 			{"capsule truncated", with(fx.e0, func(e *Envelope) { e.Capsules[0] = e.Capsules[0][:len(e.Capsules[0])-1] }), fn(0), testNow, ErrAuth},
 			{"capsule extended", with(fx.e0, func(e *Envelope) { e.Capsules[0] = append(e.Capsules[0], 0) }), fn(0), testNow, ErrAuth},
 			{"capsule empty", with(fx.e0, func(e *Envelope) { e.Capsules[0] = nil }), fn(0), testNow, ErrAuth},
-			{"capsule enc flip", with(fx.e0, func(e *Envelope) { e.Capsules[0][0] ^= 1 }), fn(0), testNow, ErrAuth},
+			{"capsule session id flip", with(fx.e0, func(e *Envelope) { e.Capsules[0][0] ^= 1 }), fn(0), testNow, ErrAuth},
 			{"capsule ciphertext flip", with(fx.e0, func(e *Envelope) { e.Capsules[0][len(e.Capsules[0])-1] ^= 1 }), fn(0), testNow, ErrAuth},
 			// With the namespace's auth key (a compromised runtime of the
 			// namespace re-tags), a changed capsule still does not open.
@@ -596,8 +596,11 @@ func TestUnmarshalStrict(t *testing.T) {
 	rest := valid[1:]
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	v2 := cloneEnv(fx.e0)
-	v2.Header.Version = 2
+	v2.Header.Version = Version + 1
 	v2b, _ := encMode.Marshal(v2)
+	v1 := cloneEnv(fx.e0)
+	v1.Header.Version = 1
+	v1b, _ := encMode.Marshal(v1)
 	// A future version with a field this version does not know.
 	type futureHeader struct {
 		Version uint16 `cbor:"1,keyasint"`
@@ -634,7 +637,8 @@ func TestUnmarshalStrict(t *testing.T) {
 		{"tagged", cat([]byte{0xd8, 0x18}, valid), "malformed"},
 		{"array instead of map", cat([]byte{0x84}, rest), "malformed"},
 		{"too large", make([]byte, MaxEnvelopeSize+1), "malformed"},
-		{"version 2", v2b, "version"},
+		{"next version", v2b, "version"},
+		{"version 1", v1b, "version"},
 		{"future version with new fields", future, "version"},
 		{"unknown suite", badSuiteB, "suite"},
 		{"step beyond chain", stepBeyondB, "step"},
@@ -713,9 +717,12 @@ func TestSuite(t *testing.T) {
 		}
 		// encSize must match the real HPKE encapsulation.
 		priv, _ := kem.GenerateKey()
-		ct, err := hpke.Seal(priv.PublicKey(), hpkeKDF(), hpkeAEAD(), nil, make([]byte, 64))
-		if err != nil || len(ct) != s.capsuleSize() {
-			t.Fatalf("%v: capsule of %d bytes, capsuleSize %d (%v)", s, len(ct), s.capsuleSize(), err)
+		enc, _, err := sessionEncap(priv.PublicKey(), nil)
+		if err != nil || len(enc) != s.encSize() {
+			t.Fatalf("%v: enc of %d bytes, encSize %d (%v)", s, len(enc), s.encSize(), err)
+		}
+		if want := SessionIDSize + len(enc) + 12 + 64 + 16; s.capsuleSize() != want {
+			t.Fatalf("%v: capsuleSize %d, want %d", s, s.capsuleSize(), want)
 		}
 	}
 	for _, s := range []Suite{0, 3, 0xffff} {

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"testing"
 )
@@ -68,19 +69,24 @@ func FuzzOpen(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}
+	cache := NewOpenCache(0, 0)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := Unmarshal(b)
 		if err != nil {
 			return
 		}
 		for j, fn := range g.fns {
-			o, err := Open(e, &fn.id, testNow)
-			if err == nil {
-				if j != 0 || !bytes.Equal(b, genuine) || string(o.Input) != goldenInput {
-					t.Fatalf("Open accepted a forged envelope for step %d", j)
+			cached := fn.id
+			cached.Sessions = cache
+			for _, id := range []*FunctionIdentity{&fn.id, &cached} {
+				o, err := Open(e, id, testNow)
+				if err == nil {
+					if j != 0 || !bytes.Equal(b, genuine) || string(o.Input) != goldenInput {
+						t.Fatalf("Open accepted a forged envelope for step %d", j)
+					}
+				} else if Code(err) == "" {
+					t.Fatalf("untyped error: %v", err)
 				}
-			} else if Code(err) == "" {
-				t.Fatalf("untyped error: %v", err)
 			}
 		}
 		if out, err := OpenResult(e, g.rs, [32]byte{}); err == nil {
@@ -156,6 +162,67 @@ func FuzzOpenLogs(f *testing.F) {
 		logs, err := OpenLogs(&g.h, g.rs, step, sealed)
 		if err == nil && (step != 0 || string(logs) != goldenLogs) {
 			t.Fatal("OpenLogs accepted forged logs")
+		}
+	})
+}
+
+// FuzzOpenSession replaces the parts of capsule 0 of the golden envelope
+// (session id, enc, and nonce || ciphertext || tag) and re-tags it, as a
+// holder of the namespace's ak could, against a runtime whose session
+// cache already holds the genuine session: nothing but the genuine capsule
+// opens, no other session enters the cache, and the genuine envelope still
+// opens from the cache afterwards (no poisoning).
+func FuzzOpenSession(f *testing.F) {
+	g := newGolden(f, SuiteX25519)
+	base, err := Unmarshal(readGolden(f, "envelope-x25519.cbor"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	parts := func(c []byte) (sid, enc, sealed []byte) {
+		sid, enc, sealed, ok := splitCapsule(c, SuiteX25519)
+		if !ok {
+			f.Fatalf("capsule of %d bytes", len(c))
+		}
+		return sid, enc, sealed
+	}
+	gsid, genc, gsealed := parts(base.Capsules[0])
+	fx := newFixture(f, SuiteX25519)
+	osid, oenc, osealed := parts(fx.other0.Capsules[0])
+	_, nenc, _ := parts(base.Capsules[1])
+	f.Add(gsid, genc, gsealed)
+	f.Add(osid, oenc, osealed)
+	f.Add(gsid, oenc, gsealed)
+	f.Add(osid, genc, gsealed)
+	f.Add(gsid, nenc, gsealed)
+	f.Add(gsid, genc, osealed)
+	f.Add(gsid[:8], genc, gsealed)
+	f.Add(gsid, make([]byte, 32), gsealed)
+	cache := NewOpenCache(0, 0)
+	id := g.fns[0].id
+	id.Sessions = cache
+	if _, err := Open(base, &id, testNow); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sid, enc, sealed []byte) {
+		e := cloneEnv(base)
+		e.Capsules[0] = append(append(append([]byte(nil), sid...), enc...), sealed...)
+		if len(e.Capsules[0]) == 0 || len(e.Capsules[0]) > maxCapsuleSize {
+			return
+		}
+		retag(e)
+		o, err := Open(e, &id, testNow)
+		if err == nil {
+			if !bytes.Equal(e.Capsules[0], base.Capsules[0]) || string(o.Input) != goldenInput {
+				t.Fatal("Open accepted a forged capsule")
+			}
+		} else if !errors.Is(err, ErrCapsule) {
+			t.Fatalf("Open = %v, want ErrCapsule", err)
+		}
+		if cache.Len() != 1 {
+			t.Fatalf("the cache holds %d sessions", cache.Len())
+		}
+		if _, err := Open(base, &id, testNow); err != nil {
+			t.Fatalf("genuine envelope after a forged capsule: %v", err)
 		}
 	})
 }

@@ -103,7 +103,8 @@ func TestGoldenDeterministic(t *testing.T) {
 	for j := range g.h.Chain {
 		fmt.Fprintf(&b, "logs-key%d %x\n", j, logsKey(keys[j+1], uint32(j)).Bytes())
 	}
-	fmt.Fprintf(&b, "capsule-info0 %x\n", bound(labelCapsule, g.digest, 0))
+	fmt.Fprintf(&b, "session-info0 %x\n", sessionInfo(g.h.Chain[0].FunctionID, g.h.Chain[0].KeyVersion, seeded("clemmys golden session id", SessionIDSize)))
+	fmt.Fprintf(&b, "capsule-aad0 %x\n", bound(labelCapsule, g.digest, 0))
 	fmt.Fprintf(&b, "body-aad0 %x\n", bound(labelBody, g.digest, 0))
 	fmt.Fprintf(&b, "logs-aad0 %x\n", bound(labelLogs, g.digest, 0))
 	fmt.Fprintf(&b, "code-aad %x\n", codeAAD(g.fns[0].id.FunctionID, g.fns[0].id.CodeDigest))
@@ -156,6 +157,7 @@ func TestGoldenSealed(t *testing.T) {
 			if string(o.Input) != goldenInput || o.Digest() != g.digest {
 				t.Fatalf("golden input %q", o.Input)
 			}
+			checkGoldenSessions(t, g, e, "session-"+suite.String()+".golden")
 			// A fresh step 1 still works from the golden step 0.
 			next, err := o.SealOutput([]byte("x"))
 			if err != nil {
@@ -257,4 +259,73 @@ func readGolden(tb testing.TB, name string) []byte {
 		tb.Fatalf("%v (run go test ./internal/envelope -update to create it)", err)
 	}
 	return b
+}
+
+// checkGoldenSessions pins the session key schedule: the recipient side is
+// deterministic given the golden envelope's encs, so the session keys
+// decapsulated from them, and the capsules' plaintexts, must not change.
+// Both capsules also open through an OpenCache, the second step's from the
+// cache entry the first Open made when the function repeats (it does not
+// here: one miss per function).
+func checkGoldenSessions(t *testing.T, g *golden, e *Envelope, name string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# envelope v%d golden capsule sessions of envelope-%s.cbor\n", Version, g.suite)
+	keys, err := DeriveStepKeys(g.rs, &g.h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, c := range e.Capsules {
+		sid, enc, sealed, ok := splitCapsule(c, g.suite)
+		if !ok {
+			t.Fatalf("capsule %d: %d bytes", j, len(c))
+		}
+		st := &g.h.Chain[j]
+		sk, err := sessionDecap(g.fns[j].id.PrivateKey, enc, sessionInfo(st.FunctionID, st.KeyVersion, sid))
+		if err != nil {
+			t.Fatalf("capsule %d: decapsulate: %v", j, err)
+		}
+		pt, err := openAEAD(sk, bound(labelCapsule, g.digest, uint32(j)), sealed)
+		if err != nil || !bytes.Equal(pt, append(keys[j].Bytes(), keys[j+1].Bytes()...)) {
+			t.Fatalf("capsule %d does not hold k%d || k%d: %v", j, j, j+1, err)
+		}
+		fmt.Fprintf(&b, "session-id%d %x\n", j, sid)
+		fmt.Fprintf(&b, "session-enc%d %x\n", j, enc)
+		fmt.Fprintf(&b, "session-key%d %x\n", j, sk.Bytes())
+	}
+	checkGolden(t, name, []byte(b.String()))
+
+	cache := NewOpenCache(0, 0)
+	id := g.fns[0].id
+	id.Sessions = cache
+	if _, err := Open(e, &id, testNow); err != nil {
+		t.Fatalf("Open golden envelope with a session cache: %v", err)
+	}
+	if _, err := Open(e, &id, testNow); err != nil {
+		t.Fatalf("Open golden envelope from the session cache: %v", err)
+	}
+	if hits, misses := cache.Stats(); hits != 1 || misses != 1 {
+		t.Fatalf("session cache: %d hits, %d misses, want 1, 1", hits, misses)
+	}
+}
+
+// TestGoldenV1Refused: an envelope of format version 1 (single-shot HPKE
+// capsules, kept in testdata/v1) is refused with ErrVersion, by Unmarshal
+// and by Open.
+func TestGoldenV1Refused(t *testing.T) {
+	b := readGolden(t, filepath.Join("v1", "envelope-x25519.cbor"))
+	if _, err := Unmarshal(b); !errors.Is(err, ErrVersion) || Code(err) != "version" {
+		t.Fatalf("Unmarshal v1 = %v, want ErrVersion", err)
+	}
+	var e Envelope
+	if err := decMode.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Header.Version != 1 {
+		t.Fatalf("testdata/v1 holds version %d", e.Header.Version)
+	}
+	g := newGolden(t, SuiteX25519)
+	if _, err := Open(&e, &g.fns[0].id, testNow); !errors.Is(err, ErrVersion) {
+		t.Fatalf("Open v1 = %v, want ErrVersion", err)
+	}
 }

@@ -9,7 +9,7 @@ import (
 
 // Version is the envelope format version. See the package documentation
 // for its history.
-const Version uint16 = 1
+const Version uint16 = 2
 
 // Size limits of the format.
 const (

@@ -20,7 +20,7 @@ func TestHeaderValidate(t *testing.T) {
 	}{
 		{"version", func(h *Header) { h.Version = 0 }, ErrVersion},
 		{"suite", func(h *Header) { h.Suite = 0 }, ErrSuite},
-		{"version before suite", func(h *Header) { h.Version, h.Suite = 2, 0 }, ErrVersion},
+		{"version before suite", func(h *Header) { h.Version, h.Suite = Version+1, 0 }, ErrVersion},
 		{"request id long", func(h *Header) { h.RequestID = make([]byte, 17) }, ErrMalformed},
 		{"namespace long", func(h *Header) { h.Namespace = strings.Repeat("n", MaxNamespaceSize+1) }, ErrMalformed},
 		{"namespace invalid utf-8", func(h *Header) { h.Namespace = "\xff" }, ErrMalformed},

@@ -14,7 +14,9 @@ import (
 const (
 	labelRequestSecret = "clemmys/envelope/v1/request-secret\x00"
 	labelStepKey       = "clemmys/envelope/v1/step-key\x00"
-	labelCapsule       = "clemmys/envelope/v1/capsule\x00"
+	labelCapsule       = "clemmys/envelope/v2/capsule\x00"     // capsule AEAD AAD (v1: HPKE info)
+	labelSession       = "clemmys/envelope/v2/session\x00"     // HPKE info of a session
+	labelSessionKey    = "clemmys/envelope/v2/session-key\x00" // HPKE exporter context of a session
 	labelBody          = "clemmys/envelope/v1/body\x00"
 	labelLogsKey       = "clemmys/envelope/v1/logs-key\x00"
 	labelLogs          = "clemmys/envelope/v1/logs\x00"
@@ -137,8 +139,9 @@ func AuthKey(gatewaySecret Key, namespace string) Key {
 	return hkdfKey(gatewaySecret.raw(), nil, labelAuthKey+namespace)
 }
 
-// hmacAuthTag (called through authTag, protection.go) is HMAC-SHA256(authKey, labelAuth || D || u32(n) || C), where C
-// is SHA-256 over the capsules, each length-prefixed (u32). It binds the
+// hmacAuthTag (called through authTag, protection.go) is
+// HMAC-SHA256(authKey, labelAuth || D || u32(n) || C), where C is SHA-256
+// over the capsules, each length-prefixed (u32). It binds the
 // capsules the gateway made, not only the header: with a tag over D alone,
 // whoever sees a genuine envelope could keep its header and tag, seal a
 // capsule of their own to the step's public key (HPKE base mode does not

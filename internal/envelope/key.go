@@ -102,6 +102,26 @@ func (k Key) IsZero() bool {
 	return acc == 0
 }
 
+// clone returns a Key holding a copy of k's bytes (the zero Key for the
+// zero Key). Wiping the clone leaves k intact.
+func (k Key) clone() Key {
+	a := k.array()
+	if a == nil {
+		return Key{}
+	}
+	c := *a
+	return keyFromArray(&c)
+}
+
+// wipe overwrites k's bytes with zeros, for every copy of k (they share the
+// array). Best effort: the Go runtime may have copied the bytes elsewhere
+// (stack, AES key schedules), which no library code can reach.
+func (k Key) wipe() {
+	if a := k.array(); a != nil {
+		clear(a[:])
+	}
+}
+
 // raw returns the key bytes without copying; callers must not modify them.
 func (k Key) raw() []byte {
 	a := k.array()

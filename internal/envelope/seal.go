@@ -18,52 +18,22 @@ func hpkeAEAD() hpke.AEAD { return hpke.AES256GCM() }
 
 // Seal builds the envelope for step 0 (gateway side, or client side in
 // end-to-end mode). It validates h, derives the step keys from
-// requestSecret and h's digest, seals capsule j = k_j || k_{j+1} to pubs[j]
-// with single-shot HPKE, and seals input under k_0 as the step-0 body.
-// pubs[j] must be the function key of h.Chain[j] and belong to h.Suite.
+// requestSecret and h's digest, seals capsule j = k_j || k_{j+1} for
+// pubs[j] and input under k_0 as the step-0 body. pubs[j] must be the
+// function key of h.Chain[j] and belong to h.Suite.
 //
 // authKey is the namespace's AuthKey: the envelope carries its tag over the
-// header digest, which runtimes check before opening anything.
+// header digest and the capsules, which runtimes check before opening
+// anything.
+//
+// Seal opens a new capsule session per function version of the chain (one
+// HPKE encapsulation each) and forgets it: it costs what format version 1
+// cost. A sender that seals many requests uses a [Sessions] instead, which
+// reuses sessions across requests.
 func Seal(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
-	if authKey.IsZero() {
-		return nil, wrap(ErrAuth, "no authentication key")
-	}
-	h = h.Clone()
-	d, err := h.Digest()
-	if err != nil {
-		return nil, err
-	}
-	if len(pubs) != len(h.Chain) {
-		return nil, malformed("%d public keys for %d steps", len(pubs), len(h.Chain))
-	}
-	for j, pk := range pubs {
-		if pk == nil || pk.KEM().ID() != h.Suite.kemID() {
-			return nil, wrap(ErrSuite, "public key %d is not a %s key", j, h.Suite)
-		}
-	}
-	if len(input) > maxBodyPlaintext {
-		return nil, malformed("input is %d bytes, limit %d", len(input), maxBodyPlaintext)
-	}
-	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
-	if err != nil {
-		return nil, err
-	}
-	caps := make([][]byte, len(h.Chain))
-	pt := make([]byte, 2*KeySize)
-	for j, pk := range pubs {
-		copy(pt, keys[j].raw())
-		copy(pt[KeySize:], keys[j+1].raw())
-		caps[j], err = capsuleSeal(pk, bound(labelCapsule, d, uint32(j)), pt)
-		if err != nil {
-			return nil, fmt.Errorf("envelope: seal capsule %d: %w", j, err)
-		}
-	}
-	clear(pt)
-	body, err := sealAEAD(keys[0], bound(labelBody, d, 0), input)
-	if err != nil {
-		return nil, err
-	}
-	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body, Auth: authTag(authKey, d, caps)}, nil
+	var s Sessions
+	defer s.Clear()
+	return s.Seal(h, requestSecret, authKey, pubs, input)
 }
 
 // FunctionIdentity is what an enclave runtime holds for one loaded function
@@ -76,6 +46,10 @@ type FunctionIdentity struct {
 	// AuthKey is the namespace's envelope authentication key (AuthKey),
 	// released by the KMS with the function's keys. Required.
 	AuthKey Key
+	// Sessions caches the capsule sessions this runtime has opened, so it
+	// decapsulates each session once. Optional: nil decapsulates for every
+	// capsule. One cache may serve every function of a runtime.
+	Sessions *OpenCache
 }
 
 // Opened is a checked and opened step (runtime side). It holds k_j and
@@ -122,8 +96,11 @@ func (o Opened) Format(f fmt.State, _ rune) { io.WriteString(f, o.String()) }
 //     (ErrWrongCode) and KeyVersion (ErrKeyVersion), in constant time;
 //     5a. the auth tag is the namespace's gateway tag over the header digest
 //     (ErrAuth): only an attested gateway could have created the request;
-//  6. capsule Step opens with fn.PrivateKey and the header digest
-//     (ErrCapsule);
+//  6. capsule Step has the suite's exact size, its session key comes from
+//     fn.Sessions (bound to function id, key version, session id and enc)
+//     or from an HPKE decapsulation with fn.PrivateKey, and it opens under
+//     that key with the header digest and Step as AAD (ErrCapsule); only
+//     then is the session cached;
 //  7. the body opens under k_Step with the header digest and Step as AAD
 //     (ErrBody).
 //
@@ -172,18 +149,9 @@ func Open(e *Envelope, fn *FunctionIdentity, now time.Time) (*Opened, error) {
 		return nil, ErrAuth
 	}
 
-	c := e.Capsules[e.Step]
-	if len(c) != h.Suite.capsuleSize() {
-		return nil, wrap(ErrCapsule, "capsule is %d bytes, want %d", len(c), h.Suite.capsuleSize())
-	}
-	pt, err := capsuleOpen(fn.PrivateKey, bound(labelCapsule, d, e.Step), c)
-	if err != nil || len(pt) != 2*KeySize {
-		return nil, ErrCapsule
-	}
-	kIn := keyFromArray((*[KeySize]byte)(pt[:KeySize:KeySize]))
-	kOut := keyFromArray((*[KeySize]byte)(append([]byte(nil), pt[KeySize:]...)))
-	if kIn.IsZero() || kOut.IsZero() {
-		return nil, ErrCapsule
+	kIn, kOut, err := openCapsule(fn, st, h.Suite, d, e.Step, e.Capsules[e.Step])
+	if err != nil {
+		return nil, err
 	}
 
 	input, err := openAEAD(kIn, bound(labelBody, d, e.Step), e.Body)

@@ -79,7 +79,7 @@ func (s Suite) encSize() int {
 }
 
 // capsuleSize is the exact size of a capsule of a valid suite:
-// enc || AES-256-GCM(k_j || k_{j+1}).
+// session id || session enc || nonce || AES-256-GCM(k_j || k_{j+1}) || tag.
 func (s Suite) capsuleSize() int {
-	return s.encSize() + 2*KeySize + gcmTagSize
+	return SessionIDSize + s.encSize() + gcmNonceSize + 2*KeySize + gcmTagSize
 }

@@ -189,6 +189,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	g.log.Info("action deployed", "namespace", ns, "action", name, "version", stored.Version,
 		"function", hex.EncodeToString(rec.FunctionID), "code_digest", hex.EncodeToString(rec.CodeDigest),
 		"code_bytes", codeBytes, "kept_code", put.KeepCode)
+	g.prewarm(ctx, ns, name, rec.FunctionID)
 	g.writeOwnAction(w, r, &stored, nil)
 }
 

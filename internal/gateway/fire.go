@@ -69,7 +69,7 @@ func (g *Gateway) sealTriggerRecord(ns, trigger string, reqID []byte, now time.T
 		return nil, nil, err
 	}
 	h := envelope.Header{
-		Version:   1,
+		Version:   envelope.Version,
 		Suite:     envelope.SuiteX25519,
 		RequestID: reqID,
 		Namespace: ns,
@@ -157,6 +157,12 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 	var active []wire.Rule
 	for _, rule := range list.Rules {
 		if rule.Namespace == ns && rule.Trigger == self && rule.Status == wire.RuleActive {
+			if !g.ruleIntact(&rule) {
+				// The controller rewrote the rule: never send the
+				// trigger's parameters where the owner did not.
+				g.log.Warn("rule refused: its definition could not be authenticated", "tx", txID(r), "namespace", ns, "rule", rule.Name)
+				continue
+			}
 			active = append(active, rule)
 		}
 	}

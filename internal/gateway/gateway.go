@@ -117,6 +117,11 @@ type Gateway struct {
 	metrics *metrics
 	handler http.Handler
 
+	// sessions holds the capsule sessions of this process (envelope format
+	// 2): one HPKE encapsulation per function version and epoch, rotated
+	// by time and count (envelope.DefaultSessionMaxAge, MaxUses).
+	sessions *envelope.Sessions
+
 	mu   sync.Mutex
 	srv  *http.Server
 	addr string
@@ -183,6 +188,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		certPEM: certPEM,
 		metrics: newMetrics(),
 	}
+	g.sessions = envelope.NewSessions(envelope.SessionConfig{})
 	g.handler = g.routes()
 	return g, nil
 }

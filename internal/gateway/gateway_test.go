@@ -34,7 +34,7 @@ func sealedRun(t testing.TB, output string, logs string) (*Gateway, *wire.Activa
 	now := time.Now()
 	reqID := g.newRequestID(now, "guest")
 	h := envelope.Header{
-		Version: 1, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: "guest",
+		Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: "guest",
 		Chain:  []envelope.Step{{Name: "/guest/hello", FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1}},
 		Expiry: now.Add(time.Minute).UnixMilli(),
 		Limits: envelope.Limits{TimeoutMs: 1000, MemoryMB: 128, LogsKB: 10},

@@ -68,6 +68,24 @@ func (g *Gateway) packageIntact(p *wire.Package) bool {
 	return hmac.Equal(p.Tag, g.packageTag(p))
 }
 
+// ruleTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
+// lp(trigger) || lp(action)).
+func (g *Gateway) ruleTag(rl *wire.Rule) []byte {
+	m := hmac.New(sha256.New, g.seqKey)
+	m.Write([]byte("clemmys/v1 rule\x00"))
+	for _, p := range []string{rl.Namespace, rl.Name, rl.Trigger, rl.Action} {
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
+		m.Write(l[:])
+		m.Write([]byte(p))
+	}
+	return m.Sum(nil)
+}
+
+// ruleIntact reports whether a stored rule connects what the gateway
+// stored.
+func (g *Gateway) ruleIntact(rl *wire.Rule) bool { return hmac.Equal(rl.Tag, g.ruleTag(rl)) }
+
 // checkDefinition verifies a stored sequence's tag.
 func (g *Gateway) checkDefinition(a *wire.Action) bool {
 	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Components))

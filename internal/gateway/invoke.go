@@ -264,7 +264,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	now := g.now()
 	reqID := g.newRequestID(now, inv.caller)
 	h := envelope.Header{
-		Version:   1,
+		Version:   envelope.Version,
 		Suite:     suite,
 		RequestID: reqID,
 		Namespace: ns,
@@ -280,7 +280,9 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
-	env, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), envelope.AuthKey(g.secret, ns), pubs, params)
+	// Capsules under this gateway's cached session per function version:
+	// no public-key operation per request once the sessions exist.
+	env, err := g.sessions.Seal(h, envelope.RequestSecret(g.secret, reqID), envelope.AuthKey(g.secret, ns), pubs, params)
 	if err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
@@ -319,6 +321,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	}
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	g.prewarmSteps(routes) // load steps 1.. while step 0 runs
 	var act wire.Activation
 	err = bus.Call(cctx, g.cfg.Conn, wire.SubjectInvoke, &req, &act)
 	if inv.blocking && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {

@@ -249,6 +249,11 @@ func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusConflict, msgConflict)
 		return
 	}
+	if existing != nil && !g.packageIntact(existing) {
+		// Merging would re-tag what the controller changed.
+		g.fail(w, r, http.StatusBadGateway, msgPackageTampered)
+		return
+	}
 	pkg := wire.Package{Namespace: ns, Name: name}
 	if existing != nil {
 		pkg.Publish, pkg.Annotations, pkg.Parameters, pkg.Binding = existing.Publish, existing.Annotations, existing.Parameters, existing.Binding

@@ -28,13 +28,9 @@ import (
 // goes to step j+1 inside the enclaves, where nothing merges (a deviation
 // from OpenWhisk, which merges each component's defaults when it runs).
 //
-// GAP: a package's Publish flag and an action's "final" annotation are
-// plaintext in the controller's store. A lying controller can publish a
-// private package — other namespaces may then invoke its actions, whose
-// defaults (the package's and the action's) reach the function and may be
-// echoed back in its result — or drop "final". Packages should carry a
-// gateway MAC over (namespace, name, publish, binding) like sequence
-// definitions do.
+// A package's Publish flag and binding carry the gateway's MAC
+// (integrity.go packageTag). GAP: an action's "final" annotation is
+// plaintext in the controller's store; a lying controller can drop it.
 
 // Messages (OpenWhisk's wording where it has one).
 const (
@@ -125,6 +121,11 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string) (*tar
 	if pkg != "" {
 		p, params, cerr := g.loadPackage(ctx, ns, pkg)
 		if cerr != nil {
+			if ns != caller && cerr.status == http.StatusNotFound {
+				// A missing package of another namespace answers like a
+				// private one: its names cannot be probed.
+				return nil, notAuthorized("/" + ns + "/" + pkg)
+			}
 			return nil, cerr
 		}
 		if !g.packageIntact(p) {

@@ -225,6 +225,7 @@ func (g *Gateway) putRule(w http.ResponseWriter, r *http.Request) {
 		g.answer(w, r, "check rule action", cerr)
 		return
 	}
+	rl.Tag = g.ruleTag(&rl)
 	var stored wire.Rule
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectRulePut, &wire.RulePut{Rule: rl, Overwrite: overwrite}, &stored); err != nil {
 		g.busError(w, r, "store rule", err)

@@ -4,8 +4,21 @@
 // key-release traffic to the KMS, fetches sealed code from the store, limits
 // concurrency and publishes heartbeats.
 //
+// Cold starts are cut two ways (DESIGN §4). A pool of spare runtimes
+// (Config.PoolSize), started and past their hello but bound to no namespace
+// yet, gives a namespace without a runtime one at once; the runtime binds
+// the namespace when it loads its first function, and the pool is refilled
+// in the background (pool.go). Prewarms (wire.Prewarm, prewarm.go) load a
+// function — key release, code fetch, compilation — before its first
+// invocation.
+//
 // It never holds a key: everything it moves is sealed for the runtime, the
 // next step or the owner.
+//
+// Locks: Invoker.mu guards runtimes, starting, pool and closed; it may be
+// held while taking a runtimeProc's mu (never the other way round).
+// Goroutines other than request handlers (heartbeats, the pool filler,
+// background prewarms) are counted in Invoker.wg, which Stop waits for.
 package invoker
 
 import (
@@ -15,6 +28,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +57,15 @@ type Config struct {
 	// StopGrace is how long Stop lets running steps finish before it
 	// abandons them. Default 10 s.
 	StopGrace time.Duration
-	Log       *slog.Logger
+	// PoolSize is the number of spare enclave runtimes kept started (past
+	// their hello, bound to no namespace) so that a namespace's first step
+	// does not wait for a process to start. Default 2; negative: no pool.
+	PoolSize int
+	Log      *slog.Logger
 }
+
+// DefaultPoolSize is Config.PoolSize's default.
+const DefaultPoolSize = 2
 
 // Invoker runs steps in enclave runtimes.
 type Invoker struct {
@@ -55,10 +77,19 @@ type Invoker struct {
 	// executions counts steps whose guest a runtime started (every check
 	// passed); refused steps do not count.
 	executions atomic.Uint64
+	// prewarmed counts prewarms that ended with the function loaded.
+	prewarmed atomic.Uint64
+	// prewarmsPending counts accepted prewarms not yet done.
+	prewarmsPending atomic.Int64
+	// prewarmSem bounds the prewarm loads running at once.
+	prewarmSem chan struct{}
+	// poolWake (buffered 1) asks the pool filler to check the pool.
+	poolWake chan struct{}
 
 	mu       sync.Mutex
 	runtimes map[string]*runtimeProc // by namespace
 	starting map[string]chan struct{}
+	pool     []*runtimeProc // spare runtimes, bound to no namespace, oldest first
 	closed   bool
 
 	// runCtx bounds every step; Stop cancels it once StopGrace is over.
@@ -84,6 +115,9 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 10 * time.Second
 	}
+	if cfg.PoolSize == 0 {
+		cfg.PoolSize = DefaultPoolSize
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -93,27 +127,44 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 	}
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	return &Invoker{
-		runCtx:    runCtx,
-		cancelRun: cancelRun,
-		cfg:       cfg,
-		code:      code,
-		sem:       make(chan struct{}, cfg.Capacity),
-		log:       cfg.Log.With("invoker", cfg.ID),
-		runtimes:  map[string]*runtimeProc{},
-		starting:  map[string]chan struct{}{},
-		stopBeat:  make(chan struct{}),
+		runCtx:     runCtx,
+		cancelRun:  cancelRun,
+		cfg:        cfg,
+		code:       code,
+		sem:        make(chan struct{}, cfg.Capacity),
+		log:        cfg.Log.With("invoker", cfg.ID),
+		runtimes:   map[string]*runtimeProc{},
+		starting:   map[string]chan struct{}{},
+		stopBeat:   make(chan struct{}),
+		prewarmSem: make(chan struct{}, prewarmLoads),
+		poolWake:   make(chan struct{}, 1),
 	}, nil
 }
 
-// Start subscribes to the invoker's run subject and starts heartbeats.
+// Start subscribes to the invoker's run and prewarm subjects, starts
+// heartbeats and starts filling the pool of spare runtimes.
 func (iv *Invoker) Start(ctx context.Context) error {
-	stop, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerRun(iv.cfg.ID), "", 4*iv.cfg.Capacity, iv.handleRun)
+	stopRun, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerRun(iv.cfg.ID), "", 4*iv.cfg.Capacity, iv.handleRun)
 	if err != nil {
 		return err
 	}
-	iv.stopServe = stop
+	stopPrewarm, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerPrewarm(iv.cfg.ID), "", prewarmServeLimit, iv.handlePrewarm)
+	if err != nil {
+		stopRun()
+		return err
+	}
+	iv.stopServe = func() {
+		var wg sync.WaitGroup
+		wg.Go(stopPrewarm)
+		stopRun()
+		wg.Wait()
+	}
 	iv.wg.Add(1)
 	go iv.heartbeat()
+	if iv.cfg.PoolSize > 0 {
+		iv.wg.Add(1)
+		go iv.fillPool()
+	}
 	return nil
 }
 
@@ -123,8 +174,9 @@ func (iv *Invoker) Start(ctx context.Context) error {
 func (iv *Invoker) Executions() uint64 { return iv.executions.Load() }
 
 // Stop stops taking work, waits up to StopGrace for running steps (then
-// abandons them) and stops the runtimes, killing those that do not exit.
-// It is safe to call more than once.
+// abandons them and any prewarm) and stops the runtimes, spare ones
+// included, killing those that do not exit. It is safe to call more than
+// once.
 func (iv *Invoker) Stop() {
 	iv.stopOnce.Do(iv.stop)
 }
@@ -153,8 +205,10 @@ func (iv *Invoker) stop() {
 	iv.wg.Wait()
 	iv.mu.Lock()
 	iv.closed = true
-	rts := iv.runtimes
+	rts := slices.Collect(maps.Values(iv.runtimes))
+	rts = append(rts, iv.pool...)
 	iv.runtimes = map[string]*runtimeProc{}
+	iv.pool = nil
 	iv.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range rts {
@@ -230,7 +284,7 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 			return fail("runtime_start", "the enclave runtime could not be started")
 		}
 		loadStart := time.Now()
-		loaded, err := iv.ensureLoaded(ctx, p, req.FunctionID)
+		cold, err := iv.ensureLoaded(ctx, p, req.FunctionID)
 		if err != nil {
 			if retry && errors.Is(err, errRuntimeGone) {
 				iv.log.Warn("enclave runtime exited while loading; restarting it", "namespace", req.Namespace, "activation", req.ActivationID)
@@ -238,8 +292,11 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 			}
 			return iv.loadFailure(start, req, err)
 		}
+		// The init time is what this step waited for its function to be
+		// loaded, by itself or by a load in progress (a prewarm, another
+		// step): zero if it was loaded already.
 		var initMs int64
-		if loaded {
+		if cold {
 			initMs = time.Since(loadStart).Milliseconds()
 		}
 		runStart := time.Now()
@@ -298,7 +355,8 @@ func (iv *Invoker) loadFailure(start time.Time, req *wire.RunRequest, err error)
 	return res
 }
 
-// runtime returns the namespace's runtime, starting (or restarting) it.
+// runtime returns the namespace's runtime: the running one, else a spare
+// from the pool (which it binds to the namespace), else a new one.
 func (iv *Invoker) runtime(namespace string) (*runtimeProc, error) {
 	for {
 		iv.mu.Lock()
@@ -315,23 +373,23 @@ func (iv *Invoker) runtime(namespace string) (*runtimeProc, error) {
 			<-wait
 			continue
 		}
+		if p := iv.takeSpareLocked(); p != nil {
+			p.namespace = namespace
+			iv.runtimes[namespace] = p
+			iv.mu.Unlock()
+			iv.wakePool()
+			iv.log.Info("enclave runtime taken from the pool", "namespace", namespace, "runtime_pid", p.cmd.Process.Pid)
+			return p, nil
+		}
 		ch := make(chan struct{})
 		iv.starting[namespace] = ch
 		iv.mu.Unlock()
+		iv.wakePool() // the pool is empty
 
-		p, err := startRuntime(iv.cfg.EnclavePath, iv.cfg.EnclaveArgs, namespace, iv.log)
+		p, err := iv.startProc(namespace)
 		if err == nil {
-			var h ipc.Hello
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err = p.call(ctx, ipc.OpHello, struct{}{}, &h)
-			cancel()
-			if err != nil {
-				p.stop(time.Second)
-			} else {
-				p.hello = &h
-				iv.log.Info("enclave runtime started", "namespace", namespace,
-					"platform", h.Platform, "measurement", hex.EncodeToString(h.Measurement))
-			}
+			iv.log.Info("enclave runtime started", "namespace", namespace,
+				"platform", p.hello.Platform, "measurement", hex.EncodeToString(p.hello.Measurement))
 		}
 		iv.mu.Lock()
 		delete(iv.starting, namespace)
@@ -350,37 +408,90 @@ func (iv *Invoker) runtime(namespace string) (*runtimeProc, error) {
 	}
 }
 
+// startProc starts a runtime process and waits for its hello.
+func (iv *Invoker) startProc(namespace string) (*runtimeProc, error) {
+	p, err := startRuntime(iv.cfg.EnclavePath, iv.cfg.EnclaveArgs, namespace, iv.log)
+	if err != nil {
+		return nil, err
+	}
+	var h ipc.Hello
+	ctx, cancel := context.WithTimeout(iv.runCtx, helloTimeout)
+	err = p.call(ctx, ipc.OpHello, struct{}{}, &h)
+	cancel()
+	if err != nil {
+		p.stop(time.Second)
+		return nil, fmt.Errorf("invoker: enclave runtime hello: %w", err)
+	}
+	p.hello = &h
+	return p, nil
+}
+
+// helloTimeout bounds a new runtime's hello.
+const helloTimeout = 10 * time.Second
+
 // ensureLoaded loads the function into the runtime once: KMS nonce →
 // runtime evidence → KMS release (sealed to the runtime) → sealed code →
-// load. It reports whether this call did the loading (a cold start).
-func (iv *Invoker) ensureLoaded(ctx context.Context, p *runtimeProc, fid []byte) (bool, error) {
+// load. Concurrent callers for one function share one load. It reports
+// whether the function was not loaded yet when called (a cold start): this
+// call loaded it or waited for a load in progress.
+func (iv *Invoker) ensureLoaded(ctx context.Context, p *runtimeProc, fid []byte) (cold bool, err error) {
 	key := hex.EncodeToString(fid)
-	p.mu.Lock()
-	st, ok := p.loaded[key]
-	if ok {
+	for {
+		p.mu.Lock()
+		st, ok := p.loaded[key]
+		if !ok {
+			st = &loadState{done: make(chan struct{})}
+			p.loaded[key] = st
+			p.mu.Unlock()
+			st.err = iv.load(ctx, p, fid)
+			close(st.done)
+			return true, st.err
+		}
 		p.mu.Unlock()
 		select {
 		case <-st.done:
-			if st.err == nil {
-				return false, nil
+		default:
+			cold = true
+			select {
+			case <-st.done:
+			case <-ctx.Done():
+				return cold, ctx.Err()
 			}
-			// A failed load is retried by the next activation.
-			p.mu.Lock()
-			if p.loaded[key] == st {
-				delete(p.loaded, key)
-			}
-			p.mu.Unlock()
-			return iv.ensureLoaded(ctx, p, fid)
-		case <-ctx.Done():
-			return false, ctx.Err()
 		}
+		if st.err == nil {
+			return cold, nil
+		}
+		// A failed load (refused, or its caller gave up) is retried by
+		// the next caller.
+		cold = true
+		p.mu.Lock()
+		if p.loaded[key] == st {
+			delete(p.loaded, key)
+		}
+		p.mu.Unlock()
 	}
-	st = &loadState{done: make(chan struct{})}
-	p.loaded[key] = st
+}
+
+// isLoaded reports whether fid is loaded in namespace's runtime.
+func (iv *Invoker) isLoaded(namespace string, fid []byte) bool {
+	iv.mu.Lock()
+	p := iv.runtimes[namespace]
+	iv.mu.Unlock()
+	if p == nil || !p.alive() {
+		return false
+	}
+	p.mu.Lock()
+	st := p.loaded[hex.EncodeToString(fid)]
 	p.mu.Unlock()
-	st.err = iv.load(ctx, p, fid)
-	close(st.done)
-	return true, st.err
+	if st == nil {
+		return false
+	}
+	select {
+	case <-st.done:
+		return st.err == nil
+	default:
+		return false
+	}
 }
 
 func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {

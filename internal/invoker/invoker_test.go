@@ -89,7 +89,7 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 // client of it and a running invoker whose runtimes are real
 // clemmys-enclave processes.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	nc       *nats.Conn // the test's own connection: plays gateway and controller
 	code     jetstream.ObjectStore
 	kc       *kmsclient.Client
@@ -99,7 +99,7 @@ type env struct {
 	releases atomic.Int64 // key-release requests seen on the bus
 }
 
-func newEnv(t *testing.T, mutate func(*Config)) *env {
+func newEnv(t testing.TB, mutate func(*Config)) *env {
 	t.Helper()
 	ctx := testCtx(t, 30*time.Second)
 	dir := t.TempDir()
@@ -390,7 +390,7 @@ func loadedIn(p *runtimeProc, f *fn) bool {
 	}
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -734,7 +734,9 @@ func TestStop(t *testing.T) {
 	sleep := wasmbuild.MustBuild(t, "internal/testfuncs/sleep")
 
 	t.Run("waits for running steps", func(t *testing.T) {
-		e := newEnv(t, nil)
+		// No spares: the runtimes are alice's and bob's (TestPool stops
+		// spares).
+		e := newEnv(t, func(c *Config) { c.PoolSize = -1 })
 		nap := e.deploy("alice", "sleep", sleep, true)
 		wantSuccess(t, e.run(nap, `{"ms":0}`), "", "")
 		// A second runtime, with nothing loaded.

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -264,7 +265,8 @@ func TestAttack(t *testing.T) {
 			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
 				return refused(t, ctx, s, ev.lastSeen("abc", 1))
 			}},
-		{"tamper header: version", "abc", 1, []string{"version"}, 1, header(func(h *envelope.Header) { h.Version = 2 })},
+		{"tamper header: version", "abc", 1, []string{"version"}, 1, header(func(h *envelope.Header) { h.Version = envelope.Version + 1 })},
+		{"tamper header: downgrade to version 1", "abc", 1, []string{"version"}, 1, header(func(h *envelope.Header) { h.Version = 1 })},
 		{"tamper header: suite", "abc", 1, []string{"suite"}, 1, header(func(h *envelope.Header) { h.Suite = envelope.SuiteMLKEM768X25519 })},
 		{"tamper header: request id", "abc", 1, []string{"auth"}, 1, header(func(h *envelope.Header) { h.RequestID = flip(h.RequestID) })},
 		{"tamper header: namespace", "abc", 1, []string{"auth", "namespace"}, 1, header(func(h *envelope.Header) { h.Namespace = "alice" })},
@@ -289,6 +291,11 @@ func TestAttack(t *testing.T) {
 		{"flip a body bit", "abc", 1, []string{"body"}, 1, env(func(e *envelope.Envelope) { e.Body = flip(e.Body) })},
 		{"truncate capsule", "abc", 1, []string{"auth", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = e.Capsules[1][:len(e.Capsules[1])-1] })},
 		{"extend capsule", "abc", 1, []string{"auth", "malformed"}, 1, env(func(e *envelope.Envelope) { e.Capsules[1] = append(e.Capsules[1], 0) })},
+		{"swap capsule's session (a's session id and enc in b's capsule)", "abc", 1, []string{"auth"}, 1, env(func(e *envelope.Envelope) {
+			// session id || enc precede nonce(12) || ciphertext(64) || tag(16)
+			n := len(e.Capsules[1]) - (12 + 64 + 16)
+			copy(e.Capsules[1][:n], e.Capsules[0][:n])
+		})},
 		{"forge a fresh envelope to b's public key (start the chain mid-way)", "abc", 1, []string{"auth"}, 1,
 			func(t *testing.T, ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
 				// The controller knows b's public key (it stores the
@@ -527,6 +534,38 @@ func TestAttack(t *testing.T) {
 		if st, _ := e.call(mallory, "GET", "/api/v1/namespaces/guest/packages/priv", nil, &eb); st != 502 {
 			t.Fatalf("read of a package published by the store: %d %+v", st, eb)
 		}
+		if n := e.p.Invoker.Executions() - before; n != 0 {
+			t.Fatalf("%d steps ran", n)
+		}
+	})
+
+	t.Run("point a rule at another action in the store", func(t *testing.T) {
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/triggers/tick", map[string]any{}, nil); st != 200 {
+			t.Fatalf("trigger: %d", st)
+		}
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/rules/onTick", map[string]any{"trigger": "tick", "action": "a"}, nil); st != 200 {
+			t.Fatalf("rule: %d", st)
+		}
+		kv := e.bucket(t, "clemmys_rules")
+		key := store.Key("guest", "onTick")
+		en, err := kv.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rl wire.Rule
+		if err := bus.Unmarshal(en.Value(), &rl); err != nil {
+			t.Fatal(err)
+		}
+		rl.Action = "/guest/d" // the trigger's payload would go to d
+		b, _ := bus.Marshal(&rl)
+		if _, err := kv.Put(context.Background(), key, b); err != nil {
+			t.Fatal(err)
+		}
+		before := e.p.Invoker.Executions()
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/triggers/tick", map[string]any{"payload": "for a only"}, nil); st != http.StatusNoContent {
+			t.Fatalf("fire with a rewritten rule: %d", st)
+		}
+		time.Sleep(200 * time.Millisecond)
 		if n := e.p.Invoker.Executions() - before; n != 0 {
 			t.Fatalf("%d steps ran", n)
 		}

@@ -16,8 +16,10 @@ import (
 //
 // warm: the function is loaded in its runtime (keys released, module
 // compiled); cold: every iteration deploys a new version (not timed) and
-// times its first invocation, which pays key release, code fetch and
-// compilation.
+// times its first invocation, sent as soon as the deploy is answered, so it
+// pays (or waits for the deploy's prewarm to finish) key release, code
+// fetch and compilation; prewarmed: the same, but the invocation is sent
+// once the deploy's prewarm has loaded the function.
 func BenchmarkInvoke(b *testing.B) {
 	e := start(b, b.TempDir())
 	g := e.guest()
@@ -47,11 +49,26 @@ func BenchmarkInvoke(b *testing.B) {
 			invoke(name)
 		}
 	})
+	b.Run("prewarmed", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			name := fmt.Sprintf("prewarmed%d", i)
+			i++
+			n := e.p.Invoker.Prewarmed()
+			e.deploy(g, name, hello, nil)
+			e.waitPrewarmed(n + 1)
+			b.StartTimer()
+			invoke(name)
+		}
+	})
 }
 
 // BenchmarkDeployToFirstResult times deploy → first result for a module the
 // runtime has never compiled (each iteration appends a unique custom section,
-// so the digest and wazero's in-memory compilation cache key differ):
+// so the digest and wazero's in-memory compilation cache key differ). It
+// also reports the two halves: the deploy's answer, and the invocation sent
+// right after it (which waits for the deploy's prewarm):
 //
 //	go test -run XXX -bench DeployToFirstResult -benchtime 5x ./internal/platform/
 func BenchmarkDeployToFirstResult(b *testing.B) {
@@ -59,16 +76,23 @@ func BenchmarkDeployToFirstResult(b *testing.B) {
 	g := e.guest()
 	hello := wasmbuild.MustBuild(b, "examples/hello")
 	i := 0
+	var deploy, invoke time.Duration
 	for b.Loop() {
 		name := fmt.Sprintf("fresh%d", i)
 		i++
+		t0 := time.Now()
 		e.deploy(g, name, withCustomSection(hello, name), nil)
+		t1 := time.Now()
 		var res map[string]any
 		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/"+name+"?blocking=true&result=true", nil, &res); st != 200 {
 			b.Fatalf("invoke: %d %v", st, res)
 		}
+		deploy += t1.Sub(t0)
+		invoke += time.Since(t1)
 	}
 	b.ReportMetric(float64(len(hello))/(1<<20), "module-MiB")
+	b.ReportMetric(float64(deploy.Microseconds())/1000/float64(i), "deploy-ms/op")
+	b.ReportMetric(float64(invoke.Microseconds())/1000/float64(i), "invoke-ms/op")
 }
 
 // withCustomSection appends a custom section named name to a wasm module.

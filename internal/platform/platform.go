@@ -48,6 +48,9 @@ type Config struct {
 	// in other processes. Empty: in-process only.
 	NATSListen      string
 	InvokerCapacity int
+	// InvokerPoolSize is the invoker's number of spare enclave runtimes
+	// (invoker.Config.PoolSize): 0 is its default, negative none.
+	InvokerPoolSize int
 	Log             *slog.Logger
 	// ControllerInterceptor plays a malicious controller in the attack
 	// tests (see controller.Interceptor); nil in production.
@@ -57,6 +60,11 @@ type Config struct {
 	// SkipCatalog skips installing the whisk.system catalog (package
 	// catalog) on start; tests that do not need it set it.
 	SkipCatalog bool
+	// InvocationsPerMinute and ConcurrentInvocations are the gateway's
+	// per-namespace throttles (gateway.Config): 0 is the default, < 0 no
+	// limit. `clemmys bench` turns them off.
+	InvocationsPerMinute  int
+	ConcurrentInvocations int
 }
 
 // Platform is a running deployment.
@@ -185,6 +193,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		EnclavePath: cfg.EnclavePath,
 		EnclaveArgs: []string{"--tee", sim.Platform, "--sim-dir", simDir},
 		Capacity:    cfg.InvokerCapacity,
+		PoolSize:    cfg.InvokerPoolSize,
 		Log:         p.log.With("service", "invoker"),
 	})
 	if err != nil {
@@ -214,6 +223,9 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"),
 		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
 		ExpirySlack:  cfg.ExpirySlack,
+
+		InvocationsPerMinute:  cfg.InvocationsPerMinute,
+		ConcurrentInvocations: cfg.ConcurrentInvocations,
 	})
 	if err != nil {
 		return p, err

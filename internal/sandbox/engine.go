@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -27,14 +28,62 @@ const exitCodeEngineClosed = 0xdead
 // Engine compiles and runs WebAssembly functions. It owns one wazero runtime
 // and a shared in-memory compilation cache. It is safe for concurrent use.
 type Engine struct {
+	cfg     Config
 	cache   wazero.CompilationCache
 	rt      wazero.Runtime
 	wasi    map[string]api.FunctionDefinition // host functions a guest may import
 	workers int                               // compilation workers
 	closed  atomic.Bool
+	runaway atomic.Bool // a halted guest did not stop
 
 	mu       sync.Mutex             // guards compiled and every compiled.refs
 	compiled map[[32]byte]*compiled // by SHA-256 of the wasm bytes
+
+	poolMu  sync.Mutex             // guards the fields below and the pool fields of every compiled
+	live    map[*instance]struct{} // instances whose guest has not returned
+	idle    []*instance            // waiting for an activation, least recently used first
+	drained chan struct{}          // closed when live becomes empty (set by Close)
+}
+
+// Config tunes an Engine's instances. Zero fields take the defaults.
+type Config struct {
+	// MaxIdlePerModule bounds the idle instances kept per compiled module
+	// (warm instances of loop-convention modules, pre-initialized ones of
+	// fresh-instance modules). Default 8; negative keeps none.
+	MaxIdlePerModule int
+	// MaxIdle bounds the idle instances kept in all. Default 32; negative
+	// keeps none.
+	MaxIdle int
+	// IdleTimeout closes an instance idle for that long. Default 10 min.
+	IdleTimeout time.Duration
+	// Prestart is how many pre-initialized instances are kept ready for a
+	// fresh-instance module (once it has run, with its last memory limit).
+	// Default 1; negative starts none ahead.
+	Prestart int
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxIdlePerModule = 8
+	DefaultMaxIdle          = 32
+	DefaultIdleTimeout      = 10 * time.Minute
+	DefaultPrestart         = 1
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxIdlePerModule == 0 {
+		c.MaxIdlePerModule = DefaultMaxIdlePerModule
+	}
+	if c.MaxIdle == 0 {
+		c.MaxIdle = DefaultMaxIdle
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.Prestart == 0 {
+		c.Prestart = DefaultPrestart
+	}
+	return c
 }
 
 // compiled is a module compiled once and shared by every Module made from
@@ -46,17 +95,31 @@ type compiled struct {
 	err      error
 	name     string // argv[0]
 	minPages uint32 // initial memory pages
+	loop     bool   // speaks the loop convention (exports loopExport)
+	fresh    bool   // wants a fresh instance per activation (exports freshExport)
+	hasStart bool   // has a start function, exported as startExport
 	refs     int    // Modules using it; guarded by Engine.mu
+
+	// Guarded by Engine.poolMu.
+	idle     int  // instances in Engine.idle
+	live     int  // instances in Engine.live
+	starting bool // a prestart is in flight
+	closing  bool // released: no new instances; mod is closed with the last one
+	freed    bool // mod was closed
 }
 
-// NewEngine returns an Engine using wazero's compiler engine where the
-// platform supports it (amd64, arm64) and its interpreter elsewhere.
-func NewEngine() *Engine {
+// NewEngine returns an Engine with the default Config.
+func NewEngine() *Engine { return NewEngineWithConfig(Config{}) }
+
+// NewEngineWithConfig returns an Engine using wazero's compiler engine where
+// the platform supports it (amd64, arm64) and its interpreter elsewhere.
+func NewEngineWithConfig(config Config) *Engine {
 	ctx := context.Background() // only for setting up host functions; nothing blocks
 	cache := wazero.NewCompilationCache()
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(cache).
-		WithCloseOnContextDone(true).
+		// No WithCloseOnContextDone: the instrumentation (instrument.go)
+		// stops guests at a fraction of its cost.
 		// Reference types are off: with them a valid module can
 		// table.grow by 2^31 entries and wazero allocates it all (16 GiB),
 		// killing the runtime; tables are outside the memory limit. Go's
@@ -67,6 +130,8 @@ func NewEngine() *Engine {
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	return &Engine{
+		cfg:      config.withDefaults(),
+		live:     map[*instance]struct{}{},
 		cache:    cache,
 		rt:       rt,
 		wasi:     rt.Module(wasiModule).ExportedFunctionDefinitions(),
@@ -75,11 +140,36 @@ func NewEngine() *Engine {
 	}
 }
 
-// Close stops every running guest (their Run returns ErrClosed) and frees
-// all compiled modules. It is safe to call more than once.
+// Close stops every running guest (their Run returns ErrClosed), closes
+// idle instances and frees all compiled modules. It is safe to call more
+// than once.
 func (e *Engine) Close(ctx context.Context) error {
 	if e.closed.Swap(true) {
 		return nil
+	}
+	e.drainIdle(nil)
+	e.poolMu.Lock()
+	live := make([]*instance, 0, len(e.live))
+	for in := range e.live {
+		live = append(live, in)
+	}
+	var drained chan struct{}
+	if len(live) > 0 {
+		drained = make(chan struct{})
+		e.drained = drained
+	}
+	e.poolMu.Unlock()
+	for _, in := range live {
+		in.halt(ErrClosed)
+	}
+	if drained != nil {
+		t := time.NewTimer(haltGrace)
+		select {
+		case <-drained:
+		case <-t.C:
+			e.runaway.Store(true)
+		}
+		t.Stop()
 	}
 	err := e.rt.CloseWithExitCode(ctx, exitCodeEngineClosed)
 	if cerr := e.cache.Close(ctx); err == nil {
@@ -88,8 +178,15 @@ func (e *Engine) Close(ctx context.Context) error {
 	return err
 }
 
+// Runaway reports whether a guest the Engine halted (for a timeout, a
+// cancellation or Close) failed to stop within a few seconds. The
+// interruption checks make that impossible unless they have a bug; such a
+// guest keeps a CPU busy and may hold up the Go runtime, so the process
+// hosting the Engine should be replaced.
+func (e *Engine) Runaway() bool { return e.runaway.Load() }
+
 // Module is a compiled, validated function. Run may be called concurrently;
-// each call gets a fresh instance.
+// concurrent calls never share an instance.
 type Module struct {
 	e *Engine
 	c *compiled
@@ -162,12 +259,17 @@ func (e *Engine) compile(ctx context.Context, c *compiled, wasm []byte) {
 			c.mod, c.err = nil, fmt.Errorf("%w: %s", ErrInvalidModule, internalCompilerError)
 		}
 	}()
+	wasm, err := instrument(wasm)
+	if err != nil {
+		c.err = err
+		return
+	}
 	mod, err := e.rt.CompileModule(experimental.WithCompilationWorkers(ctx, e.workers), wasm)
 	if err != nil {
 		c.err = fmt.Errorf("%w: %v", ErrInvalidModule, err)
 		return
 	}
-	minPages, err := e.validate(mod)
+	minPages, err := e.validate(mod, c)
 	if err != nil {
 		_ = mod.Close(ctx)
 		c.err = fmt.Errorf("%w: %v", ErrInvalidModule, err)
@@ -179,7 +281,8 @@ func (e *Engine) compile(ctx context.Context, c *compiled, wasm []byte) {
 	}
 }
 
-// release drops a reference to c and frees it with the last one.
+// release drops a reference to c. With the last one its idle instances are
+// closed, and its compiled code is freed once no instance uses it.
 func (e *Engine) release(ctx context.Context, c *compiled) {
 	e.mu.Lock()
 	c.refs--
@@ -188,7 +291,16 @@ func (e *Engine) release(ctx context.Context, c *compiled) {
 		delete(e.compiled, c.digest)
 	}
 	e.mu.Unlock()
-	if last && c.mod != nil {
+	if !last || c.mod == nil {
+		return
+	}
+	e.poolMu.Lock()
+	c.closing = true
+	free := c.live == 0 && !c.freed
+	c.freed = c.freed || free
+	e.poolMu.Unlock()
+	e.drainIdle(c)
+	if free {
 		_ = c.mod.Close(ctx)
 	}
 }
@@ -197,23 +309,38 @@ func (e *Engine) release(ctx context.Context, c *compiled) {
 const internalCompilerError = "internal compiler error"
 
 // validate checks that compiled is a WASI command module this Engine can
-// run and returns its initial memory size in pages.
-func (e *Engine) validate(compiled wazero.CompiledModule) (uint32, error) {
-	start, ok := compiled.ExportedFunctions()["_start"]
+// run, records its calling convention in c and returns its initial memory
+// size in pages.
+func (e *Engine) validate(cm wazero.CompiledModule, c *compiled) (uint32, error) {
+	start, ok := cm.ExportedFunctions()["_start"]
 	if !ok {
 		return 0, errors.New(`not a WASI command module: no exported function "_start" (reactor modules are not supported)`)
 	}
 	if len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
 		return 0, errors.New(`"_start" must take no parameters and return no results`)
 	}
-	if len(compiled.ImportedMemories()) != 0 {
+	if len(cm.ImportedMemories()) != 0 {
 		return 0, errors.New("imported memories are not supported")
 	}
-	mem, ok := compiled.ExportedMemories()["memory"]
+	mem, ok := cm.ExportedMemories()["memory"]
 	if !ok {
 		return 0, errors.New(`a WASI module must export its memory as "memory"`)
 	}
-	for _, f := range compiled.ImportedFunctions() {
+	exports := cm.ExportedFunctions()
+	for _, marker := range []struct {
+		name string
+		set  *bool
+	}{{loopExport, &c.loop}, {freshExport, &c.fresh}, {startExport, &c.hasStart}} {
+		f, ok := exports[marker.name]
+		if !ok {
+			continue
+		}
+		if len(f.ParamTypes()) != 0 || len(f.ResultTypes()) != 0 {
+			return 0, fmt.Errorf("%q must take no parameters and return no results", marker.name)
+		}
+		*marker.set = true
+	}
+	for _, f := range cm.ImportedFunctions() {
 		module, name, _ := f.Import()
 		if module != wasiModule {
 			return 0, fmt.Errorf("import %q from module %q: only %q is available", name, module, wasiModule)

@@ -3,16 +3,11 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -61,21 +56,41 @@ type Result struct {
 	ExitCode        uint32        // the guest's exit status (0 unless it exited)
 	Duration        time.Duration // instantiation plus execution
 	PeakMemoryBytes uint64        // largest linear memory the guest had
+	// Warm: the activation ran in an instance started before this Run (a
+	// warm instance that served earlier activations, or a pre-initialized
+	// one), so it did not wait for the guest to start.
+	Warm bool
 }
 
-// errOutputTooLarge is the cancellation cause when stdout overflows.
+// errOutputTooLarge is the halt cause when stdout overflows.
 var errOutputTooLarge = errors.New("output cap reached")
 
-// Run instantiates a fresh instance with input on stdin, runs _start, and
-// returns what it wrote: params JSON on stdin, result JSON on stdout, logs on
-// stderr. The guest gets no file system, no network, args [name], no
-// environment, a real clock and crypto/rand as its random source.
+// cancelled is the halt cause when Run's context ends.
+type cancelled struct{ err error }
+
+func (c cancelled) Error() string { return "sandbox: run cancelled: " + c.err.Error() }
+func (c cancelled) Unwrap() error { return c.err }
+
+// Run runs one activation with input as params and returns what the guest
+// wrote: result JSON on stdout, logs on stderr. The guest gets no file
+// system, no network, args [name], no environment (but LoopEnv=1 in the
+// loop convention), a real clock and crypto/rand as its random source.
 //
-// A guest that exits 0 (or returns from _start) succeeds. Otherwise the
-// error wraps one of ErrTimeout, ErrMemoryLimit, ErrOutputTooLarge, ErrExit
-// (non-zero exit status, not otherwise classified: an sdk application error
-// is ErrExit with ExitCode 1), ErrTrap, ErrInvalidModule (the module cannot
-// be instantiated), ErrClosed, or ctx.Err() if ctx ended first. Whenever the
+// A one-shot module runs in a fresh instance, params on stdin, until it
+// exits. A loop-convention module gets the params as one line, in a warm
+// instance if one is idle (or a pre-initialized one, used once, if the
+// module asks for fresh instances), and the activation ends when the guest
+// asks for its next input; the instance then waits for the next activation
+// if the guest wrote exactly one line to stdout and nothing went wrong.
+// Anything else (a timeout, an exit, a trap, too much output, malformed
+// output) ends the instance.
+//
+// A guest that exits 0 (or returns from _start, or completes a loop
+// activation) succeeds. Otherwise the error wraps one of ErrTimeout,
+// ErrMemoryLimit, ErrOutputTooLarge, ErrExit (non-zero exit status, not
+// otherwise classified: an sdk application error in one shot is ErrExit
+// with ExitCode 1), ErrTrap, ErrInvalidModule (the module cannot be
+// instantiated), ErrClosed, or ctx.Err() if ctx ended first. Whenever the
 // guest ran, the Result is returned too, with its logs, so the owner can see
 // why it failed.
 func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, error) {
@@ -89,121 +104,145 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 	}
 
 	start := time.Now()
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timer := time.AfterFunc(lim.Timeout, func() { cancel(ErrTimeout) })
-	defer timer.Stop()
-
-	stdout := &capWriter{limit: lim.MaxOutputBytes, onOverflow: func() { cancel(errOutputTooLarge) }}
-	stderr := &capWriter{limit: lim.MaxLogBytes}
-	alloc := &limitedAllocator{limit: lim.MemoryBytes}
-
-	cfg := wazero.NewModuleConfig().
-		WithName("").         // anonymous: many instances of one module coexist
-		WithStartFunctions(). // we call _start ourselves, to see how it ended
-		WithArgs(m.c.name).
-		WithStdin(bytes.NewReader(input)).
-		WithStdout(stdout).
-		WithStderr(stderr).
-		WithRandSource(rand.Reader).
-		WithSysWalltime().
-		WithSysNanotime().
-		WithNanosleep(func(ns int64) { sleep(runCtx, ns) }).
-		WithOsyield(runtime.Gosched)
-
-	mod, err := m.instantiate(experimental.WithMemoryAllocator(runCtx, alloc), cfg)
-	instantiated := err == nil
-	if instantiated {
-		_, err = mod.ExportedFunction("_start").Call(runCtx)
-		if exit := (*sys.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == 0 {
-			err = nil // proc_exit(0)
+	in, warm, err := m.acquire(lim.MemoryBytes)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, ErrClosed // nothing ran
 		}
-		_ = mod.Close(context.WithoutCancel(ctx))
-	} else if errors.Is(err, ErrClosed) || m.e.closed.Load() {
-		return nil, ErrClosed // nothing ran
+		return &Result{Duration: time.Since(start)}, err
+	}
+	c := m.c
+	line, eof := input, true
+	if c.loop {
+		line, eof = loopLine(input), false
+	}
+	stdout, stderr, waiting := in.attach(line, eof, lim)
+	timer := time.AfterFunc(max(lim.Timeout-time.Since(start), 0), func() { in.halt(ErrTimeout) })
+	select {
+	case <-waiting:
+	case <-in.exited:
+	case <-in.stopped:
+	case <-ctx.Done():
+		in.halt(cancelled{ctx.Err()})
+	}
+	timer.Stop()
+
+	completed := closed(waiting) // a loop activation ended normally
+	in.mu.Lock()
+	halted := in.halted
+	in.mu.Unlock()
+	exited := false
+	switch {
+	case completed:
+	case halted != nil:
+		exited = in.awaitExit()
+	default:
+		<-in.exited
+		exited = true
 	}
 
-	res := &Result{
-		Duration:        time.Since(start),
-		PeakMemoryBytes: alloc.peak.Load(),
+	res := &Result{PeakMemoryBytes: in.alloc.peak.Load(), Warm: warm}
+	var exitErr error
+	if exited {
+		exitErr = in.exitErr
 	}
-	guestErr := err
-	err = m.classify(ctx, runCtx, guestErr, instantiated, res, alloc, stdout, lim)
+	err = m.classify(completed, halted, exited, exitErr, res, in.alloc, stdout, lim)
+	in.mu.Lock()
 	if errors.Is(err, ErrTrap) {
 		// The error keeps the first line ("wasm error: unreachable"); the
 		// wasm stack trace, which names only the owner's code, goes to the
 		// owner's logs.
-		stderr.note("trap: " + guestErr.Error())
+		stderr.note("trap: " + exitErr.Error())
 	}
 	res.Logs = stderr.logs()
 	if !stdout.overflow {
-		res.Output = stdout.buf.Bytes()
+		res.Output = bytes.Clone(stdout.buf.Bytes())
+	}
+	in.mu.Unlock()
+	res.Duration = time.Since(start)
+
+	// Keep the instance if it can serve another activation.
+	reuse := completed && halted == nil && err == nil && !c.fresh && oneLine(res.Output)
+	in.detach()
+	if reuse {
+		m.e.put(in)
+	} else if !exited {
+		in.close()
 	}
 	return res, err
 }
 
-// instantiate makes a fresh instance unless the Module is closed.
-func (m *Module) instantiate(ctx context.Context, cfg wazero.ModuleConfig) (api.Module, error) {
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// acquire returns an instance for one activation: an idle one of a loop
+// module, or a new one. warm reports an idle one.
+func (m *Module) acquire(limit uint64) (in *instance, warm bool, err error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.closed {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
-	return m.e.rt.InstantiateModule(ctx, m.c.mod, cfg)
+	c := m.c
+	if c.loop {
+		in = m.e.take(c, limit)
+	}
+	if in == nil {
+		in, err = m.e.newInstance(c, limit)
+	} else {
+		warm = true
+	}
+	if err == nil && c.loop && c.fresh && m.e.cfg.Prestart > 0 {
+		m.e.prestart(c, limit) // the next activation's instance
+	}
+	return in, warm, err
 }
 
-// classify turns how the guest ended into the Run error and fills
+// classify turns how the activation ended into the Run error and fills
 // res.ExitCode. The first matching case wins.
-func (m *Module) classify(ctx, runCtx context.Context, err error, instantiated bool, res *Result, alloc *limitedAllocator, stdout *capWriter, lim Limits) error {
+func (m *Module) classify(completed bool, halted error, exited bool, exitErr error, res *Result, alloc *limitedAllocator, stdout *capWriter, lim Limits) error {
 	var exit *sys.ExitError
-	if errors.As(err, &exit) {
+	if errors.As(exitErr, &exit) {
 		res.ExitCode = exit.ExitCode()
 	}
-	// wazero reports a cancelled run as an exit with a reserved code; only
-	// believe it if the run's context really ended (a guest can exit with
-	// any code).
-	cancelled := exit != nil && runCtx.Err() != nil &&
-		(exit.ExitCode() == sys.ExitCodeContextCanceled || exit.ExitCode() == sys.ExitCodeDeadlineExceeded)
-	if cancelled {
+	succeeded := completed || (exited && (exitErr == nil || (exit != nil && exit.ExitCode() == 0)))
+	if halted != nil && !succeeded {
 		res.ExitCode = 0 // not the guest's status
 	}
+	var startErr *startError
 
 	switch {
-	case err != nil && m.e.closed.Load():
+	case !succeeded && m.e.closed.Load():
 		return ErrClosed
 	case stdout.overflow:
 		// Even if the guest then exited 0, its result is truncated.
 		return fmt.Errorf("%w: the function wrote more than %d bytes to stdout", ErrOutputTooLarge, lim.MaxOutputBytes)
-	case err == nil:
+	case succeeded:
 		return nil
-	case cancelled && ctx.Err() != nil:
-		return fmt.Errorf("sandbox: run cancelled: %w", ctx.Err())
-	case cancelled && errors.Is(context.Cause(runCtx), ErrTimeout):
+	case errors.As(halted, new(cancelled)):
+		return halted
+	case errors.Is(halted, ErrTimeout):
 		return fmt.Errorf("%w: the function ran longer than %v and was stopped", ErrTimeout, lim.Timeout)
+	case halted != nil:
+		// Closed, or stopped for a reason handled above.
+		return ErrClosed
+	case errors.As(exitErr, &startErr):
+		// A trap in the start function: the module cannot be instantiated.
+		return instantiationError(startErr.err)
 	case alloc.denied.Load() != 0:
 		return fmt.Errorf("%w: the function tried to grow its memory to %d bytes, the limit is %d bytes",
 			ErrMemoryLimit, alloc.denied.Load(), lim.MemoryBytes)
 	case exit != nil:
 		return fmt.Errorf("%w: exit status %d", ErrExit, exit.ExitCode())
-	case !instantiated:
-		// A link or data-segment error, or a trap in a start section.
-		return fmt.Errorf("%w: cannot instantiate: %s", ErrInvalidModule, firstLine(err.Error()))
 	default:
-		return fmt.Errorf("%w: %s", ErrTrap, firstLine(err.Error()))
-	}
-}
-
-// sleep blocks for ns nanoseconds or until ctx ends, so that a sleeping
-// guest can be stopped (wazero's default sleep is time.Sleep).
-func sleep(ctx context.Context, ns int64) {
-	if ns <= 0 {
-		return
-	}
-	t := time.NewTimer(time.Duration(ns))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
+		return fmt.Errorf("%w: %s", ErrTrap, firstLine(exitErr.Error()))
 	}
 }
 

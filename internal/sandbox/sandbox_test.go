@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,21 +27,37 @@ const (
 	pkgLoglots = "internal/testfuncs/loglots"
 	pkgSleep   = "internal/testfuncs/sleep"
 	pkgProbe   = "internal/testfuncs/probe"
+	pkgCompute = "internal/testfuncs/compute"
+	pkgCounter = "internal/testfuncs/counter"
+	pkgFresh   = "internal/testfuncs/counterfresh"
 )
 
 // shared is the Engine most tests use; its modules are compiled once.
-var shared = struct {
+// oneShot is an Engine whose Go modules are run in the one-shot convention
+// although they speak the loop convention too.
+var shared, oneShot = newTestEngine(), newTestEngine()
+
+type testEngine struct {
 	once    sync.Once
 	engine  *Engine
 	mu      sync.Mutex
 	modules map[string]*Module
-}{modules: map[string]*Module{}}
+}
+
+func newTestEngine() *testEngine { return &testEngine{modules: map[string]*Module{}} }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.engine != nil {
-		if err := shared.engine.Close(context.Background()); err != nil {
+	for _, te := range []*testEngine{shared, oneShot} {
+		if te.engine == nil {
+			continue
+		}
+		if err := te.engine.Close(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, "closing engine:", err)
+			code = 1
+		}
+		if n := len(te.engine.live); n != 0 {
+			fmt.Fprintf(os.Stderr, "%d instances left after Engine.Close\n", n)
 			code = 1
 		}
 	}
@@ -53,19 +70,32 @@ func sharedEngine() *Engine {
 }
 
 // goModule returns the shared compiled module for a Go package.
-func goModule(t testing.TB, pkg string) *Module {
+func goModule(t testing.TB, pkg string) *Module { return shared.module(t, pkg) }
+
+// oneShotModule returns the compiled module for a Go package that always
+// runs in the one-shot convention.
+func oneShotModule(t testing.TB, pkg string) *Module { return oneShot.module(t, pkg) }
+
+func (te *testEngine) module(t testing.TB, pkg string) *Module {
 	t.Helper()
 	wasm := wasmbuild.MustBuild(t, pkg)
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if m, ok := shared.modules[pkg]; ok {
+	te.once.Do(func() { te.engine = NewEngine() })
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	if m, ok := te.modules[pkg]; ok {
 		return m
 	}
-	m, err := sharedEngine().Compile(context.Background(), wasm)
+	m, err := te.engine.Compile(context.Background(), wasm)
 	if err != nil {
 		t.Fatalf("Compile(%s): %v", pkg, err)
 	}
-	shared.modules[pkg] = m
+	if !m.c.loop {
+		t.Fatalf("%s (built with the sdk) does not speak the loop convention", pkg)
+	}
+	if te == oneShot {
+		m.c.loop = false // before any Run
+	}
+	te.modules[pkg] = m
 	return m
 }
 
@@ -98,19 +128,26 @@ func jsonEqual(t *testing.T, got []byte, want string) {
 
 const truncMarker = "[clemmys: logs truncated at 1000 bytes]\n"
 
+// goCase is a run of a Go guest and what it must produce.
+type goCase struct {
+	name     string
+	pkg      string
+	input    string
+	lim      Limits
+	wantErr  error  // nil for success
+	wantOut  string // JSON; "" to skip, "-" for nil output
+	wantLogs string // exact; "" to skip
+	logsHas  string // substring
+	exitCode uint32
+	anyExit  bool // exit code not checked
+	// appErr: an error the sdk reports in its result: in one shot, wantErr
+	// with exitCode; in the loop convention a success (the instance goes
+	// on).
+	appErr bool
+}
+
 func TestRunGo(t *testing.T) {
-	tests := []struct {
-		name     string
-		pkg      string
-		input    string
-		lim      Limits
-		wantErr  error  // nil for success
-		wantOut  string // JSON; "" to skip, "-" for nil output
-		wantLogs string // exact; "" to skip
-		logsHas  string // substring
-		exitCode uint32
-		anyExit  bool // exit code not checked
-	}{
+	tests := []goCase{
 		{name: "hello", pkg: pkgHello, input: `{"name":"Ada"}`,
 			wantOut: `{"greeting":"Hello Ada!"}`, wantLogs: "hello: greeting Ada\n"},
 		{name: "hello default", pkg: pkgHello, input: `{}`,
@@ -123,9 +160,13 @@ func TestRunGo(t *testing.T) {
 			wantOut: `{"print":"printed"}`, wantLogs: "printed\n"},
 		{name: "echo no log", pkg: pkgEcho, input: `{"k":"v"}`, wantOut: `{"k":"v"}`},
 		{name: "echo bad input", pkg: pkgEcho, input: `[1]`,
-			wantErr: ErrExit, exitCode: 2, wantOut: `{"error":"parameters must be a JSON object"}`},
+			wantErr: ErrExit, exitCode: 2, appErr: true, wantOut: `{"error":"parameters must be a JSON object"}`},
+		{name: "echo multi-line input", pkg: pkgEcho, input: "{\n\"a\": \"b\"\n}\n",
+			wantOut: `{"a":"b"}`},
+		{name: "echo invalid multi-line input", pkg: pkgEcho, input: "{\"a\": \"b\nc\"}",
+			wantErr: ErrExit, exitCode: 2, appErr: true},
 		{name: "fail", pkg: pkgFail, input: `{"message":"boom"}`,
-			wantErr: ErrExit, exitCode: 1, wantOut: `{"error":"boom"}`},
+			wantErr: ErrExit, exitCode: 1, appErr: true, wantOut: `{"error":"boom"}`},
 		{name: "loop timeout", pkg: pkgLoop, input: `{}`, lim: Limits{Timeout: 300 * time.Millisecond},
 			wantErr: ErrTimeout, wantOut: "", wantLogs: ""},
 		{name: "sleep timeout", pkg: pkgSleep, input: `{}`, lim: Limits{Timeout: 300 * time.Millisecond},
@@ -143,45 +184,64 @@ func TestRunGo(t *testing.T) {
 			wantOut: `{}`, wantLogs: strings.Repeat(strings.Repeat("l", 79)+"\n", 12) + strings.Repeat("l", 40) + "\n" + truncMarker},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := goModule(t, tt.pkg)
-			res, err := m.Run(context.Background(), []byte(tt.input), tt.lim)
-			t.Logf("err: %v", err)
-			if tt.wantErr == nil && err != nil {
-				t.Fatalf("Run: %v (logs %q)", err, logsOf(res))
+		for _, loop := range []bool{true, false} {
+			name := tt.name + "/oneshot"
+			if loop {
+				name = tt.name + "/loop"
 			}
-			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
-				t.Fatalf("Run error = %v, want %v (logs %q)", err, tt.wantErr, logsOf(res))
-			}
-			if res == nil {
-				t.Fatal("Run returned no Result")
-			}
-			switch tt.wantOut {
-			case "":
-			case "-":
-				if res.Output != nil {
-					t.Errorf("Output = %.100q, want nil", res.Output)
+			t.Run(name, func(t *testing.T) {
+				tt := tt // modified below
+				m := oneShotModule(t, tt.pkg)
+				if loop {
+					m = goModule(t, tt.pkg)
+					if tt.appErr {
+						tt.wantErr, tt.exitCode = nil, 0
+					}
 				}
-			default:
-				jsonEqual(t, res.Output, tt.wantOut)
-			}
-			if tt.wantLogs != "" && string(res.Logs) != tt.wantLogs {
-				t.Errorf("Logs = %q, want %q", res.Logs, tt.wantLogs)
-			}
-			if !strings.Contains(string(res.Logs), tt.logsHas) {
-				t.Errorf("Logs = %q, want them to contain %q", res.Logs, tt.logsHas)
-			}
-			if !tt.anyExit && res.ExitCode != tt.exitCode {
-				t.Errorf("ExitCode = %d, want %d", res.ExitCode, tt.exitCode)
-			}
-			if lim := tt.lim.withDefaults(); res.PeakMemoryBytes > lim.MemoryBytes || res.PeakMemoryBytes == 0 {
-				t.Errorf("PeakMemoryBytes = %d, want in (0, %d]", res.PeakMemoryBytes, lim.MemoryBytes)
-			}
-			if res.Duration <= 0 {
-				t.Errorf("Duration = %v", res.Duration)
-			}
-		})
+				runGoCase(t, m, tt)
+			})
+		}
 	}
+}
+
+func runGoCase(t *testing.T, m *Module, tt goCase) *Result {
+	t.Helper()
+	res, err := m.Run(context.Background(), []byte(tt.input), tt.lim)
+	t.Logf("err: %v", err)
+	if tt.wantErr == nil && err != nil {
+		t.Fatalf("Run: %v (logs %q)", err, logsOf(res))
+	}
+	if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+		t.Fatalf("Run error = %v, want %v (logs %q)", err, tt.wantErr, logsOf(res))
+	}
+	if res == nil {
+		t.Fatal("Run returned no Result")
+	}
+	switch tt.wantOut {
+	case "":
+	case "-":
+		if res.Output != nil {
+			t.Errorf("Output = %.100q, want nil", res.Output)
+		}
+	default:
+		jsonEqual(t, res.Output, tt.wantOut)
+	}
+	if tt.wantLogs != "" && string(res.Logs) != tt.wantLogs {
+		t.Errorf("Logs = %q, want %q", res.Logs, tt.wantLogs)
+	}
+	if !strings.Contains(string(res.Logs), tt.logsHas) {
+		t.Errorf("Logs = %q, want them to contain %q", res.Logs, tt.logsHas)
+	}
+	if !tt.anyExit && res.ExitCode != tt.exitCode {
+		t.Errorf("ExitCode = %d, want %d", res.ExitCode, tt.exitCode)
+	}
+	if lim := tt.lim.withDefaults(); res.PeakMemoryBytes > lim.MemoryBytes || res.PeakMemoryBytes == 0 {
+		t.Errorf("PeakMemoryBytes = %d, want in (0, %d]", res.PeakMemoryBytes, lim.MemoryBytes)
+	}
+	if res.Duration <= 0 {
+		t.Errorf("Duration = %v", res.Duration)
+	}
+	return res
 }
 
 func logsOf(r *Result) []byte {
@@ -377,7 +437,11 @@ func TestImportedGlobalIsInvalid(t *testing.T) {
 }
 
 func TestRunIsolation(t *testing.T) {
-	m := goModule(t, pkgProbe)
+	t.Run("loop", func(t *testing.T) { testIsolation(t, goModule(t, pkgProbe), []string{LoopEnv + "=1"}) })
+	t.Run("oneshot", func(t *testing.T) { testIsolation(t, oneShotModule(t, pkgProbe), nil) })
+}
+
+func testIsolation(t *testing.T, m *Module, wantEnv []string) {
 	var seen []string
 	for range 2 {
 		res, err := m.Run(context.Background(), nil, Limits{})
@@ -399,8 +463,8 @@ func TestRunIsolation(t *testing.T) {
 		if len(got.Args) != 1 || got.Args[0] != "function" {
 			t.Errorf("args = %q, want [function]", got.Args)
 		}
-		if len(got.Env) != 0 {
-			t.Errorf("env = %q, want none", got.Env)
+		if !slices.Equal(got.Env, wantEnv) {
+			t.Errorf("env = %q, want %q", got.Env, wantEnv)
 		}
 		if got.FSError == "" || got.OpenError == "" {
 			t.Errorf("guest can read the file system: readdir error %q, open error %q", got.FSError, got.OpenError)

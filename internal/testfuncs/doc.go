@@ -13,4 +13,9 @@
 //   - probe: reports what the guest can see (args, env, fs, net, clock, rand).
 //   - spy: carries a distinctive secret in its code, logs and output (the
 //     bus-spy test looks for it everywhere).
+//   - compute: CPU-bound work without host calls (param "kind": loop,
+//     sha256, sort; "n": its size), for guest speed and timeouts.
+//   - counter: counts the activations its instance served (warm reuse);
+//     params make it fail, panic, exit, spin, log or write around the sdk.
+//   - counterfresh: counter built with sdk/fresh: always a fresh instance.
 package testfuncs

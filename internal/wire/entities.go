@@ -10,7 +10,7 @@ const (
 	SubjectPackagePut    = "clemmys.ctl.package.put"    // PackagePut → Package
 	SubjectPackageGet    = "clemmys.ctl.package.get"    // EntityRef → Package
 	SubjectPackageDelete = "clemmys.ctl.package.delete" // EntityRef → Package (Force deletes its actions)
-	SubjectPackageList   = "clemmys.ctl.package.list"   // ListRequest → PackageList (with Public: also other namespaces' public packages)
+	SubjectPackageList   = "clemmys.ctl.package.list"   // ListRequest → PackageList
 	SubjectTriggerPut    = "clemmys.ctl.trigger.put"    // TriggerPut → Trigger
 	SubjectTriggerGet    = "clemmys.ctl.trigger.get"    // EntityRef → Trigger
 	SubjectTriggerDelete = "clemmys.ctl.trigger.delete" // EntityRef → Trigger
@@ -111,6 +111,10 @@ type Rule struct {
 	Action      string     `cbor:"7,keyasint"` // "/ns/action" or "/ns/pkg/action"
 	Status      string     `cbor:"8,keyasint"` // RuleActive or RuleInactive
 	Updated     int64      `cbor:"9,keyasint"`
+	// Tag is the gateway's MAC over namespace, name, trigger and action,
+	// opaque to the controller: a controller cannot point a rule (and the
+	// trigger's parameters) at another action.
+	Tag []byte `cbor:"10,keyasint,omitempty"`
 }
 
 // RulePut stores a rule.

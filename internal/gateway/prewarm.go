@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+// Prewarms (wire.Prewarm) have a function loaded — key release to an
+// attested runtime, code fetch, compilation — before it is invoked: after a
+// deploy, and for the later steps of a sequence while its first step runs.
+// They are best effort: a failure is logged, never shown to the caller.
+
+// prewarmTimeout bounds asking the controller for a prewarm (it answers
+// once an invoker has accepted it, not when the function is loaded).
+const prewarmTimeout = 2 * time.Second
+
+// prewarm asks the controller to prewarm a newly deployed function version
+// and waits for the request to be accepted, so that an invocation sent
+// after the deploy's answer finds the load under way (and waits for it
+// instead of starting its own).
+func (g *Gateway) prewarm(ctx context.Context, ns, action string, fid []byte) {
+	ctx, cancel := context.WithTimeout(ctx, prewarmTimeout)
+	defer cancel()
+	var rep wire.PrewarmReply
+	err := bus.Call(ctx, g.cfg.Conn, wire.SubjectPrewarm, &wire.Prewarm{Namespace: ns, Action: action, FunctionID: fid}, &rep)
+	if err != nil {
+		g.log.Warn("prewarm", "namespace", ns, "action", action, "function", hex.EncodeToString(fid), "err", err)
+		return
+	}
+	g.log.Debug("prewarm", "namespace", ns, "action", action, "invoker", rep.InvokerID, "loaded", rep.Loaded)
+}
+
+// prewarmSteps asks, without waiting, for steps 1.. of a sequence to be
+// prewarmed (each function once; step 0 is about to run anyway).
+func (g *Gateway) prewarmSteps(routes []wire.StepRoute) {
+	if len(routes) < 2 {
+		return
+	}
+	seen := map[string]bool{string(routes[0].FunctionID): true}
+	for _, st := range routes[1:] {
+		if seen[string(st.FunctionID)] {
+			continue
+		}
+		seen[string(st.FunctionID)] = true
+		b, err := bus.Marshal(&wire.Prewarm{Namespace: st.Namespace, Action: st.Action, FunctionID: st.FunctionID})
+		if err == nil {
+			err = g.cfg.Conn.Publish(wire.SubjectPrewarm, b)
+		}
+		if err != nil {
+			g.log.Warn("prewarm sequence step", "namespace", st.Namespace, "action", st.Action, "err", err)
+			return
+		}
+	}
+}

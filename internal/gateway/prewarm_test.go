@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/wire"
+)
+
+func TestPrewarmRequests(t *testing.T) {
+	srv, err := bus.Start(context.Background(), bus.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	g := &Gateway{cfg: Config{Conn: nc}, log: log}
+
+	// Nobody serves prewarms: a deploy's prewarm fails quietly.
+	g.prewarm(context.Background(), "guest", "hello", []byte("f0"))
+
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	cnc, err := srv.Connect("controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cnc.Close)
+	stop, err := bus.Serve(context.Background(), cnc, log, wire.SubjectPrewarm, wire.QueueController, 0, func(_ context.Context, data []byte) (any, error) {
+		req, err := bus.Decode[wire.Prewarm](data)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		got = append(got, req.Namespace+"/"+req.Action+"="+string(req.FunctionID))
+		mu.Unlock()
+		return &wire.PrewarmReply{InvokerID: "inv"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	if err := cnc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(n int) []string {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			out := slices.Clone(got)
+			mu.Unlock()
+			if len(out) >= n || time.Now().After(deadline) {
+				slices.Sort(out)
+				return out
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+
+	// A deploy: answered before the deploy is.
+	g.prewarm(context.Background(), "guest", "hello", []byte("f0"))
+	mu.Lock()
+	n := len(got)
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d prewarms received when prewarm returned, want 1", n)
+	}
+
+	// A sequence: steps 1.., each function once, not step 0's.
+	mu.Lock()
+	got = nil
+	mu.Unlock()
+	step := func(name string) wire.StepRoute {
+		return wire.StepRoute{Namespace: "guest", Action: name, FunctionID: []byte("f-" + name)}
+	}
+	g.prewarmSteps([]wire.StepRoute{step("a"), step("b"), step("a"), step("c"), step("b")})
+	want := []string{"guest/b=f-b", "guest/c=f-c"}
+	if out := seen(len(want)); !slices.Equal(out, want) {
+		t.Fatalf("prewarms %v, want %v", out, want)
+	}
+	// Nothing more arrives; one step or none asks for nothing.
+	g.prewarmSteps([]wire.StepRoute{step("x")})
+	g.prewarmSteps(nil)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if out := seen(0); !slices.Equal(out, want) {
+		t.Fatalf("prewarms %v, want %v", out, want)
+	}
+}

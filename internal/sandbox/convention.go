@@ -1,0 +1,54 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// The loop calling convention and the fresh-instance request (see the
+// package documentation). A module opts in by exporting functions of type
+// [] -> [] with these names; package sdk does it for every Go function, and
+// package sdk/fresh adds the fresh-instance marker.
+const (
+	// loopExport marks a module that speaks the loop convention when its
+	// environment has LoopEnv=1.
+	loopExport = "clemmys.loop.v1"
+	// freshExport marks a module whose every activation must run in an
+	// instance that served no other activation.
+	freshExport = "clemmys.fresh.v1"
+	// LoopEnv is the environment variable, set to "1", that tells a guest
+	// exporting loopExport to serve activations in a loop.
+	LoopEnv = "CLEMMYS_LOOP"
+)
+
+// loopLine turns an activation's params into one line of the loop
+// convention, newline included. JSON never needs a raw newline: valid JSON
+// is compacted (insignificant white space, newlines included, removed),
+// empty or blank input is an empty line (the sdk reads it as {}), and in
+// invalid input each newline becomes a NUL byte, which keeps it invalid
+// (a raw control character is invalid in a string and outside one) so the
+// guest refuses it as it would have in one shot.
+func loopLine(input []byte) []byte {
+	trimmed := bytes.TrimSpace(input)
+	switch {
+	case len(trimmed) == 0:
+		return []byte{'\n'}
+	case bytes.IndexByte(trimmed, '\n') < 0:
+		return append(trimmed[:len(trimmed):len(trimmed)], '\n')
+	case json.Valid(trimmed):
+		var b bytes.Buffer
+		b.Grow(len(trimmed) + 1)
+		_ = json.Compact(&b, trimmed) // valid, so it cannot fail
+		b.WriteByte('\n')
+		return b.Bytes()
+	default:
+		line := bytes.ReplaceAll(trimmed, []byte{'\n'}, []byte{0})
+		return append(line, '\n')
+	}
+}
+
+// oneLine reports whether out is exactly one newline-terminated line: what
+// a loop-convention guest writes to stdout per activation.
+func oneLine(out []byte) bool {
+	return len(out) > 0 && bytes.IndexByte(out, '\n') == len(out)-1
+}
