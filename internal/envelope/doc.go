@@ -129,8 +129,10 @@
 // every request the sender sealed in that epoch (at most 10 minutes and 2^20
 // capsules, one function version). It does not learn the auth key, so it
 // cannot create or alter requests. Rotation bounds the exposure; a session
-// key is zeroized when it rotates out or is evicted (best effort: Go may
-// keep copies, e.g. AES key schedules). The function private key opens
+// key is zeroized when it rotates out or is evicted, and both caches sweep
+// out expired sessions at least once a minute while in use, also those of
+// idle functions (best effort: Go may keep copies, e.g. AES key
+// schedules). The function private key opens
 // every session, as it opened every version 1 capsule: neither version has
 // forward secrecy against it.
 //

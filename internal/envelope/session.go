@@ -97,9 +97,10 @@ type SessionConfig struct {
 type Sessions struct {
 	cfg SessionConfig
 
-	mu     sync.Mutex
-	m      map[senderKey]*senderSession
-	encaps atomic.Uint64
+	mu        sync.Mutex
+	m         map[senderKey]*senderSession
+	nextSweep time.Time // stale sessions are dropped (and zeroized) at least once a minute
+	encaps    atomic.Uint64
 }
 
 // senderKey identifies a function version: function id || u32(key version)
@@ -217,6 +218,10 @@ func (s *Sessions) use(k senderKey, ns *senderSession) (sid [SessionIDSize]byte,
 	if s.m == nil {
 		s.m = map[senderKey]*senderSession{}
 	}
+	if !now.Before(s.nextSweep) || now.Before(s.nextSweep.Add(-2*sweepInterval)) {
+		s.dropStaleLocked(now)
+		s.nextSweep = now.Add(sweepInterval)
+	}
 	ss := s.m[k]
 	if ss == nil || !s.fresh(ss, now) {
 		if ns == nil {
@@ -238,18 +243,28 @@ func (s *Sessions) use(k senderKey, ns *senderSession) (sid [SessionIDSize]byte,
 	return ss.id, ss.enc, ss.key.clone(), true
 }
 
-// evictLocked makes room for one more session: it drops stale sessions,
-// then the least recently used ones.
-func (s *Sessions) evictLocked(now time.Time) {
-	if len(s.m) < s.maxSessions() {
-		return
-	}
+// sweepInterval is how often the caches drop expired sessions that nobody
+// asks for any more, so that their keys do not outlive their epoch.
+const sweepInterval = time.Minute
+
+// dropStaleLocked drops and zeroizes every session that may not be used
+// any more.
+func (s *Sessions) dropStaleLocked(now time.Time) {
 	for k, ss := range s.m {
 		if !s.fresh(ss, now) {
 			ss.key.wipe()
 			delete(s.m, k)
 		}
 	}
+}
+
+// evictLocked makes room for one more session: it drops stale sessions,
+// then the least recently used ones.
+func (s *Sessions) evictLocked(now time.Time) {
+	if len(s.m) < s.maxSessions() {
+		return
+	}
+	s.dropStaleLocked(now)
 	for len(s.m) >= s.maxSessions() {
 		var oldest senderKey
 		var at time.Time
@@ -348,6 +363,9 @@ type OpenCache struct {
 	// (deriving an X-Wing public key costs microseconds). It holds only
 	// keys the runtime holds anyway, and is reset when it grows large.
 	pks map[hpke.PrivateKey][sha256.Size]byte
+	// nextSweep: expired entries are dropped (and zeroized) at least once
+	// a minute, also those nobody asks for any more.
+	nextSweep time.Time
 
 	hits, misses atomic.Uint64
 }
@@ -447,6 +465,22 @@ func (c *OpenCache) removeLocked(el *list.Element) {
 	c.lru.Remove(el)
 }
 
+// sweepLocked drops the expired entries, at most once per sweepInterval.
+// Entries are in LRU order, not by age, so it walks them all (≤ max).
+func (c *OpenCache) sweepLocked(now time.Time) {
+	if now.Before(c.nextSweep) && !now.Before(c.nextSweep.Add(-2*sweepInterval)) {
+		return
+	}
+	c.nextSweep = now.Add(sweepInterval)
+	for el := c.lru.Front(); el != nil; {
+		next := el.Next()
+		if c.expired(el.Value.(*openEntry), now) {
+			c.removeLocked(el)
+		}
+		el = next
+	}
+}
+
 func (c *OpenCache) expired(e *openEntry, now time.Time) bool {
 	return now.Sub(e.created) >= c.maxAge || now.Before(e.created.Add(-time.Minute))
 }
@@ -460,6 +494,7 @@ func (c *OpenCache) lookup(k openKey, encHash [sha256.Size]byte) (key Key, ok bo
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.sweepLocked(now)
 	el := c.m[k]
 	if el == nil {
 		return Key{}, false, nil

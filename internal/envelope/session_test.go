@@ -660,3 +660,47 @@ func TestSealUsesFreshSessions(t *testing.T) {
 		t.Fatal("clone shares bytes with the original")
 	}
 }
+
+// Sessions nobody uses any more are dropped and zeroized once their epoch
+// is over, on both sides, not only under memory pressure.
+func TestIdleSessionsAreSwept(t *testing.T) {
+	a, b := newTestFn(t, SuiteX25519, "a"), newTestFn(t, SuiteX25519, "b")
+	clock := &fakeClock{t: testNow}
+	s := NewSessions(SessionConfig{MaxAge: 10 * time.Minute, Now: clock.Now})
+	cache := NewOpenCache(0, 30*time.Minute)
+	cache.now = clock.Now
+	seal := func(f *testFn) *Envelope {
+		t.Helper()
+		e, err := s.Seal(newTestHeader(SuiteX25519, "sweep", f), testKey(t, "rs"), testAuthKey, pubsOf(f), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := f.id
+		id.Sessions = cache
+		if _, err := Open(e, &id, testNow); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	seal(a)
+	var sent, opened Key
+	for _, ss := range s.m {
+		sent = ss.key
+	}
+	for _, el := range cache.m {
+		opened = el.Value.(*openEntry).key
+	}
+	clock.Add(11 * time.Minute)
+	seal(b)
+	if s.Len() != 1 || !sent.IsZero() {
+		t.Fatalf("sender kept an idle expired session (%d held, zeroized %v)", s.Len(), sent.IsZero())
+	}
+	if cache.Len() != 2 || opened.IsZero() {
+		t.Fatal("runtime dropped a session before its expiry")
+	}
+	clock.Add(20 * time.Minute)
+	seal(b) // b's sender session rotated too: the cache holds b's old and new ones
+	if cache.Len() != 2 || !opened.IsZero() {
+		t.Fatalf("runtime kept an idle expired session (%d held, zeroized %v)", cache.Len(), opened.IsZero())
+	}
+}

@@ -18,8 +18,9 @@ import (
 // compiled); cold: every iteration deploys a new version (not timed) and
 // times its first invocation, sent as soon as the deploy is answered, so it
 // pays (or waits for the deploy's prewarm to finish) key release, code
-// fetch and compilation; prewarmed: the same, but the invocation is sent
-// once the deploy's prewarm has loaded the function.
+// fetch and compilation (of a module the runtime has compiled before:
+// wazero's in-memory cache hits); prewarmed: a module never compiled
+// before, invoked once the deploy's prewarm has loaded it.
 func BenchmarkInvoke(b *testing.B) {
 	e := start(b, b.TempDir())
 	g := e.guest()
@@ -56,7 +57,7 @@ func BenchmarkInvoke(b *testing.B) {
 			name := fmt.Sprintf("prewarmed%d", i)
 			i++
 			n := e.p.Invoker.Prewarmed()
-			e.deploy(g, name, hello, nil)
+			e.deploy(g, name, withCustomSection(hello, name), nil) // never compiled before
 			e.waitPrewarmed(n + 1)
 			b.StartTimer()
 			invoke(name)
