@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/clemmys/clemmys/internal/enclave"
+	"github.com/clemmys/clemmys/internal/sandbox"
 	"github.com/clemmys/clemmys/internal/tee/sim"
 )
 
@@ -28,6 +29,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	platform := fs.String("tee", "sim", "TEE platform: sim")
 	simDir := fs.String("sim-dir", "", "directory holding the simulated platform root key (sim only)")
 	debug := fs.Bool("debug", false, "verbose diagnostics on stderr")
+	var sb sandbox.Config
+	fs.IntVar(&sb.MaxIdlePerModule, "warm-per-function", 0, "idle warm instances kept per function (0: default, negative: none)")
+	fs.IntVar(&sb.MaxIdle, "warm-max", 0, "idle warm instances kept in all (0: default, negative: none)")
+	fs.DurationVar(&sb.IdleTimeout, "warm-idle-timeout", 0, "close an instance idle for this long (0: default)")
+	fs.IntVar(&sb.Prestart, "prestart", 0, "pre-initialized instances kept per fresh-instance function (0: default, negative: none)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -60,6 +66,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Measurement: m,
 		Attester:    p.Attester(m, 1, false),
 		Log:         log,
+		Sandbox:     sb,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)

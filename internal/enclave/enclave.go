@@ -62,6 +62,10 @@ type Config struct {
 	// version 2: one HPKE decapsulation per gateway session, not per step).
 	// Default envelope.DefaultOpenCacheSize.
 	MaxSessions int
+	// Sandbox tunes the function instances: warm instances kept per
+	// function and in all, their idle timeout, pre-initialized instances
+	// of fresh-instance functions. Zero fields take sandbox's defaults.
+	Sandbox sandbox.Config
 }
 
 type function struct {
@@ -113,7 +117,7 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	return &Runtime{
 		cfg:    cfg,
-		engine: sandbox.NewEngine(),
+		engine: sandbox.NewEngineWithConfig(cfg.Sandbox),
 		eph:    eph,
 		replay: newReplayCache(cfg.MaxReplayEntries),
 		// Entries are bound to (function id, key version, function key,
@@ -328,7 +332,7 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 		r.cfg.Log.Error("seal logs", "err", err)
 		return ranButFailed(CodeInternal, "sealing the logs failed")
 	}
-	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Executed: true}
+	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Executed: true, Recycle: r.engine.Runaway()}
 }
 
 // classify maps a sandbox outcome to an OpenWhisk status and the JSON result

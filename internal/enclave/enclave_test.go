@@ -31,14 +31,18 @@ type loadedFn struct {
 	pub hpke.PublicKey
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 	t.Helper()
 	p, err := sim.LoadOrCreate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := sha256.Sum256([]byte("test runtime"))
-	rt, err := New(Config{Platform: sim.Platform, Measurement: m[:], Attester: p.Attester(m[:], 1, false)})
+	cfg := Config{Platform: sim.Platform, Measurement: m[:], Attester: p.Attester(m[:], 1, false)}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	rt, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +52,7 @@ func newFixture(t *testing.T) *fixture {
 
 // load plays the KMS (sealing a key bundle to the runtime's ephemeral key)
 // and the invoker (handing over the sealed code).
-func (f *fixture) load(t *testing.T, name, namespace string, wasm []byte) (*loadedFn, error) {
+func (f *fixture) load(t testing.TB, name, namespace string, wasm []byte) (*loadedFn, error) {
 	t.Helper()
 	kem, _ := envelope.SuiteX25519.KEM()
 	priv, err := kem.GenerateKey()
@@ -89,7 +93,7 @@ func (f *fixture) load(t *testing.T, name, namespace string, wasm []byte) (*load
 }
 
 // seal plays the gateway.
-func (f *fixture) seal(t *testing.T, fn *loadedFn, params string, timeout time.Duration, lim envelope.Limits) (*envelope.Envelope, envelope.Key) {
+func (f *fixture) seal(t testing.TB, fn *loadedFn, params string, timeout time.Duration, lim envelope.Limits) (*envelope.Envelope, envelope.Key) {
 	t.Helper()
 	reqID := make([]byte, 16)
 	rand.Read(reqID)
@@ -106,7 +110,7 @@ func (f *fixture) seal(t *testing.T, fn *loadedFn, params string, timeout time.D
 	return env, rs
 }
 
-func marshal(t *testing.T, e *envelope.Envelope) []byte {
+func marshal(t testing.TB, e *envelope.Envelope) []byte {
 	t.Helper()
 	b, err := e.Marshal()
 	if err != nil {
@@ -117,7 +121,7 @@ func marshal(t *testing.T, e *envelope.Envelope) []byte {
 
 var defaultLimits = envelope.Limits{TimeoutMs: 10000, MemoryMB: 128, LogsKB: 64}
 
-func openReply(t *testing.T, rep *ipc.RunReply, rs envelope.Key, sent *envelope.Envelope) (map[string]any, string) {
+func openReply(t testing.TB, rep *ipc.RunReply, rs envelope.Key, sent *envelope.Envelope) (map[string]any, string) {
 	t.Helper()
 	if rep.ErrorCode != "" {
 		t.Fatalf("step refused: %s %s", rep.ErrorCode, rep.ErrorMessage)

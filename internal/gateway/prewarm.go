@@ -19,9 +19,10 @@ import (
 const prewarmTimeout = 2 * time.Second
 
 // prewarm asks the controller to prewarm a newly deployed function version
-// and waits for the request to be accepted, so that an invocation sent
-// after the deploy's answer finds the load under way (and waits for it
-// instead of starting its own).
+// and waits until an invoker has accepted it (two bus round trips; the load
+// itself runs in the background), before the deploy is answered. The
+// invoker loads a function once: an invocation that arrives while the
+// prewarm loads waits for that load rather than starting its own.
 func (g *Gateway) prewarm(ctx context.Context, ns, action string, fid []byte) {
 	ctx, cancel := context.WithTimeout(ctx, prewarmTimeout)
 	defer cancel()

@@ -319,6 +319,9 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 		if rep.Executed {
 			iv.executions.Add(1)
 		}
+		if rep.Recycle {
+			iv.recycle(p)
+		}
 		return &wire.RunResult{
 			Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
 			ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage,

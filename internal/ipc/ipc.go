@@ -99,6 +99,12 @@ type RunReply struct {
 	// Executed: every envelope check passed and the guest was started.
 	// A refused step reports false; the attack suite counts on it.
 	Executed bool `cbor:"6,keyasint,omitempty"`
+	// Recycle: the runtime could not stop a guest it halted (see
+	// sandbox.Engine.Runaway); the guest may keep a CPU and the runtime's
+	// Go scheduler busy. The invoker must send later steps to a fresh
+	// runtime and stop this one. It is a request to be replaced, never a
+	// reason to trust the step's result less: the result is sealed.
+	Recycle bool `cbor:"7,keyasint,omitempty"`
 }
 
 var (
