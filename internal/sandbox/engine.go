@@ -190,6 +190,9 @@ func (e *Engine) Runaway() bool { return e.runaway.Load() }
 type Module struct {
 	e *Engine
 	c *compiled
+	// oneShot runs the module in the one-shot convention even if it
+	// speaks the loop one (tests compare the two).
+	oneShot bool
 
 	mu     sync.RWMutex // guards closed against instantiations in flight
 	closed bool

@@ -53,10 +53,10 @@ type instance struct {
 }
 
 // newInstance instantiates c with a memory limit and starts its _start on a
-// new goroutine. The caller must hold a reference to c (a Module) while it
-// runs. Errors wrap ErrInvalidModule (it cannot be instantiated) or are
-// ErrClosed.
-func (e *Engine) newInstance(c *compiled, limit uint64) (*instance, error) {
+// new goroutine, in the loop convention if loop. The caller must hold a
+// reference to c (a Module) while it runs. Errors wrap ErrInvalidModule (it
+// cannot be instantiated) or are ErrClosed.
+func (e *Engine) newInstance(c *compiled, limit uint64, loop bool) (*instance, error) {
 	in := &instance{
 		e: e, c: c, limit: limit,
 		alloc:   &limitedAllocator{limit: limit},
@@ -79,7 +79,7 @@ func (e *Engine) newInstance(c *compiled, limit uint64) (*instance, error) {
 		WithSysNanotime().
 		WithNanosleep(in.sleep).
 		WithOsyield(runtime.Gosched)
-	if c.loop {
+	if loop {
 		cfg = cfg.WithEnv(LoopEnv, "1")
 	}
 
@@ -419,7 +419,7 @@ func (e *Engine) prestart(c *compiled, limit uint64) {
 	c.starting = true
 	e.poolMu.Unlock()
 	go func() {
-		in, err := e.newInstance(c, limit)
+		in, err := e.newInstance(c, limit, true)
 		e.poolMu.Lock()
 		c.starting = false
 		e.poolMu.Unlock()

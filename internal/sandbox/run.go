@@ -113,7 +113,7 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 	}
 	c := m.c
 	line, eof := input, true
-	if c.loop {
+	if m.loop() {
 		line, eof = loopLine(input), false
 	}
 	stdout, stderr, waiting := in.attach(line, eof, lim)
@@ -172,6 +172,9 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 	return res, err
 }
 
+// loop reports whether m's activations use the loop convention.
+func (m *Module) loop() bool { return m.c.loop && !m.oneShot }
+
 // closed reports whether ch is closed.
 func closed(ch <-chan struct{}) bool {
 	select {
@@ -191,15 +194,15 @@ func (m *Module) acquire(limit uint64) (in *instance, warm bool, err error) {
 		return nil, false, ErrClosed
 	}
 	c := m.c
-	if c.loop {
+	if m.loop() {
 		in = m.e.take(c, limit)
 	}
 	if in == nil {
-		in, err = m.e.newInstance(c, limit)
+		in, err = m.e.newInstance(c, limit, m.loop())
 	} else {
 		warm = true
 	}
-	if err == nil && c.loop && c.fresh && m.e.cfg.Prestart > 0 {
+	if err == nil && m.loop() && c.fresh && m.e.cfg.Prestart > 0 {
 		m.e.prestart(c, limit) // the next activation's instance
 	}
 	return in, warm, err

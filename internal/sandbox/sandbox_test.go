@@ -33,30 +33,21 @@ const (
 )
 
 // shared is the Engine most tests use; its modules are compiled once.
-// oneShot is an Engine whose Go modules are run in the one-shot convention
-// although they speak the loop convention too.
-var shared, oneShot = newTestEngine(), newTestEngine()
-
-type testEngine struct {
+var shared = struct {
 	once    sync.Once
 	engine  *Engine
 	mu      sync.Mutex
-	modules map[string]*Module
-}
-
-func newTestEngine() *testEngine { return &testEngine{modules: map[string]*Module{}} }
+	modules map[string]*Module // by package, and package + "/oneshot"
+}{modules: map[string]*Module{}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, te := range []*testEngine{shared, oneShot} {
-		if te.engine == nil {
-			continue
-		}
-		if err := te.engine.Close(context.Background()); err != nil {
+	if e := shared.engine; e != nil {
+		if err := e.Close(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, "closing engine:", err)
 			code = 1
 		}
-		if n := len(te.engine.live); n != 0 {
+		if n := len(e.live); n != 0 {
 			fmt.Fprintf(os.Stderr, "%d instances left after Engine.Close\n", n)
 			code = 1
 		}
@@ -69,33 +60,34 @@ func sharedEngine() *Engine {
 	return shared.engine
 }
 
-// goModule returns the shared compiled module for a Go package.
-func goModule(t testing.TB, pkg string) *Module { return shared.module(t, pkg) }
+// goModule returns the shared compiled module for a Go package (built with
+// the sdk: it speaks the loop convention).
+func goModule(t testing.TB, pkg string) *Module { return sharedModule(t, pkg, false) }
 
-// oneShotModule returns the compiled module for a Go package that always
-// runs in the one-shot convention.
-func oneShotModule(t testing.TB, pkg string) *Module { return oneShot.module(t, pkg) }
+// oneShotModule is goModule in the one-shot convention.
+func oneShotModule(t testing.TB, pkg string) *Module { return sharedModule(t, pkg, true) }
 
-func (te *testEngine) module(t testing.TB, pkg string) *Module {
+func sharedModule(t testing.TB, pkg string, oneShot bool) *Module {
 	t.Helper()
 	wasm := wasmbuild.MustBuild(t, pkg)
-	te.once.Do(func() { te.engine = NewEngine() })
-	te.mu.Lock()
-	defer te.mu.Unlock()
-	if m, ok := te.modules[pkg]; ok {
+	key := pkg
+	if oneShot {
+		key += "/oneshot"
+	}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if m, ok := shared.modules[key]; ok {
 		return m
 	}
-	m, err := te.engine.Compile(context.Background(), wasm)
+	m, err := sharedEngine().Compile(context.Background(), wasm)
 	if err != nil {
 		t.Fatalf("Compile(%s): %v", pkg, err)
 	}
 	if !m.c.loop {
 		t.Fatalf("%s (built with the sdk) does not speak the loop convention", pkg)
 	}
-	if te == oneShot {
-		m.c.loop = false // before any Run
-	}
-	te.modules[pkg] = m
+	m.oneShot = oneShot
+	shared.modules[key] = m
 	return m
 }
 
