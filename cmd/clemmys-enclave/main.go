@@ -32,6 +32,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var sb sandbox.Config
 	fs.IntVar(&sb.MaxIdlePerModule, "warm-per-function", 0, "idle warm instances kept per function (0: default, negative: none)")
 	fs.IntVar(&sb.MaxIdle, "warm-max", 0, "idle warm instances kept in all (0: default, negative: none)")
+	fs.Uint64Var(&sb.MaxIdleBytes, "warm-max-bytes", 0, "linear memory of the idle instances in all (0: default)")
 	fs.DurationVar(&sb.IdleTimeout, "warm-idle-timeout", 0, "close an instance idle for this long (0: default)")
 	fs.IntVar(&sb.Prestart, "prestart", 0, "pre-initialized instances kept per fresh-instance function (0: default, negative: none)")
 	if err := fs.Parse(args); err != nil {

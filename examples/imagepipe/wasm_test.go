@@ -69,9 +69,10 @@ func TestWasm(t *testing.T) {
 		t.Errorf("report output: %s", input)
 	}
 
-	// An application error comes back as {"error": ...} with exit status 1.
-	res, err := modules[0].Run(ctx, []byte(`{"image": "aGVsbG8="}`), sandbox.Limits{})
-	if err == nil || res == nil || res.ExitCode != 1 || !strings.Contains(string(res.Output), `"error":"image is neither PNG nor JPEG"`) {
-		t.Errorf("scale of a non-image: err %v, result %+v", err, res)
+	// An application error comes back as {"error": ...} (with exit status 1
+	// in one-shot mode; a warm instance answers it and stays up).
+	res, _ := modules[0].Run(ctx, []byte(`{"image": "aGVsbG8="}`), sandbox.Limits{})
+	if res == nil || !strings.Contains(string(res.Output), `"error":"image is neither PNG nor JPEG"`) {
+		t.Errorf("scale of a non-image: result %+v", res)
 	}
 }

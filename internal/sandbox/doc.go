@@ -54,7 +54,9 @@
 // or output, trapped, exited or wrote anything but one line is discarded.
 // Between the activations of a warm instance the function's global state
 // persists, as in a warm OpenWhisk container. Idle instances are bounded
-// per module and per Engine (least recently used evicted), closed after
+// in number per module and per Engine, and in memory per Engine (a wasm
+// memory never shrinks; an idle Go instance of a small function holds about
+// 3 MiB), the least recently used evicted first; they are closed after
 // Config.IdleTimeout and when the module's last Module is closed, and an
 // instance serves only activations with the memory limit it was made for.
 //

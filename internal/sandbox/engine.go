@@ -39,10 +39,11 @@ type Engine struct {
 	mu       sync.Mutex             // guards compiled and every compiled.refs
 	compiled map[[32]byte]*compiled // by SHA-256 of the wasm bytes
 
-	poolMu  sync.Mutex             // guards the fields below and the pool fields of every compiled
-	live    map[*instance]struct{} // instances whose guest has not returned
-	idle    []*instance            // waiting for an activation, least recently used first
-	drained chan struct{}          // closed when live becomes empty (set by Close)
+	poolMu    sync.Mutex             // guards the fields below and the pool fields of every compiled
+	live      map[*instance]struct{} // instances whose guest has not returned
+	idle      []*instance            // waiting for an activation, least recently used first
+	idleBytes uint64                 // linear memory of the idle instances
+	drained   chan struct{}          // closed when live becomes empty (set by Close)
 }
 
 // Config tunes an Engine's instances. Zero fields take the defaults.
@@ -54,6 +55,10 @@ type Config struct {
 	// MaxIdle bounds the idle instances kept in all. Default 32; negative
 	// keeps none.
 	MaxIdle int
+	// MaxIdleBytes bounds the linear memory of the idle instances in all
+	// (a wasm memory never shrinks: an instance keeps the most its guest
+	// ever used). Default 256 MiB.
+	MaxIdleBytes uint64
 	// IdleTimeout closes an instance idle for that long. Default 10 min.
 	IdleTimeout time.Duration
 	// Prestart is how many pre-initialized instances are kept ready for a
@@ -66,6 +71,7 @@ type Config struct {
 const (
 	DefaultMaxIdlePerModule = 8
 	DefaultMaxIdle          = 32
+	DefaultMaxIdleBytes     = 256 << 20
 	DefaultIdleTimeout      = 10 * time.Minute
 	DefaultPrestart         = 1
 )
@@ -76,6 +82,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdle == 0 {
 		c.MaxIdle = DefaultMaxIdle
+	}
+	if c.MaxIdleBytes == 0 {
+		c.MaxIdleBytes = DefaultMaxIdleBytes
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout

@@ -50,6 +50,7 @@ type instance struct {
 	served  int           // activations attached so far
 
 	idleTimer *time.Timer // guarded by Engine.poolMu
+	idleBytes uint64      // memory counted in Engine.idleBytes; guarded by Engine.poolMu
 }
 
 // newInstance instantiates c with a memory limit and starts its _start on a
@@ -331,6 +332,7 @@ func (e *Engine) take(c *compiled, limit uint64) *instance {
 func (e *Engine) removeIdle(i int) {
 	in := e.idle[i]
 	e.idle = append(e.idle[:i], e.idle[i+1:]...)
+	e.idleBytes -= in.idleBytes
 	in.c.idle--
 	in.idleTimer.Stop()
 }
@@ -341,8 +343,9 @@ func (e *Engine) removeIdle(i int) {
 func (e *Engine) put(in *instance) {
 	c := in.c
 	var evict []*instance
+	size := in.alloc.peak.Load() // the memory's size: it never shrinks
 	e.poolMu.Lock()
-	if e.closed.Load() || c.closing || e.cfg.MaxIdlePerModule <= 0 || e.cfg.MaxIdle <= 0 {
+	if e.closed.Load() || c.closing || e.cfg.MaxIdlePerModule <= 0 || e.cfg.MaxIdle <= 0 || size > e.cfg.MaxIdleBytes {
 		e.poolMu.Unlock()
 		in.close()
 		return
@@ -356,11 +359,13 @@ func (e *Engine) put(in *instance) {
 			}
 		}
 	}
-	if len(e.idle) >= e.cfg.MaxIdle {
+	for len(e.idle) > 0 && (len(e.idle) >= e.cfg.MaxIdle || e.idleBytes+size > e.cfg.MaxIdleBytes) {
 		evict = append(evict, e.idle[0])
 		e.removeIdle(0)
 	}
+	in.idleBytes = size
 	e.idle = append(e.idle, in)
+	e.idleBytes += size
 	c.idle++
 	in.idleTimer = time.AfterFunc(e.cfg.IdleTimeout, func() { e.expire(in) })
 	e.poolMu.Unlock()

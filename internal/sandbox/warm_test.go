@@ -221,6 +221,36 @@ func TestPoolBounds(t *testing.T) {
 	eventually(t, "evicted instances to exit", func() bool { return liveOf(a) == 1 })
 }
 
+// Idle instances are bounded by their memory too.
+func TestPoolMemoryBound(t *testing.T) {
+	// An idle hello instance has a little over 3 MiB of linear memory.
+	e := newEngine(t, Config{MaxIdleBytes: 5 << 20})
+	a, b := compileIn(t, e, pkgCounter), compileIn(t, e, pkgEcho)
+	for _, m := range []*Module{a, b} {
+		if _, err := m.Run(context.Background(), nil, Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if idleOf(a) != 0 || idleOf(b) != 1 {
+		t.Errorf("idle a %d, b %d; want 0, 1 (the older evicted for memory)", idleOf(a), idleOf(b))
+	}
+	e.poolMu.Lock()
+	used := e.idleBytes
+	e.poolMu.Unlock()
+	if used == 0 || used > 5<<20 {
+		t.Errorf("idle bytes %d", used)
+	}
+
+	small := newEngine(t, Config{MaxIdleBytes: 1 << 20})
+	m := compileIn(t, small, pkgCounter)
+	if _, err := m.Run(context.Background(), nil, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if idleOf(m) != 0 {
+		t.Error("an instance larger than MaxIdleBytes was kept")
+	}
+}
+
 func TestIdleTimeout(t *testing.T) {
 	m := compileIn(t, newEngine(t, Config{IdleTimeout: 100 * time.Millisecond}), pkgCounter)
 	if _, err := m.Run(context.Background(), nil, Limits{}); err != nil {
