@@ -35,7 +35,9 @@
 // in-band end marker is needed, and none can be forged by a function
 // printing it. (OpenWhisk needs its "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 // marker because its container's streams are asynchronous pipes.) The sdk
-// also points os.Stdout at stderr, so stray prints become logs.
+// also points os.Stdout at stderr, so stray prints become logs. What a
+// guest writes outside an activation (while it starts, or if it writes
+// after asking for its next input) goes to its next activation.
 //
 // The convention is decided by the module's code: an export is part of the
 // code, bound to its digest, so what runs is what the owner built, and a

@@ -48,6 +48,7 @@ type instance struct {
 	halted  error         // why the host stopped the guest, nil if it did not
 	stopped chan struct{} // closed with halted: wakes sleeping guests
 	served  int           // activations attached so far
+	current int           // the attached activation (its number in served), 0 if none
 
 	idleTimer *time.Timer // guarded by Engine.poolMu
 	idleBytes uint64      // memory counted in Engine.idleBytes; guarded by Engine.poolMu
@@ -167,6 +168,18 @@ func (in *instance) halt(cause error) {
 	in.cond.Broadcast()
 }
 
+// haltActivation halts the guest for cause if activation number act is
+// still attached: a timer that fires as its activation ends must not halt
+// the instance once it serves another.
+func (in *instance) haltActivation(act int, cause error) {
+	in.mu.Lock()
+	current := in.current == act
+	in.mu.Unlock()
+	if current {
+		in.halt(cause)
+	}
+}
+
 // Read is the guest's stdin (fd_read, on the guest's goroutine).
 func (in *instance) Read(p []byte) (int, error) {
 	if len(p) == 0 {
@@ -196,8 +209,9 @@ func (in *instance) Read(p []byte) (int, error) {
 // writers with the activation's caps (which first receive anything the
 // guest wrote since the last activation, such as start-up logs), and
 // input is delivered, followed by end of file if eof. It returns the
-// writers and a channel closed when the guest next waits for input.
-func (in *instance) attach(input []byte, eof bool, lim Limits) (out, log *capWriter, waiting <-chan struct{}) {
+// writers, a channel closed when the guest next waits for input and the
+// activation's number.
+func (in *instance) attach(input []byte, eof bool, lim Limits) (out, log *capWriter, waiting <-chan struct{}, act int) {
 	out = &capWriter{limit: lim.MaxOutputBytes, onOverflow: func() {}}
 	log = &capWriter{limit: lim.MaxLogBytes}
 	in.mu.Lock()
@@ -212,14 +226,16 @@ func (in *instance) attach(input []byte, eof bool, lim Limits) (out, log *capWri
 	in.waiting = make(chan struct{})
 	in.alloc.denied.Store(0)
 	in.served++
+	in.current = in.served
 	in.cond.Broadcast()
-	return out, log, in.waiting
+	return out, log, in.waiting, in.current
 }
 
 // detach ends the activation: later output goes to pending writers.
 func (in *instance) detach() {
 	in.mu.Lock()
 	in.out, in.log = pendingOutput(), pendingLogs()
+	in.current = 0
 	in.mu.Unlock()
 }
 
@@ -318,10 +334,12 @@ func (e *Engine) take(c *compiled, limit uint64) *instance {
 			continue
 		}
 		e.removeIdle(i)
-		select {
-		case <-in.exited: // a pre-started guest that died starting
+		in.mu.Lock()
+		halted := in.halted != nil
+		in.mu.Unlock()
+		if halted || closed(in.exited) { // a pre-started guest that died starting, say
+			in.close()
 			continue
-		default:
 		}
 		return in
 	}

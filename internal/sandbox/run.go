@@ -116,8 +116,8 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 	if m.loop() {
 		line, eof = loopLine(input), false
 	}
-	stdout, stderr, waiting := in.attach(line, eof, lim)
-	timer := time.AfterFunc(max(lim.Timeout-time.Since(start), 0), func() { in.halt(ErrTimeout) })
+	stdout, stderr, waiting, act := in.attach(line, eof, lim)
+	timer := time.AfterFunc(max(lim.Timeout-time.Since(start), 0), func() { in.haltActivation(act, ErrTimeout) })
 	select {
 	case <-waiting:
 	case <-in.exited:

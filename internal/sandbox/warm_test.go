@@ -346,3 +346,25 @@ func TestLoopLine(t *testing.T) {
 		}
 	}
 }
+
+// A timer of an activation that has ended (it fired as the activation
+// completed) does not halt the instance, which may serve another by then.
+func TestStaleTimeoutDoesNotHalt(t *testing.T) {
+	m := compileIn(t, newEngine(t, Config{}), pkgCounter)
+	if _, err := m.Run(context.Background(), nil, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	m.e.poolMu.Lock()
+	in := m.e.idle[0]
+	m.e.poolMu.Unlock()
+	in.haltActivation(1, ErrTimeout) // the first activation's timer, late
+	in.mu.Lock()
+	halted := in.halted
+	in.mu.Unlock()
+	if halted != nil {
+		t.Fatalf("a stale timer halted the instance: %v", halted)
+	}
+	if n, res, err := count(t, m, `{}`, Limits{}); err != nil || n != 2 || !res.Warm {
+		t.Fatalf("count %d, %v", n, err)
+	}
+}
