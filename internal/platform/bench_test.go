@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clemmys/clemmys/internal/platform"
 	"github.com/clemmys/clemmys/internal/wasmbuild"
 )
 
@@ -22,7 +23,7 @@ import (
 // wazero's in-memory cache hits); prewarmed: a module never compiled
 // before, invoked once the deploy's prewarm has loaded it.
 func BenchmarkInvoke(b *testing.B) {
-	e := start(b, b.TempDir())
+	e := startBench(b)
 	g := e.guest()
 	hello := wasmbuild.MustBuild(b, "examples/hello")
 	invoke := func(name string) {
@@ -73,7 +74,7 @@ func BenchmarkInvoke(b *testing.B) {
 //
 //	go test -run XXX -bench DeployToFirstResult -benchtime 5x ./internal/platform/
 func BenchmarkDeployToFirstResult(b *testing.B) {
-	e := start(b, b.TempDir())
+	e := startBench(b)
 	g := e.guest()
 	hello := wasmbuild.MustBuild(b, "examples/hello")
 	i := 0
@@ -111,7 +112,7 @@ func withCustomSection(wasm []byte, name string) []byte {
 //
 //	go test -run XXX -bench SequenceStep -benchtime 200x ./internal/platform/
 func BenchmarkSequenceStep(b *testing.B) {
-	e := start(b, b.TempDir())
+	e := startBench(b)
 	g := e.guest()
 	echo := wasmbuild.MustBuild(b, "internal/testfuncs/echo")
 	for _, n := range []string{"e1", "e2", "e3"} {
@@ -143,4 +144,12 @@ func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// startBench starts a platform without the gateway's per-namespace
+// throttles, which would cut long benchmark runs short (429).
+func startBench(b *testing.B) *env {
+	return startWith(b, b.TempDir(), func(c *platform.Config) {
+		c.InvocationsPerMinute, c.ConcurrentInvocations = -1, -1
+	})
 }
