@@ -110,6 +110,7 @@ type Gateway struct {
 	authKey []byte       // MAC key of stored credentials, derived from secret
 	seqKey  []byte       // MAC key of sequence definitions, derived from secret
 	fresh   *freshness   // newest function version seen per action
+	records recordCache  // verified function records
 	creds   *credCache
 	limits  *rateLimits // per-namespace throttles
 	tlsCfg  *tls.Config

@@ -140,7 +140,7 @@ func (e *chainError) Error() string { return e.msg }
 // function.
 func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, out []step) ([]step, *chainError) {
 	if a.Kind != kindSequence {
-		rec, err := g.cfg.KMS.VerifyRecord(a.Function)
+		rec, err := g.verifyRecord(a.Function)
 		if err != nil || rec.Namespace != a.Namespace || rec.Action != a.Name {
 			return nil, &chainError{http.StatusBadGateway, "The action's function record could not be verified.", err}
 		}
