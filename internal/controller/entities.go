@@ -228,3 +228,39 @@ func (c *Controller) actionKeys(ctx context.Context, ns string, match func(name 
 	}
 	return out, nil
 }
+
+// listHandler is the body of the package, trigger and rule list handlers
+// (wire.ListRequest → a page): it checks the request (checkName checks its
+// Name filter), loads the namespace's entities of kv, keeps those keep
+// accepts (keep may also clear fields a list does not carry) and pages them
+// most recently updated first.
+func listHandler[T any](ctx context.Context, data []byte, kv jetstream.KeyValue, what string,
+	checkName func(string) error, keep func(req *wire.ListRequest, v *T) bool,
+	key func(*T) (updated int64, name string)) ([]T, int, error) {
+	req, err := bus.Decode[wire.ListRequest](data)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := checkEntityNamespace(req.Namespace); err != nil {
+		return nil, 0, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return nil, 0, err
+	}
+	if _, _, err := page(req.Skip, req.Limit); err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	all, err := listEntities[T](ctx, kv, what, req.Namespace)
+	if err != nil {
+		return nil, 0, err
+	}
+	kept := all[:0]
+	for i := range all {
+		if keep(req, &all[i]) {
+			kept = append(kept, all[i])
+		}
+	}
+	return listPage(kept, key, req)
+}

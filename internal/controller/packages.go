@@ -186,34 +186,12 @@ func (c *Controller) removeAction(ctx context.Context, key string) (bool, error)
 // Listed packages carry no parameters (OpenWhisk lists none; a page of
 // sealed parameters would not fit in one message): get returns them.
 func (c *Controller) handlePackageList(ctx context.Context, data []byte) (any, error) {
-	req, err := bus.Decode[wire.ListRequest](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityNamespace(req.Namespace); err != nil {
-		return nil, err
-	}
-	if err := checkListFilter(req.Name); err != nil {
-		return nil, err
-	}
-	if _, _, err := page(req.Skip, req.Limit); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	all, err := listEntities[wire.Package](ctx, c.packages, "package", req.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	pkgs := all[:0]
-	for _, p := range all {
-		if req.Name != "" && p.Name != req.Name {
-			continue
-		}
-		p.Parameters = nil
-		pkgs = append(pkgs, p)
-	}
-	out, n, err := listPage(pkgs, func(p *wire.Package) (int64, string) { return p.Updated, p.Name }, req)
+	out, n, err := listHandler(ctx, data, c.packages, "package", checkListFilter,
+		func(req *wire.ListRequest, p *wire.Package) bool {
+			p.Parameters = nil
+			return req.Name == "" || p.Name == req.Name
+		},
+		func(p *wire.Package) (int64, string) { return p.Updated, p.Name })
 	if err != nil {
 		return nil, err
 	}

@@ -165,34 +165,18 @@ func (c *Controller) handleRuleStatus(ctx context.Context, data []byte) (any, er
 // (wire.ListRequest → wire.RuleList). Name "/ns/trigger" lists only the
 // rules of that trigger, active or not: a trigger fires its active ones.
 func (c *Controller) handleRuleList(ctx context.Context, data []byte) (any, error) {
-	req, err := bus.Decode[wire.ListRequest](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityNamespace(req.Namespace); err != nil {
-		return nil, err
-	}
-	if req.Name != "" {
-		if _, _, ok := splitTrigger(req.Name); !ok {
-			return nil, badRequest("invalid trigger")
+	checkTrigger := func(name string) error {
+		if name == "" {
+			return nil
 		}
-	}
-	if _, _, err := page(req.Skip, req.Limit); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	all, err := listEntities[wire.Rule](ctx, c.rules, "rule", req.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	rules := all[:0]
-	for _, r := range all {
-		if req.Name == "" || r.Trigger == req.Name {
-			rules = append(rules, r)
+		if _, _, ok := splitTrigger(name); !ok {
+			return badRequest("invalid trigger")
 		}
+		return nil
 	}
-	out, n, err := listPage(rules, func(r *wire.Rule) (int64, string) { return r.Updated, r.Name }, req)
+	out, n, err := listHandler(ctx, data, c.rules, "rule", checkTrigger,
+		func(req *wire.ListRequest, r *wire.Rule) bool { return req.Name == "" || r.Trigger == req.Name },
+		func(r *wire.Rule) (int64, string) { return r.Updated, r.Name })
 	if err != nil {
 		return nil, err
 	}

@@ -99,34 +99,12 @@ func (c *Controller) handleTriggerDelete(ctx context.Context, data []byte) (any,
 // first (wire.ListRequest → wire.TriggerList); Name filters by exact name.
 // Listed triggers carry no parameters (see handlePackageList).
 func (c *Controller) handleTriggerList(ctx context.Context, data []byte) (any, error) {
-	req, err := bus.Decode[wire.ListRequest](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityNamespace(req.Namespace); err != nil {
-		return nil, err
-	}
-	if err := checkListFilter(req.Name); err != nil {
-		return nil, err
-	}
-	if _, _, err := page(req.Skip, req.Limit); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	all, err := listEntities[wire.Trigger](ctx, c.triggers, "trigger", req.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	trs := all[:0]
-	for _, t := range all {
-		if req.Name != "" && t.Name != req.Name {
-			continue
-		}
-		t.Parameters = nil
-		trs = append(trs, t)
-	}
-	out, n, err := listPage(trs, func(t *wire.Trigger) (int64, string) { return t.Updated, t.Name }, req)
+	out, n, err := listHandler(ctx, data, c.triggers, "trigger", checkListFilter,
+		func(req *wire.ListRequest, t *wire.Trigger) bool {
+			t.Parameters = nil
+			return req.Name == "" || t.Name == req.Name
+		},
+		func(t *wire.Trigger) (int64, string) { return t.Updated, t.Name })
 	if err != nil {
 		return nil, err
 	}
