@@ -174,6 +174,26 @@ func (g *Gateway) readablePackage(ctx context.Context, caller, ns, name string) 
 // gateway stored.
 const msgPackageTampered = "The package's sharing or binding could not be authenticated."
 
+// beginPut starts the PUT of a package, trigger or rule (kind): it checks
+// the name and the overwrite query and decodes the body into body. It
+// answers the request itself and returns ok false on error.
+func (g *Gateway) beginPut(w http.ResponseWriter, r *http.Request, kind string, body any) (ns, name string, overwrite, ok bool) {
+	ns, name = callerNamespace(r), r.PathValue("name")
+	if !validName(name) {
+		g.fail(w, r, http.StatusBadRequest, "The %s name is not valid.", kind)
+		return "", "", false, false
+	}
+	overwrite, err := queryBool(r, "overwrite")
+	if err != nil {
+		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
+		return "", "", false, false
+	}
+	if !g.decodeEntity(w, r, body, kind) {
+		return "", "", false, false
+	}
+	return ns, name, overwrite, true
+}
+
 func renderBinding(b *wire.Binding) map[string]any {
 	if b == nil {
 		return map[string]any{}
@@ -215,18 +235,9 @@ func packageSummary(p *wire.Package) map[string]any {
 }
 
 func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
-	ns, name := callerNamespace(r), r.PathValue("name")
-	if !validName(name) {
-		g.fail(w, r, http.StatusBadRequest, "The package name is not valid.")
-		return
-	}
-	overwrite, err := queryBool(r, "overwrite")
-	if err != nil {
-		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
-		return
-	}
 	var body packageBody
-	if !g.decodeEntity(w, r, &body, "package") {
+	ns, name, overwrite, ok := g.beginPut(w, r, "package", &body)
+	if !ok {
 		return
 	}
 	for _, c := range []struct {

@@ -161,18 +161,9 @@ func (g *Gateway) checkRuleAction(ctx context.Context, caller, s string) (string
 }
 
 func (g *Gateway) putRule(w http.ResponseWriter, r *http.Request) {
-	ns, name := callerNamespace(r), r.PathValue("name")
-	if !validName(name) {
-		g.fail(w, r, http.StatusBadRequest, "The rule name is not valid.")
-		return
-	}
-	overwrite, err := queryBool(r, "overwrite")
-	if err != nil {
-		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
-		return
-	}
 	var body ruleBody
-	if !g.decodeEntity(w, r, &body, "rule") {
+	ns, name, overwrite, ok := g.beginPut(w, r, "rule", &body)
+	if !ok {
 		return
 	}
 	if msg := checkKVs(body.Annotations, "annotations"); msg != "" {

@@ -70,18 +70,9 @@ func (g *Gateway) fetchTrigger(ctx context.Context, ns, name string) (*wire.Trig
 }
 
 func (g *Gateway) putTrigger(w http.ResponseWriter, r *http.Request) {
-	ns, name := callerNamespace(r), r.PathValue("name")
-	if !validName(name) {
-		g.fail(w, r, http.StatusBadRequest, "The trigger name is not valid.")
-		return
-	}
-	overwrite, err := queryBool(r, "overwrite")
-	if err != nil {
-		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
-		return
-	}
 	var body triggerBody
-	if !g.decodeEntity(w, r, &body, "trigger") {
+	ns, name, overwrite, ok := g.beginPut(w, r, "trigger", &body)
+	if !ok {
 		return
 	}
 	if msg := checkKVs(body.Parameters, "parameters"); msg != "" {
