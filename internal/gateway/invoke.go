@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/rand"
@@ -49,12 +48,7 @@ const (
 
 // requestIDMAC is the MAC part of a request id with prefix for ns.
 func (g *Gateway) requestIDMAC(prefix []byte, ns string) []byte {
-	key, err := hkdf.Key(sha256.New, g.secret.Bytes(), nil, requestIDKeyInfo, 32)
-	if err != nil {
-		panic(err) // a 32-byte key of HKDF-SHA256 cannot fail
-	}
-	defer clear(key)
-	m := hmac.New(sha256.New, key)
+	m := hmac.New(sha256.New, g.derived().requestIDKey)
 	m.Write([]byte(requestIDLabel))
 	m.Write(prefix)
 	m.Write([]byte(ns))

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -39,16 +40,42 @@ const maxParamsBytes = 1 << 20
 var errParams = errors.New("gateway: sealed parameters do not open")
 
 func (g *Gateway) paramsAEAD() (cipher.AEAD, error) {
-	key, err := hkdf.Key(sha256.New, g.secret.Bytes(), nil, paramsKeyInfo, 32)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(key)
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	d := g.derived()
+	return d.paramsAEAD, d.err
+}
+
+// derivedKeys are keys the gateway derives from its secret once, not per
+// request.
+type derivedKeys struct {
+	once         sync.Once
+	requestIDKey []byte      // MAC key of request ids (invoke.go)
+	paramsAEAD   cipher.AEAD // seals default parameters
+	err          error
+}
+
+// derived returns the keys derived from the gateway secret, deriving them
+// on first use.
+func (g *Gateway) derived() *derivedKeys {
+	d := &g.keys
+	d.once.Do(func() {
+		var err error
+		if d.requestIDKey, err = hkdf.Key(sha256.New, g.secret.Bytes(), nil, requestIDKeyInfo, 32); err != nil {
+			panic(err) // a 32-byte key of HKDF-SHA256 cannot fail
+		}
+		key, err := hkdf.Key(sha256.New, g.secret.Bytes(), nil, paramsKeyInfo, 32)
+		if err != nil {
+			d.err = err
+			return
+		}
+		defer clear(key)
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			d.err = err
+			return
+		}
+		d.paramsAEAD, d.err = cipher.NewGCM(block)
+	})
+	return d
 }
 
 func paramsAAD(kind, ns, name string) []byte {
