@@ -14,7 +14,6 @@ import (
 const maxBodyPlaintext = MaxEnvelopeSize - 256<<10
 
 func hpkeKDF() hpke.KDF   { return hpke.HKDFSHA256() }
-func hpkeAEAD() hpke.AEAD { return hpke.AES256GCM() }
 
 // Seal builds the envelope for step 0 (gateway side, or client side in
 // end-to-end mode). It validates h, derives the step keys from
