@@ -13,7 +13,7 @@ import (
 // them stays below MaxEnvelopeSize (headers and capsules take the rest).
 const maxBodyPlaintext = MaxEnvelopeSize - 256<<10
 
-func hpkeKDF() hpke.KDF   { return hpke.HKDFSHA256() }
+func hpkeKDF() hpke.KDF { return hpke.HKDFSHA256() }
 
 // Seal builds the envelope for step 0 (gateway side, or client side in
 // end-to-end mode). It validates h, derives the step keys from
