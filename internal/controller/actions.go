@@ -75,6 +75,7 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 		}
 	}
 	a.Updated = c.now().UnixMilli()
+	a.Revision = 0 // a read's, not stored
 	value, err := bus.Marshal(&a)
 	if err != nil {
 		return nil, badRequest("the action cannot be encoded")
@@ -248,14 +249,20 @@ func (c *Controller) getAction(ctx context.Context, key string) (*wire.Action, u
 	if err := bus.Unmarshal(e.Value(), &a); err != nil {
 		return nil, 0, fmt.Errorf("controller: decode stored action: %w", err)
 	}
+	a.Revision = e.Revision()
 	return &a, e.Revision(), nil
 }
 
-// loadAction loads the action ns/name for an invocation.
-func (c *Controller) loadAction(ctx context.Context, ns, name string) (*wire.Action, error) {
-	a, _, err := c.getAction(ctx, store.Key(ns, name))
+// loadAction loads the action ns/name for an invocation. With rev non-zero
+// the stored entity must have that revision: the gateway sealed the
+// invocation for it (CodeStale otherwise).
+func (c *Controller) loadAction(ctx context.Context, ns, name string, rev uint64) (*wire.Action, error) {
+	a, got, err := c.getAction(ctx, store.Key(ns, name))
 	if errors.Is(err, errNotFound) {
 		return nil, notFound()
+	}
+	if err == nil && rev != 0 && got != rev {
+		return nil, wire.Errorf(wire.CodeStale, "the action changed since the invocation was sealed")
 	}
 	return a, err
 }

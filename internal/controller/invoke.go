@@ -95,7 +95,7 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	act, err := c.loadAction(sctx, req.Namespace, req.Action)
+	act, err := c.loadAction(sctx, req.Namespace, req.Action, req.Revision)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +104,9 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	var running *wire.Activation
 	var run func() *wire.Activation
 	if len(req.Steps) > 0 {
+		if err := c.checkStepRevisions(sctx, req.Steps); err != nil {
+			return nil, err
+		}
 		seq, err := c.newSequence(req, act, received)
 		if err != nil {
 			return nil, err
@@ -132,7 +135,8 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}
 	// Reserve the id: a running record (End 0) is created atomically, so a
 	// duplicate id is refused even while the first activation runs.
-	if err := c.reserve(sctx, key, running); err != nil {
+	err = c.reserve(sctx, key, running)
+	if err != nil {
 		if !req.Blocking {
 			c.wg.Done()
 		}
@@ -151,6 +155,26 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 		Name:         req.Action,
 		Start:        received.UnixMilli(),
 	}, nil
+}
+
+// checkStepRevisions refuses (CodeStale) a sequence whose gateway sealed
+// a step for a component entity that has changed or gone since: the steps
+// would be routed to functions that may no longer be loadable. Steps
+// without a revision are not checked.
+func (c *Controller) checkStepRevisions(ctx context.Context, steps []wire.StepRoute) error {
+	for _, st := range steps {
+		if st.Revision == 0 {
+			continue
+		}
+		_, err := c.loadAction(ctx, st.Namespace, st.Action, st.Revision)
+		if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
+			return wire.Errorf(wire.CodeStale, "a component of the sequence changed since the invocation was sealed")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reserve creates the running record rec at key, refusing a used id.

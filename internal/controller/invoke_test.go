@@ -479,3 +479,72 @@ func TestStopGraceCancels(t *testing.T) {
 		t.Fatalf("blocking reply %+v", a)
 	}
 }
+
+// TestInvokeRevision: reads name the entity's store revision, and an
+// invocation sealed for another revision of the action, or of a sequence
+// component, is refused as stale before anything runs or is recorded.
+func TestInvokeRevision(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	inv := e.startInvoker("inv0", succeed(e))
+	ref := wire.ActionRef{Namespace: "guest", Name: "hello"}
+	v1 := mustCall[wire.Action](e, wire.SubjectActionGet, ref)
+	if v1.Revision == 0 {
+		t.Fatal("no revision on a read")
+	}
+
+	req := invokeReq("guest", "hello")
+	req.Revision = v1.Revision
+	if a := mustCall[wire.Activation](e, wire.SubjectInvoke, req); a.Status != wire.StatusSuccess {
+		t.Fatalf("current revision: %+v", a)
+	}
+
+	p := actionPut(t, "guest", "hello", "f2")
+	p.Overwrite = true
+	e.put(p)
+	v2 := mustCall[wire.Action](e, wire.SubjectActionGet, ref)
+	if v2.Revision <= v1.Revision {
+		t.Fatalf("revision %d after %d", v2.Revision, v1.Revision)
+	}
+	stale := invokeReq("guest", "hello")
+	stale.Revision = v1.Revision
+	_, err := call[wire.Activation](e, wire.SubjectInvoke, stale)
+	wantCode(t, err, wire.CodeStale)
+	if s := e.stored("guest", stale.ActivationID); s != nil {
+		t.Fatalf("stale invocation recorded: %+v", s)
+	}
+
+	// Sequence components.
+	e.put(actionPut(t, "guest", "a", "fa"))
+	e.put(sequencePut("guest", "seq", "/guest/a", "/guest/hello"))
+	a := mustCall[wire.Action](e, wire.SubjectActionGet, wire.ActionRef{Namespace: "guest", Name: "a"})
+	ra, rh := route("guest", "a"), route("guest", "hello")
+	ra.Revision = a.Revision
+	for _, tc := range []struct {
+		name string
+		rev  uint64
+		code string
+	}{
+		{"current", v2.Revision, ""},
+		{"changed", v1.Revision, wire.CodeStale},
+	} {
+		rh.Revision = tc.rev
+		req := sequenceReq("guest", "seq", ra, rh)
+		_, err := call[wire.Activation](e, wire.SubjectInvoke, req)
+		if tc.code == "" {
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		wantCode(t, err, tc.code)
+	}
+	// A deleted component.
+	mustCall[wire.Action](e, wire.SubjectActionDelete, wire.ActionRef{Namespace: "guest", Name: "a"})
+	rh.Revision = v2.Revision
+	_, err = call[wire.Activation](e, wire.SubjectInvoke, sequenceReq("guest", "seq", ra, rh))
+	wantCode(t, err, wire.CodeStale)
+	if n := inv.calls.Load(); n != 3 { // hello once, then a and hello of the current sequence
+		t.Fatalf("the invoker ran %d steps", n)
+	}
+}

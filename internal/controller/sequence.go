@@ -19,8 +19,9 @@ const (
 	// ErrNoOutput: a step succeeded but returned no sealed output, so the
 	// next step has no input (or the sequence no result).
 	ErrNoOutput = "no_output"
-	// ErrStoreFailed: the record of a step could not be created, so the
-	// step was not run.
+	// ErrStoreFailed: the running record of a step could not be created,
+	// so the records of the sequence are incomplete; its result is not
+	// given.
 	ErrStoreFailed = "store_failed"
 )
 
@@ -116,11 +117,11 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 	req := s.req
 	in := req.Envelope
 	var (
-		ids         []string
-		last        *wire.Activation // record of the last step run
-		storeFailed bool
-		firstStart  int64 // start of the first component (unix ms)
-		durationMs  int64 // sum of the components' durations
+		ids        []string
+		last       *wire.Activation // record of the last step run
+		firstStart int64            // start of the first component (unix ms)
+		durationMs int64            // sum of the components' durations
+		records    = c.newRecordWriter()
 	)
 	for j, st := range req.Steps {
 		start := c.now()
@@ -140,14 +141,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 			extra:    []wire.KeyValue{{Key: "causedBy", Value: "sequence"}},
 		}
 		comp.key = store.Key(comp.ns, comp.id)
-		ctx, cancel := c.storeCtx()
-		err := c.reserve(ctx, comp.key, comp.record())
-		cancel()
-		if err != nil {
-			c.log.Error("reserve component activation", "activation", req.ActivationID, "step", j, "err", err)
-			storeFailed = true
-			break
-		}
+		records.reserve(comp.key, comp.record())
 		if len(ids) == 0 {
 			firstStart = start.UnixMilli()
 		}
@@ -173,7 +167,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 				rec.ErrorMessage = msgNoOutput
 			}
 		}
-		c.store(comp.key, rec)
+		records.store(comp.key, rec)
 		c.metrics.steps.WithLabelValues(rec.Status).Inc()
 		c.log.Debug("sequence step", "activation", req.ActivationID, "step", j, "component", comp.id,
 			"namespace", rec.Namespace, "action", rec.Name, "status", rec.Status, "error_code", rec.ErrorCode)
@@ -185,6 +179,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		in = rec.Result
 	}
 
+	storeFailed := records.wait()
 	rec := s.record()
 	rec.Components = ids
 	switch {

@@ -182,6 +182,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	}
 	put.Action = a
 	var stored wire.Action
+	g.targets.forget(ns, name)
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionPut, &put, &stored); err != nil {
 		g.busError(w, r, "store action", err)
 		return
@@ -379,7 +380,7 @@ func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
-	t, cerr := g.loadTarget(ctx, caller, ns, name)
+	t, cerr := g.loadTarget(ctx, caller, ns, name, nil)
 	if cerr != nil {
 		g.answer(w, r, "get action", cerr)
 		return
@@ -437,6 +438,9 @@ func (g *Gateway) actionRef(w http.ResponseWriter, r *http.Request, subject, wha
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
+	if subject == wire.SubjectActionDelete {
+		g.targets.forget(ns, name)
+	}
 	var a wire.Action
 	if err := bus.Call(ctx, g.cfg.Conn, subject, &wire.ActionRef{Namespace: ns, Name: name}, &a); err != nil {
 		g.busError(w, r, what, err)

@@ -234,11 +234,7 @@ func (g *Gateway) fireRule(r *http.Request, ns string, rule wire.Rule, params []
 	defer release()
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
-	tg, cerr := g.loadTarget(ctx, ns, ans, aname)
-	var res *invoked
-	if cerr == nil {
-		res, cerr = g.invoke(ctx, &invocation{caller: ns, target: tg, payload: params, tx: txID(r)})
-	}
+	res, cerr := g.invokeNamed(ctx, ans, aname, &invocation{caller: ns, payload: params, tx: txID(r)})
 	if cerr != nil {
 		status, msg := cerr.status, cerr.msg
 		if status == 0 {

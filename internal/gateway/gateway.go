@@ -111,6 +111,7 @@ type Gateway struct {
 	seqKey  []byte       // MAC key of sequence definitions, derived from secret
 	fresh   *freshness   // newest function version seen per action
 	records recordCache  // verified function records
+	targets actionCache  // action entities for invocations (targets.go)
 	keys    derivedKeys  // keys derived once from secret
 	creds   *credCache
 	limits  *rateLimits // per-namespace throttles

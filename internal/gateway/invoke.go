@@ -107,15 +107,8 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	t, cerr := g.loadTarget(ctx, caller, ns, name)
-	cancel()
-	if cerr != nil {
-		g.answer(w, r, "load action", cerr)
-		return
-	}
-	res, cerr := g.invoke(r.Context(), &invocation{
-		caller: caller, target: t, payload: payload, blocking: blocking,
+	res, cerr := g.invokeNamed(r.Context(), ns, name, &invocation{
+		caller: caller, payload: payload, blocking: blocking,
 		wait: time.Duration(timeoutMs) * time.Millisecond, tx: txID(r),
 	})
 	if res != nil {
@@ -170,7 +163,8 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, b
 type invocation struct {
 	caller   string // the authenticated caller's namespace: the subject
 	target   *target
-	payload  []byte // the request's parameters, a JSON object
+	lookup   *lookup // how target was read; components are read alike
+	payload  []byte  // the request's parameters, a JSON object
 	blocking bool
 	wait     time.Duration // the caller's bound on a blocking wait; 0 = none
 	tx       string        // transaction id, for logs
@@ -204,7 +198,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	// The controller is untrusted: only records signed by the attested KMS
 	// for exactly these namespaces and actions name the keys we seal to.
 	rctx, cancel := context.WithTimeout(ctx, busTimeout)
-	steps, cerr := g.resolveChain(rctx, a, 0, nil)
+	steps, cerr := g.resolveChain(rctx, a, 0, nil, inv.lookup)
 	cancel()
 	if cerr != nil {
 		return nil, cerr
@@ -250,7 +244,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 		if a.Kind == kindSequence {
 			routes = append(routes, wire.StepRoute{
 				Namespace: st.action.Namespace, Action: st.action.Name, Version: st.action.Version,
-				FunctionID: st.record.FunctionID, Limits: st.action.Limits,
+				FunctionID: st.record.FunctionID, Limits: st.action.Limits, Revision: st.action.Revision,
 			})
 		}
 	}
@@ -295,6 +289,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 		Blocking:     inv.blocking,
 		Limits:       limits,
 		Steps:        routes,
+		Revision:     a.Revision,
 	}
 	if a.Kind != kindSequence {
 		req.FunctionID = steps[0].record.FunctionID

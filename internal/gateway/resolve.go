@@ -111,7 +111,7 @@ func (g *Gateway) loadPackage(ctx context.Context, ns, name string) (*wire.Packa
 // caller. Another namespace's action is reachable only in a public
 // package; a package binding leads to the bound package, whose defaults
 // the binding's override.
-func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string) (*target, *chainError) {
+func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string, lk *lookup) (*target, *chainError) {
 	pkg, simple, ok := splitAction(name)
 	if !ok {
 		return nil, &chainError{http.StatusNotFound, msgNotFound, nil}
@@ -158,15 +158,35 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string) (*tar
 	} else if ns != caller {
 		return nil, notAuthorized(ns)
 	}
+	a, cerr := g.readAction(ctx, actionNS, actionName, lk)
+	if cerr != nil {
+		return nil, cerr
+	}
+	t.action = a
+	return t, nil
+}
+
+// readAction reads action entity ns/name, from the cache if lk allows
+// (targets.go); a read from the store refreshes the cache.
+func (g *Gateway) readAction(ctx context.Context, ns, name string, lk *lookup) (*wire.Action, *chainError) {
+	if lk != nil && lk.cached {
+		if a := g.targets.get(ns, name); a != nil {
+			lk.hit = true
+			return a, nil
+		}
+	}
 	var a wire.Action
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: actionNS, Name: actionName}, &a); err != nil {
+	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &a); err != nil {
+		if isNotFound(err) {
+			g.targets.forget(ns, name)
+		}
 		return nil, busFailure(err)
 	}
-	if a.Namespace != actionNS || a.Name != actionName {
+	if a.Namespace != ns || a.Name != name {
 		return nil, &chainError{http.StatusBadGateway, "The controller answered with another action.", nil}
 	}
-	t.action = &a
-	return t, nil
+	g.targets.put(&a)
+	return &a, nil
 }
 
 // mergeKV returns base with over's entries replacing or added (by key).

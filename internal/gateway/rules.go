@@ -151,7 +151,7 @@ func (g *Gateway) checkRuleAction(ctx context.Context, caller, s string) (string
 			return "", cerr
 		}
 	}
-	if _, cerr := g.loadTarget(ctx, caller, ns, name); cerr != nil {
+	if _, cerr := g.loadTarget(ctx, caller, ns, name, nil); cerr != nil {
 		if cerr.status == 0 && isNotFound(cerr.err) {
 			return "", &chainError{http.StatusNotFound, strings.Replace(msgRuleNoAction, "%s", fq, 1), nil}
 		}

@@ -87,7 +87,7 @@ func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, ns, name s
 			}
 			// Another namespace's action is a component only in a
 			// public package (loadTarget checks).
-			if _, cerr := g.loadTarget(ctx, ns, cns, cname); cerr != nil {
+			if _, cerr := g.loadTarget(ctx, ns, cns, cname, nil); cerr != nil {
 				if cerr.status == http.StatusForbidden || (cerr.status == 0 && isNotFound(cerr.err)) {
 					g.fail(w, r, http.StatusBadRequest, msgNoComponent)
 					return
@@ -109,6 +109,7 @@ func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, ns, name s
 	a.DefinitionTag = g.definitionTag(ns, name, qualified)
 	put := wire.ActionPut{Action: a, Overwrite: overwrite}
 	var stored wire.Action
+	g.targets.forget(ns, name)
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionPut, &put, &stored); err != nil {
 		g.busError(w, r, "store sequence", err)
 		return
@@ -138,7 +139,7 @@ func (e *chainError) Error() string { return e.msg }
 // verifying its KMS-signed function record against the namespace and name
 // it was fetched for: the untrusted controller cannot substitute another
 // function.
-func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, out []step) ([]step, *chainError) {
+func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, out []step, lk *lookup) ([]step, *chainError) {
 	if a.Kind != kindSequence {
 		rec, err := g.verifyRecord(a.Function)
 		if err != nil || rec.Namespace != a.Namespace || rec.Action != a.Name {
@@ -165,7 +166,7 @@ func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, o
 		}
 		// Resolved with the rights of the sequence's owner: its own
 		// actions, and other namespaces' public packages.
-		t, cerr := g.loadTarget(ctx, a.Namespace, cns, cname)
+		t, cerr := g.loadTarget(ctx, a.Namespace, cns, cname, lk)
 		if cerr != nil {
 			switch {
 			case cerr.status == 0 && isNotFound(cerr.err):
@@ -175,7 +176,7 @@ func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, o
 			}
 			return nil, cerr
 		}
-		if out, cerr = g.resolveChain(ctx, t.action, depth+1, out); cerr != nil {
+		if out, cerr = g.resolveChain(ctx, t.action, depth+1, out, lk); cerr != nil {
 			return nil, cerr
 		}
 	}

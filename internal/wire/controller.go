@@ -38,6 +38,11 @@ type Action struct {
 	DefinitionTag []byte `cbor:"12,keyasint,omitempty"`
 	// Parameters are the action's default parameters, sealed by the gateway.
 	Parameters SealedParams `cbor:"13,keyasint,omitempty"`
+	// Revision is the store revision of the entity when the controller
+	// read it (set on reads, never stored). An invocation names it so the
+	// controller can refuse one sealed for an entity that has changed since
+	// (CodeStale): the gateway may seal from entities it read before.
+	Revision uint64 `cbor:"14,keyasint,omitempty"`
 }
 
 // Action kinds.
@@ -107,6 +112,10 @@ type InvokeRequest struct {
 	// package (OpenWhisk records activations in the caller's namespace).
 	// Empty: Namespace.
 	RecordNamespace string `cbor:"11,keyasint,omitempty"`
+	// Revision is the revision of the invoked action entity the gateway
+	// sealed for (Action.Revision); 0: not checked. The controller refuses
+	// the request with CodeStale when the stored entity has another one.
+	Revision uint64 `cbor:"12,keyasint,omitempty"`
 }
 
 // StepRoute is the routing metadata of one step of a sequence.
@@ -116,6 +125,7 @@ type StepRoute struct {
 	Version    string `cbor:"3,keyasint"`
 	FunctionID []byte `cbor:"4,keyasint"`
 	Limits     Limits `cbor:"5,keyasint"`
+	Revision   uint64 `cbor:"6,keyasint,omitempty"` // as InvokeRequest.Revision
 }
 
 // Activation statuses, OpenWhisk's names and codes.

@@ -51,6 +51,9 @@ const (
 	CodeTooLarge     = "too_large"
 	CodeTimeout      = "timeout"
 	CodeInvalidNonce = "nonce"
+	// CodeStale refuses an invocation sealed for an action entity that has
+	// changed since the gateway read it; the gateway reads it again.
+	CodeStale = "stale"
 )
 
 // Error is an error whose code and message are safe to show to a user.
