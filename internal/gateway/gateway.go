@@ -112,13 +112,15 @@ type Gateway struct {
 	fresh   *freshness   // newest function version seen per action
 	records recordCache  // verified function records
 	targets actionCache  // action entities for invocations (targets.go)
-	keys    derivedKeys  // keys derived once from secret
-	creds   *credCache
-	limits  *rateLimits // per-namespace throttles
-	tlsCfg  *tls.Config
-	certPEM []byte
-	metrics *metrics
-	handler http.Handler
+	// stepPrewarms: when later sequence steps were last prewarmed
+	stepPrewarms stepPrewarms
+	keys         derivedKeys // keys derived once from secret
+	creds        *credCache
+	limits       *rateLimits // per-namespace throttles
+	tlsCfg       *tls.Config
+	certPEM      []byte
+	metrics      *metrics
+	handler      http.Handler
 
 	// sessions holds the capsule sessions of this process (envelope format
 	// 2): one HPKE encapsulation per function version and epoch, rotated

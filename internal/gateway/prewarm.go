@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
+	"sync"
 	"time"
 
 	"github.com/clemmys/clemmys/internal/bus"
@@ -35,18 +36,56 @@ func (g *Gateway) prewarm(ctx context.Context, ns, action string, fid []byte) {
 	g.log.Debug("prewarm", "namespace", ns, "action", action, "invoker", rep.InvokerID, "loaded", rep.Loaded)
 }
 
+// stepPrewarmInterval is how long after asking for a sequence step's
+// function to be prewarmed the gateway asks again: a warm sequence invoked
+// back to back would otherwise cost two bus round trips per later step and
+// invocation, for functions that are loaded already. Asking again now and
+// then covers a runtime that was replaced meanwhile.
+const stepPrewarmInterval = 10 * time.Second
+
+// maxPrewarmMemory bounds the memory of prewarmed steps; when full it
+// starts over.
+const maxPrewarmMemory = 4096
+
+// stepPrewarms remembers when each function (by id) was last prewarmed as
+// a later sequence step.
+type stepPrewarms struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// due reports whether function fid should be prewarmed now, and if so
+// records that it is.
+func (p *stepPrewarms) due(fid []byte, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.last[string(fid)]; ok && now.Sub(t) < stepPrewarmInterval {
+		return false
+	}
+	if p.last == nil || len(p.last) >= maxPrewarmMemory {
+		p.last = map[string]time.Time{}
+	}
+	p.last[string(fid)] = now
+	return true
+}
+
 // prewarmSteps asks, without waiting, for steps 1.. of a sequence to be
-// prewarmed (each function once; step 0 is about to run anyway).
+// prewarmed (each function once, and not again within
+// stepPrewarmInterval; step 0 is about to run anyway).
 func (g *Gateway) prewarmSteps(routes []wire.StepRoute) {
 	if len(routes) < 2 {
 		return
 	}
+	now := g.now()
 	seen := map[string]bool{string(routes[0].FunctionID): true}
 	for _, st := range routes[1:] {
 		if seen[string(st.FunctionID)] {
 			continue
 		}
 		seen[string(st.FunctionID)] = true
+		if !g.stepPrewarms.due(st.FunctionID, now) {
+			continue
+		}
 		b, err := bus.Marshal(&wire.Prewarm{Namespace: st.Namespace, Action: st.Action, FunctionID: st.FunctionID})
 		if err == nil {
 			err = g.cfg.Conn.Publish(wire.SubjectPrewarm, b)

@@ -25,7 +25,10 @@ func TestPrewarmRequests(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	g := &Gateway{cfg: Config{Conn: nc}, log: log}
+	var clockMu sync.Mutex
+	clock := time.Unix(1700000000, 0)
+	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	g := &Gateway{cfg: Config{Conn: nc, Now: now}, log: log}
 
 	// Nobody serves prewarms: a deploy's prewarm fails quietly.
 	g.prewarm(context.Background(), "guest", "hello", []byte("f0"))
@@ -91,14 +94,28 @@ func TestPrewarmRequests(t *testing.T) {
 	if out := seen(len(want)); !slices.Equal(out, want) {
 		t.Fatalf("prewarms %v, want %v", out, want)
 	}
-	// Nothing more arrives; one step or none asks for nothing.
+	// Nothing more arrives: one step or none asks for nothing, and the
+	// same steps are not asked for again within stepPrewarmInterval.
 	g.prewarmSteps([]wire.StepRoute{step("x")})
 	g.prewarmSteps(nil)
+	clockMu.Lock()
+	clock = clock.Add(stepPrewarmInterval - time.Second)
+	clockMu.Unlock()
+	g.prewarmSteps([]wire.StepRoute{step("a"), step("b"), step("c")})
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
 	if out := seen(0); !slices.Equal(out, want) {
+		t.Fatalf("prewarms %v, want %v", out, want)
+	}
+	// Once the interval has passed, they are.
+	clockMu.Lock()
+	clock = clock.Add(2 * time.Second)
+	clockMu.Unlock()
+	g.prewarmSteps([]wire.StepRoute{step("a"), step("b"), step("c")})
+	want = []string{"guest/b=f-b", "guest/b=f-b", "guest/c=f-c", "guest/c=f-c"}
+	if out := seen(len(want)); !slices.Equal(out, want) {
 		t.Fatalf("prewarms %v, want %v", out, want)
 	}
 }

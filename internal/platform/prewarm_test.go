@@ -102,13 +102,17 @@ func TestPrewarmSequence(t *testing.T) {
 	}
 	t.Logf("sequence: duration %v ms (end-start %v ms)", act["duration"], act["end"].(float64)-act["start"].(float64))
 
-	// Warm: prewarms of loaded functions cost nothing and are counted.
+	// Warm: the gateway does not ask for the same steps again (within
+	// its stepPrewarmInterval), and no step pays for a load.
 	n := e.p.Invoker.Prewarmed()
 	act = e.invokeRecord(g, "seq", map[string]any{"x": 2})
 	if res := act["response"].(map[string]any); res["success"] != true {
 		t.Fatalf("warm sequence: %v", act)
 	}
-	e.waitPrewarmed(n + 2)
+	time.Sleep(100 * time.Millisecond) // a prewarm would have been counted by now
+	if got := e.p.Invoker.Prewarmed(); got != n {
+		t.Errorf("%d prewarms on a warm invocation", got-n)
+	}
 	for _, id := range act["logs"].([]any) {
 		if init, ok := annotations(e.waitActivation(g, id.(string)))["initTime"]; ok {
 			t.Errorf("warm step %s: initTime %v", id, init)
