@@ -1,6 +1,7 @@
 package enclave
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,14 +14,24 @@ import (
 // Serve answers invoker requests read from in, writing replies to out, until
 // in reaches EOF or ctx is cancelled. Requests run concurrently; replies are
 // written whole, one at a time.
+//
+// Requests are handed to worker goroutines that stay for the next request
+// rather than to a new goroutine each: a request runs deep (CBOR, the
+// envelope, wazero), and growing a fresh goroutine's stack to that depth
+// was a tenth of the runtime's CPU per warm activation. There are as many
+// workers as requests have been in flight at once (the invoker bounds
+// that); they end with Serve.
 func (r *Runtime) Serve(ctx context.Context, in io.Reader, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		wmu sync.Mutex
-		wg  sync.WaitGroup
+		wmu  sync.Mutex
+		wg   sync.WaitGroup
+		jobs = make(chan *ipc.Frame) // unbuffered: taken by an idle worker
 	)
 	defer wg.Wait()
+	defer close(jobs)
+	in = bufio.NewReaderSize(in, 64<<10)
 	reply := func(f *ipc.Frame) {
 		wmu.Lock()
 		defer wmu.Unlock()
@@ -37,11 +48,17 @@ func (r *Runtime) Serve(ctx context.Context, in io.Reader, out io.Writer) error 
 			}
 			return fmt.Errorf("enclave: read request: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			reply(r.dispatch(ctx, f))
-		}()
+		select {
+		case jobs <- f:
+		default:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ; f != nil; f = <-jobs {
+					reply(r.dispatch(ctx, f))
+				}
+			}()
+		}
 	}
 }
 
