@@ -35,6 +35,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&sb.MaxIdleBytes, "warm-max-bytes", 0, "linear memory of the idle instances in all (0: default)")
 	fs.DurationVar(&sb.IdleTimeout, "warm-idle-timeout", 0, "close an instance idle for this long (0: default)")
 	fs.IntVar(&sb.Prestart, "prestart", 0, "pre-initialized instances kept per fresh-instance function (0: default, negative: none)")
+	maxFunctions := fs.Int("max-functions", 0, fmt.Sprintf("functions kept loaded at once; the least recently used is unloaded (0: %d)", enclave.DefaultMaxFunctions))
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -63,11 +64,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	log.Warn("running on the SIMULATED TEE platform: no hardware protection")
 	rt, err := enclave.New(enclave.Config{
-		Platform:    sim.Platform,
-		Measurement: m,
-		Attester:    p.Attester(m, 1, false),
-		Log:         log,
-		Sandbox:     sb,
+		Platform:     sim.Platform,
+		Measurement:  m,
+		Attester:     p.Attester(m, 1, false),
+		Log:          log,
+		Sandbox:      sb,
+		MaxFunctions: *maxFunctions,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)

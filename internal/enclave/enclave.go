@@ -25,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clemmys/clemmys/internal/envelope"
@@ -36,7 +37,7 @@ import (
 
 // Error codes of refusals, beside envelope.Code's.
 const (
-	CodeNotLoaded   = "not_loaded"
+	CodeNotLoaded   = ipc.CodeNotLoaded
 	CodeBundle      = "bundle"
 	CodeNamespace   = "namespace"
 	CodeCode        = "code"
@@ -58,6 +59,12 @@ type Config struct {
 	MaxReplayEntries int
 	// MaxOutputBytes caps a function's result. Default 1 MiB.
 	MaxOutputBytes int
+	// MaxFunctions bounds the functions loaded at once (their compiled
+	// code stays in memory: tens of MB for a Go module). Loading one more
+	// unloads the least recently used; a step for an unloaded function is
+	// refused with CodeNotLoaded and the invoker loads it again. Default
+	// DefaultMaxFunctions.
+	MaxFunctions int
 	// MaxSessions bounds the cache of opened capsule sessions (format
 	// version 2: one HPKE decapsulation per gateway session, not per step).
 	// Default envelope.DefaultOpenCacheSize.
@@ -68,10 +75,15 @@ type Config struct {
 	Sandbox sandbox.Config
 }
 
+// DefaultMaxFunctions is Config.MaxFunctions' default.
+const DefaultMaxFunctions = 64
+
 type function struct {
 	id     envelope.FunctionIdentity
 	record wire.FunctionRecord
 	module *sandbox.Module
+	used   atomic.Int64 // unix ns of the last load or run
+	active atomic.Int32 // steps running: not unloaded meanwhile
 }
 
 // Runtime is an enclave runtime.
@@ -106,6 +118,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.MaxOutputBytes <= 0 {
 		cfg.MaxOutputBytes = 1 << 20
+	}
+	if cfg.MaxFunctions <= 0 {
+		cfg.MaxFunctions = DefaultMaxFunctions
 	}
 	kem, err := envelope.SuiteX25519.KEM()
 	if err != nil {
@@ -247,12 +262,41 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 		record: rec,
 		module: mod,
 	}
+	fn.used.Store(r.cfg.Now().UnixNano())
 	r.mu.Lock()
+	evicted := r.evictLocked()
 	r.fns[fid] = fn
 	r.mu.Unlock()
+	for _, old := range evicted {
+		// Steps running on it finish; its code is freed after them.
+		_ = old.module.Close(context.WithoutCancel(ctx))
+		r.cfg.Log.Info("function unloaded", "function", hex.EncodeToString(old.record.FunctionID), "reason", "least recently used")
+	}
 	ms := time.Since(start).Milliseconds()
 	r.cfg.Log.Info("function loaded", "function", fid, "compile_ms", ms)
 	return &ipc.LoadReply{CompileMs: ms}, nil
+}
+
+// evictLocked removes the least recently used functions without a running
+// step until one more fits within MaxFunctions (or none is idle), and
+// returns them. r.mu is held; Run takes a function under its read lock.
+func (r *Runtime) evictLocked() []*function {
+	var out []*function
+	for len(r.fns) >= r.cfg.MaxFunctions {
+		var lru string
+		var oldest int64
+		for k, fn := range r.fns {
+			if u := fn.used.Load(); fn.active.Load() == 0 && (lru == "" || u < oldest) {
+				lru, oldest = k, u
+			}
+		}
+		if lru == "" {
+			break // all busy: over the bound until they finish
+		}
+		out = append(out, r.fns[lru])
+		delete(r.fns, lru)
+	}
+	return out
 }
 
 // refuse is the reply for a step that failed a check: nothing ran, nothing
@@ -274,15 +318,20 @@ func refuse(code, msg string) *ipc.RunReply {
 func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	r.mu.RLock()
 	fn := r.fns[hex.EncodeToString(req.FunctionID)]
+	if fn != nil {
+		fn.active.Add(1)
+	}
 	r.mu.RUnlock()
 	if fn == nil {
 		return refuse(CodeNotLoaded, "function is not loaded in this runtime")
 	}
+	defer fn.active.Add(-1)
 	env, err := envelope.Unmarshal(req.Envelope)
 	if err != nil {
 		return refuse(envelope.Code(err), "malformed envelope")
 	}
 	now := r.cfg.Now()
+	fn.used.Store(now.UnixNano())
 	opened, err := envelope.Open(env, &fn.id, now)
 	if err != nil {
 		code := envelope.Code(err)

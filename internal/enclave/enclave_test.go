@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,8 +28,9 @@ type fixture struct {
 }
 
 type loadedFn struct {
-	rec wire.FunctionRecord
-	pub hpke.PublicKey
+	rec  wire.FunctionRecord
+	pub  hpke.PublicKey
+	priv hpke.PrivateKey
 }
 
 func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
@@ -59,9 +61,24 @@ func (f *fixture) load(t testing.TB, name, namespace string, wasm []byte) (*load
 	if err != nil {
 		t.Fatal(err)
 	}
-	privBytes, _ := priv.Bytes()
 	fid := make([]byte, 16)
 	rand.Read(fid)
+	return f.loadAs(t, name, namespace, wasm, fid, priv)
+}
+
+// reload loads fn again under its id and key, as an invoker does after the
+// runtime unloaded it.
+func (f *fixture) reload(t testing.TB, fn *loadedFn, wasm []byte) {
+	t.Helper()
+	if _, err := f.loadAs(t, fn.rec.Action, fn.rec.Namespace, wasm, fn.rec.FunctionID, fn.priv); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) loadAs(t testing.TB, name, namespace string, wasm, fid []byte, priv hpke.PrivateKey) (*loadedFn, error) {
+	t.Helper()
+	kem, _ := envelope.SuiteX25519.KEM()
+	privBytes, _ := priv.Bytes()
 	digest := sha256.Sum256(wasm)
 	rec := wire.FunctionRecord{FunctionID: fid, Namespace: namespace, Action: name, KeyVersion: 1,
 		CodeDigest: digest[:], Suite: uint16(envelope.SuiteX25519), PublicKey: priv.PublicKey().Bytes()}
@@ -87,7 +104,7 @@ func (f *fixture) load(t testing.TB, name, namespace string, wasm []byte) (*load
 	if err != nil {
 		return nil, err
 	}
-	fn := &loadedFn{rec: rec, pub: priv.PublicKey()}
+	fn := &loadedFn{rec: rec, pub: priv.PublicKey(), priv: priv}
 	f.records[name] = fn
 	return fn, nil
 }
@@ -339,5 +356,58 @@ func TestSessionCache(t *testing.T) {
 	}
 	if f.rt.sessions.Len() != 0 {
 		t.Fatal("Close kept the sessions")
+	}
+}
+
+// TestUnloadLeastRecentlyUsed: a runtime keeps at most MaxFunctions loaded;
+// loading one more unloads the least recently used (load or run), whose
+// steps are then refused as not loaded, before any check that would
+// remember them (the invoker loads it again and resends the same step).
+func TestUnloadLeastRecentlyUsed(t *testing.T) {
+	var tick atomic.Int64
+	base := time.Now()
+	f := newFixture(t, func(c *Config) {
+		c.MaxFunctions = 2
+		c.Now = func() time.Time { return base.Add(time.Duration(tick.Add(1)) * time.Millisecond) }
+	})
+	wasm := wasmbuild.MustBuild(t, "./internal/testfuncs/echo")
+	load := func(name string) *loadedFn {
+		fn, err := f.load(t, name, "alice", wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fn
+	}
+	run := func(fn *loadedFn, env *envelope.Envelope) *ipc.RunReply {
+		return f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: fn.rec.FunctionID, Envelope: marshal(t, env)})
+	}
+	a, b := load("a"), load("b")
+	envA, _ := f.seal(t, a, `{"n":1}`, time.Minute, defaultLimits)
+	if rep := run(a, envA); rep.Status != wire.StatusSuccess {
+		t.Fatalf("a: %+v", rep)
+	}
+	c := load("c") // b is the least recently used
+	envB, _ := f.seal(t, b, `{"n":2}`, time.Minute, defaultLimits)
+	rep := run(b, envB)
+	if rep.ErrorCode != CodeNotLoaded || rep.Executed {
+		t.Fatalf("b after unloading: %+v", rep)
+	}
+	for _, fn := range []*loadedFn{a, c} {
+		env, _ := f.seal(t, fn, `{"n":3}`, time.Minute, defaultLimits)
+		if rep := run(fn, env); rep.Status != wire.StatusSuccess {
+			t.Fatalf("%s: %+v", fn.rec.Action, rep)
+		}
+	}
+	// Loaded again under its id (as the invoker does), the same envelope
+	// runs: the refusal did not count it as seen.
+	f.reload(t, b, wasm)
+	if rep := run(b, envB); rep.Status != wire.StatusSuccess {
+		t.Fatalf("b reloaded: %+v", rep)
+	}
+	f.rt.mu.RLock()
+	n := len(f.rt.fns)
+	f.rt.mu.RUnlock()
+	if n != 2 {
+		t.Fatalf("%d functions loaded, bound 2", n)
 	}
 }

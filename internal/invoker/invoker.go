@@ -316,6 +316,13 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 			iv.log.Error("run", "activation", req.ActivationID, "err", err)
 			return fail("invoker_failed", "the step could not be run")
 		}
+		if rep.ErrorCode == ipc.CodeNotLoaded && !rep.Executed && attempt < maxReloads && ctx.Err() == nil {
+			// The runtime unloaded the function (it keeps a bounded
+			// number); nothing ran: load it again and resend.
+			p.forget(req.FunctionID)
+			iv.log.Info("function unloaded by its runtime; loading it again", "namespace", req.Namespace, "activation", req.ActivationID)
+			continue
+		}
 		if rep.Executed {
 			iv.executions.Add(1)
 		}
@@ -472,6 +479,25 @@ func (iv *Invoker) ensureLoaded(ctx context.Context, p *runtimeProc, fid []byte)
 			delete(p.loaded, key)
 		}
 		p.mu.Unlock()
+	}
+}
+
+// maxReloads bounds how often one step reloads a function its runtime
+// unloaded before it could run.
+const maxReloads = 2
+
+// forget drops the record that fid is loaded in p (a completed load only:
+// one in progress is waited for by ensureLoaded).
+func (p *runtimeProc) forget(fid []byte) {
+	key := hex.EncodeToString(fid)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st, ok := p.loaded[key]; ok {
+		select {
+		case <-st.done:
+			delete(p.loaded, key)
+		default:
+		}
 	}
 }
 

@@ -879,3 +879,24 @@ func TestRuntimeProcMisbehaving(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadUnloaded: a runtime that keeps one function loaded unloads it
+// when the next one loads; the invoker then loads it again (a new key
+// release) and resends the step, which runs once.
+func TestReloadUnloaded(t *testing.T) {
+	echo := wasmbuild.MustBuild(t, "internal/testfuncs/echo")
+	e := newEnv(t, func(c *Config) { c.EnclaveArgs = append(c.EnclaveArgs, "--max-functions", "1") })
+	a := e.deploy("alice", "a", echo, true)
+	b := e.deploy("alice", "b", echo, true)
+	for i, f := range []*fn{a, b, a, b} {
+		before, ran := e.releases.Load(), e.iv.Executions()
+		o := e.run(f, fmt.Sprintf(`{"i":"%d"}`, i))
+		wantSuccess(t, o, "i", fmt.Sprint(i))
+		if n := e.releases.Load() - before; n != 1 {
+			t.Errorf("run %d: %d key releases, want 1 (a reload)", i, n)
+		}
+		if n := e.iv.Executions() - ran; n != 1 {
+			t.Errorf("run %d: %d executions", i, n)
+		}
+	}
+}

@@ -82,6 +82,12 @@ type LoadReply struct {
 	CompileMs int64 `cbor:"1,keyasint"`
 }
 
+// CodeNotLoaded refuses a step whose function is not loaded in the
+// runtime: never loaded, or unloaded since (the runtime keeps a bounded
+// number of functions). Nothing ran; the invoker loads it and sends the
+// step again.
+const CodeNotLoaded = "not_loaded"
+
 // RunRequest runs one step.
 type RunRequest struct {
 	FunctionID []byte `cbor:"1,keyasint"`
