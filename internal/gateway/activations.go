@@ -39,6 +39,18 @@ type activationView struct {
 // namespace a request id was made for (the invoker, see newRequestID) may
 // read its sealed parts.
 func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte, viewer string) *activationView {
+	return g.openActivationWith(rec, want, viewer, openOptions{})
+}
+
+// openOptions are shortcuts of the invocation path: the request secret it
+// derived already (for rec's own request id), and whether the logs are
+// needed.
+type openOptions struct {
+	rs     envelope.Key // zero: derive it
+	noLogs bool         // the caller shows only the result
+}
+
+func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer string, opt openOptions) *activationView {
 	v := &activationView{rec: rec, status: rec.Status, logs: []string{}}
 	bad := func(msg string) {
 		v.status = wire.StatusInternalError
@@ -61,7 +73,10 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte, viewer str
 		bad(msgOtherSubject)
 		return v
 	}
-	rs := envelope.RequestSecret(g.secret, reqID)
+	rs := opt.rs
+	if rs.IsZero() || component {
+		rs = envelope.RequestSecret(g.secret, reqID)
+	}
 	// header is the authenticated request header: from the result envelope
 	// or, when the step was refused, from the request envelope.
 	var header *envelope.Header
@@ -134,7 +149,7 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte, viewer str
 		v.logs = append(v.logs, rec.Components...)
 		return v
 	}
-	if len(rec.Logs) > 0 {
+	if len(rec.Logs) > 0 && !opt.noLogs {
 		var logs []byte
 		if header != nil {
 			logs, err = envelope.OpenLogs(header, rs, rec.Step, rec.Logs)

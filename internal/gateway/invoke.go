@@ -124,7 +124,7 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]string{"activationId": res.id})
 		return
 	}
-	view := g.openActivation(res.act, res.digest, caller)
+	view := g.openActivationWith(res.act, res.digest, caller, openOptions{rs: res.rs, noLogs: resultOnly})
 	status := http.StatusOK
 	switch view.status {
 	case wire.StatusSuccess:
@@ -172,8 +172,9 @@ type invocation struct {
 
 // invoked is a sent invocation.
 type invoked struct {
-	id     string   // activation id = hex(request id)
-	digest [32]byte // of the sealed header
+	id     string       // activation id = hex(request id)
+	digest [32]byte     // of the sealed header
+	rs     envelope.Key // the request secret
 	// act is the completed record of a blocking invocation; nil when
 	// non-blocking or the blocking wait ran out.
 	act *wire.Activation
@@ -270,7 +271,8 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	}
 	// Capsules under this gateway's cached session per function version:
 	// no public-key operation per request once the sessions exist.
-	env, err := g.sessions.Seal(h, envelope.RequestSecret(g.secret, reqID), envelope.AuthKey(g.secret, ns), pubs, params)
+	rs := envelope.RequestSecret(g.secret, reqID)
+	env, err := g.sessions.Seal(h, rs, g.namespaceAuthKey(ns), pubs, params)
 	if err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
@@ -278,7 +280,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
-	res := &invoked{id: hex.EncodeToString(reqID), digest: digest}
+	res := &invoked{id: hex.EncodeToString(reqID), digest: digest, rs: rs}
 	req := wire.InvokeRequest{
 		ActivationID: res.id,
 		Namespace:    a.Namespace,

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -51,6 +52,30 @@ type derivedKeys struct {
 	requestIDKey []byte      // MAC key of request ids (invoke.go)
 	paramsAEAD   cipher.AEAD // seals default parameters
 	err          error
+
+	authMu   sync.Mutex
+	authKeys map[string]envelope.Key // envelope auth key by namespace
+}
+
+// maxCachedAuthKeys bounds the namespace auth keys kept; when full the
+// cache starts over.
+const maxCachedAuthKeys = 4096
+
+// namespaceAuthKey is envelope.AuthKey(secret, ns), derived once per
+// namespace.
+func (g *Gateway) namespaceAuthKey(ns string) envelope.Key {
+	d := &g.keys
+	d.authMu.Lock()
+	defer d.authMu.Unlock()
+	if k, ok := d.authKeys[ns]; ok {
+		return k
+	}
+	if d.authKeys == nil || len(d.authKeys) >= maxCachedAuthKeys {
+		d.authKeys = map[string]envelope.Key{}
+	}
+	k := envelope.AuthKey(g.secret, ns)
+	d.authKeys[ns] = k
+	return k
 }
 
 // derived returns the keys derived from the gateway secret, deriving them
