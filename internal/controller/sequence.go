@@ -122,9 +122,19 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		firstStart int64            // start of the first component (unix ms)
 		durationMs int64            // sum of the components' durations
 		records    = c.newRecordWriter()
+		// chained are the outcomes of later steps that came with an
+		// earlier step's answer (wire.RunResult.More), in order.
+		chained []wire.RunResult
 	)
 	for j, st := range req.Steps {
 		start := c.now()
+		var res *wire.RunResult
+		fromChain := len(chained) > 0
+		if fromChain {
+			res = &chained[0]
+			chained = chained[1:]
+			start = time.UnixMilli(res.Start)
+		}
 		comp := &activation{
 			id:       newActivationID(start),
 			ns:       recordNamespace(req),
@@ -141,26 +151,48 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 			extra:    []wire.KeyValue{{Key: "causedBy", Value: "sequence"}},
 		}
 		comp.key = store.Key(comp.ns, comp.id)
-		records.reserve(comp.key, comp.record())
+		if !fromChain {
+			// A chained step ran before its record could be reserved:
+			// it gets its complete record only.
+			records.reserve(comp.key, comp.record())
+		}
 		if len(ids) == 0 {
 			firstStart = start.UnixMilli()
 		}
 		ids = append(ids, comp.id)
 
-		run := &wire.RunRequest{
-			ActivationID: comp.id,
-			Namespace:    st.Namespace,
-			Action:       st.Action,
-			FunctionID:   st.FunctionID,
-			Envelope:     in,
-			TimeoutMs:    comp.limits.TimeoutMs,
+		var fail *stepError
+		end := c.now()
+		if !fromChain {
+			run := &wire.RunRequest{
+				ActivationID: comp.id,
+				Namespace:    st.Namespace,
+				Action:       st.Action,
+				FunctionID:   st.FunctionID,
+				Envelope:     in,
+				TimeoutMs:    comp.limits.TimeoutMs,
+				Then:         c.chainAfter(req, j),
+			}
+			callLimits := comp.limits
+			for k := range run.Then {
+				run.TimeoutMs += s.steps[j+1+k].TimeoutMs
+			}
+			callLimits.TimeoutMs = run.TimeoutMs
+			res, fail = c.dispatch(Dispatch{Request: req, Step: j, Run: run}, callLimits, start)
+			end = c.now()
+			if fail == nil && len(res.More) > 0 {
+				chained = res.More[:min(len(res.More), len(run.Then))]
+				res.More = nil
+				end = time.UnixMilli(max(res.End, res.Start))
+			}
+		} else {
+			end = time.UnixMilli(max(res.End, res.Start))
 		}
-		res, fail := c.dispatch(Dispatch{Request: req, Step: j, Run: run}, comp.limits, start)
 		var rec *wire.Activation
 		if fail != nil {
-			rec = comp.failed(c.now(), fail.code, fail.msg)
+			rec = comp.failed(end, fail.code, fail.msg)
 		} else {
-			rec = comp.completed(c.now(), res)
+			rec = comp.completed(end, res)
 			if rec.Status == wire.StatusSuccess && len(rec.Result) == 0 {
 				rec.Status = wire.StatusInternalError
 				rec.ErrorCode = ErrNoOutput
@@ -205,6 +237,25 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 	c.store(s.key, rec)
 	c.account(rec)
 	return rec
+}
+
+// chainAfter returns the function ids of the steps after step j that the
+// invoker may have the runtime run on its own, one after the other, with
+// step j (wire.RunRequest.Then): the later steps of the same namespace. A
+// controller with an Interceptor (the attack suite playing a malicious
+// controller) sends every step alone, as a malicious controller can.
+func (c *Controller) chainAfter(req *wire.InvokeRequest, j int) [][]byte {
+	if c.cfg.Interceptor != nil {
+		return nil
+	}
+	var then [][]byte
+	for _, st := range req.Steps[j+1:] {
+		if st.Namespace != req.Steps[j].Namespace {
+			break
+		}
+		then = append(then, st.FunctionID)
+	}
+	return then
 }
 
 // newActivationID returns the id of a component activation: 32 lowercase

@@ -249,10 +249,16 @@ func TestSequenceInvoke(t *testing.T) {
 		t.Fatalf("%d run requests", len(runs))
 	}
 	inputs := []string{"sealed envelope", "out-a", "out-pkg/b"}
+	timeout := func(j int) uint32 { return mergeLimits(steps[j].Limits, wire.Limits{}).TimeoutMs }
+	// Each step offers the later steps of its namespace as a chain
+	// (RunRequest.Then), with their time; this fake invoker runs only the
+	// first step of each request.
+	thens := [][][]byte{{steps[1].FunctionID}, nil, nil}
+	timeouts := []uint32{timeout(0) + timeout(1), timeout(1), timeout(2)}
 	for j, r := range runs {
 		st := steps[j]
 		if r.Namespace != st.Namespace || r.Action != st.Action || !bytes.Equal(r.FunctionID, st.FunctionID) ||
-			string(r.Envelope) != inputs[j] || r.TimeoutMs != mergeLimits(st.Limits, wire.Limits{}).TimeoutMs {
+			string(r.Envelope) != inputs[j] || r.TimeoutMs != timeouts[j] || fmt.Sprint(r.Then) != fmt.Sprint(thens[j]) {
 			t.Fatalf("run request %d: %+v", j, r)
 		}
 		if r.ActivationID == req.ActivationID || !validActivationID(r.ActivationID) || r.ActivationID != seq.Components[j] {
@@ -859,5 +865,87 @@ func TestNewActivationID(t *testing.T) {
 	}
 	if a, b := newActivationID(now), newActivationID(now.Add(time.Millisecond)); a >= b {
 		t.Fatalf("ids not time-ordered: %s, %s", a, b)
+	}
+}
+
+// TestSequenceChained: an invoker that runs later steps with the first
+// (wire.RunResult.More) saves their round trips; each still gets its
+// component record, timed by the runtime, in order. Steps it did not run
+// (here: beyond the first two) are sent alone, and a chained step that
+// fails ends the sequence like any step.
+func TestSequenceChained(t *testing.T) {
+	e := newEnv(t)
+	e.put(sequencePut("guest", "abcd", "/guest/a", "/guest/b", "/guest/c", "/guest/d"))
+	names := []string{"a", "b", "c", "d"}
+	var steps []wire.StepRoute
+	for _, n := range names {
+		steps = append(steps, route("guest", n))
+	}
+	var mu sync.Mutex
+	var calls []*wire.RunRequest
+	failAt := ""
+	inv := e.startInvoker("inv0", func(_ context.Context, req *wire.RunRequest) (*wire.RunResult, error) {
+		mu.Lock()
+		calls = append(calls, req)
+		fail := failAt
+		mu.Unlock()
+		now := e.clock.Now().UnixMilli()
+		step := func(action string, k int64) wire.RunResult {
+			r := wire.RunResult{Status: wire.StatusSuccess, Executed: true, Start: now + 10*k, End: now + 10*k + 7,
+				Envelope: []byte("out-" + action), Logs: []byte("logs-" + action)}
+			if action == fail {
+				r.Status, r.Envelope = wire.StatusApplicationError, []byte("err-"+action)
+			}
+			return r
+		}
+		first := step(req.Action, 0)
+		// Runs at most one more step, as a runtime whose later functions
+		// are not all loaded would.
+		for k, fid := range req.Then[:min(len(req.Then), 1)] {
+			name := ""
+			for _, st := range steps {
+				if bytes.Equal(st.FunctionID, fid) {
+					name = st.Action
+				}
+			}
+			first.More = append(first.More, step(name, int64(k+1)))
+		}
+		e.clock.Advance(50 * time.Millisecond)
+		return &first, nil
+	})
+
+	for _, tc := range []struct {
+		fail      string
+		calls     int
+		status    string
+		result    string
+		completed int
+	}{
+		{"", 2, wire.StatusSuccess, "out-d", 4},           // a+b chained, c+d chained
+		{"b", 1, wire.StatusApplicationError, "err-b", 2}, // b fails within the chain
+		{"c", 2, wire.StatusApplicationError, "err-c", 3}, // c fails first in its request
+	} {
+		mu.Lock()
+		calls, failAt = nil, tc.fail
+		mu.Unlock()
+		req := sequenceReq("guest", "abcd", steps...)
+		seq := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+		mu.Lock()
+		n := len(calls)
+		mu.Unlock()
+		if n != tc.calls || seq.Status != tc.status || string(seq.Result) != tc.result || len(seq.Components) != tc.completed {
+			t.Fatalf("fail at %q: %d calls, sequence %+v", tc.fail, n, seq)
+		}
+		var prevEnd int64
+		for j, id := range seq.Components {
+			c := e.component("guest", id)
+			if c.Name != names[j] || c.Step != uint32(j) || c.End-c.Start != 7 || c.Start < prevEnd {
+				t.Fatalf("fail at %q: component %d %+v", tc.fail, j, c)
+			}
+			prevEnd = c.End
+		}
+	}
+	if inv.calls.Load() == 0 {
+		t.Fatal("no invoker calls")
 	}
 }

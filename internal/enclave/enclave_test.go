@@ -112,15 +112,26 @@ func (f *fixture) loadAs(t testing.TB, name, namespace string, wasm, fid []byte,
 // seal plays the gateway.
 func (f *fixture) seal(t testing.TB, fn *loadedFn, params string, timeout time.Duration, lim envelope.Limits) (*envelope.Envelope, envelope.Key) {
 	t.Helper()
+	return f.sealChain(t, []*loadedFn{fn}, params, timeout, lim)
+}
+
+// sealChain seals a chain of the functions fns, in order.
+func (f *fixture) sealChain(t testing.TB, fns []*loadedFn, params string, timeout time.Duration, lim envelope.Limits) (*envelope.Envelope, envelope.Key) {
+	t.Helper()
 	reqID := make([]byte, 16)
 	rand.Read(reqID)
+	ns := fns[0].rec.Namespace
 	h := envelope.Header{
-		Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: fn.rec.Namespace,
-		Chain:  []envelope.Step{{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1}},
+		Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: ns,
 		Expiry: time.Now().Add(timeout).UnixMilli(), Limits: lim,
 	}
+	var pubs []hpke.PublicKey
+	for _, fn := range fns {
+		h.Chain = append(h.Chain, envelope.Step{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1})
+		pubs = append(pubs, fn.pub)
+	}
 	rs := envelope.RequestSecret(f.gwKey, reqID)
-	env, err := envelope.Seal(h, rs, envelope.AuthKey(f.gwKey, fn.rec.Namespace), []hpke.PublicKey{fn.pub}, []byte(params))
+	env, err := envelope.Seal(h, rs, envelope.AuthKey(f.gwKey, ns), pubs, []byte(params))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,5 +420,78 @@ func TestUnloadLeastRecentlyUsed(t *testing.T) {
 	f.rt.mu.RUnlock()
 	if n != 2 {
 		t.Fatalf("%d functions loaded, bound 2", n)
+	}
+}
+
+// TestRunChain: a chain request runs each step on the previous one's
+// sealed output inside the runtime, with every step's checks: it stops at
+// a failing step, at a function the envelope does not name next (refused
+// like a misrouted step) and before a function that is not loaded; a step
+// of the chain cannot be replayed alone afterwards.
+func TestRunChain(t *testing.T) {
+	f := newFixture(t)
+	echo := wasmbuild.MustBuild(t, "./internal/testfuncs/echo")
+	fail := wasmbuild.MustBuild(t, "./internal/testfuncs/fail")
+	load := func(name string, wasm []byte) *loadedFn {
+		fn, err := f.load(t, name, "alice", wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fn
+	}
+	a, b, c, boom := load("a", echo), load("b", echo), load("c", echo), load("boom", fail)
+	ids := func(fns ...*loadedFn) [][]byte {
+		var out [][]byte
+		for _, fn := range fns {
+			out = append(out, fn.rec.FunctionID)
+		}
+		return out
+	}
+	statuses := func(rep *ipc.RunReply) []string {
+		out := []string{rep.Status + "/" + rep.ErrorCode}
+		for _, m := range rep.More {
+			out = append(out, m.Status+"/"+m.ErrorCode)
+		}
+		return out
+	}
+
+	env, rs := f.sealChain(t, []*loadedFn{a, b, c}, `{"x":"y"}`, time.Minute, defaultLimits)
+	rep := f.rt.RunChain(context.Background(), &ipc.RunRequest{FunctionID: a.rec.FunctionID, Envelope: marshal(t, env), Then: ids(b, c)})
+	if got := statuses(rep); fmt.Sprint(got) != "[success/ success/ success/]" {
+		t.Fatalf("chain: %v", got)
+	}
+	last := rep.More[1]
+	out, err := envelope.Unmarshal(last.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := envelope.OpenResult(out, rs, [32]byte{})
+	if err != nil || !strings.Contains(string(res), `"x":"y"`) {
+		t.Fatalf("final result %q, %v", res, err)
+	}
+	if rep.Start == 0 || rep.More[0].Start < rep.End || rep.More[1].End < rep.More[1].Start {
+		t.Fatalf("times %d-%d, %d-%d, %d-%d", rep.Start, rep.End, rep.More[0].Start, rep.More[0].End, rep.More[1].Start, rep.More[1].End)
+	}
+	// Step 1 again, alone, on its input: a replay.
+	if again := f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: b.rec.FunctionID, Envelope: rep.Envelope}); again.ErrorCode != "replay" {
+		t.Fatalf("replayed step 1: %+v", again)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		chain []*loadedFn // sealed
+		then  [][]byte    // asked
+		want  string
+	}{
+		{"a failing step ends it", []*loadedFn{a, boom, c}, ids(boom, c), "[success/ application error/]"},
+		{"swapped functions", []*loadedFn{a, b, c}, ids(c, b), "[success/ whisk internal error/wrong_function]"},
+		{"not loaded", []*loadedFn{a, b, c}, [][]byte{[]byte("0123456789abcdef"), c.rec.FunctionID}, "[success/]"},
+		{"longer than the envelope", []*loadedFn{a, b}, ids(b, c), "[success/ success/ whisk internal error/step]"},
+	} {
+		env, _ := f.sealChain(t, tc.chain, `{}`, time.Minute, defaultLimits)
+		rep := f.rt.RunChain(context.Background(), &ipc.RunRequest{FunctionID: tc.chain[0].rec.FunctionID, Envelope: marshal(t, env), Then: tc.then})
+		if got := fmt.Sprint(statuses(rep)); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

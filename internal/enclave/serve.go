@@ -84,7 +84,7 @@ func (r *Runtime) dispatch(ctx context.Context, f *ipc.Frame) *ipc.Frame {
 	case ipc.OpRun:
 		var req ipc.RunRequest
 		if err = ipc.Unmarshal(f.Body, &req); err == nil {
-			body = r.Run(ctx, &req)
+			body = r.RunChain(ctx, &req)
 		}
 	default:
 		err = &ipc.Error{Code: CodeBadRequest, Message: "unknown op"}

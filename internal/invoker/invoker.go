@@ -248,6 +248,14 @@ func (iv *Invoker) handleRun(ctx context.Context, data []byte) (any, error) {
 	if req.Namespace == "" || len(req.FunctionID) == 0 || len(req.Envelope) == 0 {
 		return nil, wire.Errorf(wire.CodeBadRequest, "incomplete run request")
 	}
+	if len(req.Then) > maxThen {
+		return nil, wire.Errorf(wire.CodeBadRequest, "chain too long")
+	}
+	for _, fid := range req.Then {
+		if len(fid) == 0 || len(fid) > maxFunctionIDLen {
+			return nil, wire.Errorf(wire.CodeBadRequest, "invalid function id in chain")
+		}
+	}
 	// The step may wait for a slot, load the function and run: bound it by
 	// the action's time limit plus room for a cold start. It is bound to
 	// the invoker's lifetime rather than the subscription's, so that Stop
@@ -301,7 +309,8 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 		}
 		runStart := time.Now()
 		var rep ipc.RunReply
-		err = p.call(ctx, ipc.OpRun, &ipc.RunRequest{FunctionID: req.FunctionID, Envelope: req.Envelope}, &rep)
+		err = p.call(ctx, ipc.OpRun, &ipc.RunRequest{FunctionID: req.FunctionID, Envelope: req.Envelope,
+			Then: p.loadedPrefix(req.Then)}, &rep)
 		if err != nil {
 			if retry && errors.Is(err, errNotSent) {
 				iv.log.Warn("enclave runtime gone before the step reached it; restarting it", "namespace", req.Namespace, "activation", req.ActivationID)
@@ -323,19 +332,64 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 			iv.log.Info("function unloaded by its runtime; loading it again", "namespace", req.Namespace, "activation", req.ActivationID)
 			continue
 		}
-		if rep.Executed {
-			iv.executions.Add(1)
-		}
 		if rep.Recycle {
 			iv.recycle(p)
 		}
-		return &wire.RunResult{
-			Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
-			ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage,
-			Start: runStart.UnixMilli(), End: time.Now().UnixMilli(), InitMs: initMs,
-			Executed: rep.Executed,
+		res := iv.result(&rep)
+		res.Start, res.End, res.InitMs = runStart.UnixMilli(), time.Now().UnixMilli(), initMs
+		if len(rep.More) > 0 {
+			// Chained steps: the runtime timed each, the first included.
+			res.Start, res.End = max(rep.Start, res.Start), min(max(rep.End, rep.Start), res.End)
+			res.More = make([]wire.RunResult, len(rep.More))
+			for k := range rep.More {
+				res.More[k] = *iv.result(&rep.More[k])
+				res.More[k].Start, res.More[k].End = rep.More[k].Start, rep.More[k].End
+			}
+		}
+		return res
+	}
+}
+
+// result converts a runtime's reply of one step (its own fields, not
+// More) and counts the execution.
+func (iv *Invoker) result(rep *ipc.RunReply) *wire.RunResult {
+	if rep.Executed {
+		iv.executions.Add(1)
+	}
+	return &wire.RunResult{
+		Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
+		ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage, Executed: rep.Executed,
+	}
+}
+
+// maxThen bounds the chain steps one run request may carry.
+const maxThen = 63
+
+// loadedPrefix returns the longest prefix of fids whose functions are
+// loaded in p: the steps the runtime can run after the first one without
+// waiting for a load (the invoker's caller sends the others alone, which
+// loads them).
+func (p *runtimeProc) loadedPrefix(fids [][]byte) [][]byte {
+	if len(fids) > maxThen {
+		fids = fids[:maxThen]
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, fid := range fids {
+		st, ok := p.loaded[hex.EncodeToString(fid)]
+		if !ok {
+			return fids[:i]
+		}
+		select {
+		case <-st.done:
+			if st.err != nil {
+				return fids[:i]
+			}
+		default:
+			return fids[:i]
 		}
 	}
+	return fids
 }
 
 func (iv *Invoker) loadFailure(start time.Time, req *wire.RunRequest, err error) *wire.RunResult {

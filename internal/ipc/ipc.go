@@ -92,6 +92,11 @@ const CodeNotLoaded = "not_loaded"
 type RunRequest struct {
 	FunctionID []byte `cbor:"1,keyasint"`
 	Envelope   []byte `cbor:"2,keyasint"`
+	// Then continues the chain: the runtime runs the step, then each
+	// function of Then in order on the previous step's sealed output, as
+	// long as steps succeed (RunReply.More). Every step is checked as if
+	// it had come alone.
+	Then [][]byte `cbor:"3,keyasint,omitempty"`
 }
 
 // RunReply is the outcome of a step. Status is one of wire's Status*
@@ -111,6 +116,12 @@ type RunReply struct {
 	// runtime and stop this one. It is a request to be replaced, never a
 	// reason to trust the step's result less: the result is sealed.
 	Recycle bool `cbor:"7,keyasint,omitempty"`
+	// Start and End (unix ms) time the step; set for the steps of a
+	// chain.
+	Start int64 `cbor:"8,keyasint,omitempty"`
+	End   int64 `cbor:"9,keyasint,omitempty"`
+	// More are the replies of the steps of RunRequest.Then that ran.
+	More []RunReply `cbor:"10,keyasint,omitempty"`
 }
 
 var (

@@ -2,6 +2,7 @@ package platform_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -97,5 +98,61 @@ func TestTargetCache(t *testing.T) {
 	invoke("s", 400) // a component is missing
 	if n := e.p.Invoker.Executions() - before; n != 0 {
 		t.Fatalf("%d steps ran after the delete", n)
+	}
+}
+
+// TestSequenceRunsInOneRequest: once its functions are loaded, a warm
+// sequence's steps run inside the runtime one after the other, from one
+// run request to the invoker; every step still has its component record
+// with its own sealed result.
+func TestSequenceRunsInOneRequest(t *testing.T) {
+	e := start(t, t.TempDir())
+	g := e.guest()
+	echo := wasmbuild.MustBuild(t, "internal/testfuncs/echo")
+	for _, n := range []string{"e1", "e2", "e3"} {
+		e.deploy(g, n, echo, nil)
+	}
+	e.deploySequence(g, "seq", "/_/e1", "/_/e2", "/_/e3")
+	e.runSequence(g, "seq", map[string]any{"warm": "up"}) // loads anything not loaded yet
+
+	nc, err := e.p.Bus.Connect("spy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var runs atomic.Int64
+	sub, err := nc.Subscribe(wire.SubjectInvokerRun("*"), func(*nats.Msg) { runs.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := e.p.Invoker.Executions()
+	act := e.runSequence(g, "seq", map[string]any{"x": "y"})
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	res := act["response"].(map[string]any)
+	if res["success"] != true || res["result"].(map[string]any)["x"] != "y" {
+		t.Fatalf("sequence: %v", act)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("%d run requests for a warm 3-step sequence, want 1", n)
+	}
+	if n := e.p.Invoker.Executions() - before; n != 3 {
+		t.Errorf("%d steps executed", n)
+	}
+	comps, _ := act["logs"].([]any)
+	if len(comps) != 3 {
+		t.Fatalf("components %v", act["logs"])
+	}
+	for i, id := range comps {
+		c := e.waitActivation(g, id.(string))
+		r := c["response"].(map[string]any)
+		if r["success"] != true || r["result"].(map[string]any)["x"] != "y" || c["name"] != fmt.Sprintf("e%d", i+1) {
+			t.Errorf("component %d: %v", i, c)
+		}
 	}
 }

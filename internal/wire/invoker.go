@@ -17,7 +17,12 @@ type RunRequest struct {
 	Action       string `cbor:"3,keyasint"`
 	FunctionID   []byte `cbor:"4,keyasint"`
 	Envelope     []byte `cbor:"5,keyasint"`
-	TimeoutMs    uint32 `cbor:"6,keyasint"`
+	TimeoutMs    uint32 `cbor:"6,keyasint"` // bounds the whole call, Then included
+	// Then are the function ids of the chain steps after this one, in
+	// order: the invoker may have the runtime run a prefix of them on its
+	// own outputs (RunResult.More), without a round trip per step. Empty:
+	// this step only.
+	Then [][]byte `cbor:"7,keyasint,omitempty"`
 }
 
 // RunResult is the outcome of one step. On success and on application or
@@ -33,4 +38,8 @@ type RunResult struct {
 	End          int64  `cbor:"7,keyasint"`
 	InitMs       int64  `cbor:"8,keyasint,omitempty"` // time spent loading the function (cold start)
 	Executed     bool   `cbor:"9,keyasint,omitempty"` // the runtime started the guest (all checks passed)
+	// More are the outcomes of the steps of RunRequest.Then the runtime
+	// ran after this one, in order: it stops after a step that did not
+	// succeed. Steps not in More were not attempted.
+	More []RunResult `cbor:"10,keyasint,omitempty"`
 }
