@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -160,16 +161,25 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 // checkStepRevisions refuses (CodeStale) a sequence whose gateway sealed
 // a step for a component entity that has changed or gone since: the steps
 // would be routed to functions that may no longer be loadable. Steps
-// without a revision are not checked.
+// without a revision are not checked. The reads run concurrently (each is
+// a store round trip); the first error in step order is returned.
 func (c *Controller) checkStepRevisions(ctx context.Context, steps []wire.StepRoute) error {
-	for _, st := range steps {
+	errs := make([]error, len(steps))
+	var wg sync.WaitGroup
+	for j, st := range steps {
 		if st.Revision == 0 {
 			continue
 		}
-		_, err := c.loadAction(ctx, st.Namespace, st.Action, st.Revision)
-		if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
-			return wire.Errorf(wire.CodeStale, "a component of the sequence changed since the invocation was sealed")
-		}
+		wg.Go(func() {
+			_, err := c.loadAction(ctx, st.Namespace, st.Action, st.Revision)
+			if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
+				err = wire.Errorf(wire.CodeStale, "a component of the sequence changed since the invocation was sealed")
+			}
+			errs[j] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
