@@ -133,7 +133,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		if fromChain {
 			res = &chained[0]
 			chained = chained[1:]
-			start = time.UnixMilli(res.Start)
+			start = chainTime(res.Start, s.start, start)
 		}
 		comp := &activation{
 			id:       newActivationID(start),
@@ -183,10 +183,10 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 			if fail == nil && len(res.More) > 0 {
 				chained = res.More[:min(len(res.More), len(run.Then))]
 				res.More = nil
-				end = time.UnixMilli(max(res.End, res.Start))
+				end = chainTime(res.End, start, end)
 			}
 		} else {
-			end = time.UnixMilli(max(res.End, res.Start))
+			end = chainTime(res.End, start, end)
 		}
 		var rec *wire.Activation
 		if fail != nil {
@@ -237,6 +237,20 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 	c.store(s.key, rec)
 	c.account(rec)
 	return rec
+}
+
+// chainTime is a time the runtime reported for a chained step (unix ms),
+// kept within [from, to]: the controller's own clock bounds what an
+// invoker may claim.
+func chainTime(ms int64, from, to time.Time) time.Time {
+	t := time.UnixMilli(ms)
+	switch {
+	case t.Before(from):
+		return from
+	case t.After(to):
+		return to
+	}
+	return t
 }
 
 // chainAfter returns the function ids of the steps after step j that the
