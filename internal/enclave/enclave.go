@@ -151,7 +151,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 
 // Hello describes the runtime.
 func (r *Runtime) Hello() *ipc.Hello {
-	return &ipc.Hello{Platform: r.cfg.Platform, Measurement: r.cfg.Measurement, EphemeralKey: r.eph.PublicKey().Bytes()}
+	return &ipc.Hello{Platform: r.cfg.Platform, Measurement: r.cfg.Measurement, EphemeralKey: r.eph.PublicKey().Bytes(), Version: ipc.Version}
 }
 
 // Attest returns evidence binding the KMS nonce and the ephemeral key.

@@ -159,6 +159,16 @@ func (iv *Invoker) Start(ctx context.Context) error {
 		stopRun()
 		wg.Wait()
 	}
+	// One runtime now, so that a missing, broken or mismatched runtime
+	// binary fails Start with its reason rather than every activation.
+	p, err := iv.startProc("")
+	if err != nil {
+		iv.stopServe()
+		return err
+	}
+	if iv.cfg.PoolSize <= 0 || !iv.addSpare(p) {
+		p.stop(time.Second)
+	}
 	iv.wg.Add(1)
 	go iv.heartbeat()
 	if iv.cfg.PoolSize > 0 {
@@ -167,6 +177,11 @@ func (iv *Invoker) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ErrRuntimeVersion: the runtime binary speaks another frame protocol
+// version than this invoker (an old clemmys-enclave left next to a new
+// clemmys, or the reverse).
+var ErrRuntimeVersion = errors.New("invoker: enclave runtime of another version")
 
 // Executions returns how many steps this invoker's runtimes executed (all
 // envelope checks passed and the guest started). Refused steps are not
@@ -485,6 +500,11 @@ func (iv *Invoker) startProc(namespace string) (*runtimeProc, error) {
 	if err != nil {
 		p.stop(time.Second)
 		return nil, fmt.Errorf("invoker: enclave runtime hello: %w", err)
+	}
+	if h.Version != ipc.Version {
+		p.stop(time.Second)
+		return nil, fmt.Errorf("%w: %s speaks frame protocol version %d, this invoker %d: use the clemmys-enclave built from the same source",
+			ErrRuntimeVersion, iv.cfg.EnclavePath, h.Version, ipc.Version)
 	}
 	p.hello = &h
 	return p, nil

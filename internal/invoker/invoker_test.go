@@ -43,6 +43,10 @@ import (
 var enclavePath string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(oldRuntimeEnv) != "" {
+		oldRuntime()
+		return
+	}
 	dir, err := os.MkdirTemp("", "clemmys-invoker-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -899,4 +903,56 @@ func TestReloadUnloaded(t *testing.T) {
 			t.Errorf("run %d: %d executions", i, n)
 		}
 	}
+}
+
+// oldRuntimeEnv makes the test binary play a runtime of frame protocol
+// version 1, which answers hello without a version.
+const oldRuntimeEnv = "CLEMMYS_TEST_OLD_RUNTIME"
+
+func oldRuntime() {
+	for {
+		f, err := ipc.ReadFrame(os.Stdin)
+		if err != nil {
+			os.Exit(0)
+		}
+		body, _ := ipc.Marshal(&ipc.Hello{Platform: sim.Platform, Measurement: meas("old"), EphemeralKey: make([]byte, 32)})
+		if err := ipc.WriteFrame(os.Stdout, &ipc.Frame{ID: f.ID, Body: body}); err != nil {
+			os.Exit(1)
+		}
+	}
+}
+
+// TestRuntimeVersion: an invoker refuses to start with a runtime binary of
+// another frame protocol version (an old clemmys-enclave next to a new
+// clemmys), saying so, instead of failing every activation.
+func TestRuntimeVersion(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(oldRuntimeEnv, "1")
+	srv, err := bus.Start(testCtx(t, 10*time.Second), bus.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("invoker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv, err := New(testCtx(t, 10*time.Second), Config{ID: "inv-version", Conn: nc, JS: js, EnclavePath: self, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = iv.Start(context.Background())
+	if !errors.Is(err, ErrRuntimeVersion) || !strings.Contains(err.Error(), "version 0, this invoker 2") {
+		iv.Stop()
+		t.Fatalf("start with an old runtime: %v", err)
+	}
+	iv.Stop()
 }

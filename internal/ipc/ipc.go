@@ -54,7 +54,17 @@ type Hello struct {
 	Platform     string `cbor:"1,keyasint"`
 	Measurement  []byte `cbor:"2,keyasint"`
 	EphemeralKey []byte `cbor:"3,keyasint"`
+	// Version is the frame protocol the runtime speaks (Version); an
+	// invoker refuses a runtime that speaks another one.
+	Version uint16 `cbor:"4,keyasint,omitempty"`
 }
+
+// Version is the version of this frame protocol: 2 added chains
+// (RunRequest key 3, RunReply keys 8–10) and Hello.Version; runtimes
+// before it answer 0. Both sides decode strictly, so an invoker and a
+// runtime of different versions cannot work together: the invoker checks
+// the runtime's hello and says which binary to use.
+const Version = 2
 
 // AttestRequest asks for evidence binding a KMS nonce and the runtime's
 // ephemeral key.
