@@ -8,6 +8,7 @@ type metrics struct {
 	reg         *prometheus.Registry
 	activations *prometheus.CounterVec // by status (single actions and sequences)
 	steps       *prometheus.CounterVec // component activations of sequences by status
+	chained     prometheus.Counter     // of those, run by the runtime right after the previous step
 	dispatch    *prometheus.CounterVec // invoker call outcomes by result
 	scheduling  prometheus.Histogram   // receipt → step start on the invoker
 	duration    prometheus.Histogram   // receipt → record complete
@@ -27,6 +28,10 @@ func newMetrics(healthy func() int) *metrics {
 			Namespace: "clemmys", Subsystem: "controller", Name: "sequence_steps_total",
 			Help: "Completed component activations of sequences by status.",
 		}, []string{"status"}),
+		chained: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "chained_steps_total",
+			Help: "Component activations the runtime ran right after the previous step, within one run request.",
+		}),
 		dispatch: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "dispatch_total",
 			Help: "Calls to invokers by result (ok, no_invoker, unavailable, failed).",
@@ -50,6 +55,6 @@ func newMetrics(healthy func() int) *metrics {
 			Help: "Invokers whose last heartbeat is within the heartbeat timeout.",
 		}, func() float64 { return float64(healthy()) }),
 	}
-	m.reg.MustRegister(m.activations, m.steps, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn)
+	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn)
 	return m
 }

@@ -201,6 +201,9 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		}
 		records.store(comp.key, rec)
 		c.metrics.steps.WithLabelValues(rec.Status).Inc()
+		if fromChain {
+			c.metrics.chained.Inc()
+		}
 		c.log.Debug("sequence step", "activation", req.ActivationID, "step", j, "component", comp.id,
 			"namespace", rec.Namespace, "action", rec.Name, "status", rec.Status, "error_code", rec.ErrorCode)
 		durationMs += rec.End - rec.Start

@@ -948,4 +948,8 @@ func TestSequenceChained(t *testing.T) {
 	if inv.calls.Load() == 0 {
 		t.Fatal("no invoker calls")
 	}
+	// b and d, then b, then b: the steps that came in More.
+	if got := gather(t, e)["clemmys_controller_chained_steps_total"]; got != 4 {
+		t.Errorf("chained steps counted %v, want 4", got)
+	}
 }
