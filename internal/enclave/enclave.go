@@ -10,7 +10,9 @@
 //
 // One runtime serves one namespace: the first function it loads binds it,
 // and it refuses functions of any other namespace, so a sandbox escape
-// reaches only the tenant's own functions.
+// reaches only the tenant's own functions. It keeps at most
+// Config.MaxFunctions loaded (least recently used out), and runs a chain's
+// later steps itself when asked (RunChain), each with every check.
 package enclave
 
 import (

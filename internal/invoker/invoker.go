@@ -12,6 +12,13 @@
 // function — key release, code fetch, compilation — before its first
 // invocation.
 //
+// A step may name the later steps of its chain (wire.RunRequest.Then): the
+// invoker passes on those its runtime has loaded, and the runtime runs them
+// one after the other on its own sealed outputs (wire.RunResult.More). A
+// runtime keeps a bounded number of functions loaded; a step refused as not
+// loaded is loaded again and resent. At Start the invoker starts one
+// runtime and refuses one of another frame protocol version (ipc.Version).
+//
 // It never holds a key: everything it moves is sealed for the runtime, the
 // next step or the owner.
 //
