@@ -6,6 +6,12 @@
 // is signed by the KMS and verified by the trusted gateway and enclave
 // runtime, not here.
 //
+// An invocation names the store revision of the entities the gateway
+// sealed for; one that has changed since is refused (wire.CodeStale). A
+// sequence's steps are offered to the invoker as one chain (sequence.go):
+// the runtime runs the later steps itself when it has them loaded, and the
+// controller files a component record for each step either way.
+//
 // Concurrency (which lock guards what, and the lock order):
 //
 //   - Controller.mu guards started, stopping, stops and runCtx/cancelRun

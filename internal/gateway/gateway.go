@@ -10,8 +10,14 @@
 // accepted gateways): it holds the gateway secret from which every request
 // secret is derived, and the key that authenticates stored credentials.
 //
+// Invocations are sealed from cached action entities (targets.go), whose
+// store revisions the request names: the controller refuses a stale one
+// and the gateway reads again. Every check runs on cached entities as on
+// fresh ones.
+//
 // Concurrency: Gateway.mu guards srv and addr (set once by Serve). The
-// credential cache has its own leaf lock (credCache.mu).
+// credential cache, the verified-record cache, the action cache, the
+// prewarm memory and the derived auth keys each have their own leaf lock.
 package gateway
 
 import (
