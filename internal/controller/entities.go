@@ -264,3 +264,44 @@ func listHandler[T any](ctx context.Context, data []byte, kv jetstream.KeyValue,
 	}
 	return listPage(kept, key, req)
 }
+
+// getHandler serves the get of one entity of kv (wire.EntityRef → *T):
+// packages, triggers and rules.
+func getHandler[T any](ctx context.Context, data []byte, kv jetstream.KeyValue, what string) (*T, error) {
+	ref, err := bus.Decode[wire.EntityRef](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	v, _, err := findEntity[T](ctx, kv, what, store.Key(ref.Namespace, ref.Name))
+	return v, err
+}
+
+// deleteHandler serves the delete of one entity of kv that nothing else
+// refers to in the store (wire.EntityRef → *T, the deleted entity):
+// triggers and rules.
+func deleteHandler[T any](ctx context.Context, c *Controller, data []byte, kv jetstream.KeyValue, what string) (*T, error) {
+	ref, err := bus.Decode[wire.EntityRef](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	key := store.Key(ref.Namespace, ref.Name)
+	v, rev, err := findEntity[T](ctx, kv, what, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := deleteEntity(ctx, kv, what, key, rev); err != nil {
+		return nil, err
+	}
+	c.log.Info(what+" deleted", "namespace", ref.Namespace, what, ref.Name)
+	return v, nil
+}

@@ -88,20 +88,7 @@ func createConflict(err error, create bool) error {
 
 // handlePackageGet returns a package (wire.EntityRef → wire.Package).
 func (c *Controller) handlePackageGet(ctx context.Context, data []byte) (any, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	p, _, err := findEntity[wire.Package](ctx, c.packages, "package", store.Key(ref.Namespace, ref.Name))
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
+	return getHandler[wire.Package](ctx, data, c.packages, "package")
 }
 
 // handlePackageDelete deletes a package (wire.EntityRef → wire.Package, the

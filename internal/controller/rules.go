@@ -83,44 +83,13 @@ func (c *Controller) handleRulePut(ctx context.Context, data []byte) (any, error
 
 // handleRuleGet returns a rule (wire.EntityRef → wire.Rule).
 func (c *Controller) handleRuleGet(ctx context.Context, data []byte) (any, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	r, _, err := findEntity[wire.Rule](ctx, c.rules, "rule", store.Key(ref.Namespace, ref.Name))
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
+	return getHandler[wire.Rule](ctx, data, c.rules, "rule")
 }
 
 // handleRuleDelete deletes a rule (wire.EntityRef → wire.Rule, the deleted
 // rule), active or not.
 func (c *Controller) handleRuleDelete(ctx context.Context, data []byte) (any, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	key := store.Key(ref.Namespace, ref.Name)
-	r, rev, err := findEntity[wire.Rule](ctx, c.rules, "rule", key)
-	if err != nil {
-		return nil, err
-	}
-	if err := deleteEntity(ctx, c.rules, "rule", key, rev); err != nil {
-		return nil, err
-	}
-	c.log.Info("rule deleted", "namespace", r.Namespace, "rule", r.Name)
-	return r, nil
+	return deleteHandler[wire.Rule](ctx, c, data, c.rules, "rule")
 }
 
 // handleRuleStatus activates or deactivates a rule (wire.RuleStatus →

@@ -55,44 +55,13 @@ func (c *Controller) handleTriggerPut(ctx context.Context, data []byte) (any, er
 
 // handleTriggerGet returns a trigger (wire.EntityRef → wire.Trigger).
 func (c *Controller) handleTriggerGet(ctx context.Context, data []byte) (any, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	t, _, err := findEntity[wire.Trigger](ctx, c.triggers, "trigger", store.Key(ref.Namespace, ref.Name))
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return getHandler[wire.Trigger](ctx, data, c.triggers, "trigger")
 }
 
 // handleTriggerDelete deletes a trigger (wire.EntityRef → wire.Trigger, the
 // deleted trigger). Its rules stay, as in OpenWhisk; they fire nothing.
 func (c *Controller) handleTriggerDelete(ctx context.Context, data []byte) (any, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	key := store.Key(ref.Namespace, ref.Name)
-	t, rev, err := findEntity[wire.Trigger](ctx, c.triggers, "trigger", key)
-	if err != nil {
-		return nil, err
-	}
-	if err := deleteEntity(ctx, c.triggers, "trigger", key, rev); err != nil {
-		return nil, err
-	}
-	c.log.Info("trigger deleted", "namespace", t.Namespace, "trigger", t.Name)
-	return t, nil
+	return deleteHandler[wire.Trigger](ctx, c, data, c.triggers, "trigger")
 }
 
 // handleTriggerList lists a namespace's triggers, most recently updated
