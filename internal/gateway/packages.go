@@ -510,25 +510,37 @@ func (g *Gateway) deletePackage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) listPackages(w http.ResponseWriter, r *http.Request) {
+	listEntities(g, w, r, wire.SubjectPackageList, "packages",
+		func(l *wire.PackageList) ([]wire.Package, int) { return l.Packages, l.Count },
+		func(p *wire.Package) string { return p.Namespace }, packageSummary)
+}
+
+// listEntities answers a list of the caller's entities of one kind
+// (packages, triggers, rules; L is the controller's list): the page, each
+// rendered, or under count=true {what: count}. Entities of another
+// namespace in the controller's answer are dropped.
+func listEntities[L, E any](g *Gateway, w http.ResponseWriter, r *http.Request, subject, what string,
+	items func(*L) ([]E, int), namespace func(*E) string, render func(*E) map[string]any) {
 	req, ok := g.listRequest(w, r)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
-	var list wire.PackageList
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectPackageList, &req, &list); err != nil {
-		g.busError(w, r, "list packages", err)
+	var list L
+	if err := bus.Call(ctx, g.cfg.Conn, subject, &req, &list); err != nil {
+		g.busError(w, r, "list "+what, err)
 		return
 	}
+	page, count := items(&list)
 	if req.Count {
-		writeJSON(w, http.StatusOK, map[string]int{"packages": list.Count})
+		writeJSON(w, http.StatusOK, map[string]int{what: count})
 		return
 	}
-	out := make([]map[string]any, 0, len(list.Packages))
-	for i := range list.Packages {
-		if p := &list.Packages[i]; p.Namespace == req.Namespace {
-			out = append(out, packageSummary(p))
+	out := make([]map[string]any, 0, len(page))
+	for i := range page {
+		if e := &page[i]; namespace(e) == req.Namespace {
+			out = append(out, render(e))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

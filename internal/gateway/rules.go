@@ -297,26 +297,7 @@ func (g *Gateway) setRuleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) listRules(w http.ResponseWriter, r *http.Request) {
-	req, ok := g.listRequest(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	defer cancel()
-	var list wire.RuleList
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectRuleList, &req, &list); err != nil {
-		g.busError(w, r, "list rules", err)
-		return
-	}
-	if req.Count {
-		writeJSON(w, http.StatusOK, map[string]int{"rules": list.Count})
-		return
-	}
-	out := make([]map[string]any, 0, len(list.Rules))
-	for i := range list.Rules {
-		if rl := &list.Rules[i]; rl.Namespace == req.Namespace {
-			out = append(out, renderRule(rl))
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
+	listEntities(g, w, r, wire.SubjectRuleList, "rules",
+		func(l *wire.RuleList) ([]wire.Rule, int) { return l.Rules, l.Count },
+		func(rl *wire.Rule) string { return rl.Namespace }, renderRule)
 }

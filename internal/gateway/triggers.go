@@ -198,28 +198,9 @@ func (g *Gateway) deleteTrigger(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) listTriggers(w http.ResponseWriter, r *http.Request) {
-	req, ok := g.listRequest(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	defer cancel()
-	var list wire.TriggerList
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectTriggerList, &req, &list); err != nil {
-		g.busError(w, r, "list triggers", err)
-		return
-	}
-	if req.Count {
-		writeJSON(w, http.StatusOK, map[string]int{"triggers": list.Count})
-		return
-	}
-	out := make([]map[string]any, 0, len(list.Triggers))
-	for i := range list.Triggers {
-		if t := &list.Triggers[i]; t.Namespace == req.Namespace {
-			out = append(out, triggerSummary(t))
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
+	listEntities(g, w, r, wire.SubjectTriggerList, "triggers",
+		func(l *wire.TriggerList) ([]wire.Trigger, int) { return l.Triggers, l.Count },
+		func(t *wire.Trigger) string { return t.Namespace }, triggerSummary)
 }
 
 // splitQualified splits a fully qualified name "/ns/name" or
