@@ -350,27 +350,7 @@ func TestMetrics(t *testing.T) {
 	e.startInvoker("inv0", succeed(e))
 	mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello"))
 
-	fams, err := e.ctl.Metrics().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range fams {
-		for _, m := range mf.GetMetric() {
-			name := mf.GetName()
-			for _, l := range m.GetLabel() {
-				name += " " + l.GetName() + "=" + l.GetValue()
-			}
-			switch {
-			case m.GetCounter() != nil:
-				got[name] = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				got[name] = m.GetGauge().GetValue()
-			case m.GetHistogram() != nil:
-				got[name] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
+	got := gather(t, e)
 	for name, want := range map[string]float64{
 		"clemmys_controller_requests_total code=ok op=action.put":          1,
 		"clemmys_controller_requests_total code=not_found op=action.get":   1,
