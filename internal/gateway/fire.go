@@ -76,7 +76,7 @@ func (g *Gateway) sealTriggerRecord(ns, trigger string, reqID []byte, now time.T
 		Chain:     []envelope.Step{{Name: "/" + ns + "/" + trigger, FunctionID: zeroFunctionID, CodeDigest: zeroCodeDigest}},
 		Expiry:    now.Add(time.Minute).UnixMilli(),
 	}
-	ak := envelope.AuthKey(g.secret, ns)
+	ak := g.namespaceAuthKey(ns)
 	in, err := envelope.Seal(h, envelope.RequestSecret(g.secret, reqID), ak, []hpke.PublicKey{priv.PublicKey()}, []byte("{}"))
 	if err != nil {
 		return nil, nil, err

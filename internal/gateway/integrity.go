@@ -152,10 +152,7 @@ const maxVerifiedRecords = 4096
 // the hash of their signed bytes: records are immutable, so an ed25519
 // verification per invocation (a sixth of the gateway's CPU on a warm
 // invoke) is paid once per function version.
-type recordCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]*wire.FunctionRecord
-}
+type recordCache = boundedMap[[32]byte, *wire.FunctionRecord]
 
 // verifyRecord is KMS.VerifyRecord with a cache. The returned record is
 // shared: do not modify it.
@@ -168,21 +165,13 @@ func (g *Gateway) verifyRecord(sr wire.SignedRecord) (*wire.FunctionRecord, erro
 	h.Write(sr.Sig)
 	var k [32]byte
 	h.Sum(k[:0])
-	g.records.mu.Lock()
-	rec, ok := g.records.m[k]
-	g.records.mu.Unlock()
-	if ok {
+	if rec, ok := g.records.get(k); ok {
 		return rec, nil
 	}
 	rec, err := g.cfg.KMS.VerifyRecord(sr)
 	if err != nil {
 		return nil, err
 	}
-	g.records.mu.Lock()
-	if g.records.m == nil || len(g.records.m) >= maxVerifiedRecords {
-		g.records.m = map[[32]byte]*wire.FunctionRecord{}
-	}
-	g.records.m[k] = rec
-	g.records.mu.Unlock()
+	g.records.put(k, rec, maxVerifiedRecords)
 	return rec, nil
 }

@@ -53,8 +53,7 @@ type derivedKeys struct {
 	paramsAEAD   cipher.AEAD // seals default parameters
 	err          error
 
-	authMu   sync.Mutex
-	authKeys map[string]envelope.Key // envelope auth key by namespace
+	authKeys boundedMap[string, envelope.Key] // envelope auth key by namespace
 }
 
 // maxCachedAuthKeys bounds the namespace auth keys kept; when full the
@@ -64,17 +63,11 @@ const maxCachedAuthKeys = 4096
 // namespaceAuthKey is envelope.AuthKey(secret, ns), derived once per
 // namespace.
 func (g *Gateway) namespaceAuthKey(ns string) envelope.Key {
-	d := &g.keys
-	d.authMu.Lock()
-	defer d.authMu.Unlock()
-	if k, ok := d.authKeys[ns]; ok {
+	if k, ok := g.keys.authKeys.get(ns); ok {
 		return k
 	}
-	if d.authKeys == nil || len(d.authKeys) >= maxCachedAuthKeys {
-		d.authKeys = map[string]envelope.Key{}
-	}
 	k := envelope.AuthKey(g.secret, ns)
-	d.authKeys[ns] = k
+	g.keys.authKeys.put(ns, k, maxCachedAuthKeys)
 	return k
 }
 

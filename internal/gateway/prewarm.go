@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
-	"sync"
 	"time"
 
 	"github.com/clemmys/clemmys/internal/bus"
@@ -49,24 +48,14 @@ const maxPrewarmMemory = 4096
 
 // stepPrewarms remembers when each function (by id) was last prewarmed as
 // a later sequence step.
-type stepPrewarms struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
+type stepPrewarms struct{ last boundedMap[string, time.Time] }
 
 // due reports whether function fid should be prewarmed now, and if so
 // records that it is.
 func (p *stepPrewarms) due(fid []byte, now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if t, ok := p.last[string(fid)]; ok && now.Sub(t) < stepPrewarmInterval {
-		return false
-	}
-	if p.last == nil || len(p.last) >= maxPrewarmMemory {
-		p.last = map[string]time.Time{}
-	}
-	p.last[string(fid)] = now
-	return true
+	return p.last.update(string(fid), maxPrewarmMemory, func(t time.Time, ok bool) (time.Time, bool) {
+		return now, !ok || now.Sub(t) >= stepPrewarmInterval
+	})
 }
 
 // prewarmSteps asks, without waiting, for steps 1.. of a sequence to be

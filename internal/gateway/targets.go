@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -35,35 +34,24 @@ const maxCachedActions = 4096
 // actionCache holds action entities by namespace and name. The entities
 // are shared: never modify one.
 type actionCache struct {
-	mu sync.Mutex
-	m  map[string]*wire.Action
+	m boundedMap[string, *wire.Action]
 }
 
 func actionCacheKey(ns, name string) string { return ns + "\x00" + name }
 
 func (c *actionCache) get(ns, name string) *wire.Action {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[actionCacheKey(ns, name)]
+	a, _ := c.m.get(actionCacheKey(ns, name))
+	return a
 }
 
 func (c *actionCache) put(a *wire.Action) {
 	if a.Revision == 0 {
 		return // the controller could not check it: not cacheable
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxCachedActions {
-		c.m = map[string]*wire.Action{}
-	}
-	c.m[actionCacheKey(a.Namespace, a.Name)] = a
+	c.m.put(actionCacheKey(a.Namespace, a.Name), a, maxCachedActions)
 }
 
-func (c *actionCache) forget(ns, name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, actionCacheKey(ns, name))
-}
+func (c *actionCache) forget(ns, name string) { c.m.delete(actionCacheKey(ns, name)) }
 
 // lookup is how one resolution reads action entities: from the cache when
 // cached is set (hit records that it served one), from the store
