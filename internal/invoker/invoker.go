@@ -398,16 +398,7 @@ func (p *runtimeProc) loadedPrefix(fids [][]byte) [][]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, fid := range fids {
-		st, ok := p.loaded[hex.EncodeToString(fid)]
-		if !ok {
-			return fids[:i]
-		}
-		select {
-		case <-st.done:
-			if st.err != nil {
-				return fids[:i]
-			}
-		default:
+		if !p.loaded[hex.EncodeToString(fid)].succeeded() {
 			return fids[:i]
 		}
 	}
@@ -573,12 +564,8 @@ func (p *runtimeProc) forget(fid []byte) {
 	key := hex.EncodeToString(fid)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if st, ok := p.loaded[key]; ok {
-		select {
-		case <-st.done:
-			delete(p.loaded, key)
-		default:
-		}
+	if st, ok := p.loaded[key]; ok && st.finished() {
+		delete(p.loaded, key)
 	}
 }
 
@@ -593,15 +580,7 @@ func (iv *Invoker) isLoaded(namespace string, fid []byte) bool {
 	p.mu.Lock()
 	st := p.loaded[hex.EncodeToString(fid)]
 	p.mu.Unlock()
-	if st == nil {
-		return false
-	}
-	select {
-	case <-st.done:
-		return st.err == nil
-	default:
-		return false
-	}
+	return st.succeeded()
 }
 
 func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {

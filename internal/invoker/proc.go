@@ -55,6 +55,22 @@ type loadState struct {
 	err  error
 }
 
+// finished reports whether the load has ended, succeeded whether it ended
+// well; both are false for a nil st (no load).
+func (st *loadState) finished() bool {
+	if st == nil {
+		return false
+	}
+	select {
+	case <-st.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (st *loadState) succeeded() bool { return st.finished() && st.err == nil }
+
 func startRuntime(path string, args []string, namespace string, log *slog.Logger) (*runtimeProc, error) {
 	cmd := exec.Command(path, args...)
 	// Own process group: a Ctrl-C at the terminal reaches the invoker, which
