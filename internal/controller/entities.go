@@ -268,11 +268,8 @@ func listHandler[T any](ctx context.Context, data []byte, kv jetstream.KeyValue,
 // getHandler serves the get of one entity of kv (wire.EntityRef → *T):
 // packages, triggers and rules.
 func getHandler[T any](ctx context.Context, data []byte, kv jetstream.KeyValue, what string) (*T, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
+	ref, err := decodeEntityRef(data)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -285,11 +282,8 @@ func getHandler[T any](ctx context.Context, data []byte, kv jetstream.KeyValue, 
 // refers to in the store (wire.EntityRef → *T, the deleted entity):
 // triggers and rules.
 func deleteHandler[T any](ctx context.Context, c *Controller, data []byte, kv jetstream.KeyValue, what string) (*T, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
+	ref, err := decodeEntityRef(data)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -304,4 +298,16 @@ func deleteHandler[T any](ctx context.Context, c *Controller, data []byte, kv je
 	}
 	c.log.Info(what+" deleted", "namespace", ref.Namespace, what, ref.Name)
 	return v, nil
+}
+
+// decodeEntityRef decodes and checks the wire.EntityRef of a get or delete.
+func decodeEntityRef(data []byte) (*wire.EntityRef, error) {
+	ref, err := bus.Decode[wire.EntityRef](data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
+		return nil, err
+	}
+	return ref, nil
 }

@@ -95,11 +95,8 @@ func (c *Controller) handlePackageGet(ctx context.Context, data []byte) (any, er
 // deleted package). A package that holds actions is a conflict unless
 // Force, which deletes the actions (and their code) first.
 func (c *Controller) handlePackageDelete(ctx context.Context, data []byte) (any, error) {
-	ref, err := bus.Decode[wire.EntityRef](data)
+	ref, err := decodeEntityRef(data)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkEntityRef(ref.Namespace, ref.Name); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
