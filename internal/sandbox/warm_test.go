@@ -193,19 +193,28 @@ func TestFreshWithoutPrestart(t *testing.T) {
 	}
 }
 
+// TestPoolBounds checks put's bounds. Concurrent activations each take an
+// instance out of the pool and put it back; the test takes and puts them
+// itself, so that all of them are out at once however the machine schedules
+// goroutines (concurrent Runs of a fast guest may well reuse one instance).
 func TestPoolBounds(t *testing.T) {
 	e := newEngine(t, Config{MaxIdlePerModule: 2, MaxIdle: 3})
 	a, b := compileIn(t, e, pkgCounter), compileIn(t, e, pkgEcho)
 	run := func(m *Module, concurrent int) {
-		var wg sync.WaitGroup
+		var out []*instance
 		for range concurrent {
-			wg.Go(func() {
-				if _, err := m.Run(context.Background(), []byte(`{}`), Limits{}); err != nil {
-					t.Error(err)
-				}
-			})
+			in, warm, err := m.acquire(DefaultMemoryBytes)
+			if err != nil || warm {
+				t.Fatalf("acquire: warm %v, %v", warm, err)
+			}
+			out = append(out, in)
 		}
-		wg.Wait()
+		for _, in := range out {
+			e.put(in)
+		}
+		if _, err := m.Run(context.Background(), []byte(`{}`), Limits{}); err != nil {
+			t.Error(err)
+		}
 	}
 	run(a, 4)
 	if n := idleOf(a); n != 2 {
