@@ -224,18 +224,22 @@ func (in *instance) attach(input []byte, eof bool, lim Limits) (out, log *capWri
 	in.out, in.log = out, log
 	in.input, in.eof = input, eof
 	in.waiting = make(chan struct{})
-	in.alloc.denied.Store(0)
 	in.served++
 	in.current = in.served
 	in.cond.Broadcast()
 	return out, log, in.waiting, in.current
 }
 
-// detach ends the activation: later output goes to pending writers.
+// detach ends the activation: later output goes to pending writers, and
+// later refused memory growth is the next activation's. (Resetting that in
+// attach instead lost a refusal made before it: the guest of a one-shot
+// module starts running when its instance is made, and a tiny one can hit
+// the memory limit before Run attaches, then was reported as a plain trap.)
 func (in *instance) detach() {
 	in.mu.Lock()
 	in.out, in.log = pendingOutput(), pendingLogs()
 	in.current = 0
+	in.alloc.denied.Store(0)
 	in.mu.Unlock()
 }
 
