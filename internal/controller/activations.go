@@ -141,6 +141,9 @@ func (c *Controller) getActivation(ctx context.Context, key string) (*wire.Activ
 }
 
 func (c *Controller) loadActivation(ctx context.Context, key string, retry bool) (*wire.Activation, error) {
+	if a, ok := c.answered.Load(key); ok {
+		return a.(*wire.Activation), nil // being written
+	}
 	e, err := c.activations.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, errNotFound

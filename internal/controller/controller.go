@@ -47,6 +47,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -134,6 +135,16 @@ type Controller struct {
 	stops    []func() // heartbeat subscription and subject servers
 
 	wg sync.WaitGroup // background activations
+
+	// answered holds the complete records of blocking activations that
+	// were answered and are being written (key → *wire.Activation), so
+	// that reads see them at once; writes counts those writes for Stop.
+	answered sync.Map
+	writes   sync.WaitGroup
+
+	// beforeStore, if set (by tests), is called with each complete record
+	// before it is written.
+	beforeStore atomic.Pointer[func(rec *wire.Activation)]
 }
 
 // New opens the controller's buckets. Start begins serving.
@@ -296,6 +307,7 @@ func (c *Controller) Stop() {
 	}
 	swg.Wait()
 	c.wg.Wait()
+	c.writes.Wait()
 	c.cancelRun()
 }
 

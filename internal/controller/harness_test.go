@@ -214,8 +214,20 @@ func invokeReq(ns, name string) wire.InvokeRequest {
 	}
 }
 
-// stored returns the activation record at ns/id as stored, running or not.
+// stored returns the activation record at ns/id as stored, running or not,
+// once the controller wrote the complete record of an answered activation
+// (Controller.storeAnswered).
 func (e *env) stored(ns, id string) *wire.Activation {
+	e.t.Helper()
+	waitFor(e.t, "the record write of "+id, func() bool {
+		_, writing := e.ctl.answered.Load(store.Key(ns, id))
+		return !writing
+	})
+	return e.storedNow(ns, id)
+}
+
+// storedNow returns the activation record at ns/id in the store now.
+func (e *env) storedNow(ns, id string) *wire.Activation {
 	e.t.Helper()
 	ent, err := e.ctl.activations.Get(testCtx(e.t), store.Key(ns, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -96,7 +96,18 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	// A sequence's components are checked while its entity is read.
+	var stepsErr chan error
+	if len(req.Steps) > 0 {
+		stepsErr = make(chan error, 1)
+		go func() { stepsErr <- c.checkStepRevisions(sctx, req.Steps) }()
+	}
 	act, err := c.loadAction(sctx, req.Namespace, req.Action, req.Revision)
+	if stepsErr != nil {
+		if serr := <-stepsErr; err == nil {
+			err = serr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -105,9 +116,6 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	var running *wire.Activation
 	var run func() *wire.Activation
 	if len(req.Steps) > 0 {
-		if err := c.checkStepRevisions(sctx, req.Steps); err != nil {
-			return nil, err
-		}
 		seq, err := c.newSequence(req, act, received)
 		if err != nil {
 			return nil, err
@@ -171,11 +179,14 @@ func (c *Controller) checkStepRevisions(ctx context.Context, steps []wire.StepRo
 			continue
 		}
 		wg.Go(func() {
-			_, err := c.loadAction(ctx, st.Namespace, st.Action, st.Revision)
-			if we, ok := errors.AsType[*wire.Error](err); ok && we.Code == wire.CodeNotFound {
-				err = wire.Errorf(wire.CodeStale, "a component of the sequence changed since the invocation was sealed")
+			// Only the revision matters: the entity is not decoded.
+			e, err := c.actions.Get(ctx, store.Key(st.Namespace, st.Action))
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && e.Revision() != st.Revision):
+				errs[j] = wire.Errorf(wire.CodeStale, "a component of the sequence changed since the invocation was sealed")
+			case err != nil:
+				errs[j] = fmt.Errorf("controller: load action: %w", err)
 			}
-			errs[j] = err
 		})
 	}
 	wg.Wait()
@@ -268,7 +279,7 @@ func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte)
 	} else {
 		rec = a.completed(c.now(), res)
 	}
-	c.store(a.key, rec)
+	c.storeAnswered(req, a.key, rec, nil)
 	c.account(rec)
 	return rec
 }
@@ -364,6 +375,9 @@ func (c *Controller) send(ctx context.Context, run *wire.RunRequest, timeout tim
 // store writes the complete record rec at key. A failure is logged: the
 // running record then turns into a lost one once its deadline passed.
 func (c *Controller) store(key string, rec *wire.Activation) {
+	if f := c.beforeStore.Load(); f != nil {
+		(*f)(rec)
+	}
 	value, err := bus.Marshal(rec)
 	if err == nil {
 		ctx, cancel := c.storeCtx()
@@ -373,6 +387,33 @@ func (c *Controller) store(key string, rec *wire.Activation) {
 	if err != nil {
 		c.log.Error("store activation record", "activation", rec.ActivationID, "namespace", rec.Namespace, "err", err)
 	}
+}
+
+// storeAnswered writes the complete record rec at key (after the records
+// queued in components, if not nil); for a blocking invocation it does so
+// while rec is being answered, as OpenWhisk's invokers store a record after
+// sending the result: the caller need not wait for store round trips.
+// Until rec is written, reads of the record (handleActivationGet,
+// handleActivationList) find it in c.answered, so a caller that got the
+// answer can always read the record back from this controller. Stop waits
+// for the writes. If the controller dies first, the running record is
+// closed as lost after its deadline (the caller still got the answer).
+func (c *Controller) storeAnswered(req *wire.InvokeRequest, key string, rec *wire.Activation, components *recordWriter) {
+	write := func() {
+		if components != nil {
+			components.wait()
+		}
+		c.store(key, rec)
+	}
+	if !req.Blocking {
+		write()
+		return
+	}
+	c.answered.Store(key, rec)
+	c.writes.Go(func() {
+		write()
+		c.answered.CompareAndDelete(key, rec)
+	})
 }
 
 // account counts and logs a completed activation (single action or

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/store"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -546,5 +549,97 @@ func TestInvokeRevision(t *testing.T) {
 	wantCode(t, err, wire.CodeStale)
 	if n := inv.calls.Load(); n != 3 { // hello once, then a and hello of the current sequence
 		t.Fatalf("the invoker ran %d steps", n)
+	}
+}
+
+// A blocking invocation (an action or a sequence) is answered while its
+// complete records (a sequence's and its components') are being written;
+// until the writes land, reads of the records (get and list) find them in
+// the controller, and Stop waits for the writes.
+func TestInvokeAnsweredBeforeStored(t *testing.T) {
+	for _, seq := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sequence=%v", seq), func(t *testing.T) {
+			e := newEnv(t)
+			e.put(actionPut(t, "guest", "hello", "f1"))
+			req := invokeReq("guest", "hello")
+			if seq {
+				e.put(sequencePut("guest", "seq", "/guest/hello", "/guest/hello"))
+				req = sequenceReq("guest", "seq", route("guest", "hello"), route("guest", "hello"))
+				e.startInvoker("inv0", newChain(e).run)
+			} else {
+				e.startInvoker("inv0", succeed(e))
+			}
+			held := make(chan struct{})
+			release := sync.OnceFunc(func() { close(held) })
+			t.Cleanup(release) // before the controller's cleanup, should the test fail
+			// The sequence's last component's record is held too (the
+			// earlier ones were queued before the last step's running
+			// record, whose creation the answer waits for).
+			last := func(rec *wire.Activation) bool { return rec.Cause == req.ActivationID && rec.Step == 1 }
+			hold := func(rec *wire.Activation) {
+				if rec.ActivationID == req.ActivationID || last(rec) {
+					<-held
+				}
+			}
+			e.ctl.beforeStore.Store(&hold)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var a wire.Activation
+			if err := bus.Call(ctx, e.nc, wire.SubjectInvoke, req, &a); err != nil {
+				t.Fatalf("the answer waited for the record write: %v", err)
+			}
+			if a.Status != wire.StatusSuccess || a.End == 0 || len(a.Components) != map[bool]int{false: 0, true: 2}[seq] {
+				t.Fatalf("answer %+v", a)
+			}
+			if s := e.storedNow("guest", req.ActivationID); s == nil || s.End != 0 {
+				t.Fatalf("stored record while the write is held: %+v, want the running one", s)
+			}
+			got := mustCall[wire.Activation](e, wire.SubjectActivationGet, wire.ActivationRef{Namespace: "guest", ActivationID: req.ActivationID})
+			if got.End != a.End || got.Status != a.Status || !bytes.Equal(got.Result, a.Result) {
+				t.Fatalf("get while the write is held: %+v, answered %+v", got, a)
+			}
+			l := mustCall[wire.ActivationList](e, wire.SubjectActivationList, wire.ListRequest{Namespace: "guest", Name: req.Action})
+			if len(l.Activations) != 1 || l.Activations[0].ActivationID != req.ActivationID || l.Activations[0].End != a.End {
+				t.Fatalf("list while the write is held: %+v", l.Activations)
+			}
+			for _, id := range a.Components {
+				c := mustCall[wire.Activation](e, wire.SubjectActivationGet, wire.ActivationRef{Namespace: "guest", ActivationID: id})
+				if c.End == 0 || c.Status != wire.StatusSuccess || c.Cause != req.ActivationID {
+					t.Fatalf("component %s while its write is held: %+v", id, c)
+				}
+				if s := e.storedNow("guest", id); last(c) && s != nil && s.End != 0 {
+					t.Fatalf("component %s was written while held", id)
+				}
+			}
+
+			stopped := make(chan struct{})
+			go func() {
+				e.ctl.Stop()
+				close(stopped)
+			}()
+			select {
+			case <-stopped:
+				t.Fatal("Stop returned while a record write was held")
+			case <-time.After(200 * time.Millisecond):
+			}
+			release()
+			select {
+			case <-stopped:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Stop did not return")
+			}
+			if s := e.stored("guest", req.ActivationID); s == nil || s.End != a.End || s.Status != wire.StatusSuccess {
+				t.Fatalf("stored record after Stop: %+v", s)
+			}
+			for _, id := range append(a.Components, req.ActivationID) {
+				if _, ok := e.ctl.answered.Load(store.Key("guest", id)); ok {
+					t.Fatalf("the written record %s is still held in memory", id)
+				}
+				if s := e.storedNow("guest", id); s == nil || s.End == 0 {
+					t.Fatalf("record %s after Stop: %+v", id, s)
+				}
+			}
+		})
 	}
 }

@@ -214,7 +214,14 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		in = rec.Result
 	}
 
-	storeFailed := records.wait()
+	// The result depends on the running records' creations only; a
+	// blocking caller is answered while the complete records are written.
+	var storeFailed bool
+	if req.Blocking {
+		storeFailed = records.waitCreates()
+	} else {
+		storeFailed = records.wait()
+	}
 	rec := s.record()
 	rec.Components = ids
 	switch {
@@ -237,7 +244,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "waitTime", Value: max(firstStart-rec.Start, 0)})
 	}
 	rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "duration", Value: durationMs})
-	c.store(s.key, rec)
+	c.storeAnswered(req, s.key, rec, records)
 	c.account(rec)
 	return rec
 }
