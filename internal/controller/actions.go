@@ -90,10 +90,14 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 			return nil, fmt.Errorf("controller: store code: %w", err)
 		}
 	}
+	var newRev uint64
 	if prev == nil {
-		_, err = c.actions.Create(ctx, key, value)
+		newRev, err = c.actions.Create(ctx, key, value)
 	} else {
-		_, err = c.actions.Update(ctx, key, value, rev)
+		newRev, err = c.actions.Update(ctx, key, value, rev)
+	}
+	if err == nil {
+		c.revs.observe(key, newRev, false) // before the watch brings it
 	}
 	if err != nil {
 		// Remove the code just stored, unless the action that won the race
@@ -164,6 +168,7 @@ func (c *Controller) handleActionDelete(ctx context.Context, data []byte) (any, 
 		}
 		return nil, fmt.Errorf("controller: delete action: %w", err)
 	}
+	c.revs.observe(key, rev+1, true) // the deletion marker comes after rev
 	if obj := codeObject(a); obj != "" {
 		c.deleteCode(ctx, obj)
 	}

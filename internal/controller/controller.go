@@ -123,6 +123,7 @@ type Controller struct {
 	code        jetstream.ObjectStore
 	sched       *scheduler
 	metrics     *metrics
+	revs        *revisions // of the actions bucket, while started
 
 	// runCtx is the lifetime of activations (blocking and background). It
 	// is derived from Start's context and cancelled by Stop after StopGrace.
@@ -195,6 +196,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		rules:       entities[2],
 		code:        code,
 		sched:       newScheduler(cfg.Now, cfg.HeartbeatTimeout),
+		revs:        newRevisions(),
 	}
 	// Replaced by Start; lets handlers run (in tests) before Start.
 	c.runCtx, c.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
@@ -231,6 +233,12 @@ func (c *Controller) Start(ctx context.Context) error {
 		return fmt.Errorf("controller: subscribe heartbeats: %w", err)
 	}
 	stops = append(stops, func() { _ = hbSub.Unsubscribe() })
+	stopWatch, err := c.revs.watch(ctx, c.actions)
+	if err != nil {
+		undo()
+		return err
+	}
+	stops = append(stops, stopWatch)
 	handlers := []struct {
 		subject string
 		h       bus.Handler
@@ -341,6 +349,14 @@ func (c *Controller) beginBackground() bool {
 }
 
 func (c *Controller) now() time.Time { return c.cfg.Now() }
+
+// ActionRevision returns the latest store revision of the action entity
+// ns/name this controller has seen change (0 if none, or deleted). The
+// store may be ahead by the time a change takes to reach the controller;
+// tests that change the store behind the controller's back wait for it.
+func (c *Controller) ActionRevision(ns, name string) uint64 {
+	return c.revs.latest(store.Key(ns, name))
+}
 
 // heartbeat records an invoker heartbeat.
 func (c *Controller) heartbeat(data []byte) {

@@ -169,8 +169,9 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 // checkStepRevisions refuses (CodeStale) a sequence whose gateway sealed
 // a step for a component entity that has changed or gone since: the steps
 // would be routed to functions that may no longer be loadable. Steps
-// without a revision are not checked. The reads run concurrently (each is
-// a store round trip); the first error in step order is returned.
+// without a revision are not checked, nor those the watched revisions
+// (c.revs) know to be current. The reads of the others run concurrently
+// (each is a store round trip); the first error in step order is returned.
 func (c *Controller) checkStepRevisions(ctx context.Context, steps []wire.StepRoute) error {
 	errs := make([]error, len(steps))
 	var wg sync.WaitGroup
@@ -178,9 +179,13 @@ func (c *Controller) checkStepRevisions(ctx context.Context, steps []wire.StepRo
 		if st.Revision == 0 {
 			continue
 		}
+		key := store.Key(st.Namespace, st.Action)
+		if c.revs.current(key, st.Revision) {
+			continue
+		}
 		wg.Go(func() {
 			// Only the revision matters: the entity is not decoded.
-			e, err := c.actions.Get(ctx, store.Key(st.Namespace, st.Action))
+			e, err := c.actions.Get(ctx, key)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && e.Revision() != st.Revision):
 				errs[j] = wire.Errorf(wire.CodeStale, "a component of the sequence changed since the invocation was sealed")

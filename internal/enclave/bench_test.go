@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/ipc"
 	"github.com/clemmys/clemmys/internal/sandbox"
 	"github.com/clemmys/clemmys/internal/wasmbuild"
@@ -61,4 +62,53 @@ func BenchmarkRunHello(b *testing.B) {
 			b.ReportMetric(float64(lats[len(lats)*99/100].Nanoseconds()), "p99-ns")
 		})
 	}
+}
+
+// BenchmarkRunChain is a warm 3-step chain of echo functions through the
+// runtime (RunChain: each later step run on the previous step's sealed
+// output) against one echo step, so that added-µs/step is what the
+// runtime itself adds per chained step. Capsules are sealed under cached
+// sessions, as the gateway does.
+func BenchmarkRunChain(b *testing.B) {
+	f := newFixture(b)
+	sessions := envelope.NewSessions(envelope.SessionConfig{})
+	echo := wasmbuild.MustBuild(b, "./internal/testfuncs/echo")
+	var fns []*loadedFn
+	for _, name := range []string{"a", "b", "c"} {
+		fn, err := f.load(b, name, "alice", echo)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fns = append(fns, fn)
+	}
+	p50 := func(chain []*loadedFn) time.Duration {
+		var then [][]byte
+		for _, fn := range chain[1:] {
+			then = append(then, fn.rec.FunctionID)
+		}
+		var lats []time.Duration
+		for i := range b.N + 1 {
+			env, _ := f.sealChainWith(b, sessions, chain, `{"name":"bench"}`, time.Minute, defaultLimits)
+			req := &ipc.RunRequest{FunctionID: chain[0].rec.FunctionID, Envelope: marshal(b, env), Then: then}
+			b.StartTimer()
+			t0 := time.Now()
+			rep := f.rt.RunChain(context.Background(), req)
+			lat := time.Since(t0)
+			b.StopTimer()
+			if rep.Status != wire.StatusSuccess || len(rep.More) != len(then) {
+				b.Fatalf("status %q (%s), %d more", rep.Status, rep.ErrorMessage, len(rep.More))
+			}
+			if i > 0 { // the first warms the instances
+				lats = append(lats, lat)
+			}
+		}
+		slices.Sort(lats)
+		return lats[len(lats)/2]
+	}
+	b.ResetTimer()
+	b.StopTimer()
+	one, three := p50(fns[:1]), p50(fns)
+	b.ReportMetric(float64(one.Microseconds()), "one-p50-µs")
+	b.ReportMetric(float64(three.Microseconds()), "three-p50-µs")
+	b.ReportMetric(float64((three-one).Microseconds())/2, "added-µs/step")
 }

@@ -118,6 +118,13 @@ func (f *fixture) seal(t testing.TB, fn *loadedFn, params string, timeout time.D
 // sealChain seals a chain of the functions fns, in order.
 func (f *fixture) sealChain(t testing.TB, fns []*loadedFn, params string, timeout time.Duration, lim envelope.Limits) (*envelope.Envelope, envelope.Key) {
 	t.Helper()
+	return f.sealChainWith(t, nil, fns, params, timeout, lim)
+}
+
+// sealChainWith is sealChain with capsules under sessions (nil: a new
+// session per function each time, as the package-level Seal does).
+func (f *fixture) sealChainWith(t testing.TB, sessions *envelope.Sessions, fns []*loadedFn, params string, timeout time.Duration, lim envelope.Limits) (*envelope.Envelope, envelope.Key) {
+	t.Helper()
 	reqID := make([]byte, 16)
 	rand.Read(reqID)
 	ns := fns[0].rec.Namespace
@@ -131,7 +138,7 @@ func (f *fixture) sealChain(t testing.TB, fns []*loadedFn, params string, timeou
 		pubs = append(pubs, fn.pub)
 	}
 	rs := envelope.RequestSecret(f.gwKey, reqID)
-	env, err := envelope.Seal(h, rs, envelope.AuthKey(f.gwKey, ns), pubs, []byte(params))
+	env, err := sessions.Seal(h, rs, envelope.AuthKey(f.gwKey, ns), pubs, []byte(params))
 	if err != nil {
 		t.Fatal(err)
 	}

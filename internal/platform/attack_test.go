@@ -602,13 +602,33 @@ func (e *env) tamperEntity(t *testing.T, name string, f func(a *wire.Action)) fu
 		t.Fatal(err)
 	}
 	kv := e.actionsKV(t)
-	if _, err := kv.Put(context.Background(), store.Key("guest", name), b); err != nil {
+	rev, err := kv.Put(context.Background(), store.Key("guest", name), b)
+	if err != nil {
 		t.Fatal(err)
 	}
+	e.controllerSees(t, name, rev)
 	return func() {
-		if _, err := kv.Put(context.Background(), store.Key("guest", name), orig); err != nil {
+		rev, err := kv.Put(context.Background(), store.Key("guest", name), orig)
+		if err != nil {
 			t.Error(err)
+			return
 		}
+		e.controllerSees(t, name, rev)
+	}
+}
+
+// controllerSees waits until the controller has seen the guest's action
+// entity name change to revision rev (0: deleted) in the store, as it
+// would a moment later anyway: a change behind its back reaches it by a
+// watch (controller/revisions.go).
+func (e *env) controllerSees(t *testing.T, name string, rev uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.p.Controller.ActionRevision("guest", name) != rev {
+		if time.Now().After(deadline) {
+			t.Fatalf("the controller did not see %s at revision %d", name, rev)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

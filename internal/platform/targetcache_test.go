@@ -64,10 +64,24 @@ func TestTargetCache(t *testing.T) {
 		return reads.Load() - n
 	}
 
+	// And the controller's reads of action entities in the store: one per
+	// invocation (the invoked entity), none for a sequence's components,
+	// whose revisions it knows from its watch of the bucket.
+	var storeReads atomic.Int64
+	ssub, err := nc.Subscribe("$JS.API.DIRECT.GET.KV_"+store.BucketActions+".>", func(*nats.Msg) { storeReads.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ssub.Unsubscribe()
+
 	invoke("e", 200) // may read: the deploy's answer is not cached
 	invoke("s", 200)
+	storeBefore := storeReads.Load()
 	if n := readsDuring(func() { invoke("e", 200); invoke("s", 200) }); n != 0 {
 		t.Fatalf("%d action reads on warm invocations", n)
+	}
+	if n := storeReads.Load() - storeBefore; n != 2 {
+		t.Fatalf("%d store reads of action entities for an action and a 2-step sequence, want 2", n)
 	}
 
 	// The operator rewrites the component's entity in place: same
@@ -75,9 +89,11 @@ func TestTargetCache(t *testing.T) {
 	// (the stale request is refused before anything runs), then cached.
 	kv := e.actionsKV(t)
 	key := store.Key("guest", "e")
-	if _, err := kv.Put(context.Background(), key, e.entityBytes(t, "e")); err != nil {
+	rev, err := kv.Put(context.Background(), key, e.entityBytes(t, "e"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	e.controllerSees(t, "e", rev)
 	before := e.p.Invoker.Executions()
 	if n := readsDuring(func() { invoke("s", 200) }); n == 0 {
 		t.Fatal("no read after the entity changed")
@@ -93,6 +109,7 @@ func TestTargetCache(t *testing.T) {
 	if err := kv.Delete(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
+	e.controllerSees(t, "e", 0)
 	before = e.p.Invoker.Executions()
 	invoke("e", 404)
 	invoke("s", 400) // a component is missing
