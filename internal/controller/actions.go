@@ -261,13 +261,25 @@ func (c *Controller) getAction(ctx context.Context, key string) (*wire.Action, u
 // loadAction loads the action ns/name for an invocation. With rev non-zero
 // the stored entity must have that revision: the gateway sealed the
 // invocation for it (CodeStale otherwise).
+//
+// An entity known to be at rev (revisions) is not read again: the result
+// may be shared and must not be modified.
 func (c *Controller) loadAction(ctx context.Context, ns, name string, rev uint64) (*wire.Action, error) {
-	a, got, err := c.getAction(ctx, store.Key(ns, name))
+	key := store.Key(ns, name)
+	if rev != 0 {
+		if a, ok := c.revs.action(key, rev); ok {
+			return a, nil
+		}
+	}
+	a, got, err := c.getAction(ctx, key)
 	if errors.Is(err, errNotFound) {
 		return nil, notFound()
 	}
 	if err == nil && rev != 0 && got != rev {
 		return nil, wire.Errorf(wire.CodeStale, "the action changed since the invocation was sealed")
+	}
+	if err == nil {
+		c.revs.remember(key, got, a)
 	}
 	return a, err
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 // revisions mirrors the latest store revision of every action entity from
@@ -21,16 +23,27 @@ import (
 // moment earlier. That is a freshness hint for an honest controller, as
 // the revision check itself is: the gateway checks everything it seals
 // with, whatever the controller says is current.
+//
+// It also keeps the decoded entities of up to maxCachedActions actions,
+// each with the revision it was read at (remember): an invocation of an
+// action known to be at the revision the gateway sealed for uses the
+// cached entity without reading the store. A new revision drops it.
 type revisions struct {
-	mu    sync.RWMutex
-	ready bool // the watch delivered the bucket's state and still runs
-	revs  map[string]revision
+	mu     sync.RWMutex
+	ready  bool // the watch delivered the bucket's state and still runs
+	revs   map[string]revision
+	cached int // entries with an action
 }
 
 type revision struct {
 	rev     uint64
 	deleted bool
+	action  *wire.Action // decoded at rev, or nil; read-only
 }
+
+// maxCachedActions bounds the decoded entities kept (each a few KiB);
+// past it the cache starts over.
+const maxCachedActions = 1024
 
 func newRevisions() *revisions { return &revisions{revs: map[string]revision{}} }
 
@@ -69,10 +82,47 @@ func (r *revisions) watch(ctx context.Context, kv jetstream.KeyValue) (stop func
 func (r *revisions) observe(key string, rev uint64, deleted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.revs[key]; ok && old.rev >= rev {
+	old, ok := r.revs[key]
+	if ok && old.rev >= rev {
 		return
 	}
+	if old.action != nil {
+		r.cached--
+	}
 	r.revs[key] = revision{rev: rev, deleted: deleted}
+}
+
+// remember keeps a, read from the store at revision rev of key, if that
+// is the revision known to be current.
+func (r *revisions) remember(key string, rev uint64, a *wire.Action) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got, ok := r.revs[key]
+	if !ok || got.deleted || got.rev != rev || got.action != nil {
+		return
+	}
+	if r.cached >= maxCachedActions {
+		for k, e := range r.revs {
+			e.action = nil
+			r.revs[k] = e
+		}
+		r.cached = 0
+	}
+	got.action = a
+	r.revs[key] = got
+	r.cached++
+}
+
+// action returns the cached entity of key if key is known to be at
+// revision rev. The caller must not modify it.
+func (r *revisions) action(key string, rev uint64) (*wire.Action, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	got, ok := r.revs[key]
+	if !r.ready || !ok || got.deleted || got.rev != rev || got.action == nil {
+		return nil, false
+	}
+	return got.action, true
 }
 
 // current reports whether key is known to be at revision rev.

@@ -2,9 +2,11 @@ package controller
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	"github.com/clemmys/clemmys/internal/store"
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 func TestRevisionsObserve(t *testing.T) {
@@ -39,6 +41,47 @@ func TestRevisionsObserve(t *testing.T) {
 				t.Errorf("%s: current(%d) = %v", tc.name, rev, got)
 			}
 		}
+	}
+}
+
+func TestRevisionsCachedAction(t *testing.T) {
+	r := newRevisions()
+	r.ready = true
+	a := &wire.Action{Name: "a"}
+	r.remember("k", 5, a) // unknown key: not kept
+	if _, ok := r.action("k", 5); ok {
+		t.Fatal("kept an action of an unknown key")
+	}
+	r.observe("k", 5, false)
+	r.remember("k", 4, a) // not the current revision
+	if _, ok := r.action("k", 4); ok {
+		t.Fatal("kept an action at an old revision")
+	}
+	r.remember("k", 5, a)
+	if got, ok := r.action("k", 5); !ok || got != a {
+		t.Fatal("the current action is not kept")
+	}
+	if _, ok := r.action("k", 6); ok {
+		t.Fatal("an action at another revision")
+	}
+	r.ready = false
+	if _, ok := r.action("k", 5); ok {
+		t.Fatal("an action while the watch is not caught up")
+	}
+	r.ready = true
+	r.observe("k", 6, false)
+	if _, ok := r.action("k", 5); ok || r.cached != 0 {
+		t.Fatalf("the action survived a new revision (cached %d)", r.cached)
+	}
+
+	// The cache is bounded.
+	for i := range maxCachedActions + 1 {
+		k := string(rune('a'+i%26)) + strconv.Itoa(i)
+		r.observe(k, 1, false)
+		r.remember(k, 1, a)
+	}
+	if r.cached < 1 || r.cached > maxCachedActions {
+		t.Fatalf("%d cached actions", r.cached)
 	}
 }
 
