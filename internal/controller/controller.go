@@ -7,10 +7,15 @@
 // runtime, not here.
 //
 // An invocation names the store revision of the entities the gateway
-// sealed for; one that has changed since is refused (wire.CodeStale). A
-// sequence's steps are offered to the invoker as one chain (sequence.go):
-// the runtime runs the later steps itself when it has them loaded, and the
-// controller files a component record for each step either way.
+// sealed for; one that has changed since is refused (wire.CodeStale). The
+// controller knows current revisions from a watch of the actions bucket
+// and keeps the entities it read (revisions.go), so a warm invocation
+// reads none from the store. A sequence's steps are offered to the invoker
+// as one chain (sequence.go): the runtime runs the later steps itself when
+// it has them loaded, and the controller files a component record for each
+// step either way. A blocking invocation is answered while its complete
+// records are written (storeAnswered); until then reads find them in
+// Controller.answered.
 //
 // Concurrency (which lock guards what, and the lock order):
 //
@@ -20,10 +25,13 @@
 //     scheduler.mu held.
 //   - scheduler.mu guards the invoker table (scheduler.invokers). It is a
 //     leaf lock.
+//   - revisions.mu guards the watched revisions and kept entities. It is
+//     a leaf lock.
 //
 // Background activations (non-blocking invokes) are registered only through
 // Controller.beginBackground, which adds them in Controller.wg so that
-// Stop can wait for them.
+// Stop can wait for them; record writes after an answer are counted in
+// Controller.writes, which Stop waits for after them.
 //
 // Sequences: an invocation with wire.InvokeRequest.Steps runs the chain
 // step by step, each step's sealed output envelope being the next step's
