@@ -257,6 +257,34 @@ func (e *env) waitDone(ns, id string) *wire.Activation {
 	return nil
 }
 
+// stopWaiting calls Stop in the background and checks that it is still
+// waiting 200 ms later (while what says); the channel closes when Stop
+// returns.
+func (e *env) stopWaiting(t testing.TB, what string) <-chan struct{} {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() {
+		e.ctl.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+		t.Fatalf("Stop returned while %s", what)
+	case <-time.After(200 * time.Millisecond):
+	}
+	return stopped
+}
+
+// waitStopped waits up to 10 s for a Stop started by stopWaiting.
+func waitStopped(t testing.TB, stopped <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+}
+
 // waitFor polls cond for up to 10 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

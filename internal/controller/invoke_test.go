@@ -409,16 +409,7 @@ func TestStopWaitsForBackground(t *testing.T) {
 	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
 	g.waitStarted(t)
 
-	stopped := make(chan struct{})
-	go func() {
-		e.ctl.Stop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-		t.Fatal("Stop returned while an activation was running")
-	case <-time.After(200 * time.Millisecond):
-	}
+	stopped := e.stopWaiting(t, "an activation was running")
 	// Stopping: no new background work is accepted.
 	req2 := invokeReq("guest", "hello")
 	req2.Blocking = false
@@ -429,11 +420,7 @@ func TestStopWaitsForBackground(t *testing.T) {
 	}
 
 	close(g.release)
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Stop did not return")
-	}
+	waitStopped(t, stopped)
 	if a := e.stored("guest", req.ActivationID); a == nil || a.End == 0 || a.Status != wire.StatusSuccess {
 		t.Fatalf("record after Stop: %+v", a)
 	}
@@ -613,22 +600,9 @@ func TestInvokeAnsweredBeforeStored(t *testing.T) {
 				}
 			}
 
-			stopped := make(chan struct{})
-			go func() {
-				e.ctl.Stop()
-				close(stopped)
-			}()
-			select {
-			case <-stopped:
-				t.Fatal("Stop returned while a record write was held")
-			case <-time.After(200 * time.Millisecond):
-			}
+			stopped := e.stopWaiting(t, "a record write was held")
 			release()
-			select {
-			case <-stopped:
-			case <-time.After(10 * time.Second):
-				t.Fatal("Stop did not return")
-			}
+			waitStopped(t, stopped)
 			if s := e.stored("guest", req.ActivationID); s == nil || s.End != a.End || s.Status != wire.StatusSuccess {
 				t.Fatalf("stored record after Stop: %+v", s)
 			}
