@@ -34,6 +34,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/clemmys/clemmys/internal/srctree"
 )
 
 // Scenario names.
@@ -69,7 +71,7 @@ type Options struct {
 	// EnclavePath is the runtime binary of the in-process platform.
 	EnclavePath string
 	// SourceRoot is the clemmys source tree (functions, the unprotected
-	// build, bench/workerd); default SourceRoot().
+	// build, bench/workerd); default srctree.Root.
 	SourceRoot string
 	// Workerd is the workerd binary; default
 	// SOURCE_ROOT/bench/workerd/node_modules/.bin/workerd.
@@ -110,7 +112,7 @@ func (o *Options) defaults(ctx context.Context) error {
 		o.ColdRuns = 5
 	}
 	if o.SourceRoot == "" {
-		o.SourceRoot = SourceRoot(ctx)
+		o.SourceRoot = srctree.Root(ctx)
 	}
 	if o.Workerd == "" && o.SourceRoot != "" {
 		o.Workerd = filepath.Join(o.SourceRoot, "bench", "workerd", "node_modules", ".bin", "workerd")

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clemmys/clemmys/internal/srctree"
 )
 
 func TestHistogramQuantiles(t *testing.T) {
@@ -126,7 +128,7 @@ func TestLoadConnectionsAndErrors(t *testing.T) {
 // TestSmoke runs `clemmys bench` in miniature: the warm scenario, 1 s per
 // point, against an in-process platform.
 func TestSmoke(t *testing.T) {
-	root := SourceRoot(context.Background())
+	root := srctree.Root(context.Background())
 	if root == "" {
 		t.Fatal("not in the clemmys source tree")
 	}

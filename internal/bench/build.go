@@ -10,31 +10,6 @@ import (
 	"strings"
 )
 
-const modulePath = "github.com/clemmys/clemmys"
-
-// SourceRoot returns the root of the clemmys source tree containing the
-// working directory, or "" when not inside it or without a Go toolchain.
-// The bench builds its functions (and, for the unprotected scenario, a
-// second clemmys) from it.
-func SourceRoot(ctx context.Context) string {
-	if _, err := exec.LookPath("go"); err != nil {
-		return ""
-	}
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return ""
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return ""
-	}
-	b, err := os.ReadFile(gomod)
-	if err != nil || !bytes.Contains(b, []byte("module "+modulePath+"\n")) {
-		return ""
-	}
-	return filepath.Dir(gomod)
-}
-
 // goBuild runs `go build -trimpath [-tags TAGS] -o out pkg` in root.
 func goBuild(ctx context.Context, root, out, pkg, tags string, env ...string) error {
 	args := []string{"build", "-trimpath", "-buildvcs=false"}

@@ -42,6 +42,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/clemmys/clemmys/internal/srctree"
 )
 
 // Namespace is the catalog's namespace, PackageName its package.
@@ -347,7 +349,7 @@ func buildModules(ctx context.Context, o Options, dir, version string) (map[stri
 	}
 	root := o.ModuleRoot
 	if root == "" {
-		root = moduleRoot(ctx)
+		root = srctree.Root(ctx)
 	}
 	goTool, err := exec.LookPath("go")
 	if root == "" || err != nil {
@@ -408,24 +410,6 @@ func readModules(dir string) (map[string][]byte, error) {
 		m[a.Name] = b
 	}
 	return m, nil
-}
-
-// moduleRoot is the root of the clemmys source tree containing the working
-// directory, or "" (as cli's enclave lookup does).
-func moduleRoot(ctx context.Context) string {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return ""
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return ""
-	}
-	b, err := os.ReadFile(gomod)
-	if err != nil || !bytes.Contains(b, []byte("module github.com/clemmys/clemmys\n")) {
-		return ""
-	}
-	return filepath.Dir(gomod)
 }
 
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/clemmys/clemmys/internal/srctree"
 )
 
 const enclaveBinary = "clemmys-enclave"
@@ -81,26 +83,14 @@ func checkExec(path, how string) (string, string, error) {
 }
 
 // moduleRoot returns the root of the clemmys source tree containing the
-// working directory, or "" when not inside it or when no Go toolchain is
-// available.
+// working directory if it has the runtime's command, or "".
 func moduleRoot(ctx context.Context) string {
-	if _, err := exec.LookPath("go"); err != nil {
+	root := srctree.Root(ctx)
+	if root == "" {
 		return ""
 	}
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(root, "cmd", enclaveBinary)); err != nil {
 		return ""
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return ""
-	}
-	b, err := os.ReadFile(gomod)
-	if err != nil || !bytes.Contains(b, []byte("module github.com/clemmys/clemmys\n")) {
-		return ""
-	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(gomod), "cmd", enclaveBinary)); err != nil {
-		return ""
-	}
-	return filepath.Dir(gomod)
+	return root
 }
