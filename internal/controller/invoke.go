@@ -60,8 +60,9 @@ func recordNamespace(req *wire.InvokeRequest) string {
 	return req.Namespace
 }
 
-// single returns the activation of a plain invocation of action act.
-func single(req *wire.InvokeRequest, act *wire.Action, received time.Time) *activation {
+// invoked returns the activation of the invocation req of the stored
+// action act (of kind kindWasm or wire.KindSequence), received then.
+func invoked(req *wire.InvokeRequest, act *wire.Action, received time.Time, kind string) *activation {
 	a := &activation{
 		id:       req.ActivationID,
 		ns:       recordNamespace(req),
@@ -72,7 +73,7 @@ func single(req *wire.InvokeRequest, act *wire.Action, received time.Time) *acti
 		key:      store.Key(recordNamespace(req), req.ActivationID),
 		start:    received,
 		limits:   mergeLimits(req.Limits, act.Limits),
-		kind:     kindWasm,
+		kind:     kind,
 		envelope: req.Envelope,
 	}
 	if a.version == "" {
@@ -126,7 +127,7 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 		if act.Kind == wire.KindSequence {
 			return nil, badRequest("sequence invoked without steps")
 		}
-		a := single(req, act, received)
+		a := invoked(req, act, received, kindWasm)
 		fid := req.FunctionID
 		if len(fid) == 0 {
 			if fid, err = functionID(act.Function); err != nil {

@@ -74,27 +74,12 @@ func (c *Controller) newSequence(req *wire.InvokeRequest, act *wire.Action, rece
 		return nil, badRequest("the action is not a sequence")
 	}
 	s := &sequence{
-		activation: &activation{
-			id:       req.ActivationID,
-			ns:       recordNamespace(req),
-			runNs:    req.Namespace,
-			name:     req.Action,
-			version:  req.Version,
-			subject:  req.Subject,
-			key:      store.Key(recordNamespace(req), req.ActivationID),
-			start:    received,
-			limits:   mergeLimits(req.Limits, act.Limits),
-			kind:     wire.KindSequence,
-			envelope: req.Envelope,
-			extra:    []wire.KeyValue{{Key: "topmost", Value: true}},
-		},
-		req:      req,
-		steps:    make([]wire.Limits, len(req.Steps)),
-		deadline: received,
+		activation: invoked(req, act, received, wire.KindSequence),
+		req:        req,
+		steps:      make([]wire.Limits, len(req.Steps)),
+		deadline:   received,
 	}
-	if s.version == "" {
-		s.version = act.Version
-	}
+	s.extra = []wire.KeyValue{{Key: "topmost", Value: true}}
 	for j, st := range req.Steps {
 		s.steps[j] = mergeLimits(st.Limits, wire.Limits{})
 		s.deadline = s.deadline.Add(time.Duration(s.steps[j].TimeoutMs)*time.Millisecond + c.cfg.ColdStartGrace)
