@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,6 +48,10 @@ func (k *stubKMS) GetPolicy(context.Context, string) (*wire.Policy, error) {
 }
 
 type fakeCtl struct {
+	// misname makes it answer a package, trigger or rule put with an
+	// entity of another name, as a lying controller may.
+	misname atomic.Bool
+
 	mu       sync.Mutex
 	clock    int64
 	packages map[string]wire.Package
@@ -303,6 +308,27 @@ func (c *fakeCtl) serve(t testing.TB, srv *bus.Server) {
 			items, n := fakePage(all, req)
 			return wire.ActionList{Actions: items, Count: n}, nil
 		},
+	}
+	for _, subject := range []string{wire.SubjectPackagePut, wire.SubjectTriggerPut, wire.SubjectRulePut} {
+		h := handlers[subject]
+		handlers[subject] = func(ctx context.Context, d []byte) (any, error) {
+			v, err := h(ctx, d)
+			if err != nil || !c.misname.Load() {
+				return v, err
+			}
+			switch e := v.(type) {
+			case wire.Package:
+				e.Name += "-other"
+				return e, nil
+			case wire.Trigger:
+				e.Name += "-other"
+				return e, nil
+			case wire.Rule:
+				e.Name += "-other"
+				return e, nil
+			}
+			return v, err
+		}
 	}
 	for subject, h := range handlers {
 		stop, err := bus.Serve(context.Background(), nc, slog.New(slog.NewTextHandler(io.Discard, nil)), subject, wire.QueueController, 0, h)

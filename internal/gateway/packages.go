@@ -236,30 +236,12 @@ func packageSummary(p *wire.Package) map[string]any {
 
 func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
 	var body packageBody
-	ns, name, overwrite, ok := g.beginPut(w, r, "package", &body)
+	p, cancel, ok := startPut(g, w, r, "package", &body, g.fetchPackage)
+	defer cancel()
 	if !ok {
 		return
 	}
-	for _, c := range []struct {
-		kvs  *[]wire.KeyValue
-		what string
-	}{{body.Parameters, "parameters"}, {body.Annotations, "annotations"}} {
-		if msg := checkKVs(c.kvs, c.what); msg != "" {
-			g.fail(w, r, http.StatusBadRequest, "%s", msg)
-			return
-		}
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	defer cancel()
-	existing, cerr := g.fetchPackage(ctx, ns, name)
-	if cerr != nil {
-		g.answer(w, r, "load package", cerr)
-		return
-	}
-	if existing != nil && !overwrite {
-		g.fail(w, r, http.StatusConflict, msgConflict)
-		return
-	}
+	ctx, ns, name, existing := p.ctx, p.ns, p.name, p.existing
 	if existing != nil && !g.packageIntact(existing) {
 		// Merging would re-tag what the controller changed.
 		g.fail(w, r, http.StatusBadGateway, msgPackageTampered)
@@ -314,13 +296,9 @@ func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
 		pkg.Parameters = sealed
 	}
 	pkg.Tag = g.packageTag(&pkg)
-	var stored wire.Package
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectPackagePut, &wire.PackagePut{Package: pkg, Overwrite: overwrite}, &stored); err != nil {
-		g.busError(w, r, "store package", err)
-		return
-	}
-	if stored.Namespace != ns || stored.Name != name {
-		g.fail(w, r, http.StatusBadGateway, "The controller answered with another package.")
+	stored, ok := p.store(g, w, r, "package", wire.SubjectPackagePut, &wire.PackagePut{Package: pkg, Overwrite: p.overwrite},
+		func(pkg *wire.Package) (string, string) { return pkg.Namespace, pkg.Name })
+	if !ok {
 		return
 	}
 	params, err := g.openParams(paramsPackage, ns, name, stored.Parameters)
@@ -329,7 +307,7 @@ func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.log.Info("package stored", "namespace", ns, "package", name, "version", stored.Version, "binding", stored.Binding != nil, "publish", stored.Publish)
-	writeJSON(w, http.StatusOK, renderPackage(&stored, params))
+	writeJSON(w, http.StatusOK, renderPackage(stored, params))
 }
 
 // getPackage answers a package with its actions and feeds (actions

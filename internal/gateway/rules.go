@@ -162,27 +162,14 @@ func (g *Gateway) checkRuleAction(ctx context.Context, caller, s string) (string
 
 func (g *Gateway) putRule(w http.ResponseWriter, r *http.Request) {
 	var body ruleBody
-	ns, name, overwrite, ok := g.beginPut(w, r, "rule", &body)
+	p, cancel, ok := startPut(g, w, r, "rule", &body, g.fetchRule)
+	defer cancel()
 	if !ok {
 		return
 	}
-	if msg := checkKVs(body.Annotations, "annotations"); msg != "" {
-		g.fail(w, r, http.StatusBadRequest, "%s", msg)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	defer cancel()
-	existing, cerr := g.fetchRule(ctx, ns, name)
-	if cerr != nil {
-		g.answer(w, r, "load rule", cerr)
-		return
-	}
-	if existing != nil && !overwrite {
-		g.fail(w, r, http.StatusConflict, msgConflict)
-		return
-	}
+	ctx, ns, name := p.ctx, p.ns, p.name
 	rl := wire.Rule{Namespace: ns, Name: name, Status: wire.RuleActive}
-	if existing != nil {
+	if existing := p.existing; existing != nil {
 		rl.Publish, rl.Annotations, rl.Trigger, rl.Action, rl.Status = existing.Publish, existing.Annotations, existing.Trigger, existing.Action, existing.Status
 		if rl.Status != wire.RuleInactive {
 			rl.Status = wire.RuleActive
@@ -208,6 +195,7 @@ func (g *Gateway) putRule(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, msgRuleAction)
 		return
 	}
+	var cerr *chainError
 	if rl.Trigger, cerr = g.checkRuleTrigger(ctx, ns, rl.Trigger); cerr != nil {
 		g.answer(w, r, "check rule trigger", cerr)
 		return
@@ -217,17 +205,13 @@ func (g *Gateway) putRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rl.Tag = g.ruleTag(&rl)
-	var stored wire.Rule
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectRulePut, &wire.RulePut{Rule: rl, Overwrite: overwrite}, &stored); err != nil {
-		g.busError(w, r, "store rule", err)
-		return
-	}
-	if stored.Namespace != ns || stored.Name != name {
-		g.fail(w, r, http.StatusBadGateway, "The controller answered with another rule.")
+	stored, ok := p.store(g, w, r, "rule", wire.SubjectRulePut, &wire.RulePut{Rule: rl, Overwrite: p.overwrite},
+		func(rl *wire.Rule) (string, string) { return rl.Namespace, rl.Name })
+	if !ok {
 		return
 	}
 	g.log.Info("rule stored", "namespace", ns, "rule", name, "trigger", stored.Trigger, "action", stored.Action, "status", stored.Status)
-	writeJSON(w, http.StatusOK, renderRule(&stored))
+	writeJSON(w, http.StatusOK, renderRule(stored))
 }
 
 // ruleRef sends the request's rule reference to a controller subject and

@@ -115,3 +115,25 @@ func TestRuleErrors(t *testing.T) {
 		e.must(403, e.guest, m, "/api/v1/namespaces/alice/rules/r", nil)
 	}
 }
+
+// A controller that answers a put with another entity than the one put is
+// refused, for each kind of entity.
+func TestPutAnsweredWithAnother(t *testing.T) {
+	e := newEntEnv(t)
+	e.must(200, e.guest, "PUT", trigPath+"t", nil)
+	e.ctl.addAction("guest", "a")
+	e.ctl.misname.Store(true)
+	for _, tc := range []struct {
+		kind, path string
+		body       any
+	}{
+		{"package", pkgPath + "p", nil},
+		{"trigger", trigPath + "t2", nil},
+		{"rule", rulePath + "r", map[string]any{"trigger": "t", "action": "a"}},
+	} {
+		st, body, _ := e.do(e.guest, "PUT", tc.path, tc.body)
+		if want := "The controller answered with another " + tc.kind + "."; st != 502 || !strings.Contains(compact(body), want) {
+			t.Errorf("%s: %d %s, want 502 %q", tc.kind, st, compact(body), want)
+		}
+	}
+}

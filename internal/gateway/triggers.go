@@ -71,31 +71,14 @@ func (g *Gateway) fetchTrigger(ctx context.Context, ns, name string) (*wire.Trig
 
 func (g *Gateway) putTrigger(w http.ResponseWriter, r *http.Request) {
 	var body triggerBody
-	ns, name, overwrite, ok := g.beginPut(w, r, "trigger", &body)
+	p, cancel, ok := startPut(g, w, r, "trigger", &body, g.fetchTrigger)
+	defer cancel()
 	if !ok {
 		return
 	}
-	if msg := checkKVs(body.Parameters, "parameters"); msg != "" {
-		g.fail(w, r, http.StatusBadRequest, "%s", msg)
-		return
-	}
-	if msg := checkKVs(body.Annotations, "annotations"); msg != "" {
-		g.fail(w, r, http.StatusBadRequest, "%s", msg)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
-	defer cancel()
-	existing, cerr := g.fetchTrigger(ctx, ns, name)
-	if cerr != nil {
-		g.answer(w, r, "load trigger", cerr)
-		return
-	}
-	if existing != nil && !overwrite {
-		g.fail(w, r, http.StatusConflict, msgConflict)
-		return
-	}
+	ns, name := p.ns, p.name
 	t := wire.Trigger{Namespace: ns, Name: name}
-	if existing != nil {
+	if existing := p.existing; existing != nil {
 		t.Publish, t.Annotations, t.Parameters = existing.Publish, existing.Annotations, existing.Parameters
 	}
 	if body.Publish != nil {
@@ -111,13 +94,9 @@ func (g *Gateway) putTrigger(w http.ResponseWriter, r *http.Request) {
 		}
 		t.Parameters = sealed
 	}
-	var stored wire.Trigger
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectTriggerPut, &wire.TriggerPut{Trigger: t, Overwrite: overwrite}, &stored); err != nil {
-		g.busError(w, r, "store trigger", err)
-		return
-	}
-	if stored.Namespace != ns || stored.Name != name {
-		g.fail(w, r, http.StatusBadGateway, "The controller answered with another trigger.")
+	stored, ok := p.store(g, w, r, "trigger", wire.SubjectTriggerPut, &wire.TriggerPut{Trigger: t, Overwrite: p.overwrite},
+		func(t *wire.Trigger) (string, string) { return t.Namespace, t.Name })
+	if !ok {
 		return
 	}
 	params, err := g.openParams(paramsTrigger, ns, name, stored.Parameters)
@@ -126,7 +105,7 @@ func (g *Gateway) putTrigger(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.log.Info("trigger stored", "namespace", ns, "trigger", name, "version", stored.Version)
-	writeJSON(w, http.StatusOK, renderTrigger(&stored, params))
+	writeJSON(w, http.StatusOK, renderTrigger(stored, params))
 }
 
 // getTrigger answers a trigger with its rules:
