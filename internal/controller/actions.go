@@ -96,9 +96,6 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 	} else {
 		newRev, err = c.actions.Update(ctx, key, value, rev)
 	}
-	if err == nil {
-		c.revs.observe(key, newRev, false) // before the watch brings it
-	}
 	if err != nil {
 		// Remove the code just stored, unless the action that won the race
 		// uses it too (a retried put of the same function version).
@@ -113,6 +110,7 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 		}
 		return nil, fmt.Errorf("controller: store action: %w", err)
 	}
+	c.revs.observe(key, newRev, false) // before the watch brings it
 	if prevObj != "" && prevObj != obj {
 		c.deleteCode(ctx, prevObj)
 	}
@@ -168,7 +166,7 @@ func (c *Controller) handleActionDelete(ctx context.Context, data []byte) (any, 
 		}
 		return nil, fmt.Errorf("controller: delete action: %w", err)
 	}
-	c.revs.observe(key, rev+1, true) // the deletion marker comes after rev
+	c.revs.observeDeleted(key, rev)
 	if obj := codeObject(a); obj != "" {
 		c.deleteCode(ctx, obj)
 	}

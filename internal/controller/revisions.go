@@ -76,9 +76,8 @@ func (r *revisions) watch(ctx context.Context, kv jetstream.KeyValue) (stop func
 }
 
 // observe records that key is at rev (deleted at rev if deleted), from the
-// watch or from the controller's own writes (a deletion at the least
-// revision its marker can have). Older revisions than the one known are
-// ignored.
+// watch or from the controller's own writes. Older revisions than the one
+// known are ignored.
 func (r *revisions) observe(key string, rev uint64, deleted bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -91,6 +90,10 @@ func (r *revisions) observe(key string, rev uint64, deleted bool) {
 	}
 	r.revs[key] = revision{rev: rev, deleted: deleted}
 }
+
+// observeDeleted records the controller's own deletion of key, which was
+// at revision rev: its deletion marker has a later revision.
+func (r *revisions) observeDeleted(key string, rev uint64) { r.observe(key, rev+1, true) }
 
 // remember keeps a, read from the store at revision rev of key, if that
 // is the revision known to be current.
@@ -116,21 +119,22 @@ func (r *revisions) remember(key string, rev uint64, a *wire.Action) {
 // action returns the cached entity of key if key is known to be at
 // revision rev. The caller must not modify it.
 func (r *revisions) action(key string, rev uint64) (*wire.Action, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	got, ok := r.revs[key]
-	if !r.ready || !ok || got.deleted || got.rev != rev || got.action == nil {
-		return nil, false
-	}
-	return got.action, true
+	got, ok := r.at(key, rev)
+	return got.action, ok && got.action != nil
 }
 
 // current reports whether key is known to be at revision rev.
 func (r *revisions) current(key string, rev uint64) bool {
+	_, ok := r.at(key, rev)
+	return ok
+}
+
+// at returns what is known of key if key is known to be at revision rev.
+func (r *revisions) at(key string, rev uint64) (revision, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	got, ok := r.revs[key]
-	return r.ready && ok && !got.deleted && got.rev == rev
+	return got, r.ready && ok && !got.deleted && got.rev == rev
 }
 
 // latest returns the latest revision known for key, 0 if none or deleted.
