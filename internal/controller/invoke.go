@@ -145,8 +145,7 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}
 	// Reserve the id: a running record (End 0) is created atomically, so a
 	// duplicate id is refused even while the first activation runs.
-	err = c.reserve(sctx, key, running)
-	if err != nil {
+	if err := c.reserve(sctx, key, running); err != nil {
 		if !req.Blocking {
 			c.wg.Done()
 		}
