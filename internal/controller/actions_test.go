@@ -314,7 +314,6 @@ func TestActionList(t *testing.T) {
 		{},
 		{Namespace: "gu est "},
 		{Namespace: "guest", Skip: -1},
-		{Namespace: "guest", Skip: maxListSkip + 1},
 		{Namespace: "guest", Limit: -1},
 		{Namespace: "guest", Name: "a/b/c"},
 	} {

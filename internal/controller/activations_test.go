@@ -1,9 +1,13 @@
 package controller
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/store"
@@ -77,7 +81,6 @@ func TestActivationList(t *testing.T) {
 		{Namespace: "guest", Name: "a/b/c"},
 		{Namespace: "guest", Skip: -1},
 		{Namespace: "guest", Limit: -5},
-		{Namespace: "guest", Skip: maxListSkip + 1},
 	} {
 		_, err := call[wire.ActivationList](e, wire.SubjectActivationList, req)
 		wantCode(t, err, wire.CodeBadRequest)
@@ -196,5 +199,122 @@ func TestTimeoutOf(t *testing.T) {
 		if got := timeoutOf(tc.anns); got != tc.want {
 			t.Errorf("timeoutOf(%v) = %d, want %d", tc.anns, got, tc.want)
 		}
+	}
+}
+
+// putRecords stores n complete records of ns directly (as a gateway's
+// trigger records are), starting at start, one millisecond apart, and
+// returns their ids in order.
+func putRecords(t testing.TB, kv jetstream.KeyValue, ns string, n int, start int64) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range n {
+		id := newID()
+		ids[i] = id
+		b, err := bus.Marshal(&wire.Activation{ActivationID: id, Namespace: ns, Name: "tick",
+			Start: start + int64(i), End: start + int64(i) + 1, Status: wire.StatusSuccess})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Create(context.Background(), store.Key(ns, id), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids
+}
+
+// TestActivationListCost: a listing of the newest N reads O(N) records,
+// not all of the namespace's (a listing used to read every record: seconds
+// at 100k), and a count reads none.
+func TestActivationListCost(t *testing.T) {
+	e := newEnv(t)
+	const n = 3000
+	start := e.clock.Now().UnixMilli()
+	// Two namespaces interleaved in the store.
+	var guest []string
+	for i := range 6 {
+		guest = append(guest, putRecords(t, e.ctl.activations, "guest", n/6, start+int64(i*n))...)
+		putRecords(t, e.ctl.activations, "other", n/6, start+int64(i*n+n/6))
+	}
+	scanned := func() float64 { return gather(t, e)["clemmys_controller_activation_records_scanned_total"] }
+	for _, tc := range []struct{ skip, limit, maxRead int }{
+		{0, 10, 300}, // the window grows fourfold, and the newest 500 are the other namespace's
+		{0, 200, 2000},
+		{100, 10, 1000},
+		{n - 5, 10, 2 * n},
+	} {
+		before := scanned()
+		l := mustCall[wire.ActivationList](e, wire.SubjectActivationList, wire.ListRequest{Namespace: "guest", Skip: tc.skip, Limit: tc.limit})
+		read := int(scanned() - before)
+		var want []string
+		for i := len(guest) - 1 - tc.skip; i >= 0 && len(want) < tc.limit; i-- {
+			want = append(want, guest[i])
+		}
+		var got []string
+		for _, a := range l.Activations {
+			got = append(got, a.ActivationID)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("skip %d limit %d: got %d records %v..., want %d", tc.skip, tc.limit, len(got), got[:min(len(got), 3)], len(want))
+		}
+		t.Logf("skip %d limit %d: %d entries read", tc.skip, tc.limit, read)
+		if read > tc.maxRead {
+			t.Errorf("skip %d limit %d: %d entries read of %d, want at most %d", tc.skip, tc.limit, read, 2*n, tc.maxRead)
+		}
+	}
+	before := scanned()
+	l := mustCall[wire.ActivationList](e, wire.SubjectActivationList, wire.ListRequest{Namespace: "guest", Count: true})
+	if l.Count != n || scanned() != before {
+		t.Errorf("count %d (read %v entries), want %d without reading any", l.Count, scanned()-before, n)
+	}
+}
+
+// BenchmarkActivationList: the newest 30 (and a count) of a namespace
+// with 100k records, another namespace's 100k interleaved.
+//
+//	go test -run '^$' -bench ActivationList -benchtime 50x ./internal/controller/
+func BenchmarkActivationList(b *testing.B) {
+	e := newEnv(b)
+	start := e.clock.Now().UnixMilli()
+	const n = 100_000
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i += 1000 {
+		for _, ns := range []string{"guest", "other"} {
+			var futs []jetstream.PubAckFuture
+			for j := range 1000 {
+				id := newID()
+				v, _ := bus.Marshal(&wire.Activation{ActivationID: id, Namespace: ns, Name: "tick",
+					Start: start + int64(i+j), End: start + int64(i+j) + 1, Status: wire.StatusSuccess})
+				f, err := js.PublishAsync(activationsSubject(store.Key(ns, id)), v)
+				if err != nil {
+					b.Fatal(err)
+				}
+				futs = append(futs, f)
+			}
+			for _, f := range futs {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		req  wire.ListRequest
+	}{
+		{"newest30", wire.ListRequest{Namespace: "guest", Limit: 30}},
+		{"skip1000", wire.ListRequest{Namespace: "guest", Skip: 1000, Limit: 30}},
+		{"count", wire.ListRequest{Namespace: "guest", Count: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				mustCall[wire.ActivationList](e, wire.SubjectActivationList, bc.req)
+			}
+		})
 	}
 }

@@ -124,7 +124,12 @@ type Controller struct {
 	cfg         Config
 	log         *slog.Logger
 	actions     jetstream.KeyValue
+	// activations holds each activation's first record, written once when
+	// it starts (running, or complete for records made whole, such as a
+	// trigger's), in start order; records holds the complete records of
+	// those that started running. See activationlist.go.
 	activations jetstream.KeyValue
+	records     jetstream.KeyValue
 	packages    jetstream.KeyValue
 	triggers    jetstream.KeyValue
 	rules       jetstream.KeyValue
@@ -184,6 +189,10 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
+	records, err := store.KV(ctx, cfg.JS, store.BucketRecords)
+	if err != nil {
+		return nil, err
+	}
 	var entities [3]jetstream.KeyValue
 	for i, bucket := range []string{bucketPackages, bucketTriggers, bucketRules} {
 		if entities[i], err = store.KV(ctx, cfg.JS, bucket); err != nil {
@@ -199,6 +208,7 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 		log:         cfg.Log,
 		actions:     actions,
 		activations: activations,
+		records:     records,
 		packages:    entities[0],
 		triggers:    entities[1],
 		rules:       entities[2],

@@ -226,21 +226,25 @@ func (e *env) stored(ns, id string) *wire.Activation {
 	return e.storedNow(ns, id)
 }
 
-// storedNow returns the activation record at ns/id in the store now.
+// storedNow returns the activation record at ns/id in the store now: the
+// complete record if there is one, else the one written when it started.
 func (e *env) storedNow(ns, id string) *wire.Activation {
 	e.t.Helper()
-	ent, err := e.ctl.activations.Get(testCtx(e.t), store.Key(ns, id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+	for _, kv := range []jetstream.KeyValue{e.ctl.records, e.ctl.activations} {
+		ent, err := kv.Get(testCtx(e.t), store.Key(ns, id))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var a wire.Activation
+		if err := bus.Unmarshal(ent.Value(), &a); err != nil {
+			e.t.Fatal(err)
+		}
+		return &a
 	}
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var a wire.Activation
-	if err := bus.Unmarshal(ent.Value(), &a); err != nil {
-		e.t.Fatal(err)
-	}
-	return &a
+	return nil
 }
 
 // waitDone polls until the activation ns/id is complete and returns it.

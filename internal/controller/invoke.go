@@ -386,7 +386,7 @@ func (c *Controller) store(key string, rec *wire.Activation) {
 	value, err := bus.Marshal(rec)
 	if err == nil {
 		ctx, cancel := c.storeCtx()
-		_, err = c.activations.Put(ctx, key, value)
+		_, err = c.records.Put(ctx, key, value)
 		cancel()
 	}
 	if err != nil {

@@ -14,6 +14,8 @@ type metrics struct {
 	duration    prometheus.Histogram   // receipt → record complete
 	requests    *prometheus.CounterVec // bus requests by op and outcome code
 	healthyFn   prometheus.GaugeFunc   // healthy invokers
+	// recordsScanned counts activation records read by listings.
+	recordsScanned prometheus.Counter
 }
 
 func newMetrics(healthy func() int) *metrics {
@@ -54,7 +56,11 @@ func newMetrics(healthy func() int) *metrics {
 			Namespace: "clemmys", Subsystem: "controller", Name: "healthy_invokers",
 			Help: "Invokers whose last heartbeat is within the heartbeat timeout.",
 		}, func() float64 { return float64(healthy()) }),
+		recordsScanned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "activation_records_scanned_total",
+			Help: "Activation records read from the store to answer activation listings.",
+		}),
 	}
-	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn)
+	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn, m.recordsScanned)
 	return m
 }

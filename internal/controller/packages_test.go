@@ -370,7 +370,6 @@ func TestPackageList(t *testing.T) {
 		{Namespace: "gu est "},
 		{Namespace: "guest/pkg"},
 		{Namespace: "guest", Skip: -1},
-		{Namespace: "guest", Skip: maxListSkip + 1},
 		{Namespace: "guest", Limit: -1},
 		{Namespace: "guest", Name: "a/b"},
 	} {

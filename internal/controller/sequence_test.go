@@ -477,6 +477,9 @@ func TestSequenceNonBlocking(t *testing.T) {
 	if want := received.Add(2 * (time.Second + e.ctl.cfg.ColdStartGrace)).UnixMilli(); !ok || d != want || s.End != 0 {
 		t.Fatalf("running record %+v: deadline %d, want %d", s, d, want)
 	}
+	// The component's running record is written in the background, in
+	// order, while the step already runs.
+	waitFor(t, "the running record of the first component", func() bool { return e.storedNow("guest", first) != nil })
 	if c := e.stored("guest", first); c == nil || c.End != 0 || c.Cause != req.ActivationID {
 		t.Fatalf("running component %+v", c)
 	}

@@ -31,7 +31,6 @@ const (
 	defaultLogsMB       = 10
 	activationIDLen     = 32
 	maxListLimit        = 200
-	maxListSkip         = 1 << 20
 	kindWasm            = "wasm"
 	firstVersion        = "0.0.1"
 	notFoundMessage     = "The requested resource does not exist."
@@ -152,7 +151,7 @@ func normalizeLimits(l wire.Limits) (wire.Limits, error) {
 // maximum (OpenWhisk's "limit=0"), larger limits are capped at the maximum.
 // The gateway applies the default (30) when the client gave no limit.
 func page(skip, limit int) (int, int, error) {
-	if skip < 0 || skip > maxListSkip {
+	if skip < 0 {
 		return 0, 0, badRequest("skip out of range")
 	}
 	if limit < 0 {

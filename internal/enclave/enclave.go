@@ -49,6 +49,10 @@ const (
 	CodeInternal    = "internal"
 )
 
+// msgInvalidModule is the whole plaintext report of a module the runtime
+// cannot compile (see Load).
+const msgInvalidModule = "the function's code is not a module this runtime can run (its owner sees why when deploying it)"
+
 // Config configures a runtime.
 type Config struct {
 	Platform    string       // TEE platform name, e.g. "sim"
@@ -249,10 +253,23 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 	}
 	mod, err := r.engine.Compile(ctx, wasm)
 	if err != nil {
+		// Whatever leaves the runtime here is plaintext for the invoker,
+		// the controller and the stored record, and a compiler's message
+		// is derived from the code (import and export names, offsets,
+		// bytes): only a fixed category leaves, never the detail, not even
+		// in the runtime's log, which the host reads. The gateway checks
+		// modules at deploy (sandbox.Validate) and tells their owner why.
 		if errors.Is(err, sandbox.ErrInvalidModule) {
-			return nil, &ipc.Error{Code: CodeInvalidWasm, Message: err.Error()}
+			return nil, &ipc.Error{Code: CodeInvalidWasm, Message: msgInvalidModule}
 		}
-		r.cfg.Log.Error("compile failed", "function", fid, "err", err)
+		reason := "internal"
+		switch {
+		case errors.Is(err, sandbox.ErrClosed):
+			reason = "runtime closing"
+		case ctx.Err() != nil:
+			reason = "cancelled"
+		}
+		r.cfg.Log.Error("compile failed", "function", fid, "reason", reason)
 		return nil, &ipc.Error{Code: CodeInternal, Message: "compilation failed"}
 	}
 	fn := &function{

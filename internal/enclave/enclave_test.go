@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -279,6 +281,55 @@ func TestLoadRefusals(t *testing.T) {
 	if ie, ok := err.(*ipc.Error); !ok || ie.Code != CodeInvalidWasm {
 		t.Fatalf("invalid module: got %v", err)
 	}
+}
+
+// secretImportModule is a WASI command that imports SECRETMOD.SECRETFN,
+// which the sandbox does not provide: the names are the function's code.
+var secretImportModule = []byte("\x00asm\x01\x00\x00\x00" +
+	"\x01\x04\x01\x60\x00\x00" + // type 0: [] -> []
+	"\x02\x16\x01\x09SECRETMOD\x08SECRETFN\x00\x00" + // import func 0
+	"\x03\x02\x01\x00" + // func 1: type 0
+	"\x05\x03\x01\x00\x01" + // memory, min 1 page
+	"\x07\x13\x02\x06_start\x00\x01\x06memory\x02\x00" +
+	"\x0a\x04\x01\x02\x00\x0b")
+
+// TestLoadRefusalLeaksNoCode: a module the runtime cannot compile is
+// reported as a fixed category; neither the reply (plaintext for the
+// invoker and controller) nor the runtime's log (read by the host) carries
+// anything derived from the code.
+func TestLoadRefusalLeaksNoCode(t *testing.T) {
+	var logs syncBuf
+	f := newFixture(t, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})) })
+	_, err := f.load(t, "secret", "alice", secretImportModule)
+	ie, ok := err.(*ipc.Error)
+	if !ok || ie.Code != CodeInvalidWasm {
+		t.Fatalf("got %v, want an %s refusal", err, CodeInvalidWasm)
+	}
+	if ie.Message != msgInvalidModule {
+		t.Errorf("message %q, want the fixed category %q", ie.Message, msgInvalidModule)
+	}
+	for _, where := range []string{ie.Message, logs.String()} {
+		if strings.Contains(where, "SECRET") {
+			t.Errorf("code-derived names left the runtime: %q", where)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestRunawayGuests(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/sandbox"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -96,15 +97,20 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be a JSON action.")
 		return
 	}
+	var code []byte
 	if body.Exec != nil && body.Exec.Kind != kindSequence {
 		// Check the module before anything is fetched or created.
-		if _, msg := decodeModule(body.Exec); msg != "" {
+		var msg string
+		if code, msg = decodeModule(body.Exec); msg != "" {
 			g.failModule(w, r, msg)
 			return
 		}
 	}
 	if msg := checkMeta(&body); msg != "" {
 		g.fail(w, r, http.StatusBadRequest, "%s", msg)
+		return
+	}
+	if code != nil && !g.validateModule(w, r, code) {
 		return
 	}
 
@@ -155,8 +161,8 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		a.Function, a.CodeSize = prev.Function, prev.CodeSize
 		put.KeepCode = true
 	} else {
-		code, msg := decodeModule(body.Exec)
-		if msg != "" {
+		if body.Exec == nil { // a new action without exec
+			_, msg := decodeModule(nil)
 			g.failModule(w, r, msg)
 			return
 		}
@@ -170,7 +176,6 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 			g.busError(w, r, "create function version", err)
 			return
 		}
-		g.fresh.admit(rec)
 		sealed, err := envelope.SealCode(codeKey, rec.FunctionID, digest[:], code)
 		if err != nil {
 			g.log.Error("seal code", "tx", txID(r), "err", err)
@@ -187,11 +192,39 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.busError(w, r, "store action", err)
 		return
 	}
+	// Only a version that was stored is the newest: a put that lost a race
+	// with a concurrent one (409) must not make the winner look outdated.
+	g.fresh.admit(rec)
 	g.log.Info("action deployed", "namespace", ns, "action", name, "version", stored.Version,
 		"function", hex.EncodeToString(rec.FunctionID), "code_digest", hex.EncodeToString(rec.CodeDigest),
 		"code_bytes", codeBytes, "kept_code", put.KeepCode)
 	g.prewarm(ctx, ns, name, rec.FunctionID)
 	g.writeOwnAction(w, r, &stored, nil)
+}
+
+// validateModule checks code the way the enclave runtime will before it
+// compiles it (sandbox.Validate), so that a module the runtime would refuse
+// is answered 400 at deploy, to its owner, with the reason: the runtime
+// itself reports only a fixed category, because whatever it derives from
+// the code travels in plaintext through the untrusted invoker and
+// controller. It answers the request itself on failure.
+func (g *Gateway) validateModule(w http.ResponseWriter, r *http.Request, code []byte) bool {
+	if g.cfg.SkipModuleValidation {
+		return true
+	}
+	err := sandbox.Validate(r.Context(), code)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, sandbox.ErrInvalidModule):
+		// The detail names the module's imports and exports: it is for
+		// the owner, who is the one deploying it.
+		g.fail(w, r, http.StatusBadRequest, "The action code is not a valid WebAssembly function for clemmys: %s.", err.Error())
+	default:
+		g.log.Warn("validate module", "tx", txID(r), "err", err)
+		g.fail(w, r, http.StatusServiceUnavailable, "The module could not be checked now; retry the deploy.")
+	}
+	return false
 }
 
 func (g *Gateway) failModule(w http.ResponseWriter, r *http.Request, msg string) {

@@ -85,6 +85,11 @@ type Config struct {
 	Log     *slog.Logger
 	// MaxBodyBytes bounds action PUT bodies; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// SkipModuleValidation deploys wasm modules without checking that the
+	// enclave runtime can compile them (sandbox.Validate). Only tests set
+	// it, to play a module that passed an older gateway's checks but that
+	// the runtime refuses.
+	SkipModuleValidation bool
 	// MaxPayloadBytes bounds invoke bodies; default DefaultMaxPayloadBytes.
 	MaxPayloadBytes int64
 	// BlockingWait bounds a blocking invoke; default DefaultBlockingWait.

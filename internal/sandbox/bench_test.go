@@ -238,3 +238,15 @@ func BenchmarkHalt(b *testing.B) {
 	}
 	reportPercentiles(b, lat)
 }
+
+// BenchmarkValidateHello: what a deploy of the hello module pays in the
+// gateway for Validate (precheck, instrumentation, interpreter validation).
+func BenchmarkValidateHello(b *testing.B) {
+	wasm := wasmbuild.MustBuild(b, pkgHello)
+	b.SetBytes(int64(len(wasm)))
+	for b.Loop() {
+		if err := Validate(context.Background(), wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -20,6 +20,12 @@ import (
 // wasiModule is the only module a guest may import from.
 const wasiModule = wasi_snapshot_preview1.ModuleName
 
+// coreFeatures are the WebAssembly features a guest may use. Reference
+// types are off: with them a valid module can table.grow by 2^31 entries
+// and wazero allocates it all (16 GiB), killing the runtime; tables are
+// outside the memory limit. Go's wasip1 output does not need them.
+const coreFeatures = api.CoreFeaturesV2 &^ api.CoreFeatureReferenceTypes
+
 // exitCodeEngineClosed is the exit code the runtime closes guests with when
 // the Engine is closed; Run reports ErrClosed (it checks Engine.closed, so a
 // guest exiting with this code itself is not confused with it).
@@ -129,11 +135,7 @@ func NewEngineWithConfig(config Config) *Engine {
 		WithCompilationCache(cache).
 		// No WithCloseOnContextDone: the instrumentation (instrument.go)
 		// stops guests at a fraction of its cost.
-		// Reference types are off: with them a valid module can
-		// table.grow by 2^31 entries and wazero allocates it all (16 GiB),
-		// killing the runtime; tables are outside the memory limit. Go's
-		// wasip1 output does not need them.
-		WithCoreFeatures(api.CoreFeaturesV2 &^ api.CoreFeatureReferenceTypes).
+		WithCoreFeatures(coreFeatures).
 		// Untrusted DWARF is not parsed; trap traces lose source lines.
 		WithDebugInfoEnabled(false)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
@@ -226,7 +228,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	}
 	// wazero's decoder allocates from counts in the module before reading
 	// what they count; precheck makes sure they are bounded by its size.
-	if err := precheck(wasm); err != nil {
+	if err := precheckCommand(wasm); err != nil {
 		return nil, err
 	}
 	digest := sha256.Sum256(wasm)
@@ -281,7 +283,7 @@ func (e *Engine) compile(ctx context.Context, c *compiled, wasm []byte) {
 		c.err = fmt.Errorf("%w: %v", ErrInvalidModule, err)
 		return
 	}
-	minPages, err := e.validate(mod, c)
+	minPages, err := validate(mod, c, e.wasi)
 	if err != nil {
 		_ = mod.Close(ctx)
 		c.err = fmt.Errorf("%w: %v", ErrInvalidModule, err)
@@ -320,10 +322,10 @@ func (e *Engine) release(ctx context.Context, c *compiled) {
 // internalCompilerError is the message for a recovered compiler panic.
 const internalCompilerError = "internal compiler error"
 
-// validate checks that compiled is a WASI command module this Engine can
-// run, records its calling convention in c and returns its initial memory
-// size in pages.
-func (e *Engine) validate(cm wazero.CompiledModule, c *compiled) (uint32, error) {
+// validate checks that compiled is a WASI command module an Engine can
+// run with the host functions wasi, records its calling convention in c and
+// returns its initial memory size in pages.
+func validate(cm wazero.CompiledModule, c *compiled, wasi map[string]api.FunctionDefinition) (uint32, error) {
 	start, ok := cm.ExportedFunctions()["_start"]
 	if !ok {
 		return 0, errors.New(`not a WASI command module: no exported function "_start" (reactor modules are not supported)`)
@@ -357,7 +359,7 @@ func (e *Engine) validate(cm wazero.CompiledModule, c *compiled) (uint32, error)
 		if module != wasiModule {
 			return 0, fmt.Errorf("import %q from module %q: only %q is available", name, module, wasiModule)
 		}
-		host, ok := e.wasi[name]
+		host, ok := wasi[name]
 		if !ok {
 			return 0, fmt.Errorf("import %s.%s: no such function", module, name)
 		}

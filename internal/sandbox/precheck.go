@@ -26,15 +26,35 @@ import (
 // still decodes and validates everything it accepts. It is a pure function
 // of wasm; the error wraps ErrInvalidModule and says what is wrong where.
 func precheck(wasm []byte) error {
+	_, err := prechecked(wasm)
+	return err
+}
+
+// precheckCommand is precheck plus what the sandbox cannot provide and
+// wazero's API does not show after compilation: a module importing a
+// table, a global or a tag cannot be instantiated (WASI provides only
+// functions), so it is refused before it is compiled.
+func precheckCommand(wasm []byte) error {
+	p, err := prechecked(wasm)
+	if err != nil {
+		return err
+	}
+	if p.otherImport != "" {
+		return fmt.Errorf("%w: it imports a %s: the sandbox provides only functions of %q", ErrInvalidModule, p.otherImport, wasiModule)
+	}
+	return nil
+}
+
+func prechecked(wasm []byte) (*prechecker, error) {
 	if len(wasm) < 4 || string(wasm[:4]) != "\x00asm" {
-		return fmt.Errorf("%w: not a WebAssembly binary (bad magic number)", ErrInvalidModule)
+		return nil, fmt.Errorf("%w: not a WebAssembly binary (bad magic number)", ErrInvalidModule)
 	}
 	if len(wasm) < 8 || string(wasm[4:8]) != "\x01\x00\x00\x00" {
-		return fmt.Errorf("%w: unsupported WebAssembly binary version (want 1)", ErrInvalidModule)
+		return nil, fmt.Errorf("%w: unsupported WebAssembly binary version (want 1)", ErrInvalidModule)
 	}
 	p := &prechecker{r: reader{b: wasm, pos: 8, end: len(wasm)}}
 	p.module()
-	return p.r.err
+	return p, p.r.err
 }
 
 // Limits enforced by precheck. The first group are the JS API's.
@@ -277,6 +297,9 @@ type prechecker struct {
 	tags      uint64
 	tableSize uint64 // initial sizes of all tables
 	locals    uint64 // declared locals of all functions
+	// otherImport is the kind of the first import that is neither a
+	// function nor a memory ("table", "global", "tag"), if any.
+	otherImport string
 }
 
 func (p *prechecker) module() {
@@ -333,6 +356,7 @@ func (p *prechecker) section(id byte) {
 				p.addFunctions(1)
 			case kindTable:
 				p.tableType()
+				p.noteImport("table")
 			case kindMemory:
 				p.addMemories(1)
 				p.limits()
@@ -340,10 +364,12 @@ func (p *prechecker) section(id byte) {
 				p.valType()
 				r.u8()
 				p.addGlobals(1)
+				p.noteImport("global")
 			case kindTag:
 				r.u8()
 				r.u32()
 				p.addTags(1)
+				p.noteImport("tag")
 			default:
 				r.failf("invalid import kind 0x%x", kind)
 			}
@@ -651,6 +677,12 @@ func (p *prechecker) nameMap(what string) {
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.u32()
 		r.name("name")
+	}
+}
+
+func (p *prechecker) noteImport(kind string) {
+	if p.otherImport == "" {
+		p.otherImport = kind
 	}
 }
 

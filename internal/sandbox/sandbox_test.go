@@ -379,6 +379,11 @@ func TestCompileInvalid(t *testing.T) {
 		{"import from env", withImport("env", "f", funcType{}), `module "env"`},
 		{"unknown wasi function", withImport("wasi_snapshot_preview1", "no_such_fn", funcType{}), "no such function"},
 		{"wrong wasi signature", withImport("wasi_snapshot_preview1", "proc_exit", funcType{params: []valType{i32, i32}}), "signature"},
+		{"imported global", func() []byte {
+			m := command(nil)
+			m.imports = []wasmImport{{module: "wasi_snapshot_preview1", name: "g", kind: 3, desc: []byte{i32, 0x00}}}
+			return m.bytes()
+		}(), "global"},
 		{"imported memory", func() []byte {
 			m := command(nil)
 			m.memory = nil
@@ -402,6 +407,11 @@ func TestCompileInvalid(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("error %q does not mention %q", err, tt.wantMsg)
+			}
+			// What the gateway checks at deploy refuses it too.
+			verr := Validate(context.Background(), tt.wasm)
+			if !errors.Is(verr, ErrInvalidModule) || !strings.Contains(verr.Error(), tt.wantMsg) {
+				t.Errorf("Validate error = %v, want ErrInvalidModule mentioning %q", verr, tt.wantMsg)
 			}
 		})
 	}

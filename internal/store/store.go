@@ -16,7 +16,8 @@ import (
 // Buckets.
 const (
 	BucketActions     = "clemmys_actions"     // controller: action entities
-	BucketActivations = "clemmys_activations" // controller: activation records
+	BucketActivations = "clemmys_activations" // controller: activations as they start (running records, or complete ones made whole)
+	BucketRecords     = "clemmys_records"     // controller: complete records of activations that started running
 	BucketAuth        = "clemmys_auth"        // gateway: credentials (hashed, MACed)
 	BucketKMS         = "clemmys_kms"         // kms: sealed state
 	ObjectsCode       = "clemmys_code"        // controller: sealed wasm modules
