@@ -121,9 +121,9 @@ type Interceptor func(ctx context.Context, d Dispatch, send func(context.Context
 
 // Controller serves the controller subjects of package wire.
 type Controller struct {
-	cfg         Config
-	log         *slog.Logger
-	actions     jetstream.KeyValue
+	cfg     Config
+	log     *slog.Logger
+	actions jetstream.KeyValue
 	// activations holds each activation's first record, written once when
 	// it starts (running, or complete for records made whole, such as a
 	// trigger's), in start order; records holds the complete records of

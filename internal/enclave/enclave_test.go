@@ -299,7 +299,9 @@ var secretImportModule = []byte("\x00asm\x01\x00\x00\x00" +
 // anything derived from the code.
 func TestLoadRefusalLeaksNoCode(t *testing.T) {
 	var logs syncBuf
-	f := newFixture(t, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})) })
+	f := newFixture(t, func(c *Config) {
+		c.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	_, err := f.load(t, "secret", "alice", secretImportModule)
 	ie, ok := err.(*ipc.Error)
 	if !ok || ie.Code != CodeInvalidWasm {
