@@ -119,7 +119,12 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
 	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
 	verbose := fs.Bool("v", false, "debug logging")
+	th := throttleFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := th.check(); err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 2
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
@@ -146,6 +151,8 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	p, err := platform.Start(startCtx, platform.Config{
 		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log,
+		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
+		FiresPerMinute: th.config(th.fires),
 	})
 	cancel()
 	if err != nil {

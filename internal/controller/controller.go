@@ -70,6 +70,7 @@ import (
 // Defaults.
 const (
 	DefaultHeartbeatTimeout = 5 * time.Second
+	DefaultInvokerWait      = 3 * time.Second
 	DefaultColdStartGrace   = 60 * time.Second
 	DefaultStopGrace        = 10 * time.Second
 
@@ -87,6 +88,10 @@ type Config struct {
 	// HeartbeatTimeout: an invoker is considered down after this long
 	// without a heartbeat. Default 5 s.
 	HeartbeatTimeout time.Duration
+	// InvokerWait is how long an activation that finds no healthy invoker
+	// waits for one to announce itself before it fails as no_invoker
+	// (invokers heartbeat every second). Default 3 s; negative: no wait.
+	InvokerWait time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// ColdStartGrace is added to an action's time limit to bound the call to
@@ -168,6 +173,9 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.InvokerWait == 0 {
+		cfg.InvokerWait = DefaultInvokerWait
 	}
 	if cfg.HeartbeatTimeout <= 0 {
 		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout

@@ -84,6 +84,9 @@ func newEnvStarted(t testing.TB, start bool, opts ...func(*Config)) *env {
 		Conn: cnc, JS: js, Log: testLog(t), Now: e.clock.Now,
 		ColdStartGrace: 2 * time.Second,
 		StopGrace:      5 * time.Second,
+		// The tests of a missing invoker do not wait for one (see
+		// TestInvokeWaitsForAnInvoker).
+		InvokerWait: -1,
 	}
 	for _, o := range opts {
 		o(&cfg)

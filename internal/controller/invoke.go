@@ -336,6 +336,11 @@ func (c *Controller) send(ctx context.Context, run *wire.RunRequest, timeout tim
 	tried := map[string]bool{}
 	for range maxDispatchAttempts {
 		id, ok := c.sched.pick(run.Namespace, tried)
+		if !ok && len(tried) == 0 && c.cfg.InvokerWait > 0 && c.sched.waitHealthy(ctx, c.cfg.InvokerWait) {
+			// None was healthy (this controller just started, or every
+			// invoker missed a heartbeat): one is now.
+			id, ok = c.sched.pick(run.Namespace, tried)
+		}
 		if !ok {
 			break
 		}

@@ -215,6 +215,30 @@ func TestInvokeDuplicateID(t *testing.T) {
 	}
 }
 
+// TestInvokeWaitsForAnInvoker: an activation that arrives before any
+// invoker announced itself (a platform starting) waits for one, within
+// InvokerWait, instead of failing at once as no_invoker.
+func TestInvokeWaitsForAnInvoker(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.InvokerWait = time.Minute })
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	req := invokeReq("guest", "hello")
+	done := make(chan *wire.Activation, 1)
+	go func() {
+		a, err := call[wire.Activation](e, wire.SubjectInvoke, req)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	waitFor(t, "the activation to wait for an invoker", func() bool {
+		return e.ctl.sched.waiting.Load() > 0
+	})
+	e.startInvoker("inv0", succeed(e))
+	if a := <-done; a == nil || a.Status != wire.StatusSuccess {
+		t.Fatalf("record %+v", a)
+	}
+}
+
 func TestInvokeNoInvoker(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.HeartbeatTimeout = time.Second })
 	e.put(actionPut(t, "guest", "hello", "f1"))

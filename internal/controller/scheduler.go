@@ -1,9 +1,11 @@
 package controller
 
 import (
+	"context"
 	"hash/fnv"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clemmys/clemmys/internal/wire"
@@ -41,10 +43,38 @@ type scheduler struct {
 
 	mu       sync.Mutex
 	invokers map[string]*invokerState
+	// up is closed (and replaced) when an invoker becomes healthy.
+	up chan struct{}
+	// waiting counts the activations in waitHealthy (for tests).
+	waiting atomic.Int32
 }
 
 func newScheduler(now func() time.Time, timeout time.Duration) *scheduler {
-	return &scheduler{now: now, timeout: timeout, invokers: map[string]*invokerState{}}
+	return &scheduler{now: now, timeout: timeout, invokers: map[string]*invokerState{}, up: make(chan struct{})}
+}
+
+// waitHealthy waits until an invoker becomes healthy (a heartbeat from one
+// that was not), for at most d or until ctx ends, and reports whether one
+// did. A controller that just started, or whose invokers all missed a
+// heartbeat, waits this way instead of failing the activation at once.
+func (s *scheduler) waitHealthy(ctx context.Context, d time.Duration) bool {
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	if s.healthy() > 0 {
+		return true
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-up:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return s.healthy() > 0
 }
 
 // heartbeat records hb. It reports false if hb was refused.
@@ -66,9 +96,14 @@ func (s *scheduler) heartbeat(hb wire.Heartbeat) bool {
 		st = &invokerState{}
 		s.invokers[hb.InvokerID] = st
 	}
+	wasHealthy := s.isHealthy(st, now)
 	st.capacity = min(max(hb.Capacity, 1), maxReported)
 	st.inFlight = min(max(hb.InFlight, 0), maxReported)
 	st.lastSeen = now
+	if !wasHealthy {
+		close(s.up)
+		s.up = make(chan struct{})
+	}
 	return true
 }
 

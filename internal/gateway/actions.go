@@ -244,27 +244,10 @@ func checkMeta(body *actionBody) string {
 	if _, msg := checkLimits(body.Limits); msg != "" {
 		return msg
 	}
-	if body.Annotations != nil {
-		if len(*body.Annotations) > 256 {
-			return "Too many annotations."
-		}
-		for _, kv := range *body.Annotations {
-			if kv.Key == "" {
-				return "Annotation keys may not be empty."
-			}
-		}
+	if msg := checkKVs(body.Annotations, "annotations"); msg != "" {
+		return msg
 	}
-	if body.Parameters != nil {
-		if len(*body.Parameters) > 1000 {
-			return "Too many parameters."
-		}
-		for _, kv := range *body.Parameters {
-			if kv.Key == "" {
-				return "Parameter keys may not be empty."
-			}
-		}
-	}
-	return ""
+	return checkKVs(body.Parameters, "parameters")
 }
 
 // mergeMeta returns the entity's metadata: the body's, over prev's where
@@ -528,8 +511,9 @@ func (g *Gateway) listActions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// paging parses skip and limit (default 30, 0 = 200; OpenWhisk refuses
-// more than 200, a negative skip and non-integers with 400).
+// paging parses skip and limit (default 30, 0 = 200; OpenWhisk refuses a
+// limit over 200, a negative skip and non-integers with 400; any skip
+// goes).
 func (g *Gateway) paging(w http.ResponseWriter, r *http.Request) (skip, limit int, ok bool) {
 	collection := "the collection"
 	if parts := strings.Split(r.URL.Path, "/"); len(parts) > 5 && parts[5] != "" {
@@ -549,6 +533,8 @@ func (g *Gateway) paging(w http.ResponseWriter, r *http.Request) (skip, limit in
 		case n < 0 && name == "skip":
 			g.fail(w, r, http.StatusBadRequest, "The value %d of %s is not greater than or equal to 0 for %s.", n, name, collection)
 			return 0, false
+		case name == "skip":
+			// Any skip, as in OpenWhisk: past the end the page is empty.
 		case n < 0 || n > maxListLimit:
 			g.fail(w, r, http.StatusBadRequest, "The value %d of %s is not in the range of 0 to %d for %s.", n, name, maxListLimit, collection)
 			return 0, false

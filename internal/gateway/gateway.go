@@ -90,6 +90,9 @@ type Config struct {
 	// it, to play a module that passed an older gateway's checks but that
 	// the runtime refuses.
 	SkipModuleValidation bool
+	// StepPrewarmInterval is how long the gateway waits before asking
+	// again for the same later sequence step to be prewarmed; default 10 s.
+	StepPrewarmInterval time.Duration
 	// MaxPayloadBytes bounds invoke bodies; default DefaultMaxPayloadBytes.
 	MaxPayloadBytes int64
 	// BlockingWait bounds a blocking invoke; default DefaultBlockingWait.
@@ -190,6 +193,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.StepPrewarmInterval <= 0 {
+		cfg.StepPrewarmInterval = stepPrewarmInterval
+	}
 	g := &Gateway{
 		cfg:     cfg,
 		log:     cfg.Log,
@@ -205,6 +211,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		metrics: newMetrics(),
 	}
 	g.sessions = envelope.NewSessions(envelope.SessionConfig{})
+	g.stepPrewarms.interval = cfg.StepPrewarmInterval
 	g.handler = g.routes()
 	return g, nil
 }

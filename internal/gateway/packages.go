@@ -49,8 +49,10 @@ const (
 	// maxEntityBodyBytes bounds the body of a package, trigger or rule
 	// PUT: default parameters (at most maxParamsBytes) and annotations.
 	maxEntityBodyBytes = maxParamsBytes + 256<<10
-	// maxKVs bounds the number of parameters or annotations of an entity.
-	maxKVs = 256
+	// maxKVs bounds the number of annotations of an entity (as the
+	// controller does), maxParams the number of its parameters.
+	maxKVs    = 256
+	maxParams = 1000
 )
 
 // packageBody is the JSON body of PUT .../packages/{name}. Omitted fields
@@ -82,23 +84,6 @@ func (g *Gateway) decodeEntity(w http.ResponseWriter, r *http.Request, v any, wh
 		return false
 	}
 	return true
-}
-
-// checkKVs validates parameters or annotations; it returns a message for
-// the client, or "".
-func checkKVs(kvs *[]wire.KeyValue, what string) string {
-	if kvs == nil {
-		return ""
-	}
-	if len(*kvs) > maxKVs {
-		return "Too many " + what + "."
-	}
-	for _, kv := range *kvs {
-		if kv.Key == "" || len(kv.Key) > maxEntityName {
-			return "Every one of the " + what + " must have a key of 1 to 256 characters."
-		}
-	}
-	return ""
 }
 
 // sealEntityParams seals the default parameters of an entity; it answers

@@ -35,7 +35,7 @@ func (g *Gateway) prewarm(ctx context.Context, ns, action string, fid []byte) {
 	g.log.Debug("prewarm", "namespace", ns, "action", action, "invoker", rep.InvokerID, "loaded", rep.Loaded)
 }
 
-// stepPrewarmInterval is how long after asking for a sequence step's
+// stepPrewarmInterval is the default of Config.StepPrewarmInterval: how long after asking for a sequence step's
 // function to be prewarmed the gateway asks again: a warm sequence invoked
 // back to back would otherwise cost two bus round trips per later step and
 // invocation, for functions that are loaded already. Asking again now and
@@ -48,13 +48,16 @@ const maxPrewarmMemory = 4096
 
 // stepPrewarms remembers when each function (by id) was last prewarmed as
 // a later sequence step.
-type stepPrewarms struct{ last boundedMap[string, time.Time] }
+type stepPrewarms struct {
+	interval time.Duration
+	last     boundedMap[string, time.Time]
+}
 
 // due reports whether function fid should be prewarmed now, and if so
 // records that it is.
 func (p *stepPrewarms) due(fid []byte, now time.Time) bool {
 	return p.last.update(string(fid), maxPrewarmMemory, func(t time.Time, ok bool) (time.Time, bool) {
-		return now, !ok || now.Sub(t) >= stepPrewarmInterval
+		return now, !ok || now.Sub(t) >= p.interval
 	})
 }
 

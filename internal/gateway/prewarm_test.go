@@ -28,7 +28,7 @@ func TestPrewarmRequests(t *testing.T) {
 	var clockMu sync.Mutex
 	clock := time.Unix(1700000000, 0)
 	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
-	g := &Gateway{cfg: Config{Conn: nc, Now: now}, log: log}
+	g := &Gateway{cfg: Config{Conn: nc, Now: now}, log: log, stepPrewarms: stepPrewarms{interval: stepPrewarmInterval}}
 
 	// Nobody serves prewarms: a deploy's prewarm fails quietly.
 	g.prewarm(context.Background(), "guest", "hello", []byte("f0"))

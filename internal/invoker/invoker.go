@@ -176,6 +176,12 @@ func (iv *Invoker) Start(ctx context.Context) error {
 	if iv.cfg.PoolSize <= 0 || !iv.addSpare(p) {
 		p.stop(time.Second)
 	}
+	// The first heartbeat is on the server when Start returns, so a
+	// controller already running counts this invoker at once.
+	iv.beat()
+	if err := iv.cfg.Conn.Flush(); err != nil {
+		iv.log.Warn("heartbeat", "err", err)
+	}
 	iv.wg.Add(1)
 	go iv.heartbeat()
 	if iv.cfg.PoolSize > 0 {
@@ -248,16 +254,21 @@ func (iv *Invoker) heartbeat() {
 	t := time.NewTicker(iv.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
-		hb := wire.Heartbeat{InvokerID: iv.cfg.ID, Capacity: iv.cfg.Capacity, InFlight: len(iv.sem), Time: time.Now().UnixMilli()}
-		if b, err := bus.Marshal(hb); err == nil {
-			if err := iv.cfg.Conn.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
-				iv.log.Warn("heartbeat", "err", err)
-			}
-		}
 		select {
 		case <-iv.stopBeat:
 			return
 		case <-t.C:
+		}
+		iv.beat()
+	}
+}
+
+// beat publishes one heartbeat.
+func (iv *Invoker) beat() {
+	hb := wire.Heartbeat{InvokerID: iv.cfg.ID, Capacity: iv.cfg.Capacity, InFlight: len(iv.sem), Time: time.Now().UnixMilli()}
+	if b, err := bus.Marshal(hb); err == nil {
+		if err := iv.cfg.Conn.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
+			iv.log.Warn("heartbeat", "err", err)
 		}
 	}
 }
@@ -598,7 +609,7 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	}, &rel); err != nil {
 		return fmt.Errorf("kms release: %w", err)
 	}
-	obj, err := iv.code.GetBytes(ctx, hex.EncodeToString(fid))
+	obj, err := fetchCode(ctx, iv.code, hex.EncodeToString(fid))
 	if err != nil {
 		return fmt.Errorf("fetch code: %w", err)
 	}

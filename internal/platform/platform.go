@@ -60,11 +60,17 @@ type Config struct {
 	// SkipCatalog skips installing the whisk.system catalog (package
 	// catalog) on start; tests that do not need it set it.
 	SkipCatalog bool
-	// InvocationsPerMinute and ConcurrentInvocations are the gateway's
-	// per-namespace throttles (gateway.Config): 0 is the default, < 0 no
-	// limit. `clemmys bench` turns them off.
+	// InvocationsPerMinute, ConcurrentInvocations and FiresPerMinute are
+	// the gateway's per-namespace throttles (gateway.Config): 0 is the
+	// default, < 0 no limit. `clemmys bench` turns them off.
 	InvocationsPerMinute  int
 	ConcurrentInvocations int
+	FiresPerMinute        int
+	// SkipDeployValidation deploys wasm modules without the gateway's
+	// check that the runtime can compile them (gateway.Config); tests only.
+	SkipDeployValidation bool
+	// StepPrewarmInterval is the gateway's (gateway.Config); 0: default.
+	StepPrewarmInterval time.Duration
 }
 
 // Platform is a running deployment.
@@ -226,6 +232,9 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 
 		InvocationsPerMinute:  cfg.InvocationsPerMinute,
 		ConcurrentInvocations: cfg.ConcurrentInvocations,
+		FiresPerMinute:        cfg.FiresPerMinute,
+		SkipModuleValidation:  cfg.SkipDeployValidation,
+		StepPrewarmInterval:   cfg.StepPrewarmInterval,
 	})
 	if err != nil {
 		return p, err

@@ -105,7 +105,15 @@ func startWith(t testing.TB, dataDir string, opt func(*platform.Config)) *env {
 		Timeout:   2 * time.Minute,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 	}}
-	t.Cleanup(p.Stop)
+	t.Cleanup(func() {
+		t0 := time.Now()
+		p.Stop()
+		if d := time.Since(t0); d > 15*time.Second {
+			// Stop waits for work in flight; a slow one is worth a look.
+			l := logs.String()
+			t.Logf("Stop took %v; the end of the platform's log:\n%s", d, l[max(0, len(l)-8000):])
+		}
+	})
 	return e
 }
 
