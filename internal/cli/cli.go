@@ -26,8 +26,12 @@ import (
 const usage = `clemmys — confidential functions as a service
 
 Usage:
-  clemmys up [--data-dir DIR] [--addr HOST:PORT] [--enclave PATH]
-                                run the whole platform in one process
+  clemmys up [--data-dir DIR] [--addr HOST:PORT] [--enclave PATH] [--nats URL,...]
+                                run the whole platform in one process (on an
+                                embedded NATS server, or an existing cluster)
+  clemmys kms|controller|invoker|gateway --nats URL,... [--data-dir DIR] ...
+                                run one service on a NATS cluster (several
+                                machines: docs/operations.md)
   clemmys measure [--enclave PATH]
                                 print the measurement of the enclave runtime
   clemmys policy get|allow|remove|set [MEASUREMENT...]
@@ -86,6 +90,14 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdNamespace(args[1:], stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
+	case "kms":
+		return cmdKMS(args[1:], stdout, stderr)
+	case "controller":
+		return cmdController(args[1:], stdout, stderr)
+	case "invoker":
+		return cmdInvoker(args[1:], stdout, stderr)
+	case "gateway":
+		return cmdGateway(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "clemmys", Version)
 		return 0
@@ -119,6 +131,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
 	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
 	verbose := fs.Bool("v", false, "debug logging")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	replicas := fs.Int("replicas", 1, "replicas of the JetStream buckets: 1, or 3 with --nats on a cluster of 3 or more nodes")
+	nf := addNATSFlags(fs, false)
 	th := throttleFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -131,11 +146,15 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "clemmys up: --tls-cert and --tls-key go together")
 		return 2
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	log, err := newLogger(stderr, *logFormat, *verbose)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
+		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *replicas < 1 {
+		fmt.Fprintln(stderr, "clemmys up: --replicas must be at least 1")
+		return 2
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -153,19 +172,29 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log,
 		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
 		FiresPerMinute: th.config(th.fires),
+		NATS:           nf.options(), Replicas: *replicas,
 	})
 	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 1
 	}
+	busAt := "embedded NATS server (in-process)"
+	switch {
+	case nf.options().Enabled():
+		busAt = "NATS cluster " + *nf.urls
+	case p.Bus.ClientURL() != "":
+		busAt = "embedded NATS server, also at " + p.Bus.ClientURL()
+	}
 	fmt.Fprintf(stdout, `
 clemmys is up at %s (simulated TEE: development only)
-  credentials:  %s
-  use them:     export WSK_CONFIG_FILE=%s
-                curl -k -u "$(grep AUTH= %[2]s | cut -d= -f2)" %[1]s/api/v1/namespaces
+  bus:          %s`, p.APIHost(), busAt)
+	fmt.Fprintf(stdout, `
+  credentials:  %[1]s
+  use them:     export WSK_CONFIG_FILE=%[1]s
+                curl -k -u "$(grep AUTH= %[1]s | cut -d= -f2)" %[2]s/api/v1/namespaces
 Press Ctrl-C to stop.
-`, p.APIHost(), p.WskpropsPath(), p.WskpropsPath())
+`, p.WskpropsPath(), p.APIHost())
 	<-ctx.Done()
 	log.Info("shutting down")
 	p.Stop()

@@ -85,6 +85,9 @@ type Config struct {
 	Conn *nats.Conn
 	JS   jetstream.JetStream
 	Log  *slog.Logger
+	// Replicas is the replica count of the JetStream buckets this service
+	// creates (store.KV): 0 or 1 on a single server, 3 on a cluster.
+	Replicas int
 	// HeartbeatTimeout: an invoker is considered down after this long
 	// without a heartbeat. Default 5 s.
 	HeartbeatTimeout time.Duration
@@ -189,25 +192,25 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = DefaultStopGrace
 	}
-	actions, err := store.KV(ctx, cfg.JS, store.BucketActions)
+	actions, err := store.KV(ctx, cfg.JS, store.BucketActions, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
-	activations, err := store.KV(ctx, cfg.JS, store.BucketActivations)
+	activations, err := store.KV(ctx, cfg.JS, store.BucketActivations, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
-	records, err := store.KV(ctx, cfg.JS, store.BucketRecords)
+	records, err := store.KV(ctx, cfg.JS, store.BucketRecords, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
 	var entities [3]jetstream.KeyValue
 	for i, bucket := range []string{bucketPackages, bucketTriggers, bucketRules} {
-		if entities[i], err = store.KV(ctx, cfg.JS, bucket); err != nil {
+		if entities[i], err = store.KV(ctx, cfg.JS, bucket, cfg.Replicas); err != nil {
 			return nil, err
 		}
 	}
-	code, err := store.Objects(ctx, cfg.JS, store.ObjectsCode)
+	code, err := store.Objects(ctx, cfg.JS, store.ObjectsCode, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}

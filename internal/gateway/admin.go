@@ -60,6 +60,27 @@ func (g *Gateway) NewAdminCredential(ctx context.Context) (string, error) {
 	return AdminUser + ":" + key, nil
 }
 
+// CreateAdminCredential creates the admin credential if there is none and
+// returns it as "admin:key"; it reports false, and no credential, if one
+// exists already (several gateways sharing the store: only the first one
+// makes it).
+func (g *Gateway) CreateAdminCredential(ctx context.Context) (string, bool, error) {
+	_, key := newCredential()
+	c := credential{UUID: AdminUser, Tag: g.credMAC(adminContext, "", AdminUser, key), Created: g.now().UnixMilli()}
+	v, err := bus.Marshal(&c)
+	if err != nil {
+		return "", false, fmt.Errorf("gateway: encode admin credential: %w", err)
+	}
+	if _, err := g.auth.Create(ctx, adminKey(), v); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return "", false, nil
+		}
+		return "", false, fmt.Errorf("gateway: store admin credential: %w", err)
+	}
+	g.log.Info("admin credential created")
+	return AdminUser + ":" + key, true, nil
+}
+
 // CheckAdmin reports whether user:key is the admin credential.
 func (g *Gateway) CheckAdmin(ctx context.Context, user, key string) bool {
 	if user != AdminUser || key == "" || len(key) > maxKeyLen {

@@ -83,6 +83,9 @@ type Config struct {
 	JS      jetstream.JetStream
 	KMS     KMS
 	Log     *slog.Logger
+	// Replicas is the replica count of the JetStream buckets this service
+	// creates (store.KV): 0 or 1 on a single server, 3 on a cluster.
+	Replicas int
 	// MaxBodyBytes bounds action PUT bodies; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// SkipModuleValidation deploys wasm modules without checking that the
@@ -173,7 +176,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:3233"
 	}
-	auth, err := store.KV(ctx, cfg.JS, store.BucketAuth)
+	auth, err := store.KV(ctx, cfg.JS, store.BucketAuth, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clemmys/clemmys/internal/ipc"
+	"github.com/clemmys/clemmys/internal/store"
 )
 
 // maxSealedCode bounds a sealed module read from the object store: it
@@ -63,4 +64,21 @@ func fetchCode(ctx context.Context, objs jetstream.ObjectStore, name string) ([]
 		}()
 		return nil, ctx.Err()
 	}
+}
+
+// codeStore returns the object store of sealed code, opening it on first
+// use: the controller creates it, and an invoker may start first (and may
+// not be allowed to create it).
+func (iv *Invoker) codeStore(ctx context.Context) (jetstream.ObjectStore, error) {
+	iv.codeMu.Lock()
+	defer iv.codeMu.Unlock()
+	if iv.code != nil {
+		return iv.code, nil
+	}
+	objs, err := store.OpenObjects(ctx, iv.cfg.JS, store.ObjectsCode)
+	if err != nil {
+		return nil, err
+	}
+	iv.code = objs
+	return objs, nil
 }

@@ -46,7 +46,6 @@ import (
 
 	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/ipc"
-	"github.com/clemmys/clemmys/internal/store"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -76,10 +75,12 @@ const DefaultPoolSize = 2
 
 // Invoker runs steps in enclave runtimes.
 type Invoker struct {
-	cfg  Config
-	code jetstream.ObjectStore
-	sem  chan struct{}
-	log  *slog.Logger
+	cfg     Config
+	metrics *metrics
+	codeMu  sync.Mutex
+	code    jetstream.ObjectStore // opened on first use (the controller creates it)
+	sem     chan struct{}
+	log     *slog.Logger
 
 	// executions counts steps whose guest a runtime started (every check
 	// passed); refused steps do not count.
@@ -128,16 +129,11 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	code, err := store.Objects(ctx, cfg.JS, store.ObjectsCode)
-	if err != nil {
-		return nil, err
-	}
 	runCtx, cancelRun := context.WithCancel(context.Background())
-	return &Invoker{
+	iv := &Invoker{
 		runCtx:     runCtx,
 		cancelRun:  cancelRun,
 		cfg:        cfg,
-		code:       code,
 		sem:        make(chan struct{}, cfg.Capacity),
 		log:        cfg.Log.With("invoker", cfg.ID),
 		runtimes:   map[string]*runtimeProc{},
@@ -145,7 +141,9 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 		stopBeat:   make(chan struct{}),
 		prewarmSem: make(chan struct{}, prewarmLoads),
 		poolWake:   make(chan struct{}, 1),
-	}, nil
+	}
+	iv.metrics = iv.newMetrics()
+	return iv, nil
 }
 
 // Start subscribes to the invoker's run and prewarm subjects, starts
@@ -309,10 +307,23 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 	}
 	select {
 	case iv.sem <- struct{}{}:
-		defer func() { <-iv.sem }()
-	case <-ctx.Done():
-		return fail("overloaded", "no invoker capacity before the deadline")
+	default:
+		iv.metrics.waiting.Inc()
+		select {
+		case iv.sem <- struct{}{}:
+			iv.metrics.waiting.Dec()
+		case <-ctx.Done():
+			iv.metrics.waiting.Dec()
+			return fail("overloaded", "no invoker capacity before the deadline")
+		}
 	}
+	defer func() { <-iv.sem }()
+	res := iv.run(ctx, req, start, fail)
+	iv.metrics.steps.WithLabelValues(res.Status).Inc()
+	return res
+}
+
+func (iv *Invoker) run(ctx context.Context, req *wire.RunRequest, start time.Time, fail func(code, msg string) *wire.RunResult) *wire.RunResult {
 	// A runtime found dead before the step reached it (it crashed between
 	// two activations) is restarted and the step tried once more: it never
 	// ran. A runtime that dies while the step runs is not retried, since
@@ -536,8 +547,15 @@ func (iv *Invoker) ensureLoaded(ctx context.Context, p *runtimeProc, fid []byte)
 			st = &loadState{done: make(chan struct{})}
 			p.loaded[key] = st
 			p.mu.Unlock()
+			t0 := time.Now()
 			st.err = iv.load(ctx, p, fid)
 			close(st.done)
+			if st.err == nil {
+				iv.metrics.loads.WithLabelValues("ok").Inc()
+				iv.metrics.loadTime.Observe(time.Since(t0).Seconds())
+			} else {
+				iv.metrics.loads.WithLabelValues("failed").Inc()
+			}
 			return true, st.err
 		}
 		p.mu.Unlock()
@@ -609,7 +627,11 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	}, &rel); err != nil {
 		return fmt.Errorf("kms release: %w", err)
 	}
-	obj, err := fetchCode(ctx, iv.code, hex.EncodeToString(fid))
+	objs, err := iv.codeStore(ctx)
+	if err != nil {
+		return fmt.Errorf("fetch code: %w", err)
+	}
+	obj, err := fetchCode(ctx, objs, hex.EncodeToString(fid))
 	if err != nil {
 		return fmt.Errorf("fetch code: %w", err)
 	}

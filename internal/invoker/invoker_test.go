@@ -157,7 +157,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 
 	var js jetstream.JetStream
 	e.nc, js = connect("test")
-	if e.code, err = store.Objects(ctx, js, store.ObjectsCode); err != nil {
+	if e.code, err = store.Objects(ctx, js, store.ObjectsCode, 1); err != nil {
 		t.Fatal(err)
 	}
 	// The bus is untrusted and anyone may listen: count key releases.

@@ -63,6 +63,9 @@ type Config struct {
 	// gateway calls.
 	GatewayMeasurements [][]byte
 	Log                 *slog.Logger
+	// Replicas is the replica count of the JetStream buckets this service
+	// creates (store.KV): 0 or 1 on a single server, 3 on a cluster.
+	Replicas int
 	// Now is the clock (optional, for tests).
 	Now func() time.Time
 	// MaxNonces bounds the consumed nonces remembered (0: 100 000).
@@ -78,6 +81,7 @@ type KMS struct {
 	signKey  ed25519.PrivateKey
 	identity wire.KMSIdentity
 	secret   []byte // gateway secret
+	metrics  *metrics
 
 	mu    sync.Mutex // guards stops
 	stops []func()
@@ -118,11 +122,11 @@ func New(ctx context.Context, cfg Config) (*KMS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kms: nonce key: %w", err)
 	}
-	kv, err := store.KV(ctx, cfg.JS, store.BucketKMS)
+	kv, err := store.KV(ctx, cfg.JS, store.BucketKMS, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
-	k := &KMS{cfg: cfg, log: cfg.Log, st: &state{kv: kv, s: sl}, nonces: ns}
+	k := &KMS{cfg: cfg, log: cfg.Log, st: &state{kv: kv, s: sl}, nonces: ns, metrics: newMetrics()}
 
 	id, created, err := loadOrCreate(ctx, k.st, keyIdentity, func() (*identityState, error) {
 		_, priv, err := ed25519.GenerateKey(nil)
@@ -190,10 +194,10 @@ func (k *KMS) Start(ctx context.Context) error {
 		subject string
 		h       bus.Handler
 	}{
-		{wire.SubjectKMSIdentity, k.handleIdentity},
-		{wire.SubjectKMSNonce, k.handleNonce},
-		{wire.SubjectKMSGateway, k.handleGateway},
-		{wire.SubjectKMSRelease, k.handleRelease},
+		{wire.SubjectKMSIdentity, k.instrument("identity", k.handleIdentity)},
+		{wire.SubjectKMSNonce, k.instrument("nonce", k.handleNonce)},
+		{wire.SubjectKMSGateway, k.instrument("gateway", k.handleGateway)},
+		{wire.SubjectKMSRelease, k.instrument("release", k.handleRelease)},
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -485,7 +485,7 @@ func TestStateNeedsTheStorageKey(t *testing.T) {
 // allValues returns every raw value in the KMS bucket.
 func allValues(t *testing.T, e *env) map[string][]byte {
 	t.Helper()
-	kv, err := store.KV(ctx(t), e.js, store.BucketKMS)
+	kv, err := store.KV(ctx(t), e.js, store.BucketKMS, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +564,7 @@ func TestSealedValuesCannotBeSwapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := e.create("alice", "a", 0), e.create("bob", "b", 0)
-	kv, err := store.KV(ctx(t), e.js, store.BucketKMS)
+	kv, err := store.KV(ctx(t), e.js, store.BucketKMS, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clemmys/clemmys/internal/bus"
@@ -28,10 +27,7 @@ import (
 	"github.com/clemmys/clemmys/internal/gateway"
 	"github.com/clemmys/clemmys/internal/invoker"
 	"github.com/clemmys/clemmys/internal/kms"
-	"github.com/clemmys/clemmys/internal/kmsclient"
-	"github.com/clemmys/clemmys/internal/tee"
 	"github.com/clemmys/clemmys/internal/tee/sim"
-	"github.com/clemmys/clemmys/internal/wire"
 )
 
 // GuestNamespace is the namespace created on first start.
@@ -46,7 +42,14 @@ type Config struct {
 	TLSKey      string
 	// NATSListen optionally exposes the bus on TCP (HOST:PORT) for services
 	// in other processes. Empty: in-process only.
-	NATSListen      string
+	NATSListen string
+	// NATS, when it names servers, runs the platform against that existing
+	// NATS cluster instead of an embedded server (NATSListen is then
+	// ignored).
+	NATS bus.DialOptions
+	// Replicas is the replica count of the JetStream buckets (0 or 1 on
+	// the embedded server; 3 on a cluster of at least three nodes).
+	Replicas        int
 	InvokerCapacity int
 	// InvokerPoolSize is the invoker's number of spare enclave runtimes
 	// (invoker.Config.PoolSize): 0 is its default, negative none.
@@ -92,7 +95,7 @@ type Platform struct {
 	// AdminAuth is the admin credential, "admin:key" (see AdminCredentialPath).
 	AdminAuth string
 
-	conns    []*nats.Conn
+	buses    *Bus
 	cancel   context.CancelFunc
 	serveErr chan error
 	stopOnce sync.Once
@@ -120,17 +123,17 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		}
 	}()
 
-	p.Bus, err = bus.Start(ctx, bus.Options{StoreDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen})
-	if err != nil {
-		return p, err
+	if cfg.NATS.Enabled() {
+		p.buses = ClusterBus(cfg.NATS)
+	} else {
+		p.Bus, err = bus.Start(ctx, bus.Options{StoreDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen})
+		if err != nil {
+			return p, err
+		}
+		p.buses = EmbeddedBus(p.Bus)
 	}
 
-	simDir := filepath.Join(cfg.DataDir, "sim")
-	plat, err := sim.LoadOrCreate(simDir)
-	if err != nil {
-		return p, err
-	}
-	self, err := sim.MeasureSelf()
+	tr, err := LoadTrust(filepath.Join(cfg.DataDir, "sim"), true)
 	if err != nil {
 		return p, err
 	}
@@ -138,66 +141,30 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err != nil {
 		return p, err
 	}
-	verifiers := tee.NewRegistry()
-	verifiers.Add(sim.Platform, sim.NewVerifier(plat.PublicKey()))
 	p.log.Warn("SIMULATED TEE: sim evidence is accepted; this deployment has no hardware protection and is for development only",
-		"sim_root", filepath.Join(simDir, "sim-platform.key"))
+		"sim_root", filepath.Join(tr.SimDir, sim.KeyFile))
+
 	// In one process the KMS and the gateway are the same binary: each
 	// accepts the other's measurement, the digest of this executable.
-	attester := plat.Attester(self, 1, false)
-
-	conn := func(name string) (*nats.Conn, jetstream.JetStream, error) {
-		nc, err := p.Bus.Connect(name)
-		if err != nil {
-			return nil, nil, err
-		}
-		p.conns = append(p.conns, nc)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("platform: jetstream: %w", err)
-		}
-		return nc, js, nil
-	}
-
-	nc, js, err := conn("kms")
-	if err != nil {
-		return p, err
-	}
-	p.KMS, err = kms.New(ctx, kms.Config{
-		Conn: nc, JS: js, Verifiers: verifiers, Attester: attester,
-		StorageKey:          plat.SealingKey("clemmys kms storage"),
-		DefaultPolicy:       wire.Policy{Measurements: [][]byte{p.EnclaveMeasurement}},
-		GatewayMeasurements: [][]byte{self},
+	p.KMS, err = StartKMS(ctx, runCtx, tr, p.buses, KMSOptions{
+		RuntimeMeasurements: [][]byte{p.EnclaveMeasurement},
+		Replicas:            cfg.Replicas,
 		Log:                 p.log.With("service", "kms"),
 	})
 	if err != nil {
 		return p, err
 	}
-	if err := p.KMS.Start(runCtx); err != nil {
-		return p, err
-	}
-
-	nc, js, err = conn("controller")
+	p.Controller, err = StartController(ctx, runCtx, p.buses, controller.Config{
+		Log:         p.log.With("service", "controller"),
+		Interceptor: cfg.ControllerInterceptor,
+		Replicas:    cfg.Replicas,
+	})
 	if err != nil {
 		return p, err
 	}
-	p.Controller, err = controller.New(ctx, controller.Config{Conn: nc, JS: js, Log: p.log.With("service", "controller"),
-		Interceptor: cfg.ControllerInterceptor})
-	if err != nil {
-		return p, err
-	}
-	if err := p.Controller.Start(runCtx); err != nil {
-		return p, err
-	}
-
-	nc, js, err = conn("invoker0")
-	if err != nil {
-		return p, err
-	}
-	p.Invoker, err = invoker.New(ctx, invoker.Config{
-		ID: "invoker0", Conn: nc, JS: js,
+	p.Invoker, err = StartInvoker(ctx, runCtx, tr, p.buses, invoker.Config{
+		ID:          "invoker0",
 		EnclavePath: cfg.EnclavePath,
-		EnclaveArgs: []string{"--tee", sim.Platform, "--sim-dir", simDir},
 		Capacity:    cfg.InvokerCapacity,
 		PoolSize:    cfg.InvokerPoolSize,
 		Log:         p.log.With("service", "invoker"),
@@ -205,37 +172,19 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err != nil {
 		return p, err
 	}
-	if err := p.Invoker.Start(runCtx); err != nil {
-		return p, err
-	}
-
-	nc, js, err = conn("gateway")
-	if err != nil {
-		return p, err
-	}
-	kc := kmsclient.New(kmsclient.Config{
-		Conn: nc, Attester: attester, Verifiers: verifiers,
-		KMSMeasurements: [][]byte{self},
-		Log:             p.log.With("service", "gateway"),
-	})
-	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
-	err = kc.Connect(cctx)
-	ccancel()
-	if err != nil {
-		return p, fmt.Errorf("platform: gateway cannot reach an attested KMS: %w", err)
-	}
-	p.Gateway, err = gateway.New(ctx, gateway.Config{
+	p.Gateway, err = NewGateway(ctx, tr, p.buses, gateway.Config{
 		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
-		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"),
+		Log:          p.log.With("service", "gateway"),
 		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
 		ExpirySlack:  cfg.ExpirySlack,
+		Replicas:     cfg.Replicas,
 
 		InvocationsPerMinute:  cfg.InvocationsPerMinute,
 		ConcurrentInvocations: cfg.ConcurrentInvocations,
 		FiresPerMinute:        cfg.FiresPerMinute,
 		SkipModuleValidation:  cfg.SkipDeployValidation,
 		StepPrewarmInterval:   cfg.StepPrewarmInterval,
-	})
+	}, GatewayOptions{})
 	if err != nil {
 		return p, err
 	}
@@ -268,6 +217,13 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	}
 	p.log.Info("clemmys is up", "api", p.APIHost(), "enclave_measurement", hex.EncodeToString(p.EnclaveMeasurement))
 	return p, nil
+}
+
+// Connect opens a bus connection of the platform's (tests play bystanders
+// and attackers with it); it is closed by Stop.
+func (p *Platform) Connect(name string) (*nats.Conn, error) {
+	nc, _, err := p.buses.Connect(context.Background(), name)
+	return nc, err
 }
 
 // APIHost is the gateway's base URL.
@@ -314,24 +270,50 @@ func (p *Platform) AdminCredentialPath() string {
 // ensureAdmin makes sure DataDir/admin-credential holds a working admin
 // credential, creating a new one (which replaces any other) if it does not.
 func (p *Platform) ensureAdmin(ctx context.Context) error {
-	if b, err := os.ReadFile(p.AdminCredentialPath()); err == nil {
-		auth := strings.TrimSpace(string(b))
-		if u, k, ok := strings.Cut(auth, ":"); ok && p.Gateway.CheckAdmin(ctx, u, k) {
-			p.AdminAuth = auth
-			return nil
-		}
-		p.log.Warn("issued a new admin credential (the previous admin-credential file was stale)")
-	}
-	auth, err := p.Gateway.NewAdminCredential(ctx)
+	auth, err := EnsureAdmin(ctx, p.Gateway, p.cfg.DataDir, true, p.log)
 	if err != nil {
-		return fmt.Errorf("platform: admin credential: %w", err)
-	}
-	_ = os.Remove(p.AdminCredentialPath()) // so that the new file is created 0600
-	if err := os.WriteFile(p.AdminCredentialPath(), []byte(auth+"\n"), 0o600); err != nil {
-		return fmt.Errorf("platform: write admin credential: %w", err)
+		return err
 	}
 	p.AdminAuth = auth
 	return nil
+}
+
+// EnsureAdmin makes sure dataDir/admin-credential holds a working admin
+// credential and returns it. If the file is missing or stale it creates a
+// credential: with replace (one gateway, `clemmys up`), a new one that
+// replaces any other; without (one of several gateways sharing the
+// store), only if none exists, else it returns "" (the operator copies the
+// file from the gateway that created it).
+func EnsureAdmin(ctx context.Context, g *gateway.Gateway, dataDir string, replace bool, log *slog.Logger) (string, error) {
+	path := filepath.Join(dataDir, "admin-credential")
+	if b, err := os.ReadFile(path); err == nil {
+		auth := strings.TrimSpace(string(b))
+		if u, k, ok := strings.Cut(auth, ":"); ok && g.CheckAdmin(ctx, u, k) {
+			return auth, nil
+		}
+		log.Warn("the admin-credential file is stale: it no longer opens the admin API")
+	}
+	var auth string
+	if replace {
+		var err error
+		if auth, err = g.NewAdminCredential(ctx); err != nil {
+			return "", fmt.Errorf("platform: admin credential: %w", err)
+		}
+	} else {
+		a, created, err := g.CreateAdminCredential(ctx)
+		if err != nil {
+			return "", fmt.Errorf("platform: admin credential: %w", err)
+		}
+		if !created {
+			return "", nil
+		}
+		auth = a
+	}
+	_ = os.Remove(path) // so that the new file is created 0600
+	if err := os.WriteFile(path, []byte(auth+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("platform: write admin credential: %w", err)
+	}
+	return auth, nil
 }
 
 func (p *Platform) writeWskprops() error {
@@ -361,8 +343,8 @@ func (p *Platform) Stop() {
 		if p.KMS != nil {
 			p.KMS.Stop()
 		}
-		for _, nc := range p.conns {
-			nc.Close()
+		if p.buses != nil {
+			p.buses.Close()
 		}
 		if p.Bus != nil {
 			p.Bus.Shutdown()

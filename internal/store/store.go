@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"time"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,28 +24,71 @@ const (
 	ObjectsCode       = "clemmys_code"        // controller: sealed wasm modules
 )
 
-// KV opens (creating if needed) the KV bucket named bucket.
-func KV(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:  bucket,
-		History: 1,
-		Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: open bucket %s: %w", bucket, err)
-	}
-	return kv, nil
+// KV opens the KV bucket named bucket, creating it if needed with the given
+// number of replicas (0 is 1: a single server; a JetStream cluster of 3
+// or more nodes takes 3, so that the bucket survives the loss of a node).
+// A bucket that exists is used as it is (its replica count is the one it
+// was created with: `nats stream edit` changes it).
+//
+// Services of a cluster start at once and open the same buckets: an
+// existing bucket is looked up rather than updated, a creation that lost
+// the race is looked up again, and each attempt is bounded (a clustered
+// JetStream API request that loses such a race may never be answered).
+func KV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.KeyValue, error) {
+	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
+	return open(ctx, bucket, replicas,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) },
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
 }
 
-// Objects opens (creating if needed) the object store named bucket.
-func Objects(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.ObjectStore, error) {
-	os, err := js.ObjectStore(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		os, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:  bucket,
-			Storage: jetstream.FileStorage,
-		})
+// Objects opens the object store named bucket, creating it if needed with
+// the given number of replicas (see KV).
+func Objects(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.ObjectStore, error) {
+	cfg := jetstream.ObjectStoreConfig{Bucket: bucket, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
+	return open(ctx, bucket, replicas,
+		func(ctx context.Context) (jetstream.ObjectStore, error) { return js.ObjectStore(ctx, bucket) },
+		func(ctx context.Context) (jetstream.ObjectStore, error) { return js.CreateObjectStore(ctx, cfg) })
+}
+
+// attemptTimeout bounds one JetStream API request of open.
+const attemptTimeout = 10 * time.Second
+
+func open[T any](ctx context.Context, bucket string, replicas int, lookup, create func(context.Context) (T, error)) (T, error) {
+	var zero T
+	var last error
+	for attempt := 0; attempt < 6 && ctx.Err() == nil; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		b, err := lookup(actx)
+		if err == nil {
+			cancel()
+			return b, nil
+		}
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			b, err = create(actx)
+			if err == nil {
+				cancel()
+				return b, nil
+			}
+		}
+		cancel()
+		last = err
+		// Created by another service meanwhile, or a request lost in a
+		// race: look it up again.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
 	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	return zero, fmt.Errorf("store: open %s (%d replicas): %w", bucket, max(replicas, 1), last)
+}
+
+// OpenObjects opens the existing object store named bucket, for a service
+// that only reads it (and may not create it).
+func OpenObjects(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.ObjectStore, error) {
+	os, err := js.ObjectStore(ctx, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("store: open object store %s: %w", bucket, err)
 	}

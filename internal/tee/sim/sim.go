@@ -77,6 +77,17 @@ func LoadOrCreate(dir string) (*Machine, error) {
 	return load(path)
 }
 
+// Load loads the simulated platform root key from dir/sim-platform.key
+// without creating it: every service of a deployment must share one root,
+// so a service other than the first one refuses to invent its own.
+func Load(dir string) (*Machine, error) {
+	m, err := load(filepath.Join(dir, KeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("sim: no simulated platform root key in %s: every service of a deployment shares one; copy %s from the machine that created it (the first `clemmys kms` or `clemmys up`): %w", dir, KeyFile, err)
+	}
+	return m, err
+}
+
 func load(path string) (*Machine, error) {
 	f, err := os.Open(path)
 	if err != nil {
