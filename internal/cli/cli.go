@@ -118,6 +118,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "gateway TLS certificate (PEM); default: self-signed, created in the data dir")
 	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
 	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
+	jsEnginePath := fs.String("js-engine", "", "JavaScript engine of the nodejs kinds, a wasm module (default: $CLEMMYS_JS_ENGINE, next to clemmys, or built from source)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -141,11 +142,22 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("enclave runtime", "path", enc, "found", how)
+	engines, how, err := findJSEngine(ctx, *jsEnginePath, *dataDir, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
+		return 1
+	}
+	if len(engines) == 0 {
+		log.Warn("no JavaScript engine: the nodejs kinds are off (pass --js-engine or run from the source tree)")
+	} else {
+		log.Info("JavaScript engine", "path", engines[0], "found", how, "kept", len(engines)-1)
+	}
 
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	p, err := platform.Start(startCtx, platform.Config{
 		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log,
+		JSEngines: engines, PrecompileJSEngine: true,
 	})
 	cancel()
 	if err != nil {

@@ -56,6 +56,8 @@ type execBody struct {
 	Binary     bool     `json:"binary"`
 	Main       string   `json:"main"`
 	Components []string `json:"components"`
+
+	decoded *decodedExec // decodeCode's result (jskind.go)
 }
 
 type limitsBody struct {
@@ -98,7 +100,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	}
 	if body.Exec != nil && body.Exec.Kind != kindSequence {
 		// Check the module before anything is fetched or created.
-		if _, msg := decodeModule(body.Exec); msg != "" {
+		if _, _, msg := g.decodeCode(body.Exec); msg != "" {
 			g.failModule(w, r, msg)
 			return
 		}
@@ -135,7 +137,6 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a.Kind = kindWasm
 	put := wire.ActionPut{Overwrite: overwrite}
 	var rec *wire.FunctionRecord
 	var codeBytes int
@@ -152,14 +153,15 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 			g.fail(w, r, http.StatusBadGateway, "The controller served an outdated version of %s.", name)
 			return
 		}
-		a.Function, a.CodeSize = prev.Function, prev.CodeSize
+		a.Function, a.CodeSize, a.Kind = prev.Function, prev.CodeSize, prev.Kind
 		put.KeepCode = true
 	} else {
-		code, msg := decodeModule(body.Exec)
+		code, kind, msg := g.decodeCode(body.Exec)
 		if msg != "" {
 			g.failModule(w, r, msg)
 			return
 		}
+		a.Kind = kind
 		digest := sha256.Sum256(code)
 		var signed wire.SignedRecord
 		var codeKey envelope.Key

@@ -65,6 +65,15 @@ type Config struct {
 	// limit. `clemmys bench` turns them off.
 	InvocationsPerMinute  int
 	ConcurrentInvocations int
+	// JSEngines are JavaScript engine modules (internal/jsengine built for
+	// wasip1): the first is the one new nodejs actions are deployed on,
+	// the others are kept for actions deployed on earlier builds. None:
+	// the nodejs kinds are refused.
+	JSEngines []string
+	// PrecompileJSEngine has every spare enclave runtime compile the
+	// first engine ahead (invoker.Config.PrecompileEngine), for fast
+	// JavaScript cold starts, at the cost of seconds of CPU per runtime.
+	PrecompileJSEngine bool
 }
 
 // Platform is a running deployment.
@@ -188,13 +197,22 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err != nil {
 		return p, err
 	}
+	var jsEngine []byte
+	if len(cfg.JSEngines) > 0 {
+		if jsEngine, err = digestFile(cfg.JSEngines[0]); err != nil {
+			return p, fmt.Errorf("platform: JavaScript engine: %w", err)
+		}
+	}
 	p.Invoker, err = invoker.New(ctx, invoker.Config{
 		ID: "invoker0", Conn: nc, JS: js,
 		EnclavePath: cfg.EnclavePath,
 		EnclaveArgs: []string{"--tee", sim.Platform, "--sim-dir", simDir},
 		Capacity:    cfg.InvokerCapacity,
 		PoolSize:    cfg.InvokerPoolSize,
-		Log:         p.log.With("service", "invoker"),
+		Engines:     cfg.JSEngines,
+
+		PrecompileEngine: cfg.PrecompileJSEngine,
+		Log:              p.log.With("service", "invoker"),
 	})
 	if err != nil {
 		return p, err
@@ -223,6 +241,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"),
 		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
 		ExpirySlack:  cfg.ExpirySlack,
+		JSEngine:     jsEngine,
 
 		InvocationsPerMinute:  cfg.InvocationsPerMinute,
 		ConcurrentInvocations: cfg.ConcurrentInvocations,
