@@ -151,6 +151,18 @@ func (iv *Invoker) precompile(p *runtimeProc) {
 	iv.wg.Add(1)
 	go func() {
 		defer iv.wg.Done()
+		// Not at once: the spare was started because one was taken, most
+		// likely for a cold start running now, which the compile (seconds
+		// of CPU on every core) would slow down. A load that needs the
+		// engine meanwhile compiles it itself.
+		select {
+		case <-time.After(precompileDelay):
+		case <-iv.runCtx.Done():
+			return
+		}
+		if !p.alive() {
+			return
+		}
 		ctx, cancel := context.WithTimeout(iv.runCtx, precompileTimeout)
 		defer cancel()
 		if err := iv.ensureEngine(ctx, p, iv.engines.first); err != nil && iv.runCtx.Err() == nil && p.alive() {
@@ -161,6 +173,10 @@ func (iv *Invoker) precompile(p *runtimeProc) {
 
 // precompileTimeout bounds an engine compile ahead of time.
 const precompileTimeout = 2 * time.Minute
+
+// precompileDelay is how long a new spare waits before it compiles the
+// engine.
+const precompileDelay = time.Second
 
 // loadWithEngine sends a load and, if the runtime asks for the
 // function's engine, the engine and the load again.
