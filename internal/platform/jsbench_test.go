@@ -19,19 +19,19 @@ const jsHelloSource = `function main(params) { return {greeting: 'Hello ' + (par
 // the gateway over HTTPS (loopback, one connection, blocking,
 // result=true), on a platform whose spare runtimes precompile the engine:
 //
-//	go test -run XXX -bench InvokeJS -benchtime 20x ./internal/platform/
+//		go test -run XXX -bench InvokeJS -benchtime 20x ./internal/platform/
 //
-//   - warm: both loaded and warm, invoked alternately; reports each one's
-//     median and their ratio;
-//   - cold: each iteration creates a namespace and deploys the action
-//     there (not timed), then times its first invocation, sent as soon as
-//     the deploy is answered: the namespace gets a spare runtime
-//     (started, past its hello, engine compiled) and waits for the
-//     deploy's prewarm (key release, code fetch, binding the code to the
-//     engine), then the instance starts (the guest's Go runtime, goja,
-//     the code);
-//   - prewarmed: the same once the deploy's prewarm has loaded the
-//     function: the instance's start and the activation only.
+//	  - warm: both loaded and warm, invoked alternately; reports each one's
+//	    median and their ratio;
+//	  - cold: each iteration creates a namespace and deploys the action
+//	    there (not timed), then times its first invocation, sent as soon as
+//	    the deploy is answered: the namespace gets a spare runtime
+//	    (started, past its hello, engine compiled) and waits for the
+//	    deploy's prewarm (key release, code fetch, binding the code to the
+//	    engine), then the instance starts (the guest's Go runtime, goja,
+//	    the code);
+//	  - prewarmed: the same once the deploy's prewarm has loaded the
+//	    function: the instance's start and the activation only.
 //
 // Between cold iterations the pool is let refill (a spare compiles the
 // engine, about 2 s of CPU), not timed.
