@@ -137,10 +137,15 @@ func (iv *Invoker) sendEngine(ctx context.Context, p *runtimeProc, digest [32]by
 	if string(rep.Digest) != string(digest[:]) {
 		return fmt.Errorf("invoker: the runtime compiled another engine than the one sent")
 	}
+	iv.enginesSent.Add(1)
 	iv.log.Info("JavaScript engine loaded", "engine", hex.EncodeToString(digest[:]), "compile_ms", rep.CompileMs,
 		"runtime_pid", p.cmd.Process.Pid)
 	return nil
 }
+
+// EnginesLoaded returns how many times a runtime of this invoker compiled
+// a JavaScript engine it was sent (ahead, in a spare, or for a load).
+func (iv *Invoker) EnginesLoaded() uint64 { return iv.enginesSent.Load() }
 
 // precompile has a spare runtime compile the first engine in the
 // background, if configured.

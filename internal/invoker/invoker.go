@@ -90,6 +90,8 @@ type Invoker struct {
 
 	// engines are the JavaScript engine files by digest (engine.go).
 	engines *engineFiles
+	// enginesSent counts engines its runtimes compiled.
+	enginesSent atomic.Uint64
 
 	// executions counts steps whose guest a runtime started (every check
 	// passed); refused steps do not count.
