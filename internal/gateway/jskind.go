@@ -95,6 +95,11 @@ func (g *Gateway) decodeJS(e *execBody) ([]byte, string) {
 		return nil, "exec.main must be the name of a JavaScript function (an identifier)."
 	}
 	var code []byte
+	if !e.Binary && looksZipped(*e.Code) {
+		// OpenWhisk infers binary code from its form: the openwhisk npm
+		// client sends a zip (a Buffer) as base64 without "binary".
+		e.Binary = true
+	}
 	if e.Binary {
 		s := strings.TrimSpace(*e.Code)
 		if base64.StdEncoding.DecodedLen(len(s)) > MaxCodeBytes+3 {
@@ -130,6 +135,18 @@ func (g *Gateway) decodeJS(e *execBody) ([]byte, string) {
 		return nil, "The action code could not be encoded."
 	}
 	return plain, ""
+}
+
+// looksZipped reports whether code is the base64 of a zip archive.
+func looksZipped(code string) bool {
+	s := strings.TrimSpace(code)
+	if len(s) < 8 || len(s)%4 != 0 || strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '+' || r == '/' || r == '=')
+	}) {
+		return false
+	}
+	head, err := base64.StdEncoding.DecodeString(s[:8])
+	return err == nil && bytes.HasPrefix(head, []byte("PK\x03\x04"))
 }
 
 // checkSource checks that a JavaScript source parses, as the engine will

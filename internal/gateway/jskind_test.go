@@ -45,6 +45,7 @@ func TestDecodeCode(t *testing.T) {
 		{"nodejs:22 with main", &execBody{Kind: "nodejs:22", Code: str("function hi() {}"), Main: "hi"}, wire.KindNodeJS22, ""},
 		{"top-level return parses", &execBody{Kind: "nodejs:20", Code: str("return 1")}, wire.KindNodeJS20, ""},
 		{"zip", &execBody{Kind: "nodejs:20", Code: &zipped, Binary: true}, wire.KindNodeJS20, ""},
+		{"zip without binary (inferred)", &execBody{Kind: "nodejs:20", Code: &zipped}, wire.KindNodeJS20, ""},
 		{"syntax error", &execBody{Kind: "nodejs:20", Code: str("function main( {")}, "", "The action code is not valid JavaScript"},
 		{"no code", &execBody{Kind: "nodejs:20"}, "", "exec.code is required"},
 		{"bad main", &execBody{Kind: "nodejs:20", Code: str("x"), Main: "a.b"}, "", "exec.main must be"},
