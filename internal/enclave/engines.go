@@ -64,8 +64,8 @@ func (r *Runtime) LoadEngine(ctx context.Context, req *ipc.EngineRequest) (*ipc.
 	start := time.Now()
 	r.engines.mu.Lock()
 	if e, ok := r.engines.m[digest]; ok {
-		r.engines.mu.Unlock()
 		e.loaded = time.Now()
+		r.engines.mu.Unlock()
 		return &ipc.EngineReply{Digest: digest[:]}, nil
 	}
 	r.engines.mu.Unlock()

@@ -60,7 +60,6 @@ func newEngine(stdout, logs io.Writer, kind string) *engine {
 	e := &engine{rt: goja.New(), stdout: stdout, logs: logs, now: nowFunc, version: version}
 	e.rt.SetMaxCallStackSize(maxCallStackSize)
 	e.rt.SetFieldNameMapper(goja.UncapFieldNameMapper())
-	e.rt.SetPromiseRejectionTracker(e.trackRejection)
 	json := e.rt.Get("JSON").ToObject(e.rt)
 	e.stringify, _ = goja.AssertFunction(json.Get("stringify"))
 	e.parse, _ = goja.AssertFunction(json.Get("parse"))
@@ -421,15 +420,6 @@ func (e *engine) await(p *goja.Promise) error {
 		}
 	}
 	return nil
-}
-
-// trackRejection logs promises rejected without a handler, as Node warns.
-func (e *engine) trackRejection(p *goja.Promise, op goja.PromiseRejectionOperation) {
-	// Rejections the action returns are its result; others are only
-	// worth a note. goja reports a handler added later with
-	// PromiseRejectionHandle, so nothing is logged at reject time.
-	_ = p
-	_ = op
 }
 
 // exitFunc is process.exit: the guest ends with the code, the instance

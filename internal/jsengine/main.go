@@ -18,6 +18,14 @@
 // "action_name": …, "deadline": …}, sets process.env.__OW_ACTIVATION_ID,
 // __OW_NAMESPACE, __OW_ACTION_NAME, __OW_DEADLINE from it, as OpenWhisk's
 // action loop does, calls the action and writes one line of result JSON.
+// The enclave runtime fills them from what it has authenticated: the
+// activation id is the request id of the envelope (in a sequence, the
+// sequence's activation id: the components' record ids are the untrusted
+// controller's), the namespace and the action name are the function's own
+// (its owner's, also when another namespace invokes it from a public
+// package), the deadline is when the activation's time limit ends (unix
+// ms). __OW_API_HOST and __OW_API_KEY are not set: a function has no
+// network, and no credential enters the runtime.
 // Without CLEMMYS_LOOP=1 it runs one activation with the params on stdin.
 //
 // OpenWhisk's Node.js semantics: the action is a function main(params)
