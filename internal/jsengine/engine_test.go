@@ -35,7 +35,7 @@ func activation(params string) string {
 	return `{"value":` + params + `,"activation_id":"0123abcd","namespace":"guest","action_name":"/guest/hello","deadline":"1700000000000"}`
 }
 
-func zipOf(t *testing.T, files map[string]string) []byte {
+func zipOf(t testing.TB, files map[string]string) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	zw := zip.NewWriter(&b)
@@ -264,7 +264,7 @@ func FuzzParseActivation(f *testing.F) {
 }
 
 func FuzzUnzip(f *testing.F) {
-	f.Add(zipOf(&testing.T{}, map[string]string{"index.js": "x", "a/b.js": "y"}))
+	f.Add(zipOf(f, map[string]string{"index.js": "x", "a/b.js": "y"}))
 	f.Add([]byte("PK\x03\x04garbage"))
 	f.Fuzz(func(t *testing.T, code []byte) {
 		files, err := unzip(code)

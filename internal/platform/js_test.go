@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -318,5 +319,43 @@ func TestJSPrecompiled(t *testing.T) {
 	}
 	if !compiled {
 		t.Fatalf("runtime %s had not compiled the engine before the deploy:\n%s", pid, beforeDeploy)
+	}
+}
+
+// TestJSEngineBinding: a JavaScript action is bound to the engine it was
+// deployed on. Restarted without that engine, the platform refuses new
+// nodejs actions and fails the old one's invocations with engine_missing
+// (it never runs it on something else); restarted with it, the action runs
+// again.
+func TestJSEngineBinding(t *testing.T) {
+	engine, err := jsEngineFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	withEngine := func(c *platform.Config) { c.JSEngines = []string{engine} }
+	e := startWith(t, dir, withEngine)
+	e.deployJS(e.guest(), "bound", "nodejs:20", []byte(`function main() { return {ok: true} }`), false, nil)
+	auth := e.guest()
+	e.p.Stop()
+
+	e = startWith(t, dir, nil)
+	var failed map[string]any
+	st, _ := e.call(auth, "POST", "/api/v1/namespaces/_/actions/bound?blocking=true", nil, &failed)
+	resp, _ := failed["response"].(map[string]any)
+	res, _ := resp["result"].(map[string]any)
+	if st == 200 || resp["status"] != "whisk internal error" || !strings.Contains(fmt.Sprint(res["error"]), "JavaScript engine") {
+		t.Fatalf("without its engine: %d %v", st, failed)
+	}
+	var body errorBody
+	if st, _ := e.call(auth, "PUT", "/api/v1/namespaces/_/actions/new", map[string]any{"exec": map[string]any{"kind": "nodejs:20", "code": "function main() {}"}}, &body); st != 400 ||
+		!strings.Contains(body.Error, "not enabled") {
+		t.Fatalf("a nodejs deploy without an engine: %d %v", st, body)
+	}
+	e.p.Stop()
+
+	e = startWith(t, dir, withEngine)
+	if st, res := e.invokeResult(auth, "/api/v1/namespaces/_/actions/bound", nil); st != 200 || res["ok"] != true {
+		t.Fatalf("with its engine again: %d %v", st, res)
 	}
 }
