@@ -24,11 +24,8 @@ var jsEngineFile = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "clemmys-jsengine")
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(dir, "jsengine.wasm")
+	// Beside the runtime binary, in the directory TestMain removes.
+	p := filepath.Join(filepath.Dir(enclavePath), "jsengine.wasm")
 	return p, os.WriteFile(p, wasm, 0o600)
 })
 
