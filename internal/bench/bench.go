@@ -45,10 +45,11 @@ const (
 	ScenarioCold        = "cold"
 	ScenarioUnprotected = "unprotected"
 	ScenarioWorkerd     = "workerd"
+	ScenarioJS          = "js"
 )
 
 // AllScenarios is the default, in the order they run.
-var AllScenarios = []string{ScenarioWarm, ScenarioWorkerd, ScenarioSequence, ScenarioCold, ScenarioUnprotected}
+var AllScenarios = []string{ScenarioWarm, ScenarioWorkerd, ScenarioSequence, ScenarioCold, ScenarioJS, ScenarioUnprotected}
 
 // Options configures a run.
 type Options struct {
@@ -167,6 +168,8 @@ type runner struct {
 	main  *target // the platform measured by warm, sequence, cold
 	hello []byte  // examples/hello
 	echo  []byte  // internal/testfuncs/echo
+	// jsEngine is the JavaScript engine's file (the js scenario).
+	jsEngine string
 
 	helloReady bool // "hello" is deployed and warm on main
 }
@@ -185,7 +188,7 @@ func (r *runner) skip(scenario, why string) {
 
 func (r *runner) run(ctx context.Context) error {
 	o := &r.opts
-	needMain := o.has(ScenarioWarm) || o.has(ScenarioSequence) || o.has(ScenarioCold) || o.has(ScenarioWorkerd)
+	needMain := o.has(ScenarioWarm) || o.has(ScenarioSequence) || o.has(ScenarioCold) || o.has(ScenarioWorkerd) || o.has(ScenarioJS)
 	if needMain || o.has(ScenarioUnprotected) {
 		if o.SourceRoot == "" {
 			return errors.New("bench: the functions are built from the clemmys source tree: run the bench inside it (go run ./cmd/clemmys bench)")
@@ -199,6 +202,13 @@ func (r *runner) run(ctx context.Context) error {
 			if r.echo, err = buildWasm(ctx, o.SourceRoot, r.work, "./internal/testfuncs/echo"); err != nil {
 				return err
 			}
+		}
+		if o.has(ScenarioJS) && o.APIHost == "" {
+			r.prog.status("building the JavaScript engine (wasm)")
+			if _, err = buildWasm(ctx, o.SourceRoot, r.work, "./internal/jsengine"); err != nil {
+				return err
+			}
+			r.jsEngine = filepath.Join(r.work, "internal_jsengine.wasm")
 		}
 	}
 	if needMain {
@@ -226,6 +236,11 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	if o.has(ScenarioCold) {
 		if err := r.cold(ctx); err != nil {
+			return err
+		}
+	}
+	if o.has(ScenarioJS) {
+		if err := r.js(ctx); err != nil {
 			return err
 		}
 	}
@@ -263,7 +278,7 @@ func (r *runner) startMain(ctx context.Context) error {
 	r.prog.status("starting the platform (in-process)")
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	t, err := startInProcess(sctx, filepath.Join(r.work, "data"), o.EnclavePath, o.Log)
+	t, err := startInProcess(sctx, filepath.Join(r.work, "data"), o.EnclavePath, o.Log, r.jsEngine)
 	if err != nil {
 		return fmt.Errorf("bench: start the platform: %w", err)
 	}
@@ -411,34 +426,12 @@ func (r *runner) cold(ctx context.Context) error {
 		return err
 	}
 	stamp := time.Now().UTC().Format("150405")
-	timeIt := func(f func() error) (float64, error) {
-		t0 := time.Now()
-		err := f()
-		return float64(time.Since(t0).Microseconds()) / 1000, err
-	}
 	// measure runs deploy + first invoke o.ColdRuns times; setup (untimed)
 	// returns the credential and action name of run i.
 	measure := func(name, what string, wasm func(i int) []byte, setup func(i int) (string, string, error)) error {
-		var deploy, first []float64
-		for i := range o.ColdRuns {
-			r.prog.status("cold: %s %d/%d", name, i+1, o.ColdRuns)
-			auth, action, err := setup(i)
-			if err != nil {
-				return err
-			}
-			mod := wasm(i)
-			d1, err := timeIt(func() error { return t.deploy(ctx, auth, action, mod) })
-			if err != nil {
-				return err
-			}
-			d2, err := timeIt(func() error { return t.invoke(ctx, auth, action, helloParams, helloResult) })
-			if err != nil {
-				return err
-			}
-			deploy, first = append(deploy, d1), append(first, d2)
-		}
-		r.rep.addCold(name, what, len(wasm(0)), deploy, first)
-		return nil
+		return r.coldRuns(ctx, name, what, len(wasm(0)), setup, func(auth, action string, i int) error {
+			return t.deploy(ctx, auth, action, wasm(i))
+		})
 	}
 	hello := func(int) []byte { return r.hello }
 
@@ -475,5 +468,98 @@ func (r *runner) cold(ctx context.Context) error {
 		return err
 	}
 	r.prog.finish(fmt.Sprintf("cold: %d runs of each done", o.ColdRuns))
+	return nil
+}
+
+// coldRuns runs deploy + first invoke o.ColdRuns times and records them
+// as the cold start name; setup (untimed) returns the credential and
+// action name of run i, deploy deploys it (timed).
+func (r *runner) coldRuns(ctx context.Context, name, what string, size int, setup func(i int) (string, string, error), deploy func(auth, action string, i int) error) error {
+	t, o := r.main, &r.opts
+	timeIt := func(f func() error) (float64, error) {
+		t0 := time.Now()
+		err := f()
+		return float64(time.Since(t0).Microseconds()) / 1000, err
+	}
+	var deploys, first []float64
+	for i := range o.ColdRuns {
+		r.prog.status("cold: %s %d/%d", name, i+1, o.ColdRuns)
+		auth, action, err := setup(i)
+		if err != nil {
+			return err
+		}
+		d1, err := timeIt(func() error { return deploy(auth, action, i) })
+		if err != nil {
+			return err
+		}
+		d2, err := timeIt(func() error { return t.invoke(ctx, auth, action, helloParams, helloResult) })
+		if err != nil {
+			return err
+		}
+		deploys, first = append(deploys, d1), append(first, d2)
+	}
+	r.rep.addCold(name, what, size, deploys, first)
+	return nil
+}
+
+// jsHello is the JavaScript twin of examples/hello.
+const jsHello = `function main(params) { return {greeting: 'Hello ' + (params.name || 'stranger') + '!'} }`
+
+// js measures the JavaScript hello (kind nodejs:default): warm, for each
+// number of connections, like the warm scenario's Go hello; and first
+// invocations of a new JavaScript action on a pre-attested runtime (the
+// engine compiled already), and in a new namespace (a spare runtime, which
+// compiled the engine ahead).
+func (r *runner) js(ctx context.Context) error {
+	t, o := r.main, &r.opts
+	r.prog.status("js: deploying the JavaScript hello")
+	if err := t.deployJS(ctx, t.auth, "jshello", jsHello); err != nil {
+		return err
+	}
+	if err := t.invoke(ctx, t.auth, "jshello", helloParams, helloResult); err != nil {
+		return err
+	}
+	for _, c := range o.Conns {
+		l := t.load(t.auth, "jshello", helloParams, helloResult)
+		l.Conns = c
+		p, err := r.point(ctx, ScenarioJS, "clemmys", "jshello", "https", l)
+		if err != nil {
+			return err
+		}
+		r.rep.Points = append(r.rep.Points, p)
+	}
+	stamp := time.Now().UTC().Format("150405")
+	deploy := func(auth, action string, i int) error {
+		// A comment makes each run's code, and so its digest, new.
+		return t.deployJS(ctx, auth, action, fmt.Sprintf("// run %s-%d\n%s", stamp, i, jsHello))
+	}
+	err := r.coldRuns(ctx, ColdJSPreAttested, "a new JavaScript action in a namespace whose runtime runs (engine compiled): key release, code fetch, instance start",
+		len(jsHello), func(i int) (string, string, error) { return t.auth, fmt.Sprintf("js%s%d", stamp, i), nil }, deploy)
+	if err != nil {
+		return err
+	}
+	if t.admin == "" {
+		r.skip("js cold (new namespace)", "no admin credential to create namespaces (pass --admin-auth)")
+	} else {
+		err := r.coldRuns(ctx, ColdJSNewNamespace, "a JavaScript action in a new namespace: a spare runtime (engine compiled ahead), key release, code fetch, instance start",
+			len(jsHello), func(i int) (string, string, error) {
+				// Let the spare taken by the previous run be replaced and
+				// compile the engine (the invoker waits 1 s, then 2-3 s of
+				// CPU; more on a busy machine).
+				if i > 0 {
+					select {
+					case <-time.After(10 * time.Second):
+					case <-ctx.Done():
+						return "", "", ctx.Err()
+					}
+				}
+				auth, err := t.createNamespace(ctx, fmt.Sprintf("benchjs-%s-%d", stamp, i))
+				return auth, "hello", err
+			}, deploy)
+		if err != nil {
+			return err
+		}
+	}
+	r.prog.finish(fmt.Sprintf("js: %d cold runs of each done", o.ColdRuns))
 	return nil
 }

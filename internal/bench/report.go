@@ -104,6 +104,9 @@ const (
 	ColdFreshRuntime = "fresh runtime"
 	ColdPreAttested  = "pre-attested runtime"
 	ColdNewModule    = "new module"
+	// JavaScript (the js scenario).
+	ColdJSPreAttested  = "js, pre-attested runtime"
+	ColdJSNewNamespace = "js, new namespace"
 )
 
 // Cold is a repeated cold-start measurement: deploy, then the first
@@ -276,6 +279,12 @@ func (r *Report) evaluate() {
 	if c := r.cold(ColdPreAttested); c != nil {
 		add("≤ 100 ms first invocation on a pre-attested runtime", c.FirstInvoke.Median <= 100, "%.0f ms (median of %d)", c.FirstInvoke.Median, c.Runs)
 	}
+	if c := r.cold(ColdJSPreAttested); c != nil {
+		add("≤ 150 ms JavaScript cold start (pre-attested runtime)", c.FirstInvoke.Median <= 150, "%.0f ms (median of %d)", c.FirstInvoke.Median, c.Runs)
+	}
+	if js, g := r.point(ScenarioJS, "jshello", 1), r.point(ScenarioWarm, "hello", 1); js != nil && g != nil && g.P50Ms > 0 {
+		add("warm JavaScript hello p50 ≤ 2× the Go hello's (1 conn)", js.P50Ms <= 2*g.P50Ms, "%.2f× (%.3f ms vs %.3f ms)", js.P50Ms/g.P50Ms, js.P50Ms, g.P50Ms)
+	}
 	if c := r.cold(ColdNewModule); c != nil {
 		add("≤ 1.5 s deploy → first result", c.DeployToResult.Median <= 1500, "%.0f ms for a new %.1f MB module (median of %d)", c.DeployToResult.Median, float64(c.ModuleBytes)/1e6, c.Runs)
 	}
@@ -316,6 +325,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	const pointHead = "system\tfunction\tconns\treq/s\tp50 ms\tp99 ms\trequests\terrors"
 	table("(a) warm invoke: hello, HTTPS, blocking, result=true", pointHead, pointRows(ScenarioWarm, ""))
+	table("(a′) warm invoke: the JavaScript hello (nodejs:default), HTTPS, blocking, result=true", pointHead, pointRows(ScenarioJS, ""))
 	table("(b) sequence: echo ×3 (and one echo alone), HTTPS, blocking, result=true", pointHead, pointRows(ScenarioSequence, ""))
 	if s := r.Sequence; s != nil {
 		p("added per step (1 conn): (%.3f − %.3f) / 2 = %.3f ms\n", s.Seq3P50Ms, s.EchoP50Ms, s.AddedPerStepMs)
@@ -401,4 +411,14 @@ func clientTLS(caCert string, insecure bool) (*tls.Config, error) {
 		return nil, fmt.Errorf("bench: --cacert: %w", err)
 	}
 	return tlsTrusting(pem)
+}
+
+// point returns the point of scenario and function at conns, or nil.
+func (r *Report) point(scenario, function string, conns int) *Point {
+	for i := range r.Points {
+		if p := &r.Points[i]; p.Scenario == scenario && p.Function == function && p.Conns == conns {
+			return p
+		}
+	}
+	return nil
 }

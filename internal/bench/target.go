@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/clemmys/clemmys/internal/envelope"
+	"github.com/clemmys/clemmys/internal/invoker"
 	"github.com/clemmys/clemmys/internal/platform"
 )
 
@@ -85,6 +86,19 @@ func (t *target) call(ctx context.Context, auth, method, path string, body any) 
 // deploy creates or replaces action name of auth's namespace.
 func (t *target) deploy(ctx context.Context, auth, name string, wasm []byte) error {
 	body := map[string]any{"exec": map[string]any{"kind": "wasm", "code": base64.StdEncoding.EncodeToString(wasm)}}
+	st, b, err := t.call(ctx, auth, http.MethodPut, "/api/v1/namespaces/_/actions/"+name+"?overwrite=true", body)
+	if err == nil && st != http.StatusOK {
+		err = fmt.Errorf("status %d: %.300s", st, b)
+	}
+	if err != nil {
+		return fmt.Errorf("bench: deploy %s on %s: %w", name, t.name, err)
+	}
+	return nil
+}
+
+// deployJS creates or replaces a JavaScript action (kind nodejs:default).
+func (t *target) deployJS(ctx context.Context, auth, name, src string) error {
+	body := map[string]any{"exec": map[string]any{"kind": "nodejs:default", "code": src}}
 	st, b, err := t.call(ctx, auth, http.MethodPut, "/api/v1/namespaces/_/actions/"+name+"?overwrite=true", body)
 	if err == nil && st != http.StatusOK {
 		err = fmt.Errorf("status %d: %.300s", st, b)
@@ -203,13 +217,25 @@ func checkResult(want []byte) func(int, []byte) error {
 // `clemmys up` does) on a loopback port of its own, without the catalog and
 // without the gateway's per-namespace throttles (a benchmark is nothing but
 // a flood of invocations).
-func startInProcess(ctx context.Context, dataDir, enclavePath string, log *slog.Logger) (*target, error) {
-	p, err := platform.Start(ctx, platform.Config{
+func startInProcess(ctx context.Context, dataDir, enclavePath string, log *slog.Logger, jsEngine string) (*target, error) {
+	cfg := platform.Config{
 		DataDir: dataDir, Addr: "127.0.0.1:0", EnclavePath: enclavePath, Log: log,
 		SkipCatalog: true, InvocationsPerMinute: -1, ConcurrentInvocations: -1,
-	})
+	}
+	if jsEngine != "" {
+		cfg.JSEngines, cfg.PrecompileJSEngine = []string{jsEngine}, true
+	}
+	p, err := platform.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if jsEngine != "" {
+		// Let the spare runtimes compile the engine before anything is
+		// measured: it takes seconds of CPU on every core.
+		want := uint64(max(invoker.DefaultPoolSize, 1))
+		for p.Invoker.EnginesLoaded() < want && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	cert, err := os.ReadFile(filepath.Join(dataDir, "tls", "gateway-cert.pem"))
 	if err != nil {
@@ -243,7 +269,7 @@ type ServeInfo struct {
 // build) in a child process.
 func Serve(ctx context.Context, dataDir, enclavePath string, stdin io.Reader, out io.Writer, log *slog.Logger) error {
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	t, err := startInProcess(startCtx, dataDir, enclavePath, log)
+	t, err := startInProcess(startCtx, dataDir, enclavePath, log, "")
 	cancel()
 	if err != nil {
 		return err

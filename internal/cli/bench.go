@@ -29,7 +29,8 @@ run it there, as 'go run ./cmd/clemmys bench'. Progress goes to stderr, the
 table (or --json) to stdout.
 
 Scenarios: warm, workerd (needs 'npm ci --prefix bench/workerd'), sequence,
-cold, unprotected (builds clemmys with -tags clemmys_unprotected into a
+cold, js (the JavaScript hello, kind nodejs:default: warm, and its cold
+starts), unprotected (builds clemmys with -tags clemmys_unprotected into a
 temporary dir and runs it, and a default build, as child processes).
 
 Flags:

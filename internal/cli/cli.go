@@ -130,6 +130,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "gateway TLS certificate (PEM); default: self-signed, created in the data dir")
 	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
 	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
+	jsEnginePath := fs.String("js-engine", "", "JavaScript engine of the nodejs kinds, a wasm module (default: $CLEMMYS_JS_ENGINE, next to clemmys, or built from source)")
 	verbose := fs.Bool("v", false, "debug logging")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	replicas := fs.Int("replicas", 1, "replicas of the JetStream buckets: 1, or 3 with --nats on a cluster of 3 or more nodes")
@@ -165,6 +166,11 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("enclave runtime", "path", enc, "found", how)
+	engines, err := jsEngines(ctx, *jsEnginePath, *dataDir, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
+		return 1
+	}
 
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	p, err := platform.Start(startCtx, platform.Config{
@@ -173,6 +179,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
 		FiresPerMinute: th.config(th.fires),
 		NATS:           nf.options(), Replicas: *replicas,
+		JSEngines: engines, PrecompileJSEngine: true,
 	})
 	cancel()
 	if err != nil {

@@ -252,6 +252,7 @@ func cmdInvoker(args []string, stdout, stderr io.Writer) int {
 	enclavePath := s.fs.String("enclave", "", "clemmys-enclave binary (default: $CLEMMYS_ENCLAVE, next to clemmys, built from source, or on PATH)")
 	capacity := s.fs.Int("capacity", 16, "activations run at once")
 	pool := s.fs.Int("pool-size", invoker.DefaultPoolSize, "spare enclave runtimes kept started (0: none)")
+	jsEnginePath := s.fs.String("js-engine", "", "JavaScript engine of the nodejs kinds, a wasm module (default: $CLEMMYS_JS_ENGINE, next to clemmys, or built from source); the same build as the gateways'")
 	log, ok := s.parse(args, stderr)
 	if !ok {
 		return 2
@@ -265,12 +266,17 @@ func cmdInvoker(args []string, stdout, stderr io.Writer) int {
 			return nil, nil, err
 		}
 		log.Info("enclave runtime", "path", enc, "found", how)
+		engines, err := jsEngines(ctx, *jsEnginePath, *s.dataDir, log)
+		if err != nil {
+			return nil, nil, err
+		}
 		tr, err := platform.LoadTrust(*s.simDir, false)
 		if err != nil {
 			return nil, nil, err
 		}
 		iv, err := platform.StartInvoker(ctx, runCtx, tr, b, invoker.Config{
 			ID: *id, EnclavePath: enc, Capacity: *capacity, PoolSize: *pool, Log: log,
+			Engines: engines, PrecompileEngine: len(engines) > 0,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -286,6 +292,7 @@ func cmdGateway(args []string, stdout, stderr io.Writer) int {
 	tlsKey := s.fs.String("tls-key", "", "TLS key (PEM)")
 	var kmsMeasurements hexFlags
 	s.fs.Var(&kmsMeasurements, "kms-measurement", "a KMS measurement accepted (repeatable; default: this binary's)")
+	jsEnginePath := s.fs.String("js-engine", "", "JavaScript engine new nodejs actions are bound to (default: $CLEMMYS_JS_ENGINE, next to clemmys, or built from source); the invokers need the same build")
 	th := throttleFlags(s.fs)
 	log, ok := s.parse(args, stderr)
 	if !ok {
@@ -304,8 +311,19 @@ func cmdGateway(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return nil, nil, err
 		}
+		engines, err := jsEngines(ctx, *jsEnginePath, *s.dataDir, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		var engine []byte
+		if len(engines) > 0 {
+			if engine, err = platform.EngineDigest(engines[0]); err != nil {
+				return nil, nil, fmt.Errorf("JavaScript engine: %w", err)
+			}
+		}
 		g, err := platform.NewGateway(ctx, tr, b, gateway.Config{
-			Addr: *addr, DataDir: *s.dataDir, TLSCert: *tlsCert, TLSKey: *tlsKey, Log: log, Replicas: *s.replicas,
+			JSEngine: engine,
+			Addr:     *addr, DataDir: *s.dataDir, TLSCert: *tlsCert, TLSKey: *tlsKey, Log: log, Replicas: *s.replicas,
 			InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
 			FiresPerMinute: th.config(th.fires),
 		}, platform.GatewayOptions{KMSMeasurements: kmsMeasurements})

@@ -363,7 +363,7 @@ func normalizeAction(a *wire.Action) error {
 	switch a.Kind {
 	case "":
 		a.Kind = kindWasm
-	case kindWasm, wire.KindSequence:
+	case kindWasm, wire.KindSequence, wire.KindNodeJS20, wire.KindNodeJS22:
 	default:
 		return badRequest("unsupported kind")
 	}

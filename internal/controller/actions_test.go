@@ -192,7 +192,7 @@ func TestActionPutInvalid(t *testing.T) {
 		{"function id too long", func(p *wire.ActionPut) {
 			p.Action.Function = signed(t, make([]byte, maxFunctionIDLen+1))
 		}},
-		{"kind", func(p *wire.ActionPut) { p.Action.Kind = "nodejs:20" }},
+		{"kind", func(p *wire.ActionPut) { p.Action.Kind = "python:3" }},
 		{"timeout", func(p *wire.ActionPut) { p.Action.Limits.TimeoutMs = maxTimeoutMs + 1 }},
 		{"memory", func(p *wire.ActionPut) { p.Action.Limits.MemoryMB = maxMemoryMB + 1 }},
 		{"logs", func(p *wire.ActionPut) { p.Action.Limits.LogsMB = maxLogsMB + 1 }},

@@ -127,7 +127,11 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 		if act.Kind == wire.KindSequence {
 			return nil, badRequest("sequence invoked without steps")
 		}
-		a := invoked(req, act, received, kindWasm)
+		kind := act.Kind // wasm or a nodejs kind
+		if kind == "" {
+			kind = kindWasm
+		}
+		a := invoked(req, act, received, kind)
 		fid := req.FunctionID
 		if len(fid) == 0 {
 			if fid, err = functionID(act.Function); err != nil {

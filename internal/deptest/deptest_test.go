@@ -36,6 +36,7 @@ func TestEnclaveImports(t *testing.T) {
 	allowedPrefixes := []string{
 		mod + "/internal/enclave",
 		mod + "/internal/envelope",
+		mod + "/internal/fncode",
 		mod + "/internal/ipc",
 		mod + "/internal/sandbox",
 		mod + "/internal/tee",

@@ -101,6 +101,7 @@ type Runtime struct {
 	// sessions caches the capsule sessions opened by envelope.Open, for
 	// every loaded function; entries are bound to the function id and key.
 	sessions *envelope.OpenCache
+	engines  engines // JavaScript engines (engines.go)
 
 	mu        sync.RWMutex
 	namespace string               // bound by the first load
@@ -152,6 +153,7 @@ func New(cfg Config) (*Runtime, error) {
 // Close releases compiled modules and zeroizes the cached capsule sessions.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.sessions.Clear()
+	r.closeEngines(ctx)
 	return r.engine.Close(ctx)
 }
 
@@ -175,7 +177,9 @@ func (r *Runtime) Attest(req *ipc.AttestRequest) (*ipc.AttestReply, error) {
 }
 
 // Load opens a key bundle sealed to the ephemeral key, decrypts the code,
-// checks its digest and compiles it.
+// checks its digest and compiles it. A JavaScript function is bound to the
+// engine its code names; if that engine is not loaded, nothing is loaded
+// and the reply names the engine (LoadReply.Engine).
 func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadReply, error) {
 	fid := hex.EncodeToString(req.FunctionID)
 	for {
@@ -247,11 +251,11 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 		return nil, &ipc.Error{Code: CodeNamespace, Message: "this runtime serves another namespace"}
 	}
 	r.mu.Unlock()
-	wasm, err := envelope.OpenCode(codeKey, rec.FunctionID, rec.CodeDigest, req.SealedCode)
+	code, err := envelope.OpenCode(codeKey, rec.FunctionID, rec.CodeDigest, req.SealedCode)
 	if err != nil {
 		return nil, &ipc.Error{Code: CodeCode, Message: "function code does not decrypt or does not match its digest"}
 	}
-	mod, err := r.engine.Compile(ctx, wasm)
+	mod, err := r.compileCode(ctx, code)
 	if err != nil {
 		// Whatever leaves the runtime here is plaintext for the invoker,
 		// the controller and the stored record, and a compiler's message
@@ -259,6 +263,14 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 		// bytes): only a fixed category leaves, never the detail, not even
 		// in the runtime's log, which the host reads. The gateway checks
 		// modules at deploy (sandbox.Validate) and tells their owner why.
+		var noEngine *errNoEngine
+		var ie *ipc.Error
+		switch {
+		case errors.As(err, &noEngine):
+			return &ipc.LoadReply{Engine: noEngine.digest[:]}, nil
+		case errors.As(err, &ie):
+			return nil, ie
+		}
 		if errors.Is(err, sandbox.ErrInvalidModule) {
 			return nil, &ipc.Error{Code: CodeInvalidWasm, Message: msgInvalidModule}
 		}
@@ -374,7 +386,12 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	if lim.MemoryMB == 0 {
 		lim.MemoryMB = sandbox.DefaultMemoryBytes >> 20
 	}
-	res, runErr := fn.module.Run(ctx, opened.Input, sandbox.Limits{
+	res, runErr := fn.module.RunActivation(ctx, sandbox.Activation{
+		Params:    opened.Input,
+		ID:        hex.EncodeToString(opened.RequestID),
+		Namespace: fn.record.Namespace,
+		Action:    "/" + fn.record.Namespace + "/" + fn.record.Action,
+	}, sandbox.Limits{
 		MemoryBytes:    uint64(lim.MemoryMB) << 20,
 		Timeout:        time.Duration(lim.TimeoutMs) * time.Millisecond,
 		MaxOutputBytes: r.cfg.MaxOutputBytes,

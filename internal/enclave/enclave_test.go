@@ -27,6 +27,8 @@ type fixture struct {
 	rt      *Runtime
 	gwKey   envelope.Key
 	records map[string]*loadedFn
+	// lastLoad is the runtime's reply to the last load.
+	lastLoad *ipc.LoadReply
 }
 
 type loadedFn struct {
@@ -102,7 +104,7 @@ func (f *fixture) loadAs(t testing.TB, name, namespace string, wasm, fid []byte,
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode})
+	f.lastLoad, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode})
 	if err != nil {
 		return nil, err
 	}

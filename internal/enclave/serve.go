@@ -81,6 +81,11 @@ func (r *Runtime) dispatch(ctx context.Context, f *ipc.Frame) *ipc.Frame {
 		if err = ipc.Unmarshal(f.Body, &req); err == nil {
 			body, err = r.Load(ctx, &req)
 		}
+	case ipc.OpEngine:
+		var req ipc.EngineRequest
+		if err = ipc.Unmarshal(f.Body, &req); err == nil {
+			body, err = r.LoadEngine(ctx, &req)
+		}
 	case ipc.OpRun:
 		var req ipc.RunRequest
 		if err = ipc.Unmarshal(f.Body, &req); err == nil {

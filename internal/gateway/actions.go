@@ -57,6 +57,8 @@ type execBody struct {
 	Binary     bool     `json:"binary"`
 	Main       string   `json:"main"`
 	Components []string `json:"components"`
+
+	decoded *decodedExec // decodeCode's result (jskind.go)
 }
 
 type limitsBody struct {
@@ -97,11 +99,9 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be a JSON action.")
 		return
 	}
-	var code []byte
 	if body.Exec != nil && body.Exec.Kind != kindSequence {
 		// Check the module before anything is fetched or created.
-		var msg string
-		if code, msg = decodeModule(body.Exec); msg != "" {
+		if _, _, msg := g.decodeCode(body.Exec); msg != "" {
 			g.failModule(w, r, msg)
 			return
 		}
@@ -110,8 +110,10 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "%s", msg)
 		return
 	}
-	if code != nil && !g.validateModule(w, r, code) {
-		return
+	if body.Exec != nil && body.Exec.Kind != kindSequence {
+		if code, kind, _ := g.decodeCode(body.Exec); kind == kindWasm && !g.validateModule(w, r, code) {
+			return
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
@@ -141,7 +143,6 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a.Kind = kindWasm
 	put := wire.ActionPut{Overwrite: overwrite}
 	var rec *wire.FunctionRecord
 	var codeBytes int
@@ -158,14 +159,15 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 			g.fail(w, r, http.StatusBadGateway, "The controller served an outdated version of %s.", name)
 			return
 		}
-		a.Function, a.CodeSize = prev.Function, prev.CodeSize
+		a.Function, a.CodeSize, a.Kind = prev.Function, prev.CodeSize, prev.Kind
 		put.KeepCode = true
 	} else {
-		if body.Exec == nil { // a new action without exec
-			_, msg := decodeModule(nil)
+		code, kind, msg := g.decodeCode(body.Exec)
+		if msg != "" {
 			g.failModule(w, r, msg)
 			return
 		}
+		a.Kind = kind
 		digest := sha256.Sum256(code)
 		var signed wire.SignedRecord
 		var codeKey envelope.Key

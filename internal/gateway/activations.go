@@ -196,7 +196,9 @@ func logLines(logs []byte, t time.Time) []string {
 	ts := t.UTC().Format(logTimeFormat)
 	lines := strings.Split(s, "\n")
 	for i, l := range lines {
-		lines[i] = ts + " stderr: " + l
+		if !stampedLogLine(l) { // the JavaScript engine stamps its own
+			lines[i] = ts + " stderr: " + l
+		}
 	}
 	return lines
 }

@@ -113,6 +113,11 @@ type Config struct {
 	InvocationsPerMinute  int
 	FiresPerMinute        int
 	ConcurrentInvocations int
+	// JSEngine is the SHA-256 digest of the JavaScript engine module the
+	// invokers' runtimes run JavaScript functions on (internal/jsengine):
+	// deployed nodejs actions are bound to it (jskind.go). Empty: the
+	// nodejs kinds are refused.
+	JSEngine []byte
 	// ExtraMetrics are served on /metrics with the gateway's own (in one
 	// process, `clemmys up` adds the other services' registries).
 	ExtraMetrics []prometheus.Gatherer

@@ -222,6 +222,7 @@ func (g *Gateway) info(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"description": "clemmys confidential FaaS (OpenWhisk REST API v1)",
 		"api_paths":   []string{"/api/v1"},
+		"runtimes":    g.runtimes(),
 	})
 }
 

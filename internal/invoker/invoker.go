@@ -68,6 +68,13 @@ type Config struct {
 	// does not wait for a process to start. Default 2; negative: no pool.
 	PoolSize int
 	Log      *slog.Logger
+
+	// Engines are the JavaScript engine modules (files) the runtimes may
+	// need: a JavaScript function runs on the engine it was deployed with
+	// (engine.go). With PrecompileEngine, every spare runtime compiles the
+	// first one ahead.
+	Engines          []string
+	PrecompileEngine bool
 }
 
 // DefaultPoolSize is Config.PoolSize's default.
@@ -81,6 +88,11 @@ type Invoker struct {
 	code    jetstream.ObjectStore // opened on first use (the controller creates it)
 	sem     chan struct{}
 	log     *slog.Logger
+
+	// engines are the JavaScript engine files by digest (engine.go).
+	engines *engineFiles
+	// enginesSent counts engines its runtimes compiled.
+	enginesSent atomic.Uint64
 
 	// executions counts steps whose guest a runtime started (every check
 	// passed); refused steps do not count.
@@ -129,11 +141,16 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	engines, err := indexEngines(cfg.Engines)
+	if err != nil {
+		return nil, err
+	}
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	iv := &Invoker{
 		runCtx:     runCtx,
 		cancelRun:  cancelRun,
 		cfg:        cfg,
+		engines:    engines,
 		sem:        make(chan struct{}, cfg.Capacity),
 		log:        cfg.Log.With("invoker", cfg.ID),
 		runtimes:   map[string]*runtimeProc{},
@@ -173,6 +190,8 @@ func (iv *Invoker) Start(ctx context.Context) error {
 	}
 	if iv.cfg.PoolSize <= 0 || !iv.addSpare(p) {
 		p.stop(time.Second)
+	} else {
+		iv.precompile(p)
 	}
 	// The first heartbeat is on the server when Start returns, so a
 	// controller already running counts this invoker at once.
@@ -635,10 +654,10 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	if err != nil {
 		return fmt.Errorf("fetch code: %w", err)
 	}
-	var lr ipc.LoadReply
-	if err := p.call(ctx, ipc.OpLoad, &ipc.LoadRequest{
+	lr, err := iv.loadWithEngine(ctx, p, &ipc.LoadRequest{
 		FunctionID: fid, Nonce: nonce.Nonce, SealedBundle: rel.Sealed, SealedCode: obj,
-	}, &lr); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
 	iv.log.Info("function loaded", "function", hex.EncodeToString(fid), "compile_ms", lr.CompileMs)

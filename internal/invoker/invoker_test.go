@@ -950,7 +950,7 @@ func TestRuntimeVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = iv.Start(context.Background())
-	if !errors.Is(err, ErrRuntimeVersion) || !strings.Contains(err.Error(), "version 0, this invoker 2") {
+	if !errors.Is(err, ErrRuntimeVersion) || !strings.Contains(err.Error(), fmt.Sprintf("version 0, this invoker %d", ipc.Version)) {
 		iv.Stop()
 		t.Fatalf("start with an old runtime: %v", err)
 	}

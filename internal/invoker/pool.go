@@ -52,6 +52,7 @@ func (iv *Invoker) fillPool() {
 				p.stop(time.Second)
 				return
 			}
+			iv.precompile(p)
 			iv.log.Debug("spare enclave runtime started", "runtime_pid", p.cmd.Process.Pid)
 		}
 		select {

@@ -47,6 +47,7 @@ type runtimeProc struct {
 	pending map[uint64]chan *ipc.Frame
 	err     error
 	loaded  map[string]*loadState // by hex function id
+	engines map[string]*loadState // JavaScript engines, by hex digest (engine.go)
 	hello   *ipc.Hello
 }
 

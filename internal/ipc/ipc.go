@@ -26,6 +26,7 @@ const (
 	OpAttest = "attest" // AttestRequest → AttestReply
 	OpLoad   = "load"   // LoadRequest → LoadReply
 	OpRun    = "run"    // RunRequest → RunReply
+	OpEngine = "engine" // EngineRequest → EngineReply
 )
 
 // ErrFrameTooLarge is returned for frames over MaxFrame.
@@ -61,10 +62,11 @@ type Hello struct {
 
 // Version is the version of this frame protocol: 2 added chains
 // (RunRequest key 3, RunReply keys 8–10) and Hello.Version; runtimes
-// before it answer 0. Both sides decode strictly, so an invoker and a
+// before it answer 0. 3 added JavaScript engines (OpEngine, LoadReply
+// key 2). Both sides decode strictly, so an invoker and a
 // runtime of different versions cannot work together: the invoker checks
 // the runtime's hello and says which binary to use.
-const Version = 2
+const Version = 3
 
 // AttestRequest asks for evidence binding a KMS nonce and the runtime's
 // ephemeral key.
@@ -90,6 +92,24 @@ type LoadRequest struct {
 // LoadReply reports how long loading took.
 type LoadReply struct {
 	CompileMs int64 `cbor:"1,keyasint"`
+	// Engine, when set, is the SHA-256 of the JavaScript engine module the
+	// function runs on, which the runtime does not have: nothing was
+	// loaded; the invoker sends that engine (OpEngine) and the same
+	// LoadRequest again.
+	Engine []byte `cbor:"2,keyasint,omitempty"`
+}
+
+// EngineRequest hands the runtime a JavaScript engine module (public
+// code, not sealed). The runtime compiles it and keeps it by its SHA-256:
+// a function's sealed code names the engine it runs on by that digest.
+type EngineRequest struct {
+	Wasm []byte `cbor:"1,keyasint"`
+}
+
+// EngineReply reports the engine's digest and how long compiling took.
+type EngineReply struct {
+	Digest    []byte `cbor:"1,keyasint"`
+	CompileMs int64  `cbor:"2,keyasint"`
 }
 
 // CodeNotLoaded refuses a step whose function is not loaded in the

@@ -74,7 +74,14 @@ func TestNPMClient(t *testing.T) {
 
 	dataDir := t.TempDir()
 	t0 := time.Now()
-	e := startWith(t, dataDir, func(c *platform.Config) { c.SkipCatalog = false })
+	engine, err := jsEngineFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startWith(t, dataDir, func(c *platform.Config) {
+		c.SkipCatalog = false
+		c.JSEngines = []string{engine} // the nodejs actions' tests
+	})
 	installed := catalog.Installed(dataDir)
 	t.Logf("platform up in %v, whisk.system catalog installed: %v", time.Since(t0), installed)
 	if !installed {

@@ -74,6 +74,15 @@ type Config struct {
 	SkipDeployValidation bool
 	// StepPrewarmInterval is the gateway's (gateway.Config); 0: default.
 	StepPrewarmInterval time.Duration
+	// JSEngines are JavaScript engine modules (internal/jsengine built for
+	// wasip1): the first is the one new nodejs actions are deployed on,
+	// the others are kept for actions deployed on earlier builds. None:
+	// the nodejs kinds are refused.
+	JSEngines []string
+	// PrecompileJSEngine has every spare enclave runtime compile the
+	// first engine ahead (invoker.Config.PrecompileEngine), for fast
+	// JavaScript cold starts, at the cost of seconds of CPU per runtime.
+	PrecompileJSEngine bool
 }
 
 // Platform is a running deployment.
@@ -162,12 +171,21 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err != nil {
 		return p, err
 	}
+	var jsEngine []byte
+	if len(cfg.JSEngines) > 0 {
+		if jsEngine, err = digestFile(cfg.JSEngines[0]); err != nil {
+			return p, fmt.Errorf("platform: JavaScript engine: %w", err)
+		}
+	}
 	p.Invoker, err = StartInvoker(ctx, runCtx, tr, p.buses, invoker.Config{
 		ID:          "invoker0",
 		EnclavePath: cfg.EnclavePath,
 		Capacity:    cfg.InvokerCapacity,
 		PoolSize:    cfg.InvokerPoolSize,
-		Log:         p.log.With("service", "invoker"),
+		Engines:     cfg.JSEngines,
+
+		PrecompileEngine: cfg.PrecompileJSEngine,
+		Log:              p.log.With("service", "invoker"),
 	})
 	if err != nil {
 		return p, err
@@ -178,6 +196,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
 		ExpirySlack:  cfg.ExpirySlack,
 		Replicas:     cfg.Replicas,
+		JSEngine:     jsEngine,
 
 		InvocationsPerMinute:  cfg.InvocationsPerMinute,
 		ConcurrentInvocations: cfg.ConcurrentInvocations,

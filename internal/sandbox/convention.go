@@ -3,6 +3,8 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
+	"time"
 )
 
 // The loop calling convention and the fresh-instance request (see the
@@ -13,6 +15,9 @@ const (
 	// loopExport marks a module that speaks the loop convention when its
 	// environment has LoopEnv=1.
 	loopExport = "clemmys.loop.v1"
+	// loopV2Export marks a module that speaks the loop convention
+	// version 2: each input line carries the activation's metadata.
+	loopV2Export = "clemmys.loop.v2"
 	// freshExport marks a module whose every activation must run in an
 	// instance that served no other activation.
 	freshExport = "clemmys.fresh.v1"
@@ -51,4 +56,40 @@ func loopLine(input []byte) []byte {
 // a loop-convention guest writes to stdout per activation.
 func oneLine(out []byte) bool {
 	return len(out) > 0 && bytes.IndexByte(out, '\n') == len(out)-1
+}
+
+// loopLineV2 is an activation's line in the loop convention version 2, in
+// the form of OpenWhisk's action loop: {"value": params, "activation_id":
+// …, "namespace": …, "action_name": …, "deadline": "<unix ms>"}, newline
+// included. Blank params are {}; params that are not valid JSON are sent
+// as a JSON string, which the guest refuses as not an object, as it would
+// refuse them in the other conventions.
+func loopLineV2(act Activation, deadline time.Time) []byte {
+	params := bytes.TrimSpace(act.Params)
+	var b bytes.Buffer
+	b.Grow(len(params) + 160)
+	b.WriteString(`{"value":`)
+	switch {
+	case len(params) == 0:
+		b.WriteString("{}")
+	case json.Valid(params):
+		_ = json.Compact(&b, params) // valid, so it cannot fail
+	default:
+		s, _ := json.Marshal(string(params)) // a string always encodes
+		b.Write(s)
+	}
+	field := func(name, v string) {
+		if v == "" {
+			return
+		}
+		s, _ := json.Marshal(v)
+		b.WriteString(`,"` + name + `":`)
+		b.Write(s)
+	}
+	field("activation_id", act.ID)
+	field("namespace", act.Namespace)
+	field("action_name", act.Action)
+	field("deadline", strconv.FormatInt(deadline.UnixMilli(), 10))
+	b.WriteString("}\n")
+	return b.Bytes()
 }

@@ -14,7 +14,7 @@
 //
 // The guest gets no file system, no network, args [name], no environment
 // (except LoopEnv=1, below), the real clock, and crypto/rand as its random
-// source.
+// source; a bound module (below) gets its Data too.
 //
 // # Calling conventions
 //
@@ -39,12 +39,33 @@
 // guest writes outside an activation (while it starts, or if it writes
 // after asking for its next input) goes to its next activation.
 //
+// Loop, version 2: a module that exports "clemmys.loop.v2" instead gets
+// each activation as one line in the form of OpenWhisk's action loop,
+// {"value": params, "activation_id": …, "namespace": …, "action_name": …,
+// "deadline": "<unix ms>"} (RunActivation supplies the names; the deadline
+// is when the activation's time limit ends), so that it can give a function
+// OpenWhisk's __OW_* environment values; params that are not valid JSON
+// are sent as a JSON string. Everything else is as in version 1. The
+// JavaScript engine (internal/jsengine) speaks it.
+//
 // The convention is decided by the module's code: an export is part of the
 // code, bound to its digest, so what runs is what the owner built, and a
 // WASI command that exports nothing keeps the one-shot convention. An
 // export was chosen over an environment or argument probe (which needs a
 // first run to find out) and over an action annotation (which the
 // untrusted platform carries and which could disagree with the code).
+//
+// # Data: one module, many functions
+//
+// Module.Bind makes a Module that runs the same compiled code with Data:
+// files, read-only under DataDir (/action, a WASI preopen of an in-memory
+// directory), and environment variables. A JavaScript function is the
+// engine module, compiled once per Engine, bound to the function's code
+// and entry point. A bound Module has its own pool of warm instances:
+// instances are pooled per (compiled module, binding), so two functions on
+// one engine never share an instance, and closing a bound Module closes
+// its idle instances. Data is bounded (MaxDataFiles, MaxDataBytes,
+// MaxDataEnv).
 //
 // # Warm and fresh instances
 //

@@ -110,17 +110,19 @@ type compiled struct {
 	err      error
 	name     string // argv[0]
 	minPages uint32 // initial memory pages
-	loop     bool   // speaks the loop convention (exports loopExport)
+	loop     bool   // speaks the loop convention (exports loopExport or loopV2Export)
+	loopV2   bool   // with activation metadata (exports loopV2Export)
 	fresh    bool   // wants a fresh instance per activation (exports freshExport)
 	hasStart bool   // has a start function, exported as startExport
 	refs     int    // Modules using it; guarded by Engine.mu
+	// plain is the binding of the Modules made without Data: they share
+	// their warm instances.
+	plain *binding
 
 	// Guarded by Engine.poolMu.
-	idle     int  // instances in Engine.idle
-	live     int  // instances in Engine.live
-	starting bool // a prestart is in flight
-	closing  bool // released: no new instances; mod is closed with the last one
-	freed    bool // mod was closed
+	live    int  // instances in Engine.live
+	closing bool // released: no new instances; mod is closed with the last one
+	freed   bool // mod was closed
 }
 
 // NewEngine returns an Engine with the default Config.
@@ -158,7 +160,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	if e.closed.Swap(true) {
 		return nil
 	}
-	e.drainIdle(nil)
+	e.drainIdle(nil, nil)
 	e.poolMu.Lock()
 	live := make([]*instance, 0, len(e.live))
 	for in := range e.live {
@@ -201,6 +203,9 @@ func (e *Engine) Runaway() bool { return e.runaway.Load() }
 type Module struct {
 	e *Engine
 	c *compiled
+	b *binding // the Data of its instances, and their pool
+	// bound: made by Bind, b is its own.
+	bound bool
 	// oneShot runs the module in the one-shot convention even if it
 	// speaks the loop one (tests compare the two).
 	oneShot bool
@@ -236,7 +241,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	e.mu.Lock()
 	c, shared := e.compiled[digest]
 	if !shared {
-		c = &compiled{digest: digest, ready: make(chan struct{})}
+		c = &compiled{digest: digest, ready: make(chan struct{}), plain: &binding{}}
 		e.compiled[digest] = c
 	}
 	c.refs++
@@ -259,7 +264,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte) (*Module, error) {
 		}
 		return nil, c.err
 	}
-	return &Module{e: e, c: c}, nil
+	return &Module{e: e, c: c, b: c.plain}, nil
 }
 
 // compile fills c and closes c.ready.
@@ -313,7 +318,7 @@ func (e *Engine) release(ctx context.Context, c *compiled) {
 	free := c.live == 0 && !c.freed
 	c.freed = c.freed || free
 	e.poolMu.Unlock()
-	e.drainIdle(c)
+	e.drainIdle(c, nil)
 	if free {
 		_ = c.mod.Close(ctx)
 	}
@@ -344,7 +349,7 @@ func validate(cm wazero.CompiledModule, c *compiled, wasi map[string]api.Functio
 	for _, marker := range []struct {
 		name string
 		set  *bool
-	}{{loopExport, &c.loop}, {freshExport, &c.fresh}, {startExport, &c.hasStart}} {
+	}{{loopExport, &c.loop}, {loopV2Export, &c.loopV2}, {freshExport, &c.fresh}, {startExport, &c.hasStart}} {
 		f, ok := exports[marker.name]
 		if !ok {
 			continue
@@ -354,6 +359,7 @@ func validate(cm wazero.CompiledModule, c *compiled, wasi map[string]api.Functio
 		}
 		*marker.set = true
 	}
+	c.loop = c.loop || c.loopV2
 	for _, f := range cm.ImportedFunctions() {
 		module, name, _ := f.Import()
 		if module != wasiModule {
@@ -380,6 +386,9 @@ func (m *Module) Close(ctx context.Context) error {
 		return nil
 	}
 	m.closed = true
+	if m.bound {
+		m.e.closeBinding(ctx, m.b)
+	}
 	m.e.release(ctx, m.c)
 	return nil
 }

@@ -30,6 +30,7 @@ import (
 type instance struct {
 	e     *Engine
 	c     *compiled
+	b     *binding // its Data and pool
 	mod   api.Module
 	stop  api.MutableGlobal // the instrumentation's stop flag
 	alloc *limitedAllocator
@@ -58,9 +59,9 @@ type instance struct {
 // new goroutine, in the loop convention if loop. The caller must hold a
 // reference to c (a Module) while it runs. Errors wrap ErrInvalidModule (it
 // cannot be instantiated) or are ErrClosed.
-func (e *Engine) newInstance(c *compiled, limit uint64, loop bool) (*instance, error) {
+func (e *Engine) newInstance(c *compiled, b *binding, limit uint64, loop bool) (*instance, error) {
 	in := &instance{
-		e: e, c: c, limit: limit,
+		e: e, c: c, b: b, limit: limit,
 		alloc:   &limitedAllocator{limit: limit},
 		exited:  make(chan struct{}),
 		waiting: make(chan struct{}),
@@ -81,6 +82,7 @@ func (e *Engine) newInstance(c *compiled, limit uint64, loop bool) (*instance, e
 		WithSysNanotime().
 		WithNanosleep(in.sleep).
 		WithOsyield(runtime.Gosched)
+	cfg = b.configure(cfg)
 	if loop {
 		cfg = cfg.WithEnv(LoopEnv, "1")
 	}
@@ -327,14 +329,14 @@ func (e *Engine) forget(in *instance) {
 	}
 }
 
-// take removes and returns an idle instance of c with the memory limit,
-// the most recently used one, or nil.
-func (e *Engine) take(c *compiled, limit uint64) *instance {
+// take removes and returns an idle instance of c with the binding and
+// the memory limit, the most recently used one, or nil.
+func (e *Engine) take(c *compiled, b *binding, limit uint64) *instance {
 	e.poolMu.Lock()
 	defer e.poolMu.Unlock()
 	for i := len(e.idle) - 1; i >= 0; i-- {
 		in := e.idle[i]
-		if in.c != c || in.limit != limit {
+		if in.c != c || in.b != b || in.limit != limit {
 			continue
 		}
 		e.removeIdle(i)
@@ -355,7 +357,7 @@ func (e *Engine) removeIdle(i int) {
 	in := e.idle[i]
 	e.idle = append(e.idle[:i], e.idle[i+1:]...)
 	e.idleBytes -= in.idleBytes
-	in.c.idle--
+	in.b.idle--
 	in.idleTimer.Stop()
 }
 
@@ -363,18 +365,18 @@ func (e *Engine) removeIdle(i int) {
 // within the pool's bounds (evicting the least recently used instances);
 // if it cannot be kept it is closed.
 func (e *Engine) put(in *instance) {
-	c := in.c
+	c, b := in.c, in.b
 	var evict []*instance
 	size := in.alloc.peak.Load() // the memory's size: it never shrinks
 	e.poolMu.Lock()
-	if e.closed.Load() || c.closing || e.cfg.MaxIdlePerModule <= 0 || e.cfg.MaxIdle <= 0 || size > e.cfg.MaxIdleBytes {
+	if e.closed.Load() || c.closing || b.closing || e.cfg.MaxIdlePerModule <= 0 || e.cfg.MaxIdle <= 0 || size > e.cfg.MaxIdleBytes {
 		e.poolMu.Unlock()
 		in.close()
 		return
 	}
-	if c.idle >= e.cfg.MaxIdlePerModule {
+	if b.idle >= e.cfg.MaxIdlePerModule {
 		for i, old := range e.idle {
-			if old.c == c {
+			if old.c == c && old.b == b {
 				e.removeIdle(i)
 				evict = append(evict, old)
 				break
@@ -388,7 +390,7 @@ func (e *Engine) put(in *instance) {
 	in.idleBytes = size
 	e.idle = append(e.idle, in)
 	e.idleBytes += size
-	c.idle++
+	b.idle++
 	in.idleTimer = time.AfterFunc(e.cfg.IdleTimeout, func() { e.expire(in) })
 	e.poolMu.Unlock()
 	for _, old := range evict {
@@ -409,12 +411,13 @@ func (e *Engine) expire(in *instance) {
 	}
 }
 
-// drainIdle closes every idle instance of c (every one if c is nil).
-func (e *Engine) drainIdle(c *compiled) {
+// drainIdle closes every idle instance of c, or of b, or every one if
+// both are nil.
+func (e *Engine) drainIdle(c *compiled, b *binding) {
 	var drained []*instance
 	e.poolMu.Lock()
 	for i := 0; i < len(e.idle); {
-		if in := e.idle[i]; c == nil || in.c == c {
+		if in := e.idle[i]; (c == nil || in.c == c) && (b == nil || in.b == b) {
 			e.removeIdle(i)
 			drained = append(drained, in)
 			continue
@@ -431,30 +434,30 @@ func (e *Engine) drainIdle(c *compiled) {
 // started ahead of its activations, in the pool, so that an activation
 // takes a pre-initialized instance (and uses it once) instead of waiting
 // for the guest's runtime to start. It starts at most one at a time.
-func (e *Engine) prestart(c *compiled, limit uint64) {
+func (e *Engine) prestart(c *compiled, b *binding, limit uint64) {
 	e.poolMu.Lock()
 	ready := 0
 	for _, in := range e.idle {
-		if in.c == c && in.limit == limit {
+		if in.c == c && in.b == b && in.limit == limit {
 			ready++
 		}
 	}
-	if e.closed.Load() || c.closing || c.starting || ready >= e.cfg.Prestart {
+	if e.closed.Load() || c.closing || b.closing || b.starting || ready >= e.cfg.Prestart {
 		e.poolMu.Unlock()
 		return
 	}
-	c.starting = true
+	b.starting = true
 	e.poolMu.Unlock()
 	go func() {
-		in, err := e.newInstance(c, limit, true)
+		in, err := e.newInstance(c, b, limit, true)
 		e.poolMu.Lock()
-		c.starting = false
+		b.starting = false
 		e.poolMu.Unlock()
 		if err != nil {
 			return
 		}
 		e.put(in)
-		e.prestart(c, limit) // until Prestart are ready
+		e.prestart(c, b, limit) // until Prestart are ready
 	}()
 }
 

@@ -94,6 +94,24 @@ func (c cancelled) Unwrap() error { return c.err }
 // guest ran, the Result is returned too, with its logs, so the owner can see
 // why it failed.
 func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, error) {
+	return m.RunActivation(ctx, Activation{Params: input}, lim)
+}
+
+// Activation is one activation's input: its params and the metadata a
+// module of the loop convention version 2 gets with them (the others get
+// only the params).
+type Activation struct {
+	Params []byte
+	// ID, Namespace and Action name the activation (OpenWhisk's
+	// __OW_ACTIVATION_ID, __OW_NAMESPACE, __OW_ACTION_NAME).
+	ID, Namespace, Action string
+}
+
+// RunActivation is Run with the activation's metadata. A module of the
+// loop convention version 2 gets them with its params, and its deadline:
+// the time its time limit ends.
+func (m *Module) RunActivation(ctx context.Context, act Activation, lim Limits) (*Result, error) {
+	input := act.Params
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sandbox: run not started: %w", err)
 	}
@@ -113,11 +131,14 @@ func (m *Module) Run(ctx context.Context, input []byte, lim Limits) (*Result, er
 	}
 	c := m.c
 	line, eof := input, true
-	if m.loop() {
+	switch {
+	case m.loop() && c.loopV2:
+		line, eof = loopLineV2(act, start.Add(lim.Timeout)), false
+	case m.loop():
 		line, eof = loopLine(input), false
 	}
-	stdout, stderr, waiting, act := in.attach(line, eof, lim)
-	timer := time.AfterFunc(max(lim.Timeout-time.Since(start), 0), func() { in.haltActivation(act, ErrTimeout) })
+	stdout, stderr, waiting, actNum := in.attach(line, eof, lim)
+	timer := time.AfterFunc(max(lim.Timeout-time.Since(start), 0), func() { in.haltActivation(actNum, ErrTimeout) })
 	select {
 	case <-waiting:
 	case <-in.exited:
@@ -195,15 +216,15 @@ func (m *Module) acquire(limit uint64) (in *instance, warm bool, err error) {
 	}
 	c := m.c
 	if m.loop() {
-		in = m.e.take(c, limit)
+		in = m.e.take(c, m.b, limit)
 	}
 	if in == nil {
-		in, err = m.e.newInstance(c, limit, m.loop())
+		in, err = m.e.newInstance(c, m.b, limit, m.loop())
 	} else {
 		warm = true
 	}
 	if err == nil && m.loop() && c.fresh && m.e.cfg.Prestart > 0 {
-		m.e.prestart(c, limit) // the next activation's instance
+		m.e.prestart(c, m.b, limit) // the next activation's instance
 	}
 	return in, warm, err
 }

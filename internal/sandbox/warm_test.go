@@ -32,7 +32,7 @@ func count(t *testing.T, m *Module, params string, lim Limits) (int, *Result, er
 func idleOf(m *Module) int {
 	m.e.poolMu.Lock()
 	defer m.e.poolMu.Unlock()
-	return m.c.idle
+	return m.b.idle
 }
 
 // liveOf returns how many instances of m's compiled module exist.
@@ -132,7 +132,7 @@ func TestWarmDiscard(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m.e.drainIdle(m.c)
+			m.e.drainIdle(m.c, nil)
 			eventually(t, "old instances to exit", func() bool { return liveOf(m) == 0 })
 			warmUp()
 			_, res, err := count(t, m, tt.params, tt.lim)

@@ -45,10 +45,14 @@ type Action struct {
 	Revision uint64 `cbor:"14,keyasint,omitempty"`
 }
 
-// Action kinds.
+// Action kinds. The nodejs kinds are JavaScript functions, run by the
+// JavaScript engine inside the sandbox (the gateway stores nodejs:default
+// as the kind it stands for, KindNodeJS20).
 const (
 	KindWasm     = "wasm"
 	KindSequence = "sequence"
+	KindNodeJS20 = "nodejs:20"
+	KindNodeJS22 = "nodejs:22"
 )
 
 // MaxSequenceComponents is OpenWhisk's limit on the length of a sequence.

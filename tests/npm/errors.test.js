@@ -40,8 +40,9 @@ describe('errors', () => {
     await rejects(ow.actions.list({ limit: -5 }), 400, 'actions limit -5')
   })
 
-  it('400 for a code that is not wasm', async () => {
-    await rejects(ow.actions.create({ name, action: 'function main() { return {} }', kind: 'nodejs:20' }), 400, 'javascript action')
+  it('400 for code that is neither wasm nor valid JavaScript', async () => {
+    await rejects(ow.actions.create({ name, action: 'function main( {', kind: 'nodejs:20' }), 400, 'javascript syntax error')
+    await rejects(ow.actions.create({ name, action: 'def main(args): return args', kind: 'python:3' }), 400, 'python action')
     await rejects(createAction(name, Buffer.from('not a module')), 400, 'not a module')
   })
 
