@@ -48,6 +48,7 @@ const (
 // known: records carry sealed results and logs.
 type recordSummary struct {
 	start   int64
+	seq     uint64 // of its entry in the stream: start order, within a millisecond too
 	id, key string
 }
 
@@ -139,7 +140,7 @@ func (c *Controller) handleActivationList(ctx context.Context, data []byte) (any
 		if c := cmp.Compare(y.start, x.start); c != 0 {
 			return c
 		}
-		return strings.Compare(y.id, x.id)
+		return cmp.Compare(y.seq, x.seq)
 	})
 	list = list[min(skip, len(list)):]
 	list = list[:min(limit, len(list))]
@@ -221,7 +222,7 @@ func (c *Controller) scanActivations(ctx context.Context, stream jetstream.Strea
 					return err
 				}
 			}
-			f(recordSummary{start: a.Start, id: a.ActivationID, key: key})
+			f(recordSummary{start: a.Start, seq: md.Sequence.Stream, id: a.ActivationID, key: key})
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return fmt.Errorf("controller: scan activations: %w", err)

@@ -113,18 +113,22 @@ type Dispatch struct {
 	Request *wire.InvokeRequest // the invocation as received from the gateway
 	Step    int                 // chain step index (0 for a single action)
 	Run     *wire.RunRequest    // what an honest controller sends
+	Invoker string              // where an honest controller sends it: the invoker the gateway sealed for
+	// SendTo delivers a run request to another invoker (send delivers to
+	// Invoker), for interceptors that play a controller sending a step
+	// elsewhere.
+	SendTo func(ctx context.Context, invoker string, run *wire.RunRequest) (*wire.RunResult, error)
 }
 
 // Interceptor sits between the controller and its invokers. It may send
 // Run unchanged, rewrite it, send something else, several things, or
 // nothing (then it returns a result of its own). send delivers a run
-// request to the invoker the scheduler chose and returns its answer.
+// request to the designated invoker (Dispatch.Invoker) and returns its
+// answer; Dispatch.SendTo to any other.
 //
-// It is called once per step. Each call of send schedules its run request
-// (by the run's namespace) and retries it on another invoker when the
-// chosen one has no responder, exactly as the honest controller does; an
-// error of send is how the step's record reports a failed dispatch. The
-// step's time limit bounds each send, not the interceptor.
+// It is called once per step. An error of send is how the step's record
+// reports a failed dispatch. The step's time limit bounds each send, not
+// the interceptor.
 type Interceptor func(ctx context.Context, d Dispatch, send func(context.Context, *wire.RunRequest) (*wire.RunResult, error)) (*wire.RunResult, error)
 
 // Controller serves the controller subjects of package wire.
@@ -268,6 +272,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	stops = append(stops, stopWatch)
+	stops = append(stops, c.watchInvokers())
 	handlers := []struct {
 		subject string
 		h       bus.Handler
@@ -278,6 +283,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		{wire.SubjectActionList, c.instrument("action.list", c.handleActionList)},
 		{wire.SubjectInvoke, c.instrument("invoke", c.handleInvoke)},
 		{wire.SubjectPrewarm, c.instrument("prewarm", c.handlePrewarm)},
+		{wire.SubjectPlace, c.instrument("place", c.handlePlace)},
 		{wire.SubjectActivationGet, c.instrument("activation.get", c.handleActivationGet)},
 		{wire.SubjectActivationList, c.instrument("activation.list", c.handleActivationList)},
 		{wire.SubjectActivationPut, c.instrument("activation.put", c.handleActivationPut)},
@@ -385,6 +391,34 @@ func (c *Controller) now() time.Time { return c.cfg.Now() }
 // tests that change the store behind the controller's back wait for it.
 func (c *Controller) ActionRevision(ns, name string) uint64 {
 	return c.revs.latest(store.Key(ns, name))
+}
+
+// sweepInterval is how often the controller looks for invokers that
+// stopped heart-beating (their calls in flight are then abandoned as lost).
+const sweepInterval = 250 * time.Millisecond
+
+// watchInvokers sweeps the scheduler until the returned stop is called.
+func (c *Controller) watchInvokers() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			for _, id := range c.sched.sweep() {
+				c.log.Warn("invoker lost: its steps in flight are abandoned", "invoker", id)
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // heartbeat records an invoker heartbeat.

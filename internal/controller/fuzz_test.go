@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,48 +144,109 @@ func TestHeartbeat(t *testing.T) {
 	}
 }
 
-func TestSchedulerPick(t *testing.T) {
+func TestSchedulerHome(t *testing.T) {
 	clock := newClock()
 	s := newScheduler(clock.Now, time.Second)
-	if _, ok := s.pick("ns", nil); ok {
-		t.Fatal("picked from an empty table")
+	if _, ok := s.home("ns/a"); ok {
+		t.Fatal("placed on an empty table")
 	}
 	ids := []string{"a", "b", "c"}
 	for _, id := range ids {
 		s.heartbeat(wire.Heartbeat{InvokerID: id, Capacity: 2})
 	}
-	home := homeOf("ns", ids...)
-	// Home takes the namespace's steps until it is full.
+	home := homeOf("ns/a", ids...)
+	if id, _ := s.home("ns/a"); id != home {
+		t.Fatalf("home %s, want %s", id, home)
+	}
+	// Actions spread over the invokers.
+	seen := map[string]bool{}
+	for i := range 60 {
+		id, _ := s.home("ns/" + itoa(i))
+		seen[id] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("60 actions placed on %d of 3 invokers", len(seen))
+	}
+	// A full home gives way to the least loaded invoker.
+	var dones []func()
 	for range 2 {
-		if id, _ := s.pick("ns", nil); id != home {
-			t.Fatalf("picked %s, want home %s", id, home)
+		done, ok := s.begin(home, func(error) {})
+		if !ok {
+			t.Fatal("begin on a healthy invoker")
 		}
+		dones = append(dones, done)
 	}
-	other, _ := s.pick("ns", nil)
+	if id, _ := s.home("ns/a"); id == home {
+		t.Fatal("placed on a full home invoker")
+	}
+	for _, d := range dones {
+		d()
+	}
+	if id, _ := s.home("ns/a"); id != home {
+		t.Fatalf("placed on %s after home had room", id)
+	}
+	// The loss of another invoker moves only the actions it was home of.
+	other := ids[0]
 	if other == home {
-		t.Fatal("a full home invoker was picked")
+		other = ids[1]
 	}
-	// Excluded invokers are skipped.
-	if id, _ := s.pick("ns", map[string]bool{home: true, other: true}); id == home || id == other {
-		t.Fatalf("picked excluded %s", id)
+	s.markDown(other)
+	if id, _ := s.home("ns/a"); id != home {
+		t.Fatalf("losing %s moved ns/a from %s to %s", other, home, id)
 	}
-	s.done(home)
-	if id, _ := s.pick("ns", nil); id != home {
-		t.Fatalf("picked %s after home had room", id)
-	}
-	// Down and stale invokers are not picked.
+	// Down and stale invokers are not chosen.
 	s.markDown(home)
 	for range 10 {
-		if id, _ := s.pick("ns", nil); id == home {
-			t.Fatal("picked an invoker marked down")
+		if id, _ := s.home("ns/a"); id == home || id == other {
+			t.Fatal("placed on an invoker marked down")
 		}
 	}
 	clock.Advance(time.Second + time.Millisecond)
-	if _, ok := s.pick("ns", nil); ok {
-		t.Fatal("picked a stale invoker")
+	if _, ok := s.home("ns/a"); ok {
+		t.Fatal("placed on a stale invoker")
 	}
 	if s.healthy() != 0 {
 		t.Fatal("stale invokers counted healthy")
+	}
+}
+
+// TestSchedulerSweep: the calls in flight to an invoker that stopped
+// heart-beating are cancelled as lost, once; a heartbeat brings it back.
+func TestSchedulerSweep(t *testing.T) {
+	clock := newClock()
+	s := newScheduler(clock.Now, time.Second)
+	s.heartbeat(wire.Heartbeat{InvokerID: "a", Capacity: 4, Runtimes: []wire.RuntimeInfo{{Namespace: "ns", ID: fakeRuntime("a", "ns")}}})
+	s.heartbeat(wire.Heartbeat{InvokerID: "b", Capacity: 4})
+	if !s.runs("a", "ns", fakeRuntime("a", "ns")) || s.runs("a", "ns", fakeRuntime("b", "ns")) || s.runs("b", "ns", fakeRuntime("a", "ns")) {
+		t.Fatal("runs does not follow the heartbeats")
+	}
+	var cancelled []error
+	doneA, _ := s.begin("a", func(err error) { cancelled = append(cancelled, err) })
+	defer doneA()
+	doneB, _ := s.begin("b", func(err error) { t.Error("cancelled a call to a healthy invoker") })
+	if lost := s.sweep(); len(lost) != 0 {
+		t.Fatalf("lost %v while all are healthy", lost)
+	}
+	clock.Advance(700 * time.Millisecond)
+	s.heartbeat(wire.Heartbeat{InvokerID: "b", Capacity: 4})
+	clock.Advance(400 * time.Millisecond)
+	if lost := s.sweep(); !slices.Equal(lost, []string{"a"}) || len(cancelled) != 1 || !errors.Is(cancelled[0], errInvokerLost) {
+		t.Fatalf("sweep lost %v, cancelled %v", lost, cancelled)
+	}
+	if s.sweep() != nil || len(cancelled) != 1 {
+		t.Fatal("a lost invoker was swept twice")
+	}
+	if s.runs("a", "ns", fakeRuntime("a", "ns")) {
+		t.Fatal("a lost invoker still runs its runtimes")
+	}
+	if _, ok := s.begin("a", func(error) {}); ok {
+		t.Fatal("a call began on a lost invoker")
+	}
+	doneB()
+	// Placements this controller made count before the heartbeats list them.
+	s.noteRuntime("b", "ns2", fakeRuntime("b", "ns2"))
+	if !s.runs("b", "ns2", fakeRuntime("b", "ns2")) {
+		t.Fatal("a fresh placement does not count")
 	}
 }
 
@@ -246,7 +308,9 @@ func FuzzHandlers(f *testing.F) {
 		f.Fatal(err)
 	}
 	inv := invokeReq("guest", "hello")
-	if _, err := c.handleInvoke(context.Background(), encode(f, inv)); err != nil {
+	done := triggerRecord(e, "guest", "hello")
+	done.ActivationID = inv.ActivationID
+	if _, err := c.handleActivationPut(context.Background(), encode(f, done)); err != nil {
 		f.Fatal(err)
 	}
 
@@ -346,7 +410,8 @@ func TestMetrics(t *testing.T) {
 	e.put(actionPut(t, "guest", "hello", "f1"))
 	_, err := call[wire.Action](e, wire.SubjectActionGet, wire.ActionRef{Namespace: "guest", Name: "nope"})
 	wantCode(t, err, wire.CodeNotFound)
-	mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")) // no invoker
+	_, err = call[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")) // no invoker: nothing placed
+	wantCode(t, err, wire.CodeMisplaced)
 	e.startInvoker("inv0", succeed(e))
 	mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello"))
 
@@ -354,13 +419,14 @@ func TestMetrics(t *testing.T) {
 	for name, want := range map[string]float64{
 		"clemmys_controller_requests_total code=ok op=action.put":          1,
 		"clemmys_controller_requests_total code=not_found op=action.get":   1,
-		"clemmys_controller_requests_total code=ok op=invoke":              2,
-		"clemmys_controller_activations_total status=whisk internal error": 1,
+		"clemmys_controller_requests_total code=ok op=invoke":              1,
+		"clemmys_controller_requests_total code=misplaced op=invoke":       1,
+		"clemmys_controller_requests_total code=ok op=place":               1,
+		"clemmys_controller_activations_total status=whisk internal error": 0,
 		"clemmys_controller_activations_total status=success":              1,
-		"clemmys_controller_dispatch_total result=no_invoker":              1,
 		"clemmys_controller_dispatch_total result=ok":                      1,
 		"clemmys_controller_healthy_invokers":                              1,
-		"clemmys_controller_activation_duration_seconds":                   2,
+		"clemmys_controller_activation_duration_seconds":                   1,
 		"clemmys_controller_scheduling_latency_seconds":                    1,
 	} {
 		if got[name] != want {

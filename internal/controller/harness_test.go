@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -127,11 +128,63 @@ func call[T any](e *env, subject string, req any) (*T, error) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if subject == wire.SubjectInvoke {
+		req = e.placed(ctx, req)
+	}
 	v := new(T)
 	if err := bus.Call(ctx, e.nc, subject, req, v); err != nil {
 		return nil, err
 	}
 	return v, nil
+}
+
+// placed plays the gateway placing an invoke request before sealing it:
+// a request that names no invoker gets the controller's placement. One
+// that cannot be placed (no invoker) goes as it is, and is refused as
+// misplaced.
+func (e *env) placed(ctx context.Context, req any) any {
+	var r *wire.InvokeRequest
+	switch v := req.(type) {
+	case wire.InvokeRequest:
+		r = &v
+	case *wire.InvokeRequest:
+		c := *v
+		r = &c
+	default:
+		return req
+	}
+	if r.Invoker != "" || (len(r.Steps) > 0 && r.Steps[0].Invoker != "") {
+		return r
+	}
+	place := func(ns, action string) (wire.Placement, bool) {
+		var rep wire.PlaceReply
+		err := bus.Call(ctx, e.nc, wire.SubjectPlace, &wire.PlaceRequest{Namespace: ns, Actions: []string{action}}, &rep)
+		if err != nil || len(rep.Steps) != 1 {
+			return wire.Placement{}, false
+		}
+		return rep.Steps[0], true
+	}
+	if len(r.Steps) == 0 {
+		if p, ok := place(r.Namespace, r.Action); ok {
+			r.Invoker, r.Runtime = p.Invoker, p.Runtime
+		}
+		return r
+	}
+	// A gateway places the steps of one namespace at once; the tests'
+	// sequences may mix namespaces.
+	r.Steps = slices.Clone(r.Steps)
+	for j, st := range r.Steps {
+		if p, ok := place(st.Namespace, st.Action); ok {
+			r.Steps[j].Invoker, r.Steps[j].Runtime = p.Invoker, p.Runtime
+		}
+	}
+	return r
+}
+
+// fakeRuntime is the runtime id a fake invoker places ns on.
+func fakeRuntime(invoker, ns string) []byte {
+	h := sha256.Sum256([]byte("fake runtime\x00" + invoker + "\x00" + ns))
+	return h[:]
 }
 
 // mustCall is call that fails the test on error.
@@ -317,8 +370,9 @@ type fakeInvoker struct {
 	run      runFunc
 	calls    atomic.Int32
 
-	mu   sync.Mutex
-	reqs []*wire.RunRequest
+	mu         sync.Mutex
+	reqs       []*wire.RunRequest
+	namespaces []string // placed on it
 }
 
 // startInvoker starts a fake invoker that answers with run and announces it.
@@ -344,6 +398,24 @@ func (e *env) startInvoker(id string, run runFunc) *fakeInvoker {
 			e.t.Fatal(err)
 		}
 		e.t.Cleanup(stop)
+		stopPlace, err := bus.Serve(context.Background(), inv.nc, testLog(e.t), wire.SubjectInvokerPlace(id), "", 0,
+			func(ctx context.Context, data []byte) (any, error) {
+				req, err := bus.Decode[wire.InvokerPlace](data)
+				if err != nil {
+					return nil, err
+				}
+				inv.mu.Lock()
+				if !slices.Contains(inv.namespaces, req.Namespace) {
+					inv.namespaces = append(inv.namespaces, req.Namespace)
+				}
+				inv.mu.Unlock()
+				inv.publishBeat()
+				return &wire.InvokerPlaced{Runtime: fakeRuntime(id, req.Namespace)}, nil
+			})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(stopPlace)
 		if err := inv.nc.Flush(); err != nil {
 			e.t.Fatal(err)
 		}
@@ -352,17 +424,28 @@ func (e *env) startInvoker(id string, run runFunc) *fakeInvoker {
 	return inv
 }
 
+// publishBeat publishes a heartbeat listing the namespaces placed on it.
+func (inv *fakeInvoker) publishBeat() {
+	inv.mu.Lock()
+	hb := wire.Heartbeat{InvokerID: inv.id, Capacity: inv.capacity, Time: time.Now().UnixMilli()}
+	for _, ns := range inv.namespaces {
+		hb.Runtimes = append(hb.Runtimes, wire.RuntimeInfo{Namespace: ns, ID: fakeRuntime(inv.id, ns)})
+	}
+	inv.mu.Unlock()
+	b, err := bus.Marshal(hb)
+	if err == nil {
+		err = inv.nc.Publish(wire.SubjectInvokerHeartbeat, b)
+	}
+	if err != nil {
+		inv.e.t.Error(err)
+	}
+}
+
 // beat publishes a heartbeat and waits until the controller counts the
 // invoker as healthy.
 func (inv *fakeInvoker) beat() {
 	inv.e.t.Helper()
-	b, err := bus.Marshal(wire.Heartbeat{InvokerID: inv.id, Capacity: inv.capacity, Time: time.Now().UnixMilli()})
-	if err != nil {
-		inv.e.t.Fatal(err)
-	}
-	if err := inv.nc.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
-		inv.e.t.Fatal(err)
-	}
+	inv.publishBeat()
 	waitFor(inv.e.t, "heartbeat of "+inv.id, func() bool { return inv.e.healthy(inv.id) })
 }
 
@@ -426,12 +509,14 @@ func (g *gate) waitStarted(t testing.TB) string {
 
 // homeOf returns which of ids the scheduler picks first for ns when all
 // are healthy and idle.
-func homeOf(ns string, ids ...string) string {
-	ids = slices.Clone(ids)
-	slices.Sort(ids)
-	h := fnv.New32a()
-	h.Write([]byte(ns))
-	return ids[h.Sum32()%uint32(len(ids))]
+func homeOf(key string, ids ...string) string {
+	best, bestW := "", uint64(0)
+	for _, id := range ids {
+		if w := homeWeight(id, key); best == "" || w > bestW || (w == bestW && id < best) {
+			best, bestW = id, w
+		}
+	}
+	return best
 }
 
 // annotation returns the value of key in anns.

@@ -17,23 +17,23 @@ import (
 // Error codes of activations the controller could not get run. They are
 // plaintext protocol codes, safe to show.
 const (
-	ErrNoInvoker     = "no_invoker"
-	ErrInvokerFailed = "invoker_failed"
-	ErrLost          = "lost"
+	ErrNoInvoker          = "no_invoker"
+	ErrInvokerFailed      = "invoker_failed"
+	ErrInvokerLost        = "invoker_lost"
+	ErrInvokerUnavailable = "invoker_unavailable"
+	ErrLost               = "lost"
 )
 
 const (
-	msgNoInvoker     = "no invoker is available to run the activation"
-	msgInvokerFailed = "the invoker did not complete the activation"
-	msgInvokerTimout = "the invoker did not answer before the activation's deadline"
-	msgStopping      = "the controller stopped before the activation completed"
-	msgLost          = "the activation did not complete"
+	msgNoInvoker          = "no invoker is available to run the activation"
+	msgInvokerFailed      = "the invoker did not complete the activation"
+	msgInvokerTimout      = "the invoker did not answer before the activation's deadline"
+	msgInvokerLost        = "the invoker running the activation stopped answering (invoker lost)"
+	msgInvokerUnavailable = "the invoker the activation was placed on is gone; it did not start"
+	msgMisplaced          = "the runtime the activation was sealed for is gone; it did not start"
+	msgStopping           = "the controller stopped before the activation completed"
+	msgLost               = "the activation did not complete"
 )
-
-// maxDispatchAttempts is how many invokers a step is offered to when the
-// chosen one turns out to have no responder (it died after its last
-// heartbeat). A step an invoker may have received is never sent twice.
-const maxDispatchAttempts = 3
 
 // activation is an activation record on its way: a single action, a
 // sequence or one component of a sequence.
@@ -146,6 +146,14 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	// before the id is reserved so a refusal leaves nothing behind.
 	if !req.Blocking && !c.beginBackground() {
 		return nil, wire.Errorf(wire.CodeUnavailable, "the controller is stopping")
+	}
+	// The runtime the gateway sealed for must still be there: else it
+	// places the steps again, before anything is reserved.
+	if err := c.checkPlaced(req); err != nil {
+		if !req.Blocking {
+			c.wg.Done()
+		}
+		return nil, err
 	}
 	// Reserve the id: a running record (End 0) is created atomically, so a
 	// duplicate id is refused even while the first activation runs.
@@ -280,8 +288,9 @@ func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte)
 		FunctionID:   fid,
 		Envelope:     a.envelope,
 		TimeoutMs:    a.limits.TimeoutMs,
+		Runtime:      req.Runtime,
 	}
-	res, fail := c.dispatch(Dispatch{Request: req, Step: 0, Run: run}, a.limits, a.start)
+	res, fail := c.dispatch(Dispatch{Request: req, Step: 0, Run: run, Invoker: req.Invoker}, a.limits, a.start)
 	var rec *wire.Activation
 	if fail != nil {
 		rec = a.failed(c.now(), fail.code, fail.msg)
@@ -299,14 +308,17 @@ type stepError struct{ code, msg string }
 func (e *stepError) Error() string { return "controller: " + e.code + ": " + e.msg }
 
 // dispatch has one step run by an invoker: d.Run as an honest controller
-// sends it, or whatever Config.Interceptor makes of it. limits are the
-// step's (its time limit bounds each call to an invoker) and start is when
-// the controller began the step (for the scheduling latency). It returns
-// the invoker's answer or why there is none.
+// sends it, to d.Invoker, or whatever Config.Interceptor makes of it.
+// limits are the step's (its time limit bounds each call to an invoker) and
+// start is when the controller began the step (for the scheduling
+// latency). It returns the invoker's answer or why there is none.
 func (c *Controller) dispatch(d Dispatch, limits wire.Limits, start time.Time) (*wire.RunResult, *stepError) {
 	timeout := time.Duration(limits.TimeoutMs)*time.Millisecond + c.cfg.ColdStartGrace
+	d.SendTo = func(ctx context.Context, invoker string, run *wire.RunRequest) (*wire.RunResult, error) {
+		return c.send(ctx, invoker, run, timeout, start)
+	}
 	send := func(ctx context.Context, run *wire.RunRequest) (*wire.RunResult, error) {
-		return c.send(ctx, run, timeout, start)
+		return d.SendTo(ctx, d.Invoker, run)
 	}
 	var res *wire.RunResult
 	var err error
@@ -326,64 +338,79 @@ func (c *Controller) dispatch(d Dispatch, limits wire.Limits, start time.Time) (
 		}
 		return nil, &stepError{ErrInvokerFailed, msg}
 	}
+	if !res.Executed && (res.ErrorCode == wire.CodeMisplaced || res.ErrorCode == codeWrongRuntime) {
+		// The designated runtime is gone: nothing ran; the gateway places
+		// the steps again and seals anew.
+		return nil, &stepError{wire.CodeMisplaced, msgMisplaced}
+	}
 	return res, nil
 }
 
-// send delivers run to an invoker the scheduler picks for run's namespace,
-// retrying on another one when the chosen invoker has no responder, and
-// returns its answer. An error is a *stepError. This is the only place the
+// codeWrongRuntime is the runtime's refusal of a step designated to
+// another runtime (envelope.ErrWrongRuntime).
+const codeWrongRuntime = "wrong_runtime"
+
+// send delivers run to invoker and returns its answer; an error is a
+// *stepError. The invoker is the one the envelope designates a runtime of,
+// so a step is never offered to another one: when it has no responder
+// (it died after its last heartbeat) the step never started and fails as
+// unavailable; when it stops heart-beating while the step runs, the call
+// is abandoned as lost (the scheduler's sweep). This is the only place the
 // controller calls invokers.
-func (c *Controller) send(ctx context.Context, run *wire.RunRequest, timeout time.Duration, start time.Time) (*wire.RunResult, error) {
+func (c *Controller) send(ctx context.Context, invoker string, run *wire.RunRequest, timeout time.Duration, start time.Time) (*wire.RunResult, error) {
 	if run == nil {
 		return nil, &stepError{ErrInvokerFailed, msgInvokerFailed}
 	}
-	tried := map[string]bool{}
-	for range maxDispatchAttempts {
-		id, ok := c.sched.pick(run.Namespace, tried)
-		if !ok && len(tried) == 0 && c.cfg.InvokerWait > 0 && c.sched.waitHealthy(ctx, c.cfg.InvokerWait) {
-			// None was healthy (this controller just started, or every
-			// invoker missed a heartbeat): one is now.
-			id, ok = c.sched.pick(run.Namespace, tried)
-		}
-		if !ok {
-			break
-		}
-		tried[id] = true
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		var res wire.RunResult
-		err := bus.Call(cctx, c.cfg.Conn, wire.SubjectInvokerRun(id), run, &res)
-		cancel()
-		c.sched.done(id)
-		if err == nil {
-			c.metrics.dispatch.WithLabelValues("ok").Inc()
-			if res.Start > 0 {
-				c.metrics.scheduling.Observe(float64(max(res.Start-start.UnixMilli(), 0)) / 1000)
-			}
-			return &res, nil
-		}
-		var we *wire.Error
-		if errors.As(err, &we) && we.Code == wire.CodeUnavailable && ctx.Err() == nil && c.runCtx.Err() == nil {
-			// No responder: the invoker is gone and never saw the step.
-			c.metrics.dispatch.WithLabelValues("unavailable").Inc()
-			c.log.Warn("invoker unavailable", "invoker", id, "activation", run.ActivationID)
-			c.sched.markDown(id)
-			continue
-		}
-		c.metrics.dispatch.WithLabelValues("failed").Inc()
-		msg := msgInvokerFailed
-		switch {
-		case c.runCtx.Err() != nil:
-			msg = msgStopping
-		case errors.Is(err, context.DeadlineExceeded):
-			msg = msgInvokerTimout
-		}
-		c.log.Warn("invoker call failed", "invoker", id, "activation", run.ActivationID,
-			"namespace", run.Namespace, "action", run.Action, "err", err)
-		return nil, &stepError{ErrInvokerFailed, msg}
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done, ok := c.sched.begin(invoker, cancel)
+	if !ok && c.cfg.InvokerWait > 0 && c.sched.waitHealthy(ctx, c.cfg.InvokerWait) {
+		// None was healthy (this controller just started, or every invoker
+		// missed a heartbeat): one is now, perhaps this one.
+		done, ok = c.sched.begin(invoker, cancel)
 	}
-	c.metrics.dispatch.WithLabelValues("no_invoker").Inc()
-	c.log.Warn("no invoker for activation", "activation", run.ActivationID, "namespace", run.Namespace, "tried", len(tried))
-	return nil, &stepError{ErrNoInvoker, msgNoInvoker}
+	if !ok {
+		c.metrics.dispatch.WithLabelValues("no_invoker").Inc()
+		c.log.Warn("designated invoker is not available", "invoker", invoker, "activation", run.ActivationID, "namespace", run.Namespace)
+		return nil, &stepError{ErrNoInvoker, msgNoInvoker}
+	}
+	defer done()
+	tctx, tcancel := context.WithTimeout(cctx, timeout)
+	defer tcancel()
+	var res wire.RunResult
+	err := bus.Call(tctx, c.cfg.Conn, wire.SubjectInvokerRun(invoker), run, &res)
+	if err == nil {
+		c.metrics.dispatch.WithLabelValues("ok").Inc()
+		if res.Start > 0 {
+			c.metrics.scheduling.Observe(float64(max(res.Start-start.UnixMilli(), 0)) / 1000)
+		}
+		return &res, nil
+	}
+	var we *wire.Error
+	switch {
+	case errors.Is(context.Cause(cctx), errInvokerLost):
+		c.metrics.dispatch.WithLabelValues("lost").Inc()
+		c.metrics.lostInvokers.Inc()
+		c.log.Warn("invoker lost during the step", "invoker", invoker, "activation", run.ActivationID, "namespace", run.Namespace)
+		return nil, &stepError{ErrInvokerLost, msgInvokerLost}
+	case errors.As(err, &we) && we.Code == wire.CodeUnavailable && ctx.Err() == nil && c.runCtx.Err() == nil:
+		// No responder: the invoker is gone and never saw the step.
+		c.metrics.dispatch.WithLabelValues("unavailable").Inc()
+		c.log.Warn("invoker unavailable", "invoker", invoker, "activation", run.ActivationID)
+		c.sched.markDown(invoker)
+		return nil, &stepError{ErrInvokerUnavailable, msgInvokerUnavailable}
+	}
+	c.metrics.dispatch.WithLabelValues("failed").Inc()
+	msg := msgInvokerFailed
+	switch {
+	case c.runCtx.Err() != nil:
+		msg = msgStopping
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = msgInvokerTimout
+	}
+	c.log.Warn("invoker call failed", "invoker", invoker, "activation", run.ActivationID,
+		"namespace", run.Namespace, "action", run.Action, "err", err)
+	return nil, &stepError{ErrInvokerFailed, msg}
 }
 
 // store writes the complete record rec at key. A failure is logged: the
@@ -508,6 +535,11 @@ func (a *activation) failed(end time.Time, code, msg string) *wire.Activation {
 	rec := a.record()
 	rec.End = max(end.UnixMilli(), rec.Start)
 	rec.Status = wire.StatusInternalError
+	if code == ErrInvokerLost {
+		// OpenWhisk reports an activation whose invoker was lost as a
+		// developer error: it may have run.
+		rec.Status = wire.StatusDeveloperError
+	}
 	rec.ErrorCode = code
 	rec.ErrorMessage = msg
 	rec.Envelope = a.envelope

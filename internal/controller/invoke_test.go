@@ -239,50 +239,55 @@ func TestInvokeWaitsForAnInvoker(t *testing.T) {
 	}
 }
 
+// TestInvokeNoInvoker: with no healthy invoker nothing can be placed, and
+// a request designating an invoker that stopped heart-beating is refused
+// as misplaced before anything is reserved (the gateway places it again).
 func TestInvokeNoInvoker(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.HeartbeatTimeout = time.Second })
 	e.put(actionPut(t, "guest", "hello", "f1"))
 
-	check := func(a *wire.Activation) {
-		t.Helper()
-		if a.Status != wire.StatusInternalError || a.ErrorCode != ErrNoInvoker || a.ErrorMessage != msgNoInvoker ||
-			string(a.Envelope) != "sealed envelope" || a.End == 0 {
-			t.Fatalf("record %+v", a)
-		}
-	}
 	// No invoker ever announced itself.
+	_, err := call[wire.PlaceReply](e, wire.SubjectPlace, &wire.PlaceRequest{Namespace: "guest", Actions: []string{"hello"}})
+	wantCode(t, err, wire.CodeUnavailable)
 	req := invokeReq("guest", "hello")
-	a := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
-	check(a)
-	check(e.stored("guest", req.ActivationID))
+	_, err = call[wire.Activation](e, wire.SubjectInvoke, req)
+	wantCode(t, err, wire.CodeMisplaced)
+	if e.storedNow("guest", req.ActivationID) != nil {
+		t.Fatal("a misplaced request reserved its id")
+	}
 
 	// An invoker whose heartbeats stopped.
 	inv := e.startInvoker("inv0", succeed(e))
+	req = invokeReq("guest", "hello")
+	req.Invoker, req.Runtime = "inv0", fakeRuntime("inv0", "guest")
+	mustCall[wire.PlaceReply](e, wire.SubjectPlace, &wire.PlaceRequest{Namespace: "guest", Actions: []string{"hello"}})
+	waitFor(t, "the heartbeat listing the placed runtime", func() bool {
+		e.ctl.sched.mu.Lock()
+		defer e.ctl.sched.mu.Unlock()
+		return e.ctl.sched.invokers["inv0"].runtimes["guest"] != nil
+	})
 	e.clock.Advance(time.Second + time.Millisecond)
-	check(mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")))
+	_, err = call[wire.Activation](e, wire.SubjectInvoke, req)
+	wantCode(t, err, wire.CodeMisplaced)
 	if n := inv.calls.Load(); n != 0 {
 		t.Fatalf("an unhealthy invoker got %d steps", n)
 	}
 	// Its next heartbeat brings it back.
 	inv.beat()
-	if a := mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello")); a.Status != wire.StatusSuccess {
+	if a := mustCall[wire.Activation](e, wire.SubjectInvoke, req); a.Status != wire.StatusSuccess {
 		t.Fatalf("record %+v", a)
 	}
-
-	// Non-blocking: the record says the same.
-	e.clock.Advance(2 * time.Second)
-	req = invokeReq("guest", "hello")
-	req.Blocking = false
-	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
-	check(e.waitDone("guest", req.ActivationID))
 }
 
-func TestInvokeDeadInvokerRetried(t *testing.T) {
+// TestInvokeDeadInvoker: an invoker that heart-beats but does not answer
+// is marked down: a placement moves to another one, and a step designated
+// to it fails as unavailable (it never started).
+func TestInvokeDeadInvoker(t *testing.T) {
 	e := newEnv(t)
 	e.put(actionPut(t, "guest", "hello", "f1"))
 	const ns = "guest"
 	dead, live := "inv-a", "inv-b"
-	if homeOf(ns, dead, live) != dead {
+	if homeOf(ns+"/hello", dead, live) != dead {
 		dead, live = live, dead
 	}
 	e.startInvoker(dead, nil) // heartbeats, then dies: no responder
@@ -298,30 +303,42 @@ func TestInvokeDeadInvokerRetried(t *testing.T) {
 	if e.healthy(dead) {
 		t.Fatal("the dead invoker is still considered healthy")
 	}
-	// The dead one is not tried again.
-	mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq(ns, "hello"))
-	if n := li.calls.Load(); n != 2 {
-		t.Fatalf("live invoker ran %d steps", n)
-	}
 
-	// Only dead invokers: each is tried once, then the record says so.
-	e2 := newEnv(t)
-	e2.put(actionPut(t, ns, "hello", "f1"))
-	for i := range maxDispatchAttempts + 1 {
-		e2.startInvoker(fmt.Sprintf("dead%d", i), nil)
-	}
-	a = mustCall[wire.Activation](e2, wire.SubjectInvoke, invokeReq(ns, "hello"))
-	if a.Status != wire.StatusInternalError || a.ErrorCode != ErrNoInvoker {
+	// A step designated to it (it announced the runtime, then died).
+	e.ctl.sched.heartbeat(wire.Heartbeat{InvokerID: dead, Capacity: 4, Runtimes: []wire.RuntimeInfo{{Namespace: ns, ID: fakeRuntime(dead, ns)}}})
+	req := invokeReq(ns, "hello")
+	req.Invoker, req.Runtime = dead, fakeRuntime(dead, ns)
+	a = mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	if a.Status != wire.StatusInternalError || a.ErrorCode != ErrInvokerUnavailable || string(a.Envelope) != "sealed envelope" {
 		t.Fatalf("record %+v", a)
 	}
-	down := 0
-	for i := range maxDispatchAttempts + 1 {
-		if !e2.healthy(fmt.Sprintf("dead%d", i)) {
-			down++
-		}
+	if e.healthy(dead) {
+		t.Fatal("the dead invoker is still considered healthy")
 	}
-	if down != maxDispatchAttempts {
-		t.Fatalf("%d invokers marked down, want %d", down, maxDispatchAttempts)
+	if n := li.calls.Load(); n != 1 {
+		t.Fatalf("a step designated to another invoker went to the live one (%d steps)", n)
+	}
+}
+
+// TestInvokeInvokerLost: an invoker that stops heart-beating while a step
+// runs there loses the step: within a sweep it is finished as a developer
+// error, invoker_lost (OpenWhisk's status), never left pending.
+func TestInvokeInvokerLost(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.HeartbeatTimeout = time.Second })
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	g := newGate()
+	e.startInvoker("inv0", g.run)
+	req := invokeReq("guest", "hello")
+	req.Blocking = false
+	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	g.waitStarted(t)
+	e.clock.Advance(time.Second + time.Millisecond) // no heartbeat since
+	a := e.waitDone("guest", req.ActivationID)
+	if a.Status != wire.StatusDeveloperError || a.ErrorCode != ErrInvokerLost || a.ErrorMessage != msgInvokerLost {
+		t.Fatalf("record %+v", a)
+	}
+	if got := gather(t, e)["clemmys_controller_lost_invoker_steps_total"]; got != 1 {
+		t.Fatalf("lost invoker steps: %v", got)
 	}
 }
 
@@ -351,7 +368,7 @@ func TestInvokeInvokerFails(t *testing.T) {
 			e.put(p)
 			g := newGate()
 			first, second := "inv-a", "inv-b"
-			if homeOf("guest", first, second) != first {
+			if homeOf("guest/hello", first, second) != first {
 				first, second = second, first
 			}
 			fi := e.startInvoker(first, tc.run(g))
@@ -437,7 +454,7 @@ func TestStopWaitsForBackground(t *testing.T) {
 	// Stopping: no new background work is accepted.
 	req2 := invokeReq("guest", "hello")
 	req2.Blocking = false
-	_, err := e.ctl.handleInvoke(context.Background(), encode(t, req2))
+	_, err := e.ctl.handleInvoke(context.Background(), encode(t, e.placed(context.Background(), req2)))
 	wantCode(t, err, wire.CodeUnavailable)
 	if e.stored("guest", req2.ActivationID) != nil {
 		t.Fatal("a refused invocation left a record")
@@ -597,7 +614,7 @@ func TestInvokeAnsweredBeforeStored(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			var a wire.Activation
-			if err := bus.Call(ctx, e.nc, wire.SubjectInvoke, req, &a); err != nil {
+			if err := bus.Call(ctx, e.nc, wire.SubjectInvoke, e.placed(ctx, req), &a); err != nil {
 				t.Fatalf("the answer waited for the record write: %v", err)
 			}
 			if a.Status != wire.StatusSuccess || a.End == 0 || len(a.Components) != map[bool]int{false: 0, true: 2}[seq] {

@@ -16,6 +16,9 @@ type metrics struct {
 	healthyFn   prometheus.GaugeFunc   // healthy invokers
 	// recordsScanned counts activation records read by listings.
 	recordsScanned prometheus.Counter
+	// lostInvokers counts steps abandoned because their invoker stopped
+	// heart-beating while they ran.
+	lostInvokers prometheus.Counter
 }
 
 func newMetrics(healthy func() int) *metrics {
@@ -36,7 +39,7 @@ func newMetrics(healthy func() int) *metrics {
 		}),
 		dispatch: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "dispatch_total",
-			Help: "Calls to invokers by result (ok, no_invoker, unavailable, failed).",
+			Help: "Calls to invokers by result (ok, no_invoker, unavailable, lost, failed).",
 		}, []string{"result"}),
 		scheduling: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "scheduling_latency_seconds",
@@ -56,11 +59,15 @@ func newMetrics(healthy func() int) *metrics {
 			Namespace: "clemmys", Subsystem: "controller", Name: "healthy_invokers",
 			Help: "Invokers whose last heartbeat is within the heartbeat timeout.",
 		}, func() float64 { return float64(healthy()) }),
+		lostInvokers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "lost_invoker_steps_total",
+			Help: "Steps abandoned (finished as invoker_lost) because their invoker stopped heart-beating while they ran.",
+		}),
 		recordsScanned: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "activation_records_scanned_total",
 			Help: "Activation records read from the store to answer activation listings.",
 		}),
 	}
-	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn, m.recordsScanned)
+	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn, m.recordsScanned, m.lostInvokers)
 	return m
 }

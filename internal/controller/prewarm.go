@@ -14,7 +14,7 @@ import (
 const prewarmTimeout = 5 * time.Second
 
 // handlePrewarm forwards a prewarm (wire.Prewarm → wire.PrewarmReply) to
-// the invoker the scheduler would give a step of the namespace now, so that
+// the action's home invoker, where handlePlace places it, so that
 // the function's first invocation finds it loaded there. It is best effort
 // and carries only routing metadata; unlike a step it is not offered to a
 // second invoker, not counted as outstanding and does not pass through
@@ -30,11 +30,10 @@ func (c *Controller) handlePrewarm(ctx context.Context, data []byte) (any, error
 	if len(req.FunctionID) == 0 || len(req.FunctionID) > maxFunctionIDLen {
 		return nil, badRequest("invalid function id")
 	}
-	id, ok := c.sched.pick(req.Namespace, nil)
+	id, ok := c.sched.home(homeKey(req.Namespace, req.Action))
 	if !ok {
 		return nil, wire.Errorf(wire.CodeUnavailable, "no invoker is available")
 	}
-	c.sched.done(id) // a prewarm is not a step
 	cctx, cancel := context.WithTimeout(ctx, prewarmTimeout)
 	defer cancel()
 	var rep wire.PrewarmReply

@@ -61,7 +61,7 @@ func TestPrewarm(t *testing.T) {
 	for _, ns := range []string{"alice", "bob", "carol", "dave"} {
 		req := wire.Prewarm{Namespace: ns, Action: "hello", FunctionID: fidOf(ns)}
 		rep := mustCall[wire.PrewarmReply](e, wire.SubjectPrewarm, &req)
-		home := homeOf(ns, ids...)
+		home := homeOf(ns+"/hello", ids...)
 		if rep.InvokerID != home || rep.Loaded {
 			t.Fatalf("%s: reply %+v, want invoker %s", ns, rep, home)
 		}

@@ -1,8 +1,11 @@
 package controller
 
 import (
+	"bytes"
 	"context"
-	"hash/fnv"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,26 +26,51 @@ const maxReported = 1 << 20
 // after its last heartbeat.
 const forgetAfter = 10
 
+// placedFor is how long a runtime this controller placed a namespace on
+// counts as the invoker's before its heartbeats list it (a heartbeat may
+// have been built before the placement).
+const placedFor = 5 * time.Second
+
+// errInvokerLost is the cause given to the calls in flight to an invoker
+// that stopped heart-beating.
+var errInvokerLost = errors.New("controller: invoker lost")
+
 // invokerState is what the controller knows about one invoker.
 type invokerState struct {
 	capacity    int       // from its last heartbeat, ≥ 1
 	inFlight    int       // from its last heartbeat
 	outstanding int       // steps this controller sent it that have not returned
 	lastSeen    time.Time // controller clock; zero: marked down
+	lost        bool      // its calls were cancelled as lost (until it beats again)
+	// runtimes are its runtimes by namespace, from its last heartbeat;
+	// placed those this controller placed since (with when).
+	runtimes map[string][]byte
+	placed   map[string]placed
+	calls    map[uint64]context.CancelCauseFunc // in flight, to cancel if it is lost
+}
+
+type placed struct {
+	id []byte
+	at time.Time
 }
 
 func (s *invokerState) load() int { return max(s.inFlight, s.outstanding) }
 
-// scheduler tracks invokers from their heartbeats and picks one per step.
-// Each namespace has a "home" invoker (a hash of the namespace over the
-// sorted healthy invokers) so its enclave runtime stays warm; when home is
-// full the least loaded healthy invoker takes the step.
+// scheduler tracks invokers from their heartbeats. Each action has a home
+// invoker (rendezvous hashing of namespace/action over the healthy ones,
+// so a set that changes moves few actions) where its runtime and warm
+// instances stay; when home is full the least loaded healthy invoker takes
+// it. Placing happens before sealing (handlePlace): the envelope then
+// designates the runtime, so a step is dispatched only to the invoker the
+// gateway sealed for, and an invoker that stops answering loses the calls
+// in flight to it (sweep).
 type scheduler struct {
 	now     func() time.Time
 	timeout time.Duration
 
 	mu       sync.Mutex
 	invokers map[string]*invokerState
+	nextCall uint64
 	// up is closed (and replaced) when an invoker becomes healthy.
 	up chan struct{}
 	// waiting counts the activations in waitHealthy (for tests).
@@ -79,7 +107,7 @@ func (s *scheduler) waitHealthy(ctx context.Context, d time.Duration) bool {
 
 // heartbeat records hb. It reports false if hb was refused.
 func (s *scheduler) heartbeat(hb wire.Heartbeat) bool {
-	if !validInvokerID(hb.InvokerID) {
+	if !validInvokerID(hb.InvokerID) || len(hb.Runtimes) > wire.MaxHeartbeatRuntimes {
 		return false
 	}
 	now := s.now()
@@ -100,12 +128,22 @@ func (s *scheduler) heartbeat(hb wire.Heartbeat) bool {
 	st.capacity = min(max(hb.Capacity, 1), maxReported)
 	st.inFlight = min(max(hb.InFlight, 0), maxReported)
 	st.lastSeen = now
+	st.lost = false
+	st.runtimes = make(map[string][]byte, len(hb.Runtimes))
+	for _, r := range hb.Runtimes {
+		if len(r.ID) == runtimeIDLen && len(r.Namespace) <= maxNameLen {
+			st.runtimes[r.Namespace] = r.ID
+		}
+	}
 	if !wasHealthy {
 		close(s.up)
 		s.up = make(chan struct{})
 	}
 	return true
 }
+
+// runtimeIDLen is the length of a runtime id (envelope.RuntimeIDSize).
+const runtimeIDLen = 32
 
 // forgetLocked drops invokers silent for forgetAfter timeouts that have no
 // outstanding steps.
@@ -135,49 +173,145 @@ func (s *scheduler) healthy() int {
 	return n
 }
 
-// pick chooses a healthy invoker for a step of namespace ns, skipping the
-// ones in exclude, and counts the step as outstanding on it; the caller
-// calls done when the step returns. ok is false if no invoker is healthy.
-func (s *scheduler) pick(ns string, exclude map[string]bool) (id string, ok bool) {
+// home chooses the invoker for key (namespace/action) among the healthy
+// ones: the one of highest rendezvous weight, or, when it is full, the
+// least loaded relative to capacity (ties to the heavier weight). ok is
+// false if none is healthy.
+func (s *scheduler) home(key string) (id string, ok bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := make([]string, 0, len(s.invokers))
+	type cand struct {
+		id string
+		w  uint64
+	}
+	var cands []cand
 	for id, st := range s.invokers {
-		if !exclude[id] && s.isHealthy(st, now) {
-			ids = append(ids, id)
+		if s.isHealthy(st, now) {
+			cands = append(cands, cand{id, homeWeight(id, key)})
 		}
 	}
-	if len(ids) == 0 {
+	if len(cands) == 0 {
 		return "", false
 	}
-	slices.Sort(ids)
-	h := fnv.New32a()
-	h.Write([]byte(ns))
-	home := int(h.Sum32() % uint32(len(ids)))
-	best := ids[home]
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.w != b.w {
+			if a.w > b.w {
+				return -1
+			}
+			return 1
+		}
+		return bytes.Compare([]byte(a.id), []byte(b.id))
+	})
+	best := cands[0].id
 	if st := s.invokers[best]; st.load() >= st.capacity {
-		// Least loaded relative to capacity, scanning from home so ties
-		// stay deterministic per namespace.
-		for i := 1; i < len(ids); i++ {
-			cand := ids[(home+i)%len(ids)]
-			c, b := s.invokers[cand], s.invokers[best]
-			if c.load()*b.capacity < b.load()*c.capacity {
-				best = cand
+		for _, c := range cands[1:] {
+			cs, bs := s.invokers[c.id], s.invokers[best]
+			if cs.load()*bs.capacity < bs.load()*cs.capacity {
+				best = c.id
 			}
 		}
 	}
-	s.invokers[best].outstanding++
 	return best, true
 }
 
-// done records that a step sent to id returned.
-func (s *scheduler) done(id string) {
+// homeWeight is invoker id's rendezvous weight for key: the same in every
+// controller replica.
+func homeWeight(id, key string) uint64 {
+	h := sha256.New()
+	h.Write([]byte(id))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	var sum [32]byte
+	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
+}
+
+// noteRuntime records that invoker id placed namespace ns on runtime rid.
+func (s *scheduler) noteRuntime(id, ns string, rid []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st, ok := s.invokers[id]; ok && st.outstanding > 0 {
-		st.outstanding--
+	st, ok := s.invokers[id]
+	if !ok {
+		return
 	}
+	if st.placed == nil {
+		st.placed = map[string]placed{}
+	}
+	if len(st.placed) >= wire.MaxHeartbeatRuntimes {
+		clear(st.placed)
+	}
+	st.placed[ns] = placed{id: slices.Clone(rid), at: s.now()}
+}
+
+// runs reports whether invoker id is healthy and runs runtime rid for ns,
+// as far as this controller knows.
+func (s *scheduler) runs(id, ns string, rid []byte) bool {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.invokers[id]
+	if !ok || !s.isHealthy(st, now) || len(rid) != runtimeIDLen {
+		return false
+	}
+	if bytes.Equal(st.runtimes[ns], rid) {
+		return true
+	}
+	p, ok := st.placed[ns]
+	return ok && now.Sub(p.at) < placedFor && bytes.Equal(p.id, rid)
+}
+
+// begin counts a step sent to invoker id as outstanding and registers
+// cancel, which sweep calls with errInvokerLost if the invoker stops
+// heart-beating; the caller calls the returned done when the call
+// returns. ok is false if id is not healthy.
+func (s *scheduler) begin(id string, cancel context.CancelCauseFunc) (done func(), ok bool) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, known := s.invokers[id]
+	if !known || !s.isHealthy(st, now) {
+		return nil, false
+	}
+	s.nextCall++
+	n := s.nextCall
+	if st.calls == nil {
+		st.calls = map[uint64]context.CancelCauseFunc{}
+	}
+	st.calls[n] = cancel
+	st.outstanding++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := st.calls[n]; ok {
+			delete(st.calls, n)
+			st.outstanding--
+		}
+	}, true
+}
+
+// sweep cancels, with errInvokerLost, the calls in flight to invokers that
+// stopped heart-beating, and returns their ids.
+func (s *scheduler) sweep() []string {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lost []string
+	for id, st := range s.invokers {
+		if st.lost || s.isHealthy(st, now) {
+			continue
+		}
+		st.lost = true
+		if len(st.calls) > 0 {
+			lost = append(lost, id)
+		}
+		for n, cancel := range st.calls {
+			cancel(errInvokerLost)
+			delete(st.calls, n)
+			st.outstanding--
+		}
+	}
+	slices.Sort(lost)
+	return lost
 }
 
 // markDown treats id as down until its next heartbeat.

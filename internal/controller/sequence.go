@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -157,13 +158,14 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 				Envelope:     in,
 				TimeoutMs:    comp.limits.TimeoutMs,
 				Then:         c.chainAfter(req, j),
+				Runtime:      st.Runtime,
 			}
 			callLimits := comp.limits
 			for k := range run.Then {
 				run.TimeoutMs += s.steps[j+1+k].TimeoutMs
 			}
 			callLimits.TimeoutMs = run.TimeoutMs
-			res, fail = c.dispatch(Dispatch{Request: req, Step: j, Run: run}, callLimits, start)
+			res, fail = c.dispatch(Dispatch{Request: req, Step: j, Run: run, Invoker: st.Invoker}, callLimits, start)
 			end = c.now()
 			if fail == nil && len(res.More) > 0 {
 				chained = res.More[:min(len(res.More), len(run.Then))]
@@ -250,7 +252,8 @@ func chainTime(ms int64, from, to time.Time) time.Time {
 
 // chainAfter returns the function ids of the steps after step j that the
 // invoker may have the runtime run on its own, one after the other, with
-// step j (wire.RunRequest.Then): the later steps of the same namespace. A
+// step j (wire.RunRequest.Then): the later steps designated to the same
+// runtime (the runtime checks each designation itself). A
 // controller with an Interceptor (the attack suite playing a malicious
 // controller) sends every step alone, as a malicious controller can.
 func (c *Controller) chainAfter(req *wire.InvokeRequest, j int) [][]byte {
@@ -259,7 +262,7 @@ func (c *Controller) chainAfter(req *wire.InvokeRequest, j int) [][]byte {
 	}
 	var then [][]byte
 	for _, st := range req.Steps[j+1:] {
-		if st.Namespace != req.Steps[j].Namespace {
+		if st.Namespace != req.Steps[j].Namespace || st.Invoker != req.Steps[j].Invoker || !bytes.Equal(st.Runtime, req.Steps[j].Runtime) {
 			break
 		}
 		then = append(then, st.FunctionID)

@@ -439,17 +439,40 @@ func TestSequenceStops(t *testing.T) {
 	}
 }
 
+// TestSequenceNoInvoker: a step designated to an invoker that stopped
+// heart-beating while an earlier step ran (on another invoker) fails as
+// no_invoker, and so does the sequence; nothing is sent to it.
 func TestSequenceNoInvoker(t *testing.T) {
 	e := newEnv(t)
 	e.put(sequencePut("guest", "ab", "/guest/a", "/guest/b"))
+	g := newGate()
+	e.startInvoker("inv0", g.run)
+	i1 := e.startInvoker("inv1", succeed(e))
 	req := sequenceReq("guest", "ab", route("guest", "a"), route("guest", "b"))
-	seq := mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	mustCall[wire.PlaceReply](e, wire.SubjectPlace, &wire.PlaceRequest{Namespace: "guest", Actions: []string{"x"}}) // binds a runtime on its home
+	for j, inv := range []string{"inv0", "inv1"} {
+		e.ctl.sched.noteRuntime(inv, "guest", fakeRuntime(inv, "guest"))
+		req.Steps[j].Invoker, req.Steps[j].Runtime = inv, fakeRuntime(inv, "guest")
+	}
+	req.Blocking = false
+	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	g.waitStarted(t)
+	i0 := &fakeInvoker{e: e, id: "inv0", nc: e.nc, capacity: 4}
+	for range 2 { // inv0 stays healthy, inv1 goes stale
+		e.clock.Advance(3 * time.Second)
+		i0.beat()
+	}
+	close(g.release)
+	seq := e.waitDone("guest", req.ActivationID)
 	if seq.Status != wire.StatusInternalError || seq.ErrorCode != ErrNoInvoker || seq.ErrorMessage != msgNoInvoker ||
-		len(seq.Components) != 1 || string(seq.Envelope) != "sealed envelope" {
+		len(seq.Components) != 2 || string(seq.Envelope) != "sealed envelope" {
 		t.Fatalf("sequence %+v", seq)
 	}
-	if c := e.component("guest", seq.Components[0]); c.ErrorCode != ErrNoInvoker || string(c.Envelope) != "sealed envelope" {
+	if c := e.component("guest", seq.Components[1]); c.ErrorCode != ErrNoInvoker || string(c.Envelope) != "late result" {
 		t.Fatalf("component %+v", c)
+	}
+	if n := i1.calls.Load(); n != 0 {
+		t.Fatalf("a stale invoker got %d steps", n)
 	}
 }
 
@@ -836,17 +859,18 @@ func TestInterceptor(t *testing.T) {
 	})
 }
 
-// With no invoker, send reports it and the record says so.
+// Sent to an invoker nobody knows, SendTo reports it and the record says so.
 func TestInterceptorNoInvoker(t *testing.T) {
 	sendErr := make(chan error, 1)
 	e := newEnv(t, func(c *Config) {
 		c.Interceptor = func(ctx context.Context, d Dispatch, send func(context.Context, *wire.RunRequest) (*wire.RunResult, error)) (*wire.RunResult, error) {
-			res, err := send(ctx, d.Run)
+			res, err := d.SendTo(ctx, "nobody", d.Run)
 			sendErr <- err
 			return res, err
 		}
 	})
 	e.put(actionPut(t, "guest", "hello", "f1"))
+	e.startInvoker("inv0", succeed(e))
 	a := mustCall[wire.Activation](e, wire.SubjectInvoke, invokeReq("guest", "hello"))
 	if err := <-sendErr; a.ErrorCode != ErrNoInvoker || err == nil {
 		t.Fatalf("record %+v, send error %v", a, err)

@@ -98,6 +98,9 @@ type Runtime struct {
 	engine *sandbox.Engine
 	eph    hpke.PrivateKey // ephemeral key: key bundles are sealed to it
 	replay *replayCache
+	// id is this runtime's id (envelope.RuntimeID of eph): the only steps
+	// it runs are those designated to it.
+	id []byte
 	// sessions caches the capsule sessions opened by envelope.Open, for
 	// every loaded function; entries are bound to the function id and key.
 	sessions *envelope.OpenCache
@@ -141,6 +144,7 @@ func New(cfg Config) (*Runtime, error) {
 		cfg:    cfg,
 		engine: sandbox.NewEngineWithConfig(cfg.Sandbox),
 		eph:    eph,
+		id:     envelope.RuntimeID(eph.PublicKey().Bytes()),
 		replay: newReplayCache(cfg.MaxReplayEntries),
 		// Entries are bound to (function id, key version, function key,
 		// session id, enc): one cache serves every function.
@@ -149,6 +153,9 @@ func New(cfg Config) (*Runtime, error) {
 		loading:  map[string]chan struct{}{},
 	}, nil
 }
+
+// ID returns the runtime's id, the one envelope steps designate it by.
+func (r *Runtime) ID() []byte { return bytes.Clone(r.id) }
 
 // Close releases compiled modules and zeroizes the cached capsule sessions.
 func (r *Runtime) Close(ctx context.Context) error {
@@ -288,6 +295,7 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 		id: envelope.FunctionIdentity{
 			FunctionID: rec.FunctionID, CodeDigest: rec.CodeDigest,
 			KeyVersion: rec.KeyVersion, PrivateKey: priv, AuthKey: authKey,
+			Runtime:  r.id,
 			Sessions: r.sessions,
 		},
 		record: rec,

@@ -1,6 +1,7 @@
 package enclave
 
 import (
+	"bytes"
 	"context"
 	"crypto/hpke"
 	"crypto/rand"
@@ -138,7 +139,7 @@ func (f *fixture) sealChainWith(t testing.TB, sessions *envelope.Sessions, fns [
 	}
 	var pubs []hpke.PublicKey
 	for _, fn := range fns {
-		h.Chain = append(h.Chain, envelope.Step{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1})
+		h.Chain = append(h.Chain, envelope.Step{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1, Runtime: f.rt.ID()})
 		pubs = append(pubs, fn.pub)
 	}
 	rs := envelope.RequestSecret(f.gwKey, reqID)
@@ -208,6 +209,49 @@ func TestRunHello(t *testing.T) {
 	rep = f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: fn.rec.FunctionID, Envelope: marshal(t, env)})
 	if rep.ErrorCode != "replay" || rep.Envelope != nil || rep.Logs != nil {
 		t.Fatalf("replay: got %+v", rep)
+	}
+}
+
+// TestDesignatedRuntime: a step runs only in the runtime its envelope
+// designates. Another runtime holding the same function (another invoker,
+// or the same invoker's runtime restarted: a new key, a new id) refuses it
+// without running anything, so a step captured on the bus runs at most
+// once anywhere (the designated runtime's replay cache does the rest).
+func TestDesignatedRuntime(t *testing.T) {
+	a := newFixture(t)
+	b := newFixture(t)
+	b.gwKey = a.gwKey // one gateway secret, one namespace auth key
+	wasm := wasmbuild.MustBuild(t, "./internal/testfuncs/echo")
+	kem, _ := envelope.SuiteX25519.KEM()
+	priv, err := kem.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fid := make([]byte, 16)
+	rand.Read(fid)
+	fa, err := a.loadAs(t, "echo", "alice", wasm, fid, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.loadAs(t, "echo", "alice", wasm, fid, priv); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a.rt.ID(), b.rt.ID()) {
+		t.Fatal("two runtimes share an id")
+	}
+	env, _ := a.seal(t, fa, `{"x":1}`, time.Minute, defaultLimits) // designates a
+	req := &ipc.RunRequest{FunctionID: fid, Envelope: marshal(t, env)}
+	if rep := b.rt.Run(context.Background(), req); rep.ErrorCode != "wrong_runtime" || rep.Executed || rep.Envelope != nil {
+		t.Fatalf("another runtime: %+v", rep)
+	}
+	if rep := a.rt.Run(context.Background(), req); rep.Status != wire.StatusSuccess {
+		t.Fatalf("the designated runtime: %+v", rep)
+	}
+	if rep := b.rt.Run(context.Background(), req); rep.ErrorCode != "wrong_runtime" || rep.Executed {
+		t.Fatalf("another runtime, after the step ran: %+v", rep)
+	}
+	if rep := a.rt.Run(context.Background(), req); rep.ErrorCode != "replay" || rep.Executed {
+		t.Fatalf("the designated runtime again: %+v", rep)
 	}
 }
 
@@ -391,7 +435,7 @@ func TestSessionCache(t *testing.T) {
 		rand.Read(reqID)
 		h := envelope.Header{
 			Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: fn.rec.Namespace,
-			Chain:  []envelope.Step{{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1}},
+			Chain:  []envelope.Step{{Name: "/" + fn.rec.Namespace + "/" + fn.rec.Action, FunctionID: fn.rec.FunctionID, CodeDigest: fn.rec.CodeDigest, KeyVersion: 1, Runtime: f.rt.ID()}},
 			Expiry: time.Now().Add(time.Minute).UnixMilli(), Limits: defaultLimits,
 		}
 		rs := envelope.RequestSecret(f.gwKey, reqID)

@@ -25,7 +25,7 @@
 //	  5: bstr .size 32, ; auth: the gateway's tag over the header digest and the capsules
 //	}
 //	Header = {          ; authenticated (its digest is bound everywhere)
-//	  1: uint,          ; version, = 2
+//	  1: uint,          ; version, = 3
 //	  2: uint,          ; suite: 1 = X25519, 2 = ML-KEM-768+X25519 (X-Wing)
 //	  3: bstr .size 16, ; request id, random
 //	  4: tstr,          ; namespace (1..256 bytes)
@@ -36,7 +36,8 @@
 //	Step   = { 1: tstr ("/ns/[pkg/]action", 2..1024 bytes),
 //	           2: bstr .size 16 (function id),
 //	           3: bstr .size 32 (code digest, SHA-256 of the wasm module),
-//	           4: uint (key version) }
+//	           4: uint (key version),
+//	           5: bstr .size 32 (runtime id: the one runtime that may run the step) }
 //	Limits = { 1: uint (timeout ms), 2: uint (memory MB), 3: uint (logs KB) }
 //
 // A capsule is a fixed binary layout inside its bstr, of an exact size per
@@ -152,4 +153,12 @@
 //     are unchanged. Runtimes accept version 2 only: version 1 envelopes are
 //     refused with ErrVersion (nothing had shipped; a version 1 envelope is
 //     kept in testdata/v1 to test the refusal).
+//   - 3: designated runtimes: every step names (Step key 5) the id of the
+//     one enclave runtime that may run it, RuntimeID(its ephemeral key) =
+//     SHA-256("clemmys/envelope/v3/runtime-id\x00" || key), and a runtime
+//     refuses a step for another one (ErrWrongRuntime, after the function,
+//     code and key version checks). With its replay cache, a step runs at
+//     most once anywhere: replays to another runtime, another invoker, or
+//     the same runtime restarted (a new key) are refused. Everything else
+//     is unchanged; version 2 envelopes are refused with ErrVersion.
 package envelope

@@ -218,6 +218,9 @@ func headerMutators(other Suite) []headerMutator {
 		{"Chain.CodeDigest", "other code digest", func(h *Header, cur int) { flip(h.Chain[nxt(cur)].CodeDigest) }, ErrCapsule},
 		{"Chain.KeyVersion", "current key version", func(h *Header, cur int) { h.Chain[cur].KeyVersion++ }, ErrKeyVersion},
 		{"Chain.KeyVersion", "other key version", func(h *Header, cur int) { h.Chain[nxt(cur)].KeyVersion++ }, ErrCapsule},
+		{"Chain.Runtime", "current runtime", func(h *Header, cur int) { flip(h.Chain[cur].Runtime) }, ErrWrongRuntime},
+		{"Chain.Runtime", "other runtime", func(h *Header, cur int) { flip(h.Chain[nxt(cur)].Runtime) }, ErrCapsule},
+		{"Chain.Runtime", "runtime id short", func(h *Header, cur int) { h.Chain[cur].Runtime = h.Chain[cur].Runtime[:31] }, ErrMalformed},
 		{"Expiry", "expiry later", func(h *Header, _ int) { h.Expiry++ }, ErrCapsule},
 		{"Expiry", "expiry earlier", func(h *Header, _ int) { h.Expiry-- }, ErrCapsule},
 		{"Expiry", "expiry past", func(h *Header, _ int) { h.Expiry = testNow.UnixMilli() }, ErrExpired},
@@ -391,6 +394,16 @@ func TestAttacks(t *testing.T) {
 				id.KeyVersion = 2
 				return id
 			}, testNow, ErrKeyVersion},
+			{"another runtime (a replay to another runtime, or after a restart)", with(fx.e0, func(*Envelope) {}), func() *FunctionIdentity {
+				id := fx.id(0)
+				id.Runtime = RuntimeID([]byte("another runtime's key"))
+				return id
+			}, testNow, ErrWrongRuntime},
+			{"runtime without an id", with(fx.e0, func(*Envelope) {}), func() *FunctionIdentity {
+				id := fx.id(0)
+				id.Runtime = nil
+				return id
+			}, testNow, ErrWrongRuntime},
 			{"right identity, wrong private key", with(fx.e0, func(*Envelope) {}), func() *FunctionIdentity {
 				id := fx.id(0)
 				id.PrivateKey = fx.fns[1].id.PrivateKey
@@ -606,7 +619,7 @@ func TestUnmarshalStrict(t *testing.T) {
 		Version uint16 `cbor:"1,keyasint"`
 		New     string `cbor:"99,keyasint"`
 	}
-	future, _ := encMode.Marshal(map[int]any{1: futureHeader{Version: 3, New: "x"}})
+	future, _ := encMode.Marshal(map[int]any{1: futureHeader{Version: Version + 1, New: "x"}})
 	badSuite := cloneEnv(fx.e0)
 	badSuite.Header.Suite = 9
 	badSuiteB, _ := encMode.Marshal(badSuite)
@@ -686,7 +699,7 @@ func TestCode(t *testing.T) {
 	all := map[error]string{
 		ErrMalformed: "malformed", ErrVersion: "version", ErrSuite: "suite", ErrExpired: "expired",
 		ErrStep: "step", ErrWrongFunction: "wrong_function", ErrWrongCode: "wrong_code",
-		ErrKeyVersion: "key_version", ErrCapsule: "capsule", ErrBody: "body",
+		ErrKeyVersion: "key_version", ErrWrongRuntime: "wrong_runtime", ErrCapsule: "capsule", ErrBody: "body",
 		ErrCodeDigest: "code_digest", ErrReplay: "replay", ErrHeaderMismatch: "header_mismatch",
 	}
 	for err, code := range all {

@@ -26,6 +26,7 @@ var (
 	ErrWrongFunction  error = &codedError{"wrong_function", "step names another function"}
 	ErrWrongCode      error = &codedError{"wrong_code", "step names another code digest"}
 	ErrKeyVersion     error = &codedError{"key_version", "step names another key version"}
+	ErrWrongRuntime   error = &codedError{"wrong_runtime", "step is for another runtime"}
 	ErrCapsule        error = &codedError{"capsule", "capsule does not open"}
 	ErrBody           error = &codedError{"body", "body does not open"}
 	ErrCodeDigest     error = &codedError{"code_digest", "code does not open or does not match its digest"}
@@ -36,7 +37,8 @@ var (
 
 // Code returns the stable, machine-readable code of the first envelope
 // sentinel in err's chain ("malformed", "version", "suite", "expired",
-// "step", "wrong_function", "wrong_code", "key_version", "capsule", "body",
+// "step", "wrong_function", "wrong_code", "key_version", "wrong_runtime",
+// "capsule", "body",
 // "code_digest", "replay", "header_mismatch", "auth"), or "" if there is none.
 // Codes are safe to show to users; Error() strings of wrapped errors may
 // carry decoder detail and belong in logs.

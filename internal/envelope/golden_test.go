@@ -309,23 +309,26 @@ func checkGoldenSessions(t *testing.T, g *golden, e *Envelope, name string) {
 	}
 }
 
-// TestGoldenV1Refused: an envelope of format version 1 (single-shot HPKE
-// capsules, kept in testdata/v1) is refused with ErrVersion, by Unmarshal
-// and by Open.
-func TestGoldenV1Refused(t *testing.T) {
-	b := readGolden(t, filepath.Join("v1", "envelope-x25519.cbor"))
-	if _, err := Unmarshal(b); !errors.Is(err, ErrVersion) || Code(err) != "version" {
-		t.Fatalf("Unmarshal v1 = %v, want ErrVersion", err)
-	}
-	var e Envelope
-	if err := decMode.Unmarshal(b, &e); err != nil {
-		t.Fatal(err)
-	}
-	if e.Header.Version != 1 {
-		t.Fatalf("testdata/v1 holds version %d", e.Header.Version)
-	}
-	g := newGolden(t, SuiteX25519)
-	if _, err := Open(&e, &g.fns[0].id, testNow); !errors.Is(err, ErrVersion) {
-		t.Fatalf("Open v1 = %v, want ErrVersion", err)
+// TestGoldenOldVersionsRefused: envelopes of format versions 1 (single-shot
+// HPKE capsules) and 2 (no designated runtime), kept in testdata/v1 and
+// testdata/v2, are refused with ErrVersion, by Unmarshal and by Open.
+func TestGoldenOldVersionsRefused(t *testing.T) {
+	for _, v := range []uint16{1, 2} {
+		dir := fmt.Sprintf("v%d", v)
+		b := readGolden(t, filepath.Join(dir, "envelope-x25519.cbor"))
+		if _, err := Unmarshal(b); !errors.Is(err, ErrVersion) || Code(err) != "version" {
+			t.Fatalf("Unmarshal %s = %v, want ErrVersion", dir, err)
+		}
+		var e Envelope
+		if err := decMode.Unmarshal(b, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Header.Version != v {
+			t.Fatalf("testdata/%s holds version %d", dir, e.Header.Version)
+		}
+		g := newGolden(t, SuiteX25519)
+		if _, err := Open(&e, &g.fns[0].id, testNow); !errors.Is(err, ErrVersion) {
+			t.Fatalf("Open %s = %v, want ErrVersion", dir, err)
+		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 // Version is the envelope format version. See the package documentation
 // for its history.
-const Version uint16 = 2
+const Version uint16 = 3
 
 // Size limits of the format.
 const (
@@ -18,6 +18,7 @@ const (
 
 	RequestIDSize    = 16
 	FunctionIDSize   = 16
+	RuntimeIDSize    = 32
 	CodeDigestSize   = sha256.Size
 	MaxNamespaceSize = 256
 	MaxNameSize      = 1024
@@ -29,6 +30,12 @@ type Step struct {
 	FunctionID []byte `cbor:"2,keyasint"` // 16 bytes
 	CodeDigest []byte `cbor:"3,keyasint"` // 32 bytes, SHA-256 of the wasm module
 	KeyVersion uint32 `cbor:"4,keyasint"`
+	// Runtime is the id of the one enclave runtime that may run this step
+	// (RuntimeID of its ephemeral key): no other runtime accepts it, so a
+	// step captured on the bus cannot run again anywhere else, nor in the
+	// same runtime after a restart (a new key, a new id); the runtime's
+	// replay cache refuses it in the same runtime.
+	Runtime []byte `cbor:"5,keyasint"`
 }
 
 // Limits are the per-activation limits. Zero means "the platform default".
@@ -84,6 +91,9 @@ func (h *Header) Validate() error {
 		if len(s.CodeDigest) != CodeDigestSize {
 			return malformed("step %d: code digest is %d bytes, want %d", i, len(s.CodeDigest), CodeDigestSize)
 		}
+		if len(s.Runtime) != RuntimeIDSize {
+			return malformed("step %d: runtime id is %d bytes, want %d", i, len(s.Runtime), RuntimeIDSize)
+		}
 	}
 	if h.Expiry <= 0 {
 		return malformed("expiry must be positive")
@@ -112,6 +122,20 @@ func (h *Header) Digest() ([32]byte, error) {
 	return out, nil
 }
 
+// runtimeIDLabel prefixes a runtime's ephemeral public key in its id.
+const runtimeIDLabel = "clemmys/envelope/v3/runtime-id\x00"
+
+// RuntimeID is the id of the enclave runtime whose ephemeral (attested)
+// public key is pub: SHA-256("clemmys/envelope/v3/runtime-id\x00" || pub).
+// A runtime generates its key inside the TEE at start, so two runtimes
+// never share an id.
+func RuntimeID(pub []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(runtimeIDLabel))
+	h.Write(pub)
+	return h.Sum(nil)
+}
+
 // ExpiryTime returns Expiry as a time.Time.
 func (h *Header) ExpiryTime() time.Time { return time.UnixMilli(h.Expiry) }
 
@@ -124,6 +148,7 @@ func (h *Header) Clone() Header {
 		for i, s := range h.Chain {
 			s.FunctionID = cloneBytes(s.FunctionID)
 			s.CodeDigest = cloneBytes(s.CodeDigest)
+			s.Runtime = cloneBytes(s.Runtime)
 			c.Chain[i] = s
 		}
 	}

@@ -49,6 +49,7 @@ func newTestFn(tb testing.TB, suite Suite, name string) *testFn {
 			KeyVersion: 1,
 			PrivateKey: priv,
 			AuthKey:    testAuthKey,
+			Runtime:    testRuntime,
 		},
 		pub: priv.PublicKey(),
 	}
@@ -62,6 +63,9 @@ func testKey(tb testing.TB, label string) Key {
 	}
 	return k
 }
+
+// testRuntime is the id of the runtime every test function is loaded in.
+var testRuntime = RuntimeID(seeded("clemmys test runtime key", 32))
 
 // testAuthKey stands for AuthKey(gateway secret, "tenant").
 var testAuthKey = AuthKey(mustKey(seeded("clemmys test gateway secret", KeySize)), "tenant")
@@ -94,6 +98,7 @@ func newTestHeader(suite Suite, requestLabel string, fns ...*testFn) Header {
 			FunctionID: f.id.FunctionID,
 			CodeDigest: f.id.CodeDigest,
 			KeyVersion: f.id.KeyVersion,
+			Runtime:    f.id.Runtime,
 		})
 	}
 	return h

@@ -45,6 +45,10 @@ type FunctionIdentity struct {
 	// AuthKey is the namespace's envelope authentication key (AuthKey),
 	// released by the KMS with the function's keys. Required.
 	AuthKey Key
+	// Runtime is the id of the runtime holding the function (RuntimeID of
+	// its ephemeral key); a step designated to another runtime is refused.
+	// Required.
+	Runtime []byte
 	// Sessions caches the capsule sessions this runtime has opened, so it
 	// decapsulates each session once. Optional: nil decapsulates for every
 	// capsule. One cache may serve every function of a runtime.
@@ -139,6 +143,9 @@ func Open(e *Envelope, fn *FunctionIdentity, now time.Time) (*Opened, error) {
 	}
 	if subtle.ConstantTimeEq(int32(st.KeyVersion), int32(fn.KeyVersion)) != 1 {
 		return nil, wrap(ErrKeyVersion, "step names key version %d, runtime holds %d", st.KeyVersion, fn.KeyVersion)
+	}
+	if len(fn.Runtime) != RuntimeIDSize || subtle.ConstantTimeCompare(st.Runtime, fn.Runtime) != 1 {
+		return nil, ErrWrongRuntime
 	}
 	d, err := h.Digest()
 	if err != nil {

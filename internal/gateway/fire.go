@@ -40,6 +40,7 @@ import (
 var (
 	zeroFunctionID = make([]byte, envelope.FunctionIDSize)
 	zeroCodeDigest = make([]byte, envelope.CodeDigestSize)
+	zeroRuntimeID  = make([]byte, envelope.RuntimeIDSize)
 )
 
 // isTriggerHeader reports whether an authenticated header is a trigger
@@ -73,7 +74,7 @@ func (g *Gateway) sealTriggerRecord(ns, trigger string, reqID []byte, now time.T
 		Suite:     envelope.SuiteX25519,
 		RequestID: reqID,
 		Namespace: ns,
-		Chain:     []envelope.Step{{Name: "/" + ns + "/" + trigger, FunctionID: zeroFunctionID, CodeDigest: zeroCodeDigest}},
+		Chain:     []envelope.Step{{Name: "/" + ns + "/" + trigger, FunctionID: zeroFunctionID, CodeDigest: zeroCodeDigest, Runtime: zeroRuntimeID}},
 		Expiry:    now.Add(time.Minute).UnixMilli(),
 	}
 	ak := g.namespaceAuthKey(ns)
@@ -82,7 +83,7 @@ func (g *Gateway) sealTriggerRecord(ns, trigger string, reqID []byte, now time.T
 		return nil, nil, err
 	}
 	opened, err := envelope.Open(in, &envelope.FunctionIdentity{
-		FunctionID: zeroFunctionID, CodeDigest: zeroCodeDigest, PrivateKey: priv, AuthKey: ak,
+		FunctionID: zeroFunctionID, CodeDigest: zeroCodeDigest, PrivateKey: priv, AuthKey: ak, Runtime: zeroRuntimeID,
 	}, now)
 	if err != nil {
 		return nil, nil, err

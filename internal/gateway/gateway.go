@@ -134,6 +134,8 @@ type Gateway struct {
 	fresh   *freshness   // newest function version seen per action
 	records recordCache  // verified function records
 	targets actionCache  // action entities for invocations (targets.go)
+	// placements: where each action's steps run (place.go)
+	placements placements
 	// stepPrewarms: when later sequence steps were last prewarmed
 	stepPrewarms stepPrewarms
 	keys         derivedKeys // keys derived once from secret

@@ -35,7 +35,7 @@ func sealedRun(t testing.TB, output string, logs string) (*Gateway, *wire.Activa
 	reqID := g.newRequestID(now, "guest")
 	h := envelope.Header{
 		Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: "guest",
-		Chain:  []envelope.Step{{Name: "/guest/hello", FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1}},
+		Chain:  []envelope.Step{{Name: "/guest/hello", FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1, Runtime: testRuntime}},
 		Expiry: now.Add(time.Minute).UnixMilli(),
 		Limits: envelope.Limits{TimeoutMs: 1000, MemoryMB: 128, LogsKB: 10},
 	}
@@ -48,7 +48,7 @@ func sealedRun(t testing.TB, output string, logs string) (*Gateway, *wire.Activa
 	if err != nil {
 		t.Fatal(err)
 	}
-	opened, err := envelope.Open(env, &envelope.FunctionIdentity{FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1, PrivateKey: priv, AuthKey: ak}, now)
+	opened, err := envelope.Open(env, &envelope.FunctionIdentity{FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1, PrivateKey: priv, AuthKey: ak, Runtime: testRuntime}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,3 +289,6 @@ func FuzzOpenActivation(f *testing.F) {
 		}
 	})
 }
+
+// testRuntime is the runtime the tests' envelopes designate.
+var testRuntime = envelope.RuntimeID([]byte("test runtime key"))

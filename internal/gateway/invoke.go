@@ -165,6 +165,7 @@ type invocation struct {
 	target   *target
 	lookup   *lookup // how target was read; components are read alike
 	payload  []byte  // the request's parameters, a JSON object
+	params   []byte  // payload merged with the default parameters (invoke)
 	blocking bool
 	wait     time.Duration // the caller's bound on a blocking wait; 0 = none
 	tx       string        // transaction id, for logs
@@ -178,6 +179,9 @@ type invoked struct {
 	// act is the completed record of a blocking invocation; nil when
 	// non-blocking or the blocking wait ran out.
 	act *wire.Activation
+	// misplaced: it was refused, or failed without running, because the
+	// runtime it designates is gone (see place.go).
+	misplaced bool
 }
 
 // invoke merges the parameters, resolves the chain (verifying every
@@ -196,6 +200,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if cerr != nil {
 		return nil, cerr
 	}
+	inv.params = params
 	// The controller is untrusted: only records signed by the attested KMS
 	// for exactly these namespaces and actions name the keys we seal to.
 	rctx, cancel := context.WithTimeout(ctx, busTimeout)
@@ -250,6 +255,37 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 		}
 	}
 
+	var places []wire.Placement
+	for attempt := 0; ; attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, busTimeout)
+		places, cerr = g.place(pctx, steps, attempt > 0)
+		cancel()
+		if cerr != nil {
+			return nil, cerr
+		}
+		for j := range chain {
+			chain[j].Runtime = places[j].Runtime
+		}
+		for j := range routes {
+			routes[j].Invoker, routes[j].Runtime = places[j].Invoker, places[j].Runtime
+		}
+		res, cerr := g.sealAndSend(ctx, inv, steps, chain, pubs, routes, places[0], suite, limits, timeout)
+		if attempt+1 < maxPlaceAttempts && res != nil && res.misplaced {
+			// Nothing ran: place the steps again and seal anew, with a
+			// new request id.
+			g.log.Debug("invocation misplaced; placing it again", "tx", inv.tx, "activation", res.id)
+			continue
+		}
+		return res, cerr
+	}
+}
+
+// sealAndSend seals one envelope for the placed chain and hands it to the
+// controller (see invoke).
+func (g *Gateway) sealAndSend(ctx context.Context, inv *invocation, steps []step, chain []envelope.Step, pubs []hpke.PublicKey,
+	routes []wire.StepRoute, first wire.Placement, suite envelope.Suite, limits wire.Limits, timeout time.Duration) (*invoked, *chainError) {
+	a := inv.target.action
+	ns := steps[0].action.Namespace
 	now := g.now()
 	reqID := g.newRequestID(now, inv.caller)
 	h := envelope.Header{
@@ -272,7 +308,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	// Capsules under this gateway's cached session per function version:
 	// no public-key operation per request once the sessions exist.
 	rs := envelope.RequestSecret(g.secret, reqID)
-	env, err := g.sessions.Seal(h, rs, g.namespaceAuthKey(ns), pubs, params)
+	env, err := g.sessions.Seal(h, rs, g.namespaceAuthKey(ns), pubs, inv.params)
 	if err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
@@ -295,6 +331,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	}
 	if a.Kind != kindSequence {
 		req.FunctionID = steps[0].record.FunctionID
+		req.Invoker, req.Runtime = first.Invoker, first.Runtime
 	}
 	if a.Namespace != inv.caller {
 		// Another namespace's public action: the records are the
@@ -319,6 +356,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 		return res, nil // still running: 202
 	}
 	if err != nil {
+		res.misplaced = misplaced(err, nil)
 		return res, busFailure(err)
 	}
 	if !inv.blocking {
@@ -328,5 +366,6 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 		return res, &chainError{http.StatusBadGateway, "The controller answered with another activation.", nil}
 	}
 	res.act = &act
+	res.misplaced = misplaced(nil, &act)
 	return res, nil
 }

@@ -36,7 +36,7 @@ func BenchmarkInvokeSeal3Steps(b *testing.B) {
 			fid := make([]byte, envelope.FunctionIDSize)
 			rand.Read(fid)
 			cd := sha256.Sum256(fid)
-			chain = append(chain, envelope.Step{Name: fmt.Sprintf("/guest/f%d", j), FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1})
+			chain = append(chain, envelope.Step{Name: fmt.Sprintf("/guest/f%d", j), FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1, Runtime: testRuntime})
 		}
 		g := &Gateway{secret: envelope.NewKey(), sessions: envelope.NewSessions(envelope.SessionConfig{})}
 		params := []byte(`{"name":"clemmys","payload":"` + fmt.Sprintf("%0900d", 0) + `"}`)

@@ -29,6 +29,7 @@
 package invoker
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -45,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/ipc"
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -175,9 +177,16 @@ func (iv *Invoker) Start(ctx context.Context) error {
 		stopRun()
 		return err
 	}
+	stopPlace, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerPlace(iv.cfg.ID), "", prewarmServeLimit, iv.handlePlace)
+	if err != nil {
+		stopRun()
+		stopPrewarm()
+		return err
+	}
 	iv.stopServe = func() {
 		var wg sync.WaitGroup
 		wg.Go(stopPrewarm)
+		wg.Go(stopPlace)
 		stopRun()
 		wg.Wait()
 	}
@@ -282,7 +291,8 @@ func (iv *Invoker) heartbeat() {
 
 // beat publishes one heartbeat.
 func (iv *Invoker) beat() {
-	hb := wire.Heartbeat{InvokerID: iv.cfg.ID, Capacity: iv.cfg.Capacity, InFlight: len(iv.sem), Time: time.Now().UnixMilli()}
+	hb := wire.Heartbeat{InvokerID: iv.cfg.ID, Capacity: iv.cfg.Capacity, InFlight: len(iv.sem), Time: time.Now().UnixMilli(),
+		Runtimes: iv.runtimeInfos()}
 	if b, err := bus.Marshal(hb); err == nil {
 		if err := iv.cfg.Conn.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
 			iv.log.Warn("heartbeat", "err", err)
@@ -353,6 +363,11 @@ func (iv *Invoker) run(ctx context.Context, req *wire.RunRequest, start time.Tim
 		if err != nil {
 			iv.log.Error("start runtime", "namespace", req.Namespace, "err", err)
 			return fail("runtime_start", "the enclave runtime could not be started")
+		}
+		if !bytes.Equal(p.id, req.Runtime) {
+			// The envelope designates another runtime (one this invoker
+			// replaced, or never had): it would refuse it. Nothing ran.
+			return fail(wire.CodeMisplaced, "the step designates a runtime this invoker no longer runs")
 		}
 		loadStart := time.Now()
 		cold, err := iv.ensureLoaded(ctx, p, req.FunctionID)
@@ -546,6 +561,7 @@ func (iv *Invoker) startProc(namespace string) (*runtimeProc, error) {
 			ErrRuntimeVersion, iv.cfg.EnclavePath, h.Version, ipc.Version)
 	}
 	p.hello = &h
+	p.id = envelope.RuntimeID(h.EphemeralKey)
 	return p, nil
 }
 

@@ -255,11 +255,13 @@ func (e *env) seal(f *fn, params string) *call {
 	e.t.Helper()
 	reqID := make([]byte, envelope.RequestIDSize)
 	rand.Read(reqID)
+	rid := e.place(f.rec.Namespace)
 	h := envelope.Header{
 		Version: envelope.Version, Suite: envelope.SuiteX25519, RequestID: reqID, Namespace: f.rec.Namespace,
 		Chain: []envelope.Step{{
 			Name:       "/" + f.rec.Namespace + "/" + f.rec.Action,
 			FunctionID: f.rec.FunctionID, CodeDigest: f.rec.CodeDigest, KeyVersion: f.rec.KeyVersion,
+			Runtime: rid,
 		}},
 		Expiry: time.Now().Add(time.Minute).UnixMilli(),
 		Limits: envelope.Limits{TimeoutMs: 20000, MemoryMB: 128, LogsKB: 64},
@@ -276,10 +278,23 @@ func (e *env) seal(f *fn, params string) *call {
 	return &call{
 		req: &wire.RunRequest{
 			ActivationID: hex.EncodeToString(reqID), Namespace: f.rec.Namespace, Action: f.rec.Action,
-			FunctionID: f.rec.FunctionID, Envelope: b, TimeoutMs: h.Limits.TimeoutMs,
+			FunctionID: f.rec.FunctionID, Envelope: b, TimeoutMs: h.Limits.TimeoutMs, Runtime: rid,
 		},
 		sent: sent, secret: secret,
 	}
+}
+
+// place plays the controller placing namespace ns: the id of the
+// invoker's runtime of ns, which envelopes designate.
+func (e *env) place(ns string) []byte {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rep wire.InvokerPlaced
+	if err := bus.Call(ctx, e.nc, wire.SubjectInvokerPlace(e.iv.cfg.ID), &wire.InvokerPlace{Namespace: ns}, &rep); err != nil {
+		e.t.Fatal(err)
+	}
+	return rep.Runtime
 }
 
 // outcome is a run result with its sealed parts opened.
@@ -455,6 +470,26 @@ func childEnclaves(t testing.TB) []int {
 		}
 	}
 	return out
+}
+
+// TestMisplaced: a step designating a runtime the invoker does not run
+// (sealed for one it replaced, or for another invoker's) is answered
+// misplaced at once: nothing reaches a runtime, nothing runs.
+func TestMisplaced(t *testing.T) {
+	hello := wasmbuild.MustBuild(t, "examples/hello")
+	e := newEnv(t, nil)
+	alice := e.deploy("alice", "hello", hello, true)
+	wantSuccess(t, e.run(alice, `{}`), "greeting", "Hello world!")
+	c := e.seal(alice, `{}`)
+	c.req.Runtime = envelope.RuntimeID([]byte("another runtime's key"))
+	before := e.iv.Executions()
+	o, err := e.send(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.res.ErrorCode != wire.CodeMisplaced || o.res.Executed || o.out != nil || e.iv.Executions() != before {
+		t.Fatalf("misplaced step: %+v", o.res)
+	}
 }
 
 func TestRun(t *testing.T) {
@@ -758,6 +793,7 @@ func TestStop(t *testing.T) {
 			done <- o
 		}()
 		waitFor(t, "the step to start", 5*time.Second, func() bool { return len(e.iv.sem) == 1 })
+		later := e.seal(nap, `{}`) // sealed while the invoker can still place
 		e.iv.Stop()
 		select {
 		case o := <-done:
@@ -777,7 +813,7 @@ func TestStop(t *testing.T) {
 			t.Errorf("enclave runtimes left after Stop: %v", left)
 		}
 		// Stopped: nobody takes work, and Stop is idempotent.
-		_, err := e.send(e.seal(nap, `{}`))
+		_, err := e.send(later)
 		var we *wire.Error
 		if !errors.As(err, &we) || we.Code != wire.CodeUnavailable {
 			t.Errorf("request after Stop: %v, want %s", err, wire.CodeUnavailable)

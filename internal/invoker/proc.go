@@ -49,6 +49,7 @@ type runtimeProc struct {
 	loaded  map[string]*loadState // by hex function id
 	engines map[string]*loadState // JavaScript engines, by hex digest (engine.go)
 	hello   *ipc.Hello
+	id      []byte // envelope.RuntimeID of hello's key: what steps designate
 }
 
 type loadState struct {

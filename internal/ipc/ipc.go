@@ -63,10 +63,12 @@ type Hello struct {
 // Version is the version of this frame protocol: 2 added chains
 // (RunRequest key 3, RunReply keys 8–10) and Hello.Version; runtimes
 // before it answer 0. 3 added JavaScript engines (OpEngine, LoadReply
-// key 2). Both sides decode strictly, so an invoker and a
+// key 2). 4 is envelope version 3 (steps designate a runtime: an invoker
+// and a runtime must agree on the envelopes they carry, though the frames
+// did not change). Both sides decode strictly, so an invoker and a
 // runtime of different versions cannot work together: the invoker checks
 // the runtime's hello and says which binary to use.
-const Version = 3
+const Version = 4
 
 // AttestRequest asks for evidence binding a KMS nonce and the runtime's
 // ephemeral key.

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -764,4 +765,86 @@ func sealStepBody(t *testing.T, k envelope.Key, h *envelope.Header, j uint32, pt
 		t.Fatal(err)
 	}
 	return gcm.Seal(nonce, nonce, pt, aad)
+}
+
+// TestAttackReplayAcrossRuntimes: with two invokers, each running a
+// runtime of the namespace that holds the function, a controller that
+// delivers a captured step to the other runtime (routing metadata rewritten
+// so that the other invoker hands it over) gets it refused by that runtime
+// (wrong_runtime): nothing runs there, before or after the designated
+// runtime ran it, and the designated runtime refuses it again (replay).
+func TestAttackReplayAcrossRuntimes(t *testing.T) {
+	type capture struct {
+		d   controller.Dispatch
+		res *wire.RunResult
+	}
+	var armed atomic.Bool
+	captured := make(chan capture, 1)
+	e := startWith(t, t.TempDir(), func(c *platform.Config) {
+		c.Invokers = 2
+		c.ControllerInterceptor = func(ctx context.Context, d controller.Dispatch, s send) (*wire.RunResult, error) {
+			res, err := s(ctx, d.Run)
+			if err == nil && armed.CompareAndSwap(true, false) {
+				captured <- capture{d, res}
+			}
+			return res, err
+		}
+	})
+	g := e.guest()
+	e.deploy(g, "echo", wasmbuild.MustBuild(t, "internal/testfuncs/echo"), nil)
+	nc, err := e.p.Connect("operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both invokers get the function loaded: an honest invocation on each.
+	others := map[string]string{"invoker0": "invoker1", "invoker1": "invoker0"}
+	var c capture
+	for range 2 {
+		armed.Store(true)
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true", map[string]any{"x": 1}, nil); st != 200 {
+			t.Fatalf("honest invocation: %d", st)
+		}
+		c = <-captured
+		if !c.res.Executed {
+			t.Fatalf("the honest step did not run: %+v", c.res)
+		}
+		// The other invoker prewarms the function: a runtime of the
+		// namespace holding it, as if the action had moved.
+		other := others[c.d.Invoker]
+		var pw wire.PrewarmReply
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := bus.Call(ctx, nc, wire.SubjectInvokerPrewarm(other), &wire.Prewarm{Namespace: "guest", Action: "echo", FunctionID: c.d.Run.FunctionID}, &pw)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := others[c.d.Invoker]
+	var placed wire.InvokerPlaced
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bus.Call(ctx, nc, wire.SubjectInvokerPlace(other), &wire.InvokerPlace{Namespace: "guest"}, &placed); err != nil {
+		t.Fatal(err)
+	}
+	idx := map[string]int{"invoker0": 0, "invoker1": 1}
+	otherIV := e.p.Invokers[idx[other]]
+	waitFor(t, func() bool { return otherIV.Prewarmed() > 0 })
+	before := otherIV.Executions()
+	replay := cloneRun(c.d.Run)
+	replay.Runtime = placed.Runtime // what the other invoker checks: it hands the step over
+	res, err := c.d.SendTo(ctx, other, replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ErrorCode != "wrong_runtime" || res.Executed || len(res.Envelope) != 0 || otherIV.Executions() != before {
+		t.Fatalf("replay to the other runtime: %+v", res)
+	}
+	// And again in the designated runtime: a replay.
+	res, err = c.d.SendTo(ctx, c.d.Invoker, cloneRun(c.d.Run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ErrorCode != "replay" || res.Executed {
+		t.Fatalf("replay to the designated runtime: %+v", res)
+	}
 }

@@ -204,7 +204,7 @@ func TestBadInput(t *testing.T) {
 			defer cancel()
 			err := bus.Call(ctx, nc, wire.SubjectInvokerRun("invoker0"), &wire.RunRequest{
 				ActivationID: req.ActivationID, Namespace: req.Namespace, Action: req.Action,
-				FunctionID: req.FunctionID, Envelope: env, TimeoutMs: 5000,
+				FunctionID: req.FunctionID, Envelope: env, TimeoutMs: 5000, Runtime: req.Runtime,
 			}, &res)
 			if err != nil {
 				t.Fatal(err)

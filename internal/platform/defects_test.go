@@ -9,8 +9,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/clemmys/clemmys/internal/platform"
@@ -257,4 +261,74 @@ func TestPagingPastTheCap(t *testing.T) {
 			t.Errorf("%s?limit=201: %d, want 400", coll, st)
 		}
 	}
+}
+
+// TestRuntimeReplaced: when the runtime an action's envelopes designate is
+// gone (killed, and replaced by its invoker), the next invocation is
+// refused as misplaced before anything runs, and the gateway places it
+// again and seals anew: the caller sees a normal answer.
+func TestRuntimeReplaced(t *testing.T) {
+	e := start(t, t.TempDir())
+	g := e.guest()
+	e.deploy(g, "hello", wasmbuild.MustBuild(t, "examples/hello"), nil)
+	invoke := func(name string) {
+		t.Helper()
+		var res map[string]any
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello?blocking=true&result=true", map[string]any{"name": name}, &res); st != 200 || res["greeting"] != "Hello "+name+"!" {
+			t.Fatalf("invoke: %d %v", st, res)
+		}
+	}
+	invoke("before")
+	var killed []int
+	for _, pid := range childProcesses(t, "clemmys-enclave") {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	if len(killed) == 0 {
+		t.Fatal("no runtime process to kill")
+	}
+	// Once the invoker has reaped them it knows they are gone (a step sent
+	// to a runtime as it dies may have run, and fails instead).
+	waitFor(t, func() bool {
+		for _, pid := range killed {
+			if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	invoke("after")
+	if !strings.Contains(e.logs.String(), "invocation misplaced; placing it again") {
+		t.Fatal("the invocation was not placed again")
+	}
+}
+
+// childProcesses returns the pids of this process's children named name.
+func childProcesses(t testing.TB, name string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("cannot list processes: %v", err)
+	}
+	self := strconv.Itoa(os.Getpid())
+	var out []int
+	for _, de := range entries {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", de.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open || s[open+1:end] != name {
+			continue
+		}
+		if fields := strings.Fields(s[end+1:]); len(fields) >= 2 && fields[1] == self {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

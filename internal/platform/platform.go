@@ -51,6 +51,9 @@ type Config struct {
 	// the embedded server; 3 on a cluster of at least three nodes).
 	Replicas        int
 	InvokerCapacity int
+	// Invokers is how many invokers run in the process (invoker0, ...);
+	// 0 is 1.
+	Invokers int
 	// InvokerPoolSize is the invoker's number of spare enclave runtimes
 	// (invoker.Config.PoolSize): 0 is its default, negative none.
 	InvokerPoolSize int
@@ -94,7 +97,8 @@ type Platform struct {
 	KMS        *kms.KMS
 	Controller *controller.Controller
 	Gateway    *gateway.Gateway
-	Invoker    *invoker.Invoker
+	Invoker    *invoker.Invoker   // the first of Invokers
+	Invokers   []*invoker.Invoker // invoker0, invoker1, ...
 
 	// EnclaveMeasurement is the measurement of the runtime binary the KMS
 	// trusts by default.
@@ -177,19 +181,24 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 			return p, fmt.Errorf("platform: JavaScript engine: %w", err)
 		}
 	}
-	p.Invoker, err = StartInvoker(ctx, runCtx, tr, p.buses, invoker.Config{
-		ID:          "invoker0",
-		EnclavePath: cfg.EnclavePath,
-		Capacity:    cfg.InvokerCapacity,
-		PoolSize:    cfg.InvokerPoolSize,
-		Engines:     cfg.JSEngines,
+	for i := range max(cfg.Invokers, 1) {
+		id := fmt.Sprintf("invoker%d", i)
+		iv, err := StartInvoker(ctx, runCtx, tr, p.buses, invoker.Config{
+			ID:          id,
+			EnclavePath: cfg.EnclavePath,
+			Capacity:    cfg.InvokerCapacity,
+			PoolSize:    cfg.InvokerPoolSize,
+			Engines:     cfg.JSEngines,
 
-		PrecompileEngine: cfg.PrecompileJSEngine,
-		Log:              p.log.With("service", "invoker"),
-	})
-	if err != nil {
-		return p, err
+			PrecompileEngine: cfg.PrecompileJSEngine,
+			Log:              p.log.With("service", "invoker", "invoker", id),
+		})
+		if err != nil {
+			return p, err
+		}
+		p.Invokers = append(p.Invokers, iv)
 	}
+	p.Invoker = p.Invokers[0]
 	p.Gateway, err = NewGateway(ctx, tr, p.buses, gateway.Config{
 		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		Log:          p.log.With("service", "gateway"),
@@ -353,9 +362,11 @@ func (p *Platform) Stop() {
 			case <-time.After(10 * time.Second):
 			}
 		}
-		if p.Invoker != nil {
-			p.Invoker.Stop()
+		var wg sync.WaitGroup
+		for _, iv := range p.Invokers {
+			wg.Go(iv.Stop)
 		}
+		wg.Wait()
 		if p.Controller != nil {
 			p.Controller.Stop()
 		}

@@ -120,6 +120,31 @@ type InvokeRequest struct {
 	// sealed for (Action.Revision); 0: not checked. The controller refuses
 	// the request with CodeStale when the stored entity has another one.
 	Revision uint64 `cbor:"12,keyasint,omitempty"`
+	// Invoker runs the single action: the one whose runtime the envelope
+	// designates (PlaceReply). Sequences name one per step (StepRoute).
+	Invoker string `cbor:"13,keyasint,omitempty"`
+	// Runtime is the runtime the envelope designates on Invoker (what the
+	// runtime checks, repeated for routing).
+	Runtime []byte `cbor:"14,keyasint,omitempty"`
+}
+
+// PlaceRequest asks the controller where the steps of an invocation of
+// namespace Namespace would run: Actions[j] is step j's action ("pkg/a").
+type PlaceRequest struct {
+	Namespace string   `cbor:"1,keyasint"`
+	Actions   []string `cbor:"2,keyasint"`
+}
+
+// PlaceReply designates, per step, the invoker and its runtime (an
+// envelope names the runtime, an invoke request the invoker).
+type PlaceReply struct {
+	Steps []Placement `cbor:"1,keyasint"`
+}
+
+// Placement is where one step runs.
+type Placement struct {
+	Invoker string `cbor:"1,keyasint"`
+	Runtime []byte `cbor:"2,keyasint"`
 }
 
 // StepRoute is the routing metadata of one step of a sequence.
@@ -130,6 +155,8 @@ type StepRoute struct {
 	FunctionID []byte `cbor:"4,keyasint"`
 	Limits     Limits `cbor:"5,keyasint"`
 	Revision   uint64 `cbor:"6,keyasint,omitempty"` // as InvokeRequest.Revision
+	Invoker    string `cbor:"7,keyasint,omitempty"` // as InvokeRequest.Invoker
+	Runtime    []byte `cbor:"8,keyasint,omitempty"` // as InvokeRequest.Runtime
 }
 
 // Activation statuses, OpenWhisk's names and codes.

@@ -8,6 +8,30 @@ type Heartbeat struct {
 	Capacity  int    `cbor:"2,keyasint"` // concurrent activations it accepts
 	InFlight  int    `cbor:"3,keyasint"`
 	Time      int64  `cbor:"4,keyasint"` // unix ms
+	// Runtimes are the enclave runtimes bound to a namespace that it runs
+	// now (at most MaxHeartbeatRuntimes): what steps may designate.
+	Runtimes []RuntimeInfo `cbor:"5,keyasint,omitempty"`
+}
+
+// MaxHeartbeatRuntimes bounds Heartbeat.Runtimes.
+const MaxHeartbeatRuntimes = 4096
+
+// RuntimeInfo names an invoker's runtime of a namespace by its id
+// (envelope.RuntimeID of its ephemeral key).
+type RuntimeInfo struct {
+	Namespace string `cbor:"1,keyasint"`
+	ID        []byte `cbor:"2,keyasint"`
+}
+
+// InvokerPlace asks an invoker for its runtime of a namespace, binding
+// one (a spare, or a new process) if it has none (→ InvokerPlaced).
+type InvokerPlace struct {
+	Namespace string `cbor:"1,keyasint"`
+}
+
+// InvokerPlaced is the runtime an invoker placed a namespace on.
+type InvokerPlaced struct {
+	Runtime []byte `cbor:"1,keyasint"`
 }
 
 // RunRequest asks an invoker to run one step.
@@ -23,6 +47,10 @@ type RunRequest struct {
 	// own outputs (RunResult.More), without a round trip per step. Empty:
 	// this step only.
 	Then [][]byte `cbor:"7,keyasint,omitempty"`
+	// Runtime is the runtime the envelope designates (PlaceReply): an
+	// invoker whose runtime of the namespace is another one answers
+	// CodeMisplaced without running anything.
+	Runtime []byte `cbor:"8,keyasint,omitempty"`
 }
 
 // RunResult is the outcome of one step. On success and on application or

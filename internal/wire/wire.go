@@ -23,6 +23,7 @@ const (
 	SubjectActionDelete   = "clemmys.ctl.action.delete"   // ActionRef → Action
 	SubjectActionList     = "clemmys.ctl.action.list"     // ListRequest → ActionList
 	SubjectInvoke         = "clemmys.ctl.invoke"          // InvokeRequest → Activation
+	SubjectPlace          = "clemmys.ctl.place"           // PlaceRequest → PlaceReply
 	SubjectActivationGet  = "clemmys.ctl.activation.get"  // ActivationRef → Activation
 	SubjectActivationList = "clemmys.ctl.activation.list" // ListRequest → ActivationList
 
@@ -31,6 +32,10 @@ const (
 
 // SubjectInvokerRun is the subject an invoker takes work on.
 func SubjectInvokerRun(invokerID string) string { return "clemmys.inv." + invokerID + ".run" }
+
+// SubjectInvokerPlace is the subject an invoker places namespaces on
+// (InvokerPlace → InvokerPlaced).
+func SubjectInvokerPlace(invokerID string) string { return "clemmys.inv." + invokerID + ".place" }
 
 // Queue groups.
 const (
@@ -54,6 +59,10 @@ const (
 	// CodeStale refuses an invocation sealed for an action entity that has
 	// changed since the gateway read it; the gateway reads it again.
 	CodeStale = "stale"
+	// CodeMisplaced refuses an invocation whose steps designate a runtime
+	// that is gone (its invoker, or the runtime, was replaced); nothing
+	// ran. The gateway places the steps again and seals anew.
+	CodeMisplaced = "misplaced"
 )
 
 // Error is an error whose code and message are safe to show to a user.
