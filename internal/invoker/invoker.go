@@ -652,12 +652,15 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	if err := bus.Call(ctx, iv.cfg.Conn, wire.SubjectKMSNonce, struct{}{}, &nonce); err != nil {
 		return fmt.Errorf("kms nonce: %w", err)
 	}
+	if !wire.ValidReplica(nonce.Replica) {
+		return errors.New("kms nonce: no valid replica id")
+	}
 	var att ipc.AttestReply
 	if err := p.call(ctx, ipc.OpAttest, &ipc.AttestRequest{Nonce: nonce.Nonce}, &att); err != nil {
 		return fmt.Errorf("attest: %w", err)
 	}
 	var rel wire.ReleaseReply
-	if err := bus.Call(ctx, iv.cfg.Conn, wire.SubjectKMSRelease, &wire.ReleaseRequest{
+	if err := bus.Call(ctx, iv.cfg.Conn, wire.SubjectKMSReleaseAt(nonce.Replica), &wire.ReleaseRequest{
 		Nonce: nonce.Nonce, EphemeralKey: att.EphemeralKey, Evidence: att.Evidence, FunctionID: fid,
 	}, &rel); err != nil {
 		return fmt.Errorf("kms release: %w", err)

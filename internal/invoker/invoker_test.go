@@ -161,7 +161,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 		t.Fatal(err)
 	}
 	// The bus is untrusted and anyone may listen: count key releases.
-	spy, err := e.nc.Subscribe(wire.SubjectKMSRelease, func(*nats.Msg) { e.releases.Add(1) })
+	spy, err := e.nc.Subscribe(wire.SubjectKMSReleaseAt("*"), func(*nats.Msg) { e.releases.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}

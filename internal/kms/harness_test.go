@@ -62,6 +62,7 @@ type env struct {
 	kmsCfg  kms.Config
 	kms     *kms.KMS
 	gateway *kmsclient.Client
+	replica string // the KMS replica of the last nonce
 }
 
 func simRegistry(p *sim.Machine) *tee.Registry {
@@ -193,6 +194,7 @@ func (e *env) nonce() []byte {
 	if err := bus.Call(ctx(e.t), e.nc, wire.SubjectKMSNonce, struct{}{}, &n); err != nil {
 		e.t.Fatal(err)
 	}
+	e.replica = n.Replica
 	return n.Nonce
 }
 
@@ -211,7 +213,7 @@ func (e *env) releaseReq(rt *runtime, fid []byte) *wire.ReleaseRequest {
 // send sends a release request and opens the bundle.
 func (e *env) send(rt *runtime, req *wire.ReleaseRequest) (*wire.KeyBundle, error) {
 	var rep wire.ReleaseReply
-	if err := bus.Call(ctx(e.t), e.nc, wire.SubjectKMSRelease, req, &rep); err != nil {
+	if err := bus.Call(ctx(e.t), e.nc, wire.SubjectKMSReleaseAt(e.replica), req, &rep); err != nil {
 		return nil, err
 	}
 	plain, err := hpke.Open(rt.eph, hpke.HKDFSHA256(), hpke.AES256GCM(), wire.ReleaseInfo(req.Nonce, req.FunctionID), rep.Sealed)

@@ -95,7 +95,7 @@ func TestNonces(t *testing.T) {
 	}
 	a, b, x := n.issue(), n.issue(), n.issue()
 	if len(a) != nonceSize || bytes.Equal(a, b) {
-		t.Fatal("nonces must be 32 bytes and distinct")
+		t.Fatal("nonces must be 40 bytes and distinct")
 	}
 	if err := n.consume(a); err != nil {
 		t.Fatal(err)
@@ -129,8 +129,16 @@ func TestNonces(t *testing.T) {
 	if code(late.consume(early)) != wire.CodeInvalidNonce {
 		t.Fatal("nonce issued before the replica started was accepted")
 	}
-	if err := late.consume(n.issue()); err != nil {
-		t.Fatalf("replicas must accept each other's nonces: %v", err)
+	// A nonce is valid at its own replica only: replaying a request to
+	// another replica (same storage key) is refused, even while fresh.
+	if err := late.consume(late.issue()); err != nil {
+		t.Fatal(err)
+	}
+	if code(late.consume(n.issue())) != wire.CodeInvalidNonce {
+		t.Fatal("a nonce of another replica was accepted")
+	}
+	if late.hexID == n.hexID || len(late.hexID) != 16 || !wire.ValidReplica(late.hexID) {
+		t.Fatalf("replica ids %q, %q", late.hexID, n.hexID)
 	}
 }
 
@@ -141,7 +149,7 @@ func FuzzConsumeNonce(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(n.issue())
-	f.Add(make([]byte, 32))
+	f.Add(make([]byte, nonceSize))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		err := n.consume(data)
@@ -149,7 +157,7 @@ func FuzzConsumeNonce(f *testing.F) {
 		if err != nil && !errors.As(err, &we) {
 			t.Fatalf("non-wire error %v", err)
 		}
-		if err == nil && (len(data) != nonceSize || !bytes.Equal(data[16:], n.mac(data[:16]))) {
+		if err == nil && (len(data) != nonceSize || !bytes.Equal(data[noncePrefix:], n.mac(data[:noncePrefix])) || !bytes.Equal(data[8:16], n.replica[:])) {
 			t.Fatal("forged nonce accepted")
 		}
 	})

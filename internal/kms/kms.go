@@ -9,10 +9,10 @@
 //
 //   - wire.SubjectKMSIdentity: its identity and evidence;
 //   - wire.SubjectKMSNonce: fresh single-use challenges;
-//   - wire.SubjectKMSGateway: privileged calls of attested gateways (create
+//   - wire.SubjectKMSGatewayAt(replica): privileged calls of attested gateways (create
 //     a function version, the gateway secret, set and get policies), answered
 //     signed by the identity key and sealed to the caller's ephemeral key;
-//   - wire.SubjectKMSRelease: key release to attested enclave runtimes whose
+//   - wire.SubjectKMSReleaseAt(replica): key release to attested enclave runtimes whose
 //     measurement the function's policy accepts, sealed to the runtime's
 //     ephemeral key.
 //
@@ -196,13 +196,28 @@ func (k *KMS) Start(ctx context.Context) error {
 	}{
 		{wire.SubjectKMSIdentity, k.instrument("identity", k.handleIdentity)},
 		{wire.SubjectKMSNonce, k.instrument("nonce", k.handleNonce)},
-		{wire.SubjectKMSGateway, k.instrument("gateway", k.handleGateway)},
-		{wire.SubjectKMSRelease, k.instrument("release", k.handleRelease)},
+	}
+	// Gateway calls and key releases, only at this replica (the one that
+	// issued their nonce: nonce.go).
+	perReplica := []struct {
+		subject string
+		h       bus.Handler
+	}{
+		{wire.SubjectKMSGatewayAt(k.nonces.hexID), k.instrument("gateway", k.handleGateway)},
+		{wire.SubjectKMSReleaseAt(k.nonces.hexID), k.instrument("release", k.handleRelease)},
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, h := range handlers {
 		stop, err := bus.Serve(ctx, k.cfg.Conn, k.log, h.subject, wire.QueueKMS, 0, h.h)
+		if err != nil {
+			k.stopLocked()
+			return fmt.Errorf("kms: %w", err)
+		}
+		k.stops = append(k.stops, stop)
+	}
+	for _, h := range perReplica {
+		stop, err := bus.Serve(ctx, k.cfg.Conn, k.log, h.subject, "", 0, h.h)
 		if err != nil {
 			k.stopLocked()
 			return fmt.Errorf("kms: %w", err)
@@ -240,7 +255,7 @@ func (k *KMS) handleIdentity(context.Context, []byte) (any, error) {
 }
 
 func (k *KMS) handleNonce(context.Context, []byte) (any, error) {
-	return &wire.Nonce{Nonce: k.nonces.issue()}, nil
+	return &wire.Nonce{Nonce: k.nonces.issue(), Replica: k.nonces.hexID}, nil
 }
 
 func hexList(list [][]byte) []string {
@@ -250,3 +265,7 @@ func hexList(list [][]byte) []string {
 	}
 	return out
 }
+
+// Replica returns this replica's id: the nonces it issues name it, and the
+// requests they are for go to its subjects.
+func (k *KMS) Replica() string { return k.nonces.hexID }

@@ -305,36 +305,36 @@ func TestGatewayRefusals(t *testing.T) {
 	body, _ := bus.Marshal(&wire.GetPolicy{Namespace: "alice"})
 	t.Run("reused nonce", func(t *testing.T) {
 		call := mkcall(wire.OpGetPolicy, body)
-		if err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGateway, call, &wire.GatewayReply{}); err != nil {
+		if err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGatewayAt(e.replica), call, &wire.GatewayReply{}); err != nil {
 			t.Fatal(err)
 		}
-		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGateway, call, &wire.GatewayReply{})
+		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGatewayAt(e.replica), call, &wire.GatewayReply{})
 		wantCode(t, err, wire.CodeInvalidNonce)
 	})
 	t.Run("body swapped after attesting", func(t *testing.T) {
 		call := mkcall(wire.OpGetPolicy, body)
 		call.Body, _ = bus.Marshal(&wire.GetPolicy{Namespace: "bob"})
-		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGateway, call, &wire.GatewayReply{})
+		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGatewayAt(e.replica), call, &wire.GatewayReply{})
 		wantCode(t, err, wire.CodeAttestation)
 	})
 	t.Run("op swapped after attesting", func(t *testing.T) {
 		call := mkcall(wire.OpGetPolicy, body)
 		call.Op = wire.OpGatewaySecret
-		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGateway, call, &wire.GatewayReply{})
+		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGatewayAt(e.replica), call, &wire.GatewayReply{})
 		wantCode(t, err, wire.CodeAttestation)
 	})
 	t.Run("reply key swapped after attesting", func(t *testing.T) {
 		call := mkcall(wire.OpGatewaySecret, nil)
 		call.ReplyKey = newRuntime(t, nil).eph.PublicKey().Bytes()
-		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGateway, call, &wire.GatewayReply{})
+		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGatewayAt(e.replica), call, &wire.GatewayReply{})
 		wantCode(t, err, wire.CodeAttestation)
 	})
 	t.Run("unknown op", func(t *testing.T) {
-		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGateway, mkcall("delete_everything", nil), &wire.GatewayReply{})
+		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGatewayAt(e.replica), mkcall("delete_everything", nil), &wire.GatewayReply{})
 		wantCode(t, err, wire.CodeBadRequest)
 	})
 	t.Run("malformed call", func(t *testing.T) {
-		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGateway, "not a call", &wire.GatewayReply{})
+		err := bus.Call(ctx(t), e.nc, wire.SubjectKMSGatewayAt(e.replica), "not a call", &wire.GatewayReply{})
 		wantCode(t, err, wire.CodeBadRequest)
 	})
 }
@@ -667,4 +667,43 @@ func TestConcurrentCreateAndSetPolicy(t *testing.T) {
 			t.Fatalf("function %x created concurrently with SetPolicy missed the policy: %v", id, err)
 		}
 	}
+}
+
+// TestReplicas: two KMS replicas on one bus (the same storage key and
+// state) serve one deployment: gateway calls and key releases work
+// whichever replica issued the nonce, and a release request captured on
+// the bus cannot be replayed at the other replica, nor again at its own.
+func TestReplicas(t *testing.T) {
+	e := newEnv(t)
+	first := e.kms
+	e.startKMS() // the second replica
+	second := e.kms
+	if first.Replica() == second.Replica() {
+		t.Fatal("two replicas share an id")
+	}
+	// Gateway calls spread over both (the nonce subject is a queue group).
+	for i := range 8 {
+		fn := e.create("alice", "hello"+string(rune('a'+i)), 0)
+		if _, err := e.release(newRuntime(t, e.plat.Attester(runtimeMeas, 1, false)), fn.rec.FunctionID); err != nil {
+			t.Fatalf("release %d: %v", i, err)
+		}
+	}
+	fn := e.create("alice", "replayed", 0)
+	rt := newRuntime(t, e.plat.Attester(runtimeMeas, 1, false))
+	req := e.releaseReq(rt, fn.rec.FunctionID)
+	issuer := e.replica
+	other := first.Replica()
+	if other == issuer {
+		other = second.Replica()
+	}
+	var rep wire.ReleaseReply
+	err := bus.Call(ctx(t), e.nc, wire.SubjectKMSReleaseAt(other), req, &rep)
+	wantCode(t, err, wire.CodeInvalidNonce)
+	if _, err := e.send(rt, req); err != nil {
+		t.Fatalf("release at the issuing replica: %v", err)
+	}
+	err = bus.Call(ctx(t), e.nc, wire.SubjectKMSReleaseAt(issuer), req, &rep)
+	wantCode(t, err, wire.CodeInvalidNonce)
+	err = bus.Call(ctx(t), e.nc, wire.SubjectKMSReleaseAt(other), req, &rep)
+	wantCode(t, err, wire.CodeInvalidNonce)
 }

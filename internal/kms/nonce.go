@@ -1,11 +1,13 @@
 package kms
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"sync"
 	"time"
 
@@ -14,34 +16,32 @@ import (
 
 // Nonces.
 //
-// A nonce is 32 bytes:
+// A nonce is 40 bytes:
 //
-//	issued (8, unix ms, big endian) || random (8) ||
-//	HMAC-SHA256(nonceKey, "clemmys/v1 kms nonce\x00" || issued || random)[:16]
+//	issued (8, unix ms, big endian) || replica (8) || random (8) ||
+//	HMAC-SHA256(nonceKey, "clemmys/v2 kms nonce\x00" || the first 24 bytes)[:16]
 //
-// with nonceKey = HKDF-SHA256(StorageKey, info = "clemmys/v1 kms nonce key\x00").
-// Issuing keeps no state, so a flood of nonce requests costs no memory, and
-// every replica of the KMS (same storage key) recognises the nonces of the
-// others, whichever replica of the queue group a request lands on. The
-// nonce is valid for NonceLifetime from issue. Single use is enforced by the
-// set of consumed nonces, kept until they expire and bounded by
-// maxConsumed: beyond it the KMS refuses with wire.CodeUnavailable instead
-// of growing. A replica also refuses nonces issued before it started (its
-// consumed set is empty then), so a restart does not reopen a replay window.
-//
-// With several replicas, each has its own consumed set: a captured request
-// could be replayed once to each other replica within its minute. The reply
-// is sealed to the key the original caller's evidence bound, so the replayer
-// learns nothing; docs/protocol.md discusses what remains (an idempotent
-// re-application of the same request).
+// with nonceKey = HKDF-SHA256(StorageKey, info = "clemmys/v1 kms nonce key\x00")
+// and replica the random id a KMS replica draws when it starts. Issuing
+// keeps no state, so a flood of nonce requests costs no memory. The nonce
+// is valid for NonceLifetime from issue, and only at the replica that
+// issued it: the request it is for goes to that replica's own subjects
+// (wire.SubjectKMSReleaseAt, SubjectKMSGatewayAt, named in the reply), and
+// another replica refuses it, so the replica's own set of consumed nonces
+// makes it single-use across replicas: a captured request cannot be
+// replayed to another replica, nor to the same one after a restart (a new
+// replica id; nonces issued before it started are refused too). The set is
+// kept until its nonces expire and bounded by maxConsumed: beyond it the
+// KMS refuses with wire.CodeUnavailable instead of growing.
 
 // NonceLifetime is how long a nonce stays valid.
 const NonceLifetime = 60 * time.Second
 
 const (
-	nonceSize        = 32
+	nonceSize        = 40
+	noncePrefix      = 24 // issued, replica, random
 	nonceMACSize     = 16
-	nonceContext     = "clemmys/v1 kms nonce\x00"
+	nonceContext     = "clemmys/v2 kms nonce\x00"
 	nonceKeyContext  = "clemmys/v1 kms nonce key\x00"
 	maxClockSkew     = 5 * time.Second
 	defaultMaxNonces = 100_000
@@ -49,6 +49,8 @@ const (
 
 type nonces struct {
 	key     []byte
+	replica [8]byte // this replica's id
+	hexID   string
 	now     func() time.Time
 	started int64 // unix ms
 	max     int
@@ -66,7 +68,12 @@ func newNonces(storageKey [32]byte, now func() time.Time, max int) (*nonces, err
 	if max <= 0 {
 		max = defaultMaxNonces
 	}
-	return &nonces{key: k, now: now, started: now().UnixMilli(), max: max, consumed: map[[nonceSize]byte]int64{}}, nil
+	n := &nonces{key: k, now: now, started: now().UnixMilli(), max: max, consumed: map[[nonceSize]byte]int64{}}
+	if _, err := rand.Read(n.replica[:]); err != nil {
+		return nil, err
+	}
+	n.hexID = hex.EncodeToString(n.replica[:])
+	return n, nil
 }
 
 func (n *nonces) mac(prefix []byte) []byte {
@@ -78,17 +85,21 @@ func (n *nonces) mac(prefix []byte) []byte {
 
 // issue returns a fresh nonce.
 func (n *nonces) issue() []byte {
-	out := make([]byte, 16, nonceSize)
+	out := make([]byte, noncePrefix, nonceSize)
 	binary.BigEndian.PutUint64(out, uint64(n.now().UnixMilli()))
-	rand.Read(out[8:16])
+	copy(out[8:16], n.replica[:])
+	rand.Read(out[16:noncePrefix])
 	return append(out, n.mac(out)...)
 }
 
 // consume checks that b is a nonce this KMS issued, still valid and never
 // used, and marks it used. Refusals are *wire.Error.
 func (n *nonces) consume(b []byte) error {
-	if len(b) != nonceSize || !hmac.Equal(b[16:], n.mac(b[:16])) {
+	if len(b) != nonceSize || !hmac.Equal(b[noncePrefix:], n.mac(b[:noncePrefix])) {
 		return wire.Errorf(wire.CodeInvalidNonce, "unknown nonce: it was not issued by this KMS; fetch a fresh one from %s", wire.SubjectKMSNonce)
+	}
+	if !bytes.Equal(b[8:16], n.replica[:]) {
+		return wire.Errorf(wire.CodeInvalidNonce, "nonce of another KMS replica (or of this one before a restart): send the request to the replica the nonce names, or fetch a fresh one from %s", wire.SubjectKMSNonce)
 	}
 	issued := int64(binary.BigEndian.Uint64(b))
 	now := n.now().UnixMilli()

@@ -292,7 +292,7 @@ func (c *Client) callOnce(ctx context.Context, pub ed25519.PublicKey, op string,
 	if err := bus.Call(ctx, c.cfg.Conn, wire.SubjectKMSNonce, struct{}{}, &n); err != nil {
 		return err
 	}
-	if len(n.Nonce) == 0 || len(n.Nonce) > 64 {
+	if len(n.Nonce) == 0 || len(n.Nonce) > 64 || !wire.ValidReplica(n.Replica) {
 		return fmt.Errorf("%w: malformed nonce", ErrBadReply)
 	}
 	eph, err := x25519.GenerateKey()
@@ -305,7 +305,7 @@ func (c *Client) callOnce(ctx context.Context, pub ed25519.PublicKey, op string,
 		return fmt.Errorf("kmsclient: attest: %w", err)
 	}
 	var reply wire.GatewayReply
-	err = bus.Call(ctx, c.cfg.Conn, wire.SubjectKMSGateway, &wire.GatewayCall{
+	err = bus.Call(ctx, c.cfg.Conn, wire.SubjectKMSGatewayAt(n.Replica), &wire.GatewayCall{
 		Nonce: n.Nonce, ReplyKey: replyKey, Evidence: ev, Op: op, Body: body,
 	}, &reply)
 	if err != nil {

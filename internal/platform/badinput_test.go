@@ -292,7 +292,7 @@ func TestBadInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			var rep wire.ReleaseReply
-			err = bus.Call(ctx, nc, wire.SubjectKMSRelease, &wire.ReleaseRequest{
+			err = bus.Call(ctx, nc, wire.SubjectKMSReleaseAt(nonce.Replica), &wire.ReleaseRequest{
 				Nonce: nonce.Nonce, EphemeralKey: eph.PublicKey().Bytes(), Evidence: ev, FunctionID: fr.FunctionID,
 			}, &rep)
 			we, ok := errors.AsType[*wire.Error](err)

@@ -19,6 +19,31 @@ type KMSIdentity struct {
 // Nonce is a fresh single-use KMS challenge (32 bytes, valid for a minute).
 type Nonce struct {
 	Nonce []byte `cbor:"1,keyasint"`
+	// Replica is the KMS replica that issued it (hex, 16 characters): the
+	// request the nonce is for goes to that replica's subjects
+	// (SubjectKMSReleaseAt, SubjectKMSGatewayAt), the only one that
+	// accepts it.
+	Replica string `cbor:"2,keyasint"`
+}
+
+// SubjectKMSReleaseAt is the key release subject of KMS replica replica.
+func SubjectKMSReleaseAt(replica string) string { return "clemmys.kms." + replica + ".release" }
+
+// SubjectKMSGatewayAt is the gateway call subject of KMS replica replica.
+func SubjectKMSGatewayAt(replica string) string { return "clemmys.kms." + replica + ".gateway" }
+
+// ValidReplica reports whether s is a KMS replica id (16 lowercase hex
+// characters), safe in a subject.
+func ValidReplica(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Policy says which enclave runtimes may receive a function's keys.

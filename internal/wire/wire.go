@@ -15,8 +15,9 @@ import "fmt"
 const (
 	SubjectKMSIdentity = "clemmys.kms.identity" // → KMSIdentity
 	SubjectKMSNonce    = "clemmys.kms.nonce"    // → Nonce
-	SubjectKMSGateway  = "clemmys.kms.gateway"  // GatewayCall → GatewayReply
-	SubjectKMSRelease  = "clemmys.kms.release"  // ReleaseRequest → ReleaseReply
+	// Gateway calls and key releases go to the replica that issued their
+	// nonce: SubjectKMSGatewayAt(Nonce.Replica) (GatewayCall →
+	// GatewayReply), SubjectKMSReleaseAt (ReleaseRequest → ReleaseReply).
 
 	SubjectActionPut      = "clemmys.ctl.action.put"      // ActionPut → Action
 	SubjectActionGet      = "clemmys.ctl.action.get"      // ActionRef → Action
