@@ -155,8 +155,8 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 			g.fail(w, r, http.StatusBadGateway, "The action's function record could not be verified.")
 			return
 		}
-		if !g.fresh.admit(rec) {
-			g.fail(w, r, http.StatusBadGateway, "The controller served an outdated version of %s.", name)
+		if cerr := g.admitFresh(ctx, rec); cerr != nil {
+			g.answer(w, r, "keep function version", cerr)
 			return
 		}
 		a.Function, a.CodeSize, a.Kind = prev.Function, prev.CodeSize, prev.Kind
@@ -196,7 +196,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only a version that was stored is the newest: a put that lost a race
 	// with a concurrent one (409) must not make the winner look outdated.
-	g.fresh.admit(rec)
+	g.commitVersion(ctx, rec)
 	g.log.Info("action deployed", "namespace", ns, "action", name, "version", stored.Version,
 		"function", hex.EncodeToString(rec.FunctionID), "code_digest", hex.EncodeToString(rec.CodeDigest),
 		"code_bytes", codeBytes, "kept_code", put.KeepCode)
@@ -436,7 +436,7 @@ func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
 		created = rec.Created
 	}
 	if a.Kind != kindSequence {
-		g.fresh.deleted(a.Namespace, a.Name, created)
+		g.retireAction(r.Context(), a.Namespace, a.Name, created)
 	}
 	writeJSON(w, http.StatusOK, g.renderAction(a))
 }

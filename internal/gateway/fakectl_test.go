@@ -46,6 +46,15 @@ func (k *stubKMS) SetPolicy(context.Context, wire.SetPolicy) (*wire.Policy, erro
 func (k *stubKMS) GetPolicy(context.Context, string) (*wire.Policy, error) {
 	return nil, errors.New("stub kms: no policies")
 }
+func (k *stubKMS) CommitVersion(context.Context, []byte) (*wire.LatestVersion, error) {
+	return nil, errors.New("stub kms: no versions")
+}
+func (k *stubKMS) RetireAction(context.Context, string, string, int64) (*wire.LatestVersion, error) {
+	return nil, errors.New("stub kms: no versions")
+}
+func (k *stubKMS) LatestVersion(context.Context, string, string) (*wire.LatestVersion, error) {
+	return &wire.LatestVersion{}, nil
+}
 
 type fakeCtl struct {
 	// misname makes it answer a package, trigger or rule put with an

@@ -71,6 +71,10 @@ type KMS interface {
 	VerifyRecord(sr wire.SignedRecord) (*wire.FunctionRecord, error)
 	SetPolicy(ctx context.Context, req wire.SetPolicy) (*wire.Policy, error)
 	GetPolicy(ctx context.Context, namespace string) (*wire.Policy, error)
+	// The version registry (freshness.go).
+	CommitVersion(ctx context.Context, fid []byte) (*wire.LatestVersion, error)
+	RetireAction(ctx context.Context, ns, action string, created int64) (*wire.LatestVersion, error)
+	LatestVersion(ctx context.Context, ns, action string) (*wire.LatestVersion, error)
 }
 
 // Config configures a gateway.

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"sync"
 
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -89,60 +88,6 @@ func (g *Gateway) ruleIntact(rl *wire.Rule) bool { return hmac.Equal(rl.Tag, g.r
 // checkDefinition verifies a stored sequence's tag.
 func (g *Gateway) checkDefinition(a *wire.Action) bool {
 	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Components))
-}
-
-// maxFreshEntries bounds the freshness memory; when full it forgets
-// everything (and so falls back to trusting what the controller serves).
-const maxFreshEntries = 100_000
-
-// freshness remembers, per action, the creation time of the newest function
-// version seen and the time of the last deletion made through this gateway.
-type freshness struct {
-	mu sync.Mutex
-	m  map[string]freshEntry
-}
-
-type freshEntry struct {
-	newest  int64 // Created of the newest function record seen, unix ms
-	deleted int64 // when this gateway deleted the action, unix ms
-}
-
-func newFreshness() *freshness { return &freshness{m: map[string]freshEntry{}} }
-
-func freshKey(ns, name string) string { return ns + "\x00" + name }
-
-// admit records rec as seen and reports whether it is not older than the
-// newest version of its action seen so far, nor older than its deletion.
-func (f *freshness) admit(rec *wire.FunctionRecord) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	k := freshKey(rec.Namespace, rec.Action)
-	e := f.m[k]
-	if rec.Created < e.newest || rec.Created <= e.deleted {
-		return false
-	}
-	if rec.Created > e.newest {
-		if len(f.m) >= maxFreshEntries {
-			clear(f.m)
-		}
-		e.newest = rec.Created
-		f.m[k] = e
-	}
-	return true
-}
-
-// deleted records the deletion of an action whose newest function version
-// was created at created (unix ms, the KMS's clock): that version and every
-// older one are dead.
-func (f *freshness) deleted(ns, name string, created int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.m) >= maxFreshEntries {
-		clear(f.m)
-	}
-	e := f.m[freshKey(ns, name)]
-	e.deleted = max(e.deleted, e.newest, created)
-	f.m[freshKey(ns, name)] = e
 }
 
 // maxVerifiedRecords bounds the cache of verified function records.

@@ -462,7 +462,7 @@ func (g *Gateway) deletePackage(w http.ResponseWriter, r *http.Request) {
 		if rec, err := g.cfg.KMS.VerifyRecord(a.Function); err == nil {
 			created = rec.Created
 		}
-		g.fresh.deleted(a.Namespace, a.Name, created)
+		g.retireAction(ctx, a.Namespace, a.Name, created)
 	}
 	if deleted.Namespace != ns || deleted.Name != name {
 		deleted = *p

@@ -145,8 +145,8 @@ func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, o
 		if err != nil || rec.Namespace != a.Namespace || rec.Action != a.Name {
 			return nil, &chainError{http.StatusBadGateway, "The action's function record could not be verified.", err}
 		}
-		if !g.fresh.admit(rec) {
-			return nil, &chainError{http.StatusBadGateway, "The controller served an outdated version of " + a.Name + ".", nil}
+		if cerr := g.admitFresh(ctx, rec); cerr != nil {
+			return nil, cerr
 		}
 		if len(out) >= wire.MaxSequenceComponents {
 			return nil, &chainError{http.StatusBadRequest, msgTooManySteps, nil}

@@ -33,7 +33,8 @@ func (k *KMS) handleGateway(ctx context.Context, data []byte) (any, error) {
 		return nil, wire.Errorf(wire.CodeTooLarge, "gateway call body exceeds %d bytes", MaxGatewayBody)
 	}
 	switch call.Op {
-	case wire.OpCreateFunction, wire.OpGatewaySecret, wire.OpSetPolicy, wire.OpGetPolicy:
+	case wire.OpCreateFunction, wire.OpGatewaySecret, wire.OpSetPolicy, wire.OpGetPolicy,
+		wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion:
 	default:
 		return nil, wire.Errorf(wire.CodeBadRequest, "unknown gateway op %q", truncate(call.Op, 64))
 	}
@@ -134,6 +135,12 @@ func (k *KMS) dispatch(ctx context.Context, op string, body []byte) ([]byte, err
 			return nil, err
 		}
 		resp = p
+	case wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion:
+		lv, err := k.versionOp(ctx, op, body)
+		if err != nil {
+			return nil, err
+		}
+		resp = lv
 	}
 	out, err := bus.Marshal(resp)
 	if err != nil {

@@ -707,3 +707,38 @@ func TestReplicas(t *testing.T) {
 	err = bus.Call(ctx(t), e.nc, wire.SubjectKMSReleaseAt(other), req, &rep)
 	wantCode(t, err, wire.CodeInvalidNonce)
 }
+
+// TestVersionRegistry: the registry only moves forward, per action, and
+// commits only versions the KMS created.
+func TestVersionRegistry(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctx(t)
+	old := e.create("alice", "hello", 0)
+	e.clock.Advance(time.Second)
+	newer := e.create("alice", "hello", 0)
+	lv, err := e.gateway.CommitVersion(ctx, newer.rec.FunctionID)
+	if err != nil || lv.Created != newer.rec.Created || lv.Deleted != 0 {
+		t.Fatalf("commit newer: %+v %v", lv, err)
+	}
+	// An older version committed late does not move it back.
+	if lv, err = e.gateway.CommitVersion(ctx, old.rec.FunctionID); err != nil || lv.Created != newer.rec.Created {
+		t.Fatalf("commit older: %+v %v", lv, err)
+	}
+	if _, err := e.gateway.CommitVersion(ctx, bytes.Repeat([]byte{9}, 16)); err == nil {
+		t.Fatal("committed a version the KMS never created")
+	}
+	// A deletion covers every version created so far; a smaller one does
+	// not move it back.
+	if lv, err = e.gateway.RetireAction(ctx, "alice", "hello", 1); err != nil || lv.Deleted != newer.rec.Created {
+		t.Fatalf("retire: %+v %v", lv, err)
+	}
+	if lv, err = e.gateway.LatestVersion(ctx, "alice", "hello"); err != nil || lv.Created != newer.rec.Created || lv.Deleted != newer.rec.Created {
+		t.Fatalf("latest: %+v %v", lv, err)
+	}
+	// Other actions and namespaces have their own entries.
+	for _, ref := range [][2]string{{"alice", "other"}, {"bob", "hello"}} {
+		if lv, err := e.gateway.LatestVersion(ctx, ref[0], ref[1]); err != nil || lv.Created != 0 || lv.Deleted != 0 {
+			t.Fatalf("%v: %+v %v", ref, lv, err)
+		}
+	}
+}

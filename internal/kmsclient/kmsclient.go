@@ -220,6 +220,36 @@ func (c *Client) GetPolicy(ctx context.Context, namespace string) (*wire.Policy,
 	return &p, nil
 }
 
+// CommitVersion records in the KMS's version registry that function
+// version fid is its action's stored version, and returns the action's
+// entry.
+func (c *Client) CommitVersion(ctx context.Context, fid []byte) (*wire.LatestVersion, error) {
+	var lv wire.LatestVersion
+	if err := c.call(ctx, wire.OpCommitVersion, &wire.CommitVersion{FunctionID: fid}, &lv); err != nil {
+		return nil, err
+	}
+	return &lv, nil
+}
+
+// RetireAction records that an action whose newest version was created at
+// created was deleted, and returns the action's entry.
+func (c *Client) RetireAction(ctx context.Context, ns, action string, created int64) (*wire.LatestVersion, error) {
+	var lv wire.LatestVersion
+	if err := c.call(ctx, wire.OpRetireAction, &wire.RetireAction{Namespace: ns, Action: action, Created: created}, &lv); err != nil {
+		return nil, err
+	}
+	return &lv, nil
+}
+
+// LatestVersion returns an action's entry of the KMS's version registry.
+func (c *Client) LatestVersion(ctx context.Context, ns, action string) (*wire.LatestVersion, error) {
+	var lv wire.LatestVersion
+	if err := c.call(ctx, wire.OpLatestVersion, &wire.LatestRequest{Namespace: ns, Action: action}, &lv); err != nil {
+		return nil, err
+	}
+	return &lv, nil
+}
+
 // VerifyRecord checks a signed function record against the attested KMS
 // identity and decodes it.
 func (c *Client) VerifyRecord(sr wire.SignedRecord) (*wire.FunctionRecord, error) {

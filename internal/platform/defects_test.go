@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/clemmys/clemmys/internal/platform"
+	"github.com/clemmys/clemmys/internal/store"
 	"github.com/clemmys/clemmys/internal/wasmbuild"
 )
 
@@ -331,4 +332,43 @@ func childProcesses(t testing.TB, name string) []int {
 		}
 	}
 	return out
+}
+
+// TestRollbackAcrossRestart: the newest version of an action, and its
+// deletion, are remembered by the KMS's version registry, not only by the
+// gateway process: after a restart the gateway still refuses an older
+// entity the operator puts back in the store, and a deleted action served
+// again.
+func TestRollbackAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	e := start(t, dir)
+	g := e.guest()
+	hello := wasmbuild.MustBuild(t, "examples/hello")
+	e.deploy(g, "hello", hello, nil)
+	v1 := e.entityBytes(t, "hello")
+	e.deploy(g, "hello", hello, nil) // v2: a new function version
+	e.deploy(g, "gone", hello, nil)
+	gone := e.entityBytes(t, "gone")
+	if st, _ := e.call(g, "DELETE", "/api/v1/namespaces/_/actions/gone", nil, nil); st != 200 {
+		t.Fatalf("delete: %d", st)
+	}
+	e.p.Stop()
+
+	e = start(t, dir)
+	g = e.guest()
+	kv := e.actionsKV(t)
+	for name, b := range map[string][]byte{"hello": v1, "gone": gone} {
+		rev, err := kv.Put(context.Background(), store.Key("guest", name), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.controllerSees(t, name, rev)
+	}
+	for _, name := range []string{"hello", "gone"} {
+		var eb errorBody
+		st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/"+name+"?blocking=true", nil, &eb)
+		if st != http.StatusBadGateway || !strings.Contains(eb.Error, "outdated version") {
+			t.Errorf("%s rolled back after a restart: %d %q, want 502 outdated version", name, st, eb.Error)
+		}
+	}
 }

@@ -121,7 +121,43 @@ const (
 	OpGatewaySecret  = "gateway_secret"  // (none) → GatewaySecret
 	OpSetPolicy      = "set_policy"      // SetPolicy → Policy
 	OpGetPolicy      = "get_policy"      // GetPolicy → Policy
+	// The version registry: the newest function version of an action that
+	// was stored, and when it was deleted (rollback protection that
+	// outlives a gateway and is shared by its replicas).
+	OpCommitVersion = "commit_version" // CommitVersion → LatestVersion
+	OpRetireAction  = "retire_action"  // RetireAction → LatestVersion
+	OpLatestVersion = "latest_version" // LatestRequest → LatestVersion
 )
+
+// CommitVersion records that function version FunctionID (which the KMS
+// created) is now its action's stored version: the action's latest, unless
+// a newer one was committed.
+type CommitVersion struct {
+	FunctionID []byte `cbor:"1,keyasint"`
+}
+
+// RetireAction records that action Namespace/Action was deleted while its
+// newest version was created at Created (unix ms, the KMS's clock): that
+// version and every older one are dead.
+type RetireAction struct {
+	Namespace string `cbor:"1,keyasint"`
+	Action    string `cbor:"2,keyasint"`
+	Created   int64  `cbor:"3,keyasint"`
+}
+
+// LatestRequest asks for the registry entry of an action.
+type LatestRequest struct {
+	Namespace string `cbor:"1,keyasint"`
+	Action    string `cbor:"2,keyasint"`
+}
+
+// LatestVersion is an action's registry entry (zero: none known): a
+// gateway refuses a function record created before Created, or at or
+// before Deleted.
+type LatestVersion struct {
+	Created int64 `cbor:"1,keyasint,omitempty"` // unix ms of the newest committed version
+	Deleted int64 `cbor:"2,keyasint,omitempty"` // versions created up to then were deleted
+}
 
 // CreateFunction asks the KMS for a new function version.
 type CreateFunction struct {
