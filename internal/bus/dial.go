@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,14 +26,32 @@ type DialOptions struct {
 	// nats-config` writes); at most one. Empty: the URLs' user:password, if
 	// any, or no authentication.
 	Creds, NKey string
+	// NKeyDir, instead of NKey, holds one seed per service user
+	// (NKeyDir/<Name>.nk, as `clemmys nats-config` writes them): a process
+	// that runs several services connects each as its own user.
+	NKeyDir string
 	// CA is a PEM file of the certificate authorities that sign the
 	// servers' TLS certificates (the system roots if empty); Cert and Key
 	// a client certificate, for servers that verify clients.
 	CA, Cert, Key string
-	// Name is the connection's name, shown by the servers (e.g. "gateway").
+	// Name is the connection's name, shown by the servers, and its user's
+	// name ("kms", "controller", "gateway", "invoker-<id>"): its replies
+	// come to inboxes under InboxPrefix(Name).
 	Name string
+	// Log receives the connection's asynchronous errors (a permission
+	// violation, a slow consumer); nil: discarded.
+	Log *slog.Logger
 	// Timeout bounds the first connection; default 10 s.
 	Timeout time.Duration
+}
+
+// InboxPrefix is the inbox prefix of the connection named name: each
+// service user may subscribe to its own inboxes only (package natsconf).
+func InboxPrefix(name string) string {
+	if name == "" {
+		return "_INBOX"
+	}
+	return "_INBOX_" + strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(name)
 }
 
 // Enabled reports whether o names a cluster.
@@ -57,6 +77,9 @@ func Dial(ctx context.Context, o DialOptions) (*nats.Conn, error) {
 	if !o.Enabled() {
 		return nil, errors.New("bus: no NATS server URL (--nats)")
 	}
+	if o.NKeyDir != "" && o.NKey == "" && o.Name != "" {
+		o.NKey = filepath.Join(o.NKeyDir, o.Name+".nk")
+	}
 	if o.Creds != "" && o.NKey != "" {
 		return nil, errors.New("bus: --nats-creds and --nats-nkey are exclusive")
 	}
@@ -65,6 +88,16 @@ func Dial(ctx context.Context, o DialOptions) (*nats.Conn, error) {
 	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
+		nats.CustomInboxPrefix(InboxPrefix(o.Name)),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if o.Log != nil {
+				subject := ""
+				if sub != nil {
+					subject = sub.Subject
+				}
+				o.Log.Warn("NATS", "connection", o.Name, "subject", subject, "err", err)
+			}
+		}),
 		nats.Timeout(o.Timeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),

@@ -32,6 +32,9 @@ Usage:
   clemmys kms|controller|invoker|gateway --nats URL,... [--data-dir DIR] ...
                                 run one service on a NATS cluster (several
                                 machines: docs/operations.md)
+  clemmys nats-config --out DIR [--hosts H1,H2,H3] [--invokers ID,...]
+                                write the NATS cluster's configuration, with
+                                one least-privilege user per service
   clemmys measure [--enclave PATH]
                                 print the measurement of the enclave runtime
   clemmys policy get|allow|remove|set [MEASUREMENT...]
@@ -98,6 +101,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdInvoker(args[1:], stdout, stderr)
 	case "gateway":
 		return cmdGateway(args[1:], stdout, stderr)
+	case "nats-config":
+		return cmdNATSConfig(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "clemmys", Version)
 		return 0
@@ -178,7 +183,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log,
 		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
 		FiresPerMinute: th.config(th.fires),
-		NATS:           nf.options(), Replicas: *replicas,
+		NATS:           nf.options(log), Replicas: *replicas,
 		JSEngines: engines, PrecompileJSEngine: true,
 	})
 	cancel()
@@ -188,7 +193,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	}
 	busAt := "embedded NATS server (in-process)"
 	switch {
-	case nf.options().Enabled():
+	case nf.options(nil).Enabled():
 		busAt = "NATS cluster " + *nf.urls
 	case p.Bus.ClientURL() != "":
 		busAt = "embedded NATS server, also at " + p.Bus.ClientURL()

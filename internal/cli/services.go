@@ -46,7 +46,7 @@ type serviceFlags struct {
 
 // natsFlags say how to reach the NATS cluster (shared with `up --nats`).
 type natsFlags struct {
-	urls, creds, nkey, ca, cert, key *string
+	urls, creds, nkey, nkeyDir, ca, cert, key *string
 }
 
 func addNATSFlags(fs *flag.FlagSet, required bool) natsFlags {
@@ -55,17 +55,19 @@ func addNATSFlags(fs *flag.FlagSet, required bool) natsFlags {
 		help += "; set: run against that existing cluster instead of an embedded server"
 	}
 	return natsFlags{
-		urls:  fs.String("nats", "", help),
-		creds: fs.String("nats-creds", "", "NATS credentials file (JWT and nkey seed)"),
-		nkey:  fs.String("nats-nkey", "", "file with this service's NATS nkey seed (as written by `clemmys nats-config`)"),
-		ca:    fs.String("nats-ca", "", "PEM file of the CA that signs the NATS servers' TLS certificates"),
-		cert:  fs.String("nats-cert", "", "client TLS certificate for the NATS servers (PEM), with --nats-key"),
-		key:   fs.String("nats-key", "", "client TLS key (PEM)"),
+		urls:    fs.String("nats", "", help),
+		creds:   fs.String("nats-creds", "", "NATS credentials file (JWT and nkey seed)"),
+		nkey:    fs.String("nats-nkey", "", "file with this service's NATS nkey seed (as written by `clemmys nats-config`)"),
+		nkeyDir: fs.String("nats-nkey-dir", "", "directory of the services' nkey seeds (DIR/<service>.nk, as `clemmys nats-config` writes them); each service connects as its own user"),
+		ca:      fs.String("nats-ca", "", "PEM file of the CA that signs the NATS servers' TLS certificates"),
+		cert:    fs.String("nats-cert", "", "client TLS certificate for the NATS servers (PEM), with --nats-key"),
+		key:     fs.String("nats-key", "", "client TLS key (PEM)"),
 	}
 }
 
-func (n natsFlags) options() bus.DialOptions {
-	return bus.DialOptions{URLs: bus.ParseURLs(*n.urls), Creds: *n.creds, NKey: *n.nkey, CA: *n.ca, Cert: *n.cert, Key: *n.key}
+func (n natsFlags) options(log *slog.Logger) bus.DialOptions {
+	return bus.DialOptions{URLs: bus.ParseURLs(*n.urls), Creds: *n.creds, NKey: *n.nkey, NKeyDir: *n.nkeyDir,
+		CA: *n.ca, Cert: *n.cert, Key: *n.key, Log: log}
 }
 
 func newServiceFlags(name string, stderr io.Writer) *serviceFlags {
@@ -91,7 +93,7 @@ func (s *serviceFlags) parse(args []string, stderr io.Writer) (*slog.Logger, boo
 		fmt.Fprintf(stderr, "clemmys %s: unexpected argument %q\n", s.name, s.fs.Arg(0))
 		return nil, false
 	}
-	if !s.nats.options().Enabled() {
+	if !s.nats.options(nil).Enabled() {
 		fmt.Fprintf(stderr, "clemmys %s: --nats URL is required (the NATS cluster the services share); to run everything in one process, use `clemmys up`\n", s.name)
 		return nil, false
 	}
@@ -136,7 +138,7 @@ func (s *serviceFlags) run(stdout, stderr io.Writer, log *slog.Logger, start fun
 	defer stopSignals()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
-	b := platform.ClusterBus(s.nats.options())
+	b := platform.ClusterBus(s.nats.options(log))
 	defer b.Close()
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	g, stop, err := start(startCtx, runCtx, b)

@@ -18,9 +18,9 @@ import (
 // Buckets of the entities other than actions (packages, triggers, rules),
 // keyed like actions by store.Key(namespace, name).
 const (
-	bucketPackages = "clemmys_packages"
-	bucketTriggers = "clemmys_triggers"
-	bucketRules    = "clemmys_rules"
+	bucketPackages = store.BucketPackages
+	bucketTriggers = store.BucketTriggers
+	bucketRules    = store.BucketRules
 )
 
 // maxSealedParamsLen bounds an entity's sealed default parameters: the

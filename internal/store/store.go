@@ -19,6 +19,9 @@ const (
 	BucketActions     = "clemmys_actions"     // controller: action entities
 	BucketActivations = "clemmys_activations" // controller: activations as they start (running records, or complete ones made whole)
 	BucketRecords     = "clemmys_records"     // controller: complete records of activations that started running
+	BucketPackages    = "clemmys_packages"    // controller: package entities
+	BucketTriggers    = "clemmys_triggers"    // controller: trigger entities
+	BucketRules       = "clemmys_rules"       // controller: rule entities
 	BucketAuth        = "clemmys_auth"        // gateway: credentials (hashed, MACed)
 	BucketKMS         = "clemmys_kms"         // kms: sealed state
 	ObjectsCode       = "clemmys_code"        // controller: sealed wasm modules
