@@ -56,7 +56,6 @@ const (
 // InvokerUser is the user of invoker id.
 func InvokerUser(id string) string { return "invoker-" + id }
 
-
 // permissions of one user.
 type permissions struct {
 	pub, sub []string
