@@ -170,11 +170,29 @@ func Dial(ctx context.Context, o DialOptions) (*nats.Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	actx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	if _, err := js.AccountInfo(actx); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("bus: JetStream does not answer on the NATS cluster at %s: %w (enable jetstream on the servers; a new cluster needs a moment to elect a leader)", strings.Join(o.URLs, ","), err)
+	// A cluster that just started answers once it has elected a JetStream
+	// leader: wait for that within ctx (and at least Timeout).
+	deadline := time.Now().Add(o.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
 	}
-	return nc, nil
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err = js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			return nc, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			nc.Close()
+			return nil, fmt.Errorf("bus: JetStream does not answer on the NATS cluster at %s: %w (enable jetstream on the servers; a new cluster needs a moment to elect a leader)", strings.Join(o.URLs, ","), err)
+		}
+		if o.Log != nil {
+			o.Log.Info("waiting for JetStream on the NATS cluster", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
