@@ -204,6 +204,18 @@ func Wrap(platform string, blob []byte) ([]byte, error) {
 	return encMode.Marshal(Evidence{Platform: platform, Blob: blob})
 }
 
+// Unwrap decodes platform-tagged evidence into its platform and blob.
+func Unwrap(evidence []byte) (string, []byte, error) {
+	if len(evidence) > MaxEvidenceSize {
+		return "", nil, Refuse(ReasonMalformed, nil, "evidence exceeds %d bytes", MaxEvidenceSize)
+	}
+	var ev Evidence
+	if err := decMode.Unmarshal(evidence, &ev); err != nil {
+		return "", nil, Refuse(ReasonMalformed, nil, "malformed evidence")
+	}
+	return ev.Platform, ev.Blob, nil
+}
+
 // Registry routes evidence to the verifier of its platform. Only platforms
 // added to a Registry are accepted: a KMS that must refuse simulated evidence
 // simply does not add "sim".

@@ -176,6 +176,9 @@ func (v *Verifier) Verify(blob []byte) (*tee.Claims, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := rootsValid(roots, info.SigningKey, now); err != nil {
+		return nil, err
+	}
 	att := &spb.Attestation{Report: report, CertificateChain: chain}
 	opts := &verify.Options{DisableCertFetching: true, Now: now, TrustedRoots: map[string][]*trust.AMDRootCerts{productLine: roots}}
 	if err := verify.SnpAttestation(att, opts); err != nil {
@@ -237,6 +240,25 @@ func (v *Verifier) roots(productLine string) ([]*trust.AMDRootCerts, error) {
 		return nil, tee.Refuse(tee.ReasonChain, err, "no trusted AMD root for product line %q", productLine)
 	}
 	return []*trust.AMDRootCerts{r}, nil
+}
+
+// rootsValid refuses (collateral-stale) when no trusted root of the
+// product line has an ARK and ASK/ASVK valid at now.
+func rootsValid(roots []*trust.AMDRootCerts, key abi.ReportSigner, now time.Time) error {
+	valid := func(c *x509.Certificate) bool { return c != nil && !now.Before(c.NotBefore) && !now.After(c.NotAfter) }
+	for _, r := range roots {
+		if r.ProductCerts == nil {
+			continue
+		}
+		ica := r.ProductCerts.Ask
+		if key == abi.VlekReportSigner {
+			ica = r.ProductCerts.Asvk
+		}
+		if ica == nil || (valid(r.ProductCerts.Ark) && valid(ica)) {
+			return nil // a missing one is the chain check's to refuse
+		}
+	}
+	return tee.Refuse(tee.ReasonCollateralStale, nil, "the AMD root certificates are not valid at %v", now.UTC())
 }
 
 // checkRevocation checks the product line's CRL from the collateral
