@@ -47,6 +47,11 @@ func Provider(c configfsi.Client) (string, error) {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer r.Destroy()
+	// An entry's attributes are readable once written (so the fake
+	// behaves; the kernel does not mind): write an empty request first.
+	if err := r.WriteOption("inblob", make([]byte, 64)); err != nil {
+		return "", fmt.Errorf("tsm: probe: %w", err)
+	}
 	p, err := r.ReadOption("provider")
 	if err != nil {
 		return "", fmt.Errorf("tsm: read provider: %w", err)
