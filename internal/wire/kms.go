@@ -22,14 +22,24 @@ type Nonce struct {
 }
 
 // Policy says which enclave runtimes may receive a function's keys.
+//
+// Measurements, AllowDebug and MinSecurityVersion are the rules of the
+// simulated TEE (sim). Runtimes on real hardware are judged by the typed
+// rules of their platform, SNP or TDX (teepolicy.go); a policy without
+// rules for a platform refuses every runtime of it.
 type Policy struct {
 	// Measurements are the accepted runtime measurements (hex-free raw
 	// digests). A runtime upgrade adds its new measurement here.
 	Measurements [][]byte `cbor:"1,keyasint"`
-	// AllowDebug accepts evidence from debug-mode enclaves.
+	// AllowDebug accepts evidence from debug-mode enclaves (sim only: a
+	// debug SEV-SNP guest or TD is always refused).
 	AllowDebug bool `cbor:"2,keyasint,omitempty"`
 	// MinSecurityVersion is the lowest accepted TCB/security version.
 	MinSecurityVersion uint32 `cbor:"3,keyasint,omitempty"`
+	// SNP are the rules for AMD SEV-SNP runtimes (nil: none accepted).
+	SNP *SNPPolicy `cbor:"4,keyasint,omitempty"`
+	// TDX are the rules for Intel TDX runtimes (nil: none accepted).
+	TDX *TDXPolicy `cbor:"5,keyasint,omitempty"`
 }
 
 // FunctionRecord is the public description of a function version, signed by
