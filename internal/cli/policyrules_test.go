@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestParseAndApplyRules(t *testing.T) {
+	m48 := strings.Repeat("ab", 48)
+	m48b := strings.Repeat("cd", 48)
+	sim := strings.Repeat("11", 32)
+	rules, err := parseRules([]string{sim, "snp:measurement=" + m48, "min-tcb=3.0.8.115", "smt=allow",
+		"tdx:mrtd=" + m48b, "rtmr2=" + m48, "tcb-status=SWHardeningNeeded", "min-tcb-svn=" + strings.Repeat("00", 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p policyJSON
+	for _, r := range rules {
+		applyRule(&p, r, false)
+	}
+	if len(p.Measurements) != 1 || p.SNP == nil || p.SNP.Measurements[0] != m48 || p.SNP.MinTCB != (snpTCBJSON{3, 0, 8, 115}) || !p.SNP.AllowSMT ||
+		p.TDX == nil || p.TDX.MRTDs[0] != m48b || p.TDX.RTMR2[0] != m48 || strings.Join(p.TDX.TCBStatuses, ",") != "UpToDate,SWHardeningNeeded" {
+		t.Fatalf("%+v %+v %+v", p, p.SNP, p.TDX)
+	}
+	// Allowing twice keeps one entry; removing the last SNP measurement
+	// drops the SNP rules.
+	applyRule(&p, rules[1], false)
+	if len(p.SNP.Measurements) != 1 {
+		t.Fatal("duplicate")
+	}
+	applyRule(&p, rules[1], true)
+	if p.SNP != nil {
+		t.Fatalf("snp rules left without a measurement: %+v", p.SNP)
+	}
+	var out bytes.Buffer
+	printPolicy(&out, &p)
+	for _, want := range []string{"sim (simulated TEE", sim, "snp (AMD SEV-SNP): no rules", "tdx (Intel TDX):", "mrtd             " + m48b,
+		"rtmr2            " + m48, "rtmr0            (any)", "tcb-status       UpToDate, SWHardeningNeeded", "debug            always refused"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("policy display lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	for _, bad := range [][]string{
+		{"snp:measurement=abcd"},
+		{"snp:min-tcb=1.2.3"},
+		{"snp:smt=maybe"},
+		{"snp:colour=blue"},
+		{"tdx:tcb-status=Fine"},
+		{"min-tcb=1.2.3.4"},
+		{"snp:" + m48},
+		{"nothex"},
+	} {
+		if _, err := parseRules(bad); err == nil {
+			t.Errorf("parseRules(%q) accepted", bad)
+		}
+	}
+}
