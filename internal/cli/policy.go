@@ -143,4 +143,3 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 	}
 	return printPolicy(stdout, &stored)
 }
-
