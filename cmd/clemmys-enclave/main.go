@@ -2,12 +2,22 @@
 // of clemmys. An invoker starts it as a child process and talks to it over
 // stdin/stdout (package ipc); its own diagnostics go to stderr.
 //
-// Its imports are deliberately few (see internal/enclave); its measurement is
-// the digest of this binary in sim mode (`clemmys measure` prints it).
+// --tee chooses the TEE: auto (the default) uses the confidential-computing
+// hardware this machine is (AMD SEV-SNP or Intel TDX, through configfs-tsm
+// or the legacy guest devices) and refuses to start on a machine that is
+// none; snp and tdx insist on one; sim, the simulated TEE for development,
+// runs only when asked for.
+//
+// Its imports are deliberately few (see internal/enclave): of the vendors'
+// attestation libraries only the attester clients, never their
+// verification code (internal/deptest checks it). Its measurement is the
+// digest of this binary in sim mode (`clemmys measure` prints it), the
+// launch measurement of the confidential VM image on real hardware.
 package main
 
 import (
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -26,7 +36,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("clemmys-enclave", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	platform := fs.String("tee", "sim", "TEE platform: sim")
+	platform := fs.String("tee", teeAuto, "TEE platform: auto (detect SEV-SNP or TDX hardware, refuse without), snp, tdx, or sim (simulated, insecure, development only)")
 	simDir := fs.String("sim-dir", "", "directory holding the simulated platform root key (sim only)")
 	debug := fs.Bool("debug", false, "verbose diagnostics on stderr")
 	var sb sandbox.Config
@@ -44,33 +54,35 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if *platform != sim.Platform {
-		fmt.Fprintf(stderr, "clemmys-enclave: unsupported TEE platform %q\n", *platform)
-		return 2
+	var cfg enclave.Config
+	if *platform == sim.Platform {
+		if *simDir == "" {
+			fmt.Fprintln(stderr, "clemmys-enclave: --sim-dir is required for the sim platform")
+			return 2
+		}
+		p, err := sim.LoadOrCreate(*simDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys-enclave: sim platform: %v\n", err)
+			return 1
+		}
+		m, err := sim.MeasureSelf()
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys-enclave: measure: %v\n", err)
+			return 1
+		}
+		log.Warn("running on the SIMULATED TEE platform: no hardware protection")
+		cfg = enclave.Config{Platform: sim.Platform, Measurement: m, Attester: p.Attester(m, 1, false)}
+	} else {
+		pt, err := openTEE(*platform)
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)
+			return 1
+		}
+		log.Info("running in a confidential VM", "tee", pt.name, "measurement", hex.EncodeToString(pt.measurement))
+		cfg = enclave.Config{Platform: pt.name, Measurement: pt.measurement, Attester: pt.attester}
 	}
-	if *simDir == "" {
-		fmt.Fprintln(stderr, "clemmys-enclave: --sim-dir is required for the sim platform")
-		return 2
-	}
-	p, err := sim.LoadOrCreate(*simDir)
-	if err != nil {
-		fmt.Fprintf(stderr, "clemmys-enclave: sim platform: %v\n", err)
-		return 1
-	}
-	m, err := sim.MeasureSelf()
-	if err != nil {
-		fmt.Fprintf(stderr, "clemmys-enclave: measure: %v\n", err)
-		return 1
-	}
-	log.Warn("running on the SIMULATED TEE platform: no hardware protection")
-	rt, err := enclave.New(enclave.Config{
-		Platform:     sim.Platform,
-		Measurement:  m,
-		Attester:     p.Attester(m, 1, false),
-		Log:          log,
-		Sandbox:      sb,
-		MaxFunctions: *maxFunctions,
-	})
+	cfg.Log, cfg.Sandbox, cfg.MaxFunctions = log, sb, *maxFunctions
+	rt, err := enclave.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)
 		return 1

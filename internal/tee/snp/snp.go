@@ -213,3 +213,24 @@ func allZero(b []byte) bool {
 	}
 	return true
 }
+
+// MeasurementOffset is the offset of MEASUREMENT (48 bytes) in a report.
+const MeasurementOffset = 0x90
+
+// Measurement attests once (zero report data) and returns this guest's
+// launch MEASUREMENT, for the runtime to report what it runs as.
+func (a *Attester) Measurement() ([]byte, error) {
+	ev, err := a.Attest([tee.ReportDataSize]byte{})
+	if err != nil {
+		return nil, err
+	}
+	_, blob, err := tee.Unwrap(ev)
+	if err != nil {
+		return nil, err
+	}
+	b, err := Decode(blob)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), b.Report[MeasurementOffset:MeasurementOffset+48]...), nil
+}

@@ -97,3 +97,38 @@ func (a *Attester) Attest(reportData [tee.ReportDataSize]byte) ([]byte, error) {
 	}
 	return tee.Wrap(Platform, quote)
 }
+
+// Offsets in a v4 quote: a 48-byte header, then the TD quote body with
+// MRTD at 136 and RTMR0..3 at 328 (48 bytes each).
+const (
+	quoteBodyOffset = 48
+	mrtdOffset      = quoteBodyOffset + 136
+	rtmrOffset      = quoteBodyOffset + 328
+)
+
+// MeasurementOfQuote returns tee.TDXMeasurement of a v4 quote's MRTD and
+// RTMRs, unverified (for the runtime to report what it runs as).
+func MeasurementOfQuote(q []byte) ([]byte, error) {
+	if len(q) < rtmrOffset+4*48 {
+		return nil, fmt.Errorf("tdx: quote of %d bytes is too short", len(q))
+	}
+	var rtmr [4][]byte
+	for i := range rtmr {
+		rtmr[i] = q[rtmrOffset+48*i : rtmrOffset+48*(i+1)]
+	}
+	return tee.TDXMeasurement(q[mrtdOffset:mrtdOffset+48], rtmr), nil
+}
+
+// Measurement attests once (zero report data) and returns this TD's
+// measurement, tee.TDXMeasurement(MRTD, RTMR0..3).
+func (a *Attester) Measurement() ([]byte, error) {
+	ev, err := a.Attest([tee.ReportDataSize]byte{})
+	if err != nil {
+		return nil, err
+	}
+	_, q, err := tee.Unwrap(ev)
+	if err != nil {
+		return nil, err
+	}
+	return MeasurementOfQuote(q)
+}
