@@ -26,10 +26,12 @@ import (
 const usage = `clemmys — confidential functions as a service
 
 Usage:
-  clemmys up [--data-dir DIR] [--addr HOST:PORT] [--enclave PATH]
+  clemmys up [--tee sim|snp|tdx] [--data-dir DIR] [--addr HOST:PORT] [--enclave PATH]
                                 run the whole platform in one process
-  clemmys measure [--enclave PATH]
-                                print the measurement of the enclave runtime
+                                (sim by default: simulated, no protection)
+  clemmys measure [--tee sim|snp|tdx] [--enclave PATH]
+                                print the measurement of the enclave runtime,
+                                or what of it can be computed here (snp, tdx)
   clemmys policy get|allow|remove|set [MEASUREMENT...]
                                 show or change which enclave runtimes may
                                 receive the keys of your functions
@@ -118,9 +120,22 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "gateway TLS certificate (PEM); default: self-signed, created in the data dir")
 	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
 	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
+	teeName := fs.String("tee", "sim", "TEE: sim (simulated, NO protection, development only), snp or tdx (run inside that confidential VM)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	switch *teeName {
+	case "sim":
+	case "snp", "sev-snp":
+		*teeName = "sev-snp"
+	case "tdx":
+	default:
+		fmt.Fprintf(stderr, "clemmys up: unknown --tee %q: sim, snp or tdx\n", *teeName)
+		return 2
+	}
+	if *teeName == "sim" {
+		fmt.Fprint(stdout, simBanner)
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		fmt.Fprintln(stderr, "clemmys up: --tls-cert and --tls-key go together")
@@ -145,31 +160,50 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	p, err := platform.Start(startCtx, platform.Config{
 		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
-		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log, TEE: *teeName,
 	})
 	cancel()
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 1
 	}
+	protection := "SIMULATED TEE: no hardware protection, development only"
+	if p.TEE != "sim" {
+		protection = "TEE " + p.TEE + ": runtimes must pass the namespaces' policies"
+	}
 	fmt.Fprintf(stdout, `
-clemmys is up at %s (simulated TEE: development only)
+clemmys is up at %s (%s)
   credentials:  %s
   use them:     export WSK_CONFIG_FILE=%s
-                curl -k -u "$(grep AUTH= %[2]s | cut -d= -f2)" %[1]s/api/v1/namespaces
+                curl -k -u "$(grep AUTH= %[3]s | cut -d= -f2)" %[1]s/api/v1/namespaces
 Press Ctrl-C to stop.
-`, p.APIHost(), p.WskpropsPath(), p.WskpropsPath())
+`, p.APIHost(), protection, p.WskpropsPath(), p.WskpropsPath())
 	<-ctx.Done()
 	log.Info("shutting down")
 	p.Stop()
 	return 0
 }
 
+const simBanner = `*****************************************************************
+*  clemmys up is starting on the SIMULATED TEE (--tee sim).     *
+*  There is NO hardware protection: whoever can read the data   *
+*  directory or this machine's memory reads every function's    *
+*  code, inputs, outputs and keys. For development only. In a   *
+*  confidential VM, start with --tee snp or --tee tdx.          *
+*****************************************************************
+`
+
 func cmdMeasure(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("clemmys measure", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	enclavePath := fs.String("enclave", "", "clemmys-enclave binary (default: found like `clemmys up` finds it)")
 	dataDir := fs.String("data-dir", defaultDataDir(), "data dir (where `up` builds the runtime from source)")
+	teeName := fs.String("tee", "sim", "sim, snp or tdx: what to measure for")
+	var regs tdxRegisters
+	fs.StringVar(&regs.mrtd, "mrtd", "", "tdx: MRTD (hex), to print the runtime's combined TDX measurement")
+	for i := range regs.rtmr {
+		fs.StringVar(&regs.rtmr[i], fmt.Sprintf("rtmr%d", i), "", fmt.Sprintf("tdx: RTMR%d (hex)", i))
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -179,13 +213,24 @@ func cmdMeasure(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
 		return 1
 	}
-	m, err := sim.MeasureFile(enc)
-	if err != nil {
-		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
-		return 1
+	switch *teeName {
+	case "sim":
+		m, err := sim.MeasureFile(enc)
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s  %s\n", hex.EncodeToString(m), enc)
+		return 0
+	case "snp", "sev-snp", "tdx":
+		if err := measureReal(stdout, *teeName, enc, &regs); err != nil {
+			fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+			return 1
+		}
+		return 0
 	}
-	fmt.Fprintf(stdout, "%s  %s\n", hex.EncodeToString(m), enc)
-	return 0
+	fmt.Fprintf(stderr, "clemmys measure: unknown --tee %q: sim, snp or tdx\n", *teeName)
+	return 2
 }
 
 var errNoEnclave = errors.New("no clemmys-enclave binary found: pass --enclave PATH, set CLEMMYS_ENCLAVE, put it next to clemmys or on PATH, or run from the clemmys source tree so it can be built")

@@ -2,8 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"encoding/hex"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/clemmys/clemmys/internal/tee"
 )
 
 func TestParseAndApplyRules(t *testing.T) {
@@ -55,5 +59,31 @@ func TestParseAndApplyRules(t *testing.T) {
 		if _, err := parseRules(bad); err == nil {
 			t.Errorf("parseRules(%q) accepted", bad)
 		}
+	}
+}
+
+func TestMeasureReal(t *testing.T) {
+	var out, errs bytes.Buffer
+	exe := t.TempDir() + "/clemmys-enclave"
+	if err := os.WriteFile(exe, []byte("runtime"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code := Run([]string{"measure", "--tee", "tdx", "--enclave", exe, "--mrtd", strings.Repeat("ab", 48)}, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	mrtd, _ := hex.DecodeString(strings.Repeat("ab", 48))
+	z := make([]byte, 48)
+	combined := hex.EncodeToString(tee.TDXMeasurement(mrtd, [4][]byte{z, z, z, z}))
+	for _, want := range []string{"sha384 ", combined, "combined TDX measurement", "clemmys policy allow tdx:mrtd="} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("measure --tee tdx lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := Run([]string{"measure", "--tee", "snp", "--enclave", exe}, &out, &errs); code != 0 || !strings.Contains(out.String(), "sev-snp-measure") {
+		t.Fatalf("measure --tee snp: %d %s", code, out.String())
+	}
+	if code := Run([]string{"measure", "--tee", "sgx", "--enclave", exe}, &out, &errs); code != 2 {
+		t.Fatalf("measure --tee sgx: %d", code)
 	}
 }

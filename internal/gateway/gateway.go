@@ -83,6 +83,9 @@ type Config struct {
 	JS      jetstream.JetStream
 	KMS     KMS
 	Log     *slog.Logger
+	// TEE names the deployment's TEE platform for GET /api/v1 ("sim",
+	// "sev-snp", "tdx"); "sim" is shown with a warning.
+	TEE string
 	// MaxBodyBytes bounds action PUT bodies; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// MaxPayloadBytes bounds invoke bodies; default DefaultMaxPayloadBytes.

@@ -29,9 +29,7 @@ import (
 	"github.com/clemmys/clemmys/internal/invoker"
 	"github.com/clemmys/clemmys/internal/kms"
 	"github.com/clemmys/clemmys/internal/kmsclient"
-	"github.com/clemmys/clemmys/internal/tee"
 	"github.com/clemmys/clemmys/internal/tee/sim"
-	"github.com/clemmys/clemmys/internal/wire"
 )
 
 // GuestNamespace is the namespace created on first start.
@@ -42,6 +40,10 @@ type Config struct {
 	DataDir     string // everything persistent lives here
 	Addr        string // gateway HOST:PORT; port 0 picks one
 	EnclavePath string // clemmys-enclave binary
+	// TEE is the platform: "" or "sim" (the simulated TEE, development
+	// only), "sev-snp" or "tdx" (the whole platform runs in one
+	// confidential VM; Start fails with ErrNoTEE elsewhere).
+	TEE string
 	TLSCert     string // optional certificate/key pair for the gateway
 	TLSKey      string
 	// NATSListen optionally exposes the bus on TCP (HOST:PORT) for services
@@ -78,8 +80,11 @@ type Platform struct {
 	Gateway    *gateway.Gateway
 	Invoker    *invoker.Invoker
 
+	// TEE is the platform's TEE: "sim", "sev-snp" or "tdx".
+	TEE string
 	// EnclaveMeasurement is the measurement of the runtime binary the KMS
-	// trusts by default.
+	// trusts by default (sim only; nil on real TEEs, where a runtime's
+	// measurement is its confidential VM's and owners pin it).
 	EnclaveMeasurement []byte
 	// Credential of the guest namespace, "uuid:key".
 	GuestAuth string
@@ -119,26 +124,17 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		return p, err
 	}
 
-	simDir := filepath.Join(cfg.DataDir, "sim")
-	plat, err := sim.LoadOrCreate(simDir)
+	setup := setupSim
+	if cfg.TEE != "" && cfg.TEE != sim.Platform {
+		setup = setupReal
+	}
+	ts, err := setup(cfg)
 	if err != nil {
 		return p, err
 	}
-	self, err := sim.MeasureSelf()
-	if err != nil {
-		return p, err
-	}
-	p.EnclaveMeasurement, err = sim.MeasureFile(cfg.EnclavePath)
-	if err != nil {
-		return p, err
-	}
-	verifiers := tee.NewRegistry()
-	verifiers.Add(sim.Platform, sim.NewVerifier(plat.PublicKey()))
-	p.log.Warn("SIMULATED TEE: sim evidence is accepted; this deployment has no hardware protection and is for development only",
-		"sim_root", filepath.Join(simDir, "sim-platform.key"))
-	// In one process the KMS and the gateway are the same binary: each
-	// accepts the other's measurement, the digest of this executable.
-	attester := plat.Attester(self, 1, false)
+	p.TEE = ts.name
+	p.EnclaveMeasurement = ts.runtime
+	verifiers, attester, self := ts.verifiers, ts.attester, ts.self
 
 	conn := func(name string) (*nats.Conn, jetstream.JetStream, error) {
 		nc, err := p.Bus.Connect(name)
@@ -159,8 +155,8 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	}
 	p.KMS, err = kms.New(ctx, kms.Config{
 		Conn: nc, JS: js, Verifiers: verifiers, Attester: attester,
-		StorageKey:          plat.SealingKey("clemmys kms storage"),
-		DefaultPolicy:       wire.Policy{Measurements: [][]byte{p.EnclaveMeasurement}},
+		StorageKey:          ts.storageKey,
+		DefaultPolicy:       ts.defaultPolicy,
 		GatewayMeasurements: [][]byte{self},
 		Log:                 p.log.With("service", "kms"),
 	})
@@ -191,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	p.Invoker, err = invoker.New(ctx, invoker.Config{
 		ID: "invoker0", Conn: nc, JS: js,
 		EnclavePath: cfg.EnclavePath,
-		EnclaveArgs: []string{"--tee", sim.Platform, "--sim-dir", simDir},
+		EnclaveArgs: ts.enclaveArgs,
 		Capacity:    cfg.InvokerCapacity,
 		PoolSize:    cfg.InvokerPoolSize,
 		Log:         p.log.With("service", "invoker"),
@@ -220,7 +216,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	}
 	p.Gateway, err = gateway.New(ctx, gateway.Config{
 		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
-		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"),
+		Conn: nc, JS: js, KMS: kc, Log: p.log.With("service", "gateway"), TEE: ts.name,
 		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
 		ExpirySlack:  cfg.ExpirySlack,
 
