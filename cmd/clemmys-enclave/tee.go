@@ -15,7 +15,7 @@ const teeAuto = "auto"
 
 // errNoHardware is the refusal of --tee auto on a machine that is not a
 // confidential VM.
-var errNoHardware = errors.New("--tee auto found no confidential-computing hardware: this machine is neither an AMD SEV-SNP guest nor an Intel TDX trust domain (no configfs-tsm report provider, no /dev/sev-guest, no /dev/tdx_guest); refusing to run unprotected. For development only, ask for the simulated TEE explicitly: --tee sim --sim-dir DIR")
+var errNoHardware = errors.New("--tee auto found no confidential-computing hardware: this machine is neither an AMD SEV-SNP guest nor an Intel TDX trust domain (no configfs-tsm report provider, no /dev/sev-guest, no /dev/tdx_guest); it will not start without hardware protection. For development only, ask for the simulated TEE explicitly: --tee sim --sim-dir DIR")
 
 // platformTEE is the attester and measurement of a real TEE.
 type platformTEE struct {

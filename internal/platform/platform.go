@@ -40,10 +40,6 @@ type Config struct {
 	DataDir     string // everything persistent lives here
 	Addr        string // gateway HOST:PORT; port 0 picks one
 	EnclavePath string // clemmys-enclave binary
-	// TEE is the platform: "" or "sim" (the simulated TEE, development
-	// only), "sev-snp" or "tdx" (the whole platform runs in one
-	// confidential VM; Start fails with ErrNoTEE elsewhere).
-	TEE string
 	TLSCert     string // optional certificate/key pair for the gateway
 	TLSKey      string
 	// NATSListen optionally exposes the bus on TCP (HOST:PORT) for services
@@ -67,6 +63,11 @@ type Config struct {
 	// limit. `clemmys bench` turns them off.
 	InvocationsPerMinute  int
 	ConcurrentInvocations int
+
+	// TEE is the platform: "" or "sim" (the simulated TEE, development
+	// only), "sev-snp" or "tdx" (the whole platform runs in one
+	// confidential VM; Start fails with ErrNoTEE elsewhere).
+	TEE string
 }
 
 // Platform is a running deployment.
