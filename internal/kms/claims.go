@@ -38,17 +38,20 @@ func claimErr(claim, format string, args ...any) *ClaimError {
 }
 
 // checkClaims applies a policy to a runtime's claims: the sim rules to sim
-// claims, the typed rules of the platform to SNP and TDX claims.
-func checkClaims(c *tee.Claims, p *wire.Policy) *ClaimError {
+// claims, the typed rules of the platform to SNP and TDX claims. A runtime
+// whose measurement a trusted release signer vouches for (manifest, see
+// signers.go) passes the measurement rules; every other rule still holds.
+func checkClaims(c *tee.Claims, p *wire.Policy, manifest []byte) *ClaimError {
+	signed, why := vouched(p.Signers, manifest, c.Platform, c.Measurement)
 	switch {
 	case c.SNP != nil:
-		return checkSNP(c.SNP, p.SNP)
+		return checkSNP(c.SNP, p.SNP, signed, why, len(p.Signers) > 0)
 	case c.TDX != nil:
-		return checkTDX(c.TDX, p.TDX)
+		return checkTDX(c.TDX, p.TDX, signed, why, len(p.Signers) > 0)
 	}
 	m := hex.EncodeToString(c.Measurement)
-	if !tee.MeasurementIn(c.Measurement, p.Measurements) {
-		return claimErr("measurement", "runtime measurement %s is not in the policy", m)
+	if !signed && !tee.MeasurementIn(c.Measurement, p.Measurements) {
+		return claimErr("measurement", "runtime measurement %s is not in the policy%s", m, why)
 	}
 	if c.Debug && !p.AllowDebug {
 		return claimErr("debug", "runtime %s is a debug-mode enclave (the host can read its memory) and the policy does not allow debug", m)
@@ -59,13 +62,16 @@ func checkClaims(c *tee.Claims, p *wire.Policy) *ClaimError {
 	return nil
 }
 
-func checkSNP(c *tee.SNPClaims, p *wire.SNPPolicy) *ClaimError {
+func checkSNP(c *tee.SNPClaims, p *wire.SNPPolicy, signed bool, why string, hasSigners bool) *ClaimError {
 	if p == nil {
-		return claimErr("platform", "the runtime runs on AMD SEV-SNP and the policy has no sev-snp rules (`clemmys policy allow snp:measurement=HEX`)")
+		if !hasSigners {
+			return claimErr("platform", "the runtime runs on AMD SEV-SNP and the policy has no sev-snp rules (`clemmys policy allow snp:measurement=HEX`)")
+		}
+		p = &wire.SNPPolicy{} // the defaults, for a runtime a signer vouches for
 	}
 	m := hex.EncodeToString(c.Measurement)
-	if !tee.MeasurementIn(c.Measurement, p.Measurements) {
-		return claimErr("snp.measurement", "launch measurement %s is not in the policy", m)
+	if !signed && !tee.MeasurementIn(c.Measurement, p.Measurements) {
+		return claimErr("snp.measurement", "launch measurement %s is not in the policy%s", m, why)
 	}
 	if c.Debug {
 		return claimErr("snp.policy.debug", "the guest policy allows DEBUG (the host can decrypt the guest's memory); a debug guest never receives keys")
@@ -92,19 +98,25 @@ func checkSNP(c *tee.SNPClaims, p *wire.SNPPolicy) *ClaimError {
 	return nil
 }
 
-func checkTDX(c *tee.TDXClaims, p *wire.TDXPolicy) *ClaimError {
+func checkTDX(c *tee.TDXClaims, p *wire.TDXPolicy, signed bool, why string, hasSigners bool) *ClaimError {
 	if p == nil {
-		return claimErr("platform", "the runtime runs on Intel TDX and the policy has no tdx rules (`clemmys policy allow tdx:mrtd=HEX`)")
+		if !hasSigners {
+			return claimErr("platform", "the runtime runs on Intel TDX and the policy has no tdx rules (`clemmys policy allow tdx:mrtd=HEX`)")
+		}
+		p = &wire.TDXPolicy{}
 	}
 	if c.Debug {
 		return claimErr("tdx.attributes.debug", "the TD has the DEBUG attribute (the host can read its memory); a debug TD never receives keys")
 	}
-	if !tee.MeasurementIn(c.MRTD, p.MRTDs) {
-		return claimErr("tdx.mrtd", "MRTD %x is not in the policy", c.MRTD)
-	}
-	for i, allowed := range [4][][]byte{p.RTMR0, p.RTMR1, p.RTMR2, p.RTMR3} {
-		if len(allowed) > 0 && !tee.MeasurementIn(c.RTMR[i], allowed) {
-			return claimErr(fmt.Sprintf("tdx.rtmr%d", i), "RTMR%d %x is not in the policy", i, c.RTMR[i])
+	// A release signer vouches for the whole image (MRTD and RTMRs).
+	if !signed {
+		if !tee.MeasurementIn(c.MRTD, p.MRTDs) {
+			return claimErr("tdx.mrtd", "MRTD %x is not in the policy%s", c.MRTD, why)
+		}
+		for i, allowed := range [4][][]byte{p.RTMR0, p.RTMR1, p.RTMR2, p.RTMR3} {
+			if len(allowed) > 0 && !tee.MeasurementIn(c.RTMR[i], allowed) {
+				return claimErr(fmt.Sprintf("tdx.rtmr%d", i), "RTMR%d %x is not in the policy", i, c.RTMR[i])
+			}
 		}
 	}
 	if len(p.MinTEETCBSVN) > 0 {
@@ -129,7 +141,7 @@ func checkTDX(c *tee.TDXClaims, p *wire.TDXPolicy) *ClaimError {
 
 // policyEmpty reports whether p accepts no runtime at all.
 func policyEmpty(p *wire.Policy) bool {
-	return len(p.Measurements) == 0 && (p.SNP == nil || len(p.SNP.Measurements) == 0) && (p.TDX == nil || len(p.TDX.MRTDs) == 0)
+	return len(p.Measurements) == 0 && len(p.Signers) == 0 && (p.SNP == nil || len(p.SNP.Measurements) == 0) && (p.TDX == nil || len(p.TDX.MRTDs) == 0)
 }
 
 func checkSizes(what string, list [][]byte, size int) error {
@@ -146,8 +158,11 @@ func checkSizes(what string, list [][]byte, size int) error {
 
 // validateTyped checks the typed rules of a policy.
 func validateTyped(p *wire.Policy) error {
+	if err := validateSigners(p); err != nil {
+		return err
+	}
 	if s := p.SNP; s != nil {
-		if len(s.Measurements) == 0 {
+		if len(s.Measurements) == 0 && len(p.Signers) == 0 {
 			return wire.Errorf(wire.CodeBadRequest, "sev-snp rules need at least one launch measurement")
 		}
 		if err := checkSizes("sev-snp measurements", s.Measurements, SNPMeasurementSize); err != nil {
@@ -161,7 +176,7 @@ func validateTyped(p *wire.Policy) error {
 		}
 	}
 	if t := p.TDX; t != nil {
-		if len(t.MRTDs) == 0 {
+		if len(t.MRTDs) == 0 && len(p.Signers) == 0 {
 			return wire.Errorf(wire.CodeBadRequest, "tdx rules need at least one MRTD")
 		}
 		for i, list := range [][][]byte{t.MRTDs, t.RTMR0, t.RTMR1, t.RTMR2, t.RTMR3} {
@@ -200,6 +215,10 @@ func cloneList(l [][]byte) [][]byte {
 }
 
 func cloneTyped(out *wire.Policy, p *wire.Policy) {
+	out.Signers = nil
+	for _, s := range p.Signers {
+		out.Signers = append(out.Signers, wire.ReleaseSigner{PublicKey: bytes.Clone(s.PublicKey), MinVersion: s.MinVersion})
+	}
 	if p.SNP != nil {
 		s := *p.SNP
 		s.Measurements, s.IDKeyDigests, s.HostData = cloneList(s.Measurements), cloneList(s.IDKeyDigests), bytes.Clone(s.HostData)

@@ -26,7 +26,7 @@ const (
 // tells the owner what is wrong.
 func validatePolicy(p *wire.Policy) error {
 	if policyEmpty(p) {
-		return wire.Errorf(wire.CodeBadRequest, "a policy needs at least one runtime measurement (sim), sev-snp launch measurement or tdx MRTD")
+		return wire.Errorf(wire.CodeBadRequest, "a policy needs at least one runtime measurement (sim), sev-snp launch measurement, tdx MRTD or release signer")
 	}
 	if err := validateTyped(p); err != nil {
 		return err
@@ -65,8 +65,8 @@ func policyEqual(a, b *wire.Policy) bool {
 		!slices.EqualFunc(a.Measurements, b.Measurements, bytes.Equal) {
 		return false
 	}
-	ea, erra := bus.Marshal(&wire.Policy{SNP: a.SNP, TDX: a.TDX})
-	eb, errb := bus.Marshal(&wire.Policy{SNP: b.SNP, TDX: b.TDX})
+	ea, erra := bus.Marshal(&wire.Policy{SNP: a.SNP, TDX: a.TDX, Signers: a.Signers})
+	eb, errb := bus.Marshal(&wire.Policy{SNP: b.SNP, TDX: b.TDX, Signers: b.Signers})
 	return erra == nil && errb == nil && bytes.Equal(ea, eb)
 }
 

@@ -50,7 +50,7 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	defer clearFunction(&fs)
-	if err := checkPolicy(claims, &fs); err != nil {
+	if err := checkPolicy(claims, &fs, req.Manifest); err != nil {
 		k.log.Warn("key release refused", "function", fid, "namespace", fs.Record.Namespace,
 			"measurement", hex.EncodeToString(claims.Measurement), "debug", claims.Debug,
 			"security_version", claims.SecurityVersion, "err", err)
@@ -78,8 +78,8 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 
 // checkPolicy applies a function's policy to a runtime's claims. Its errors
 // name the claim that failed and tell the namespace owner what to change.
-func checkPolicy(c *tee.Claims, fs *functionState) error {
-	ce := checkClaims(c, &fs.Policy)
+func checkPolicy(c *tee.Claims, fs *functionState, manifest []byte) error {
+	ce := checkClaims(c, &fs.Policy, manifest)
 	if ce == nil {
 		return nil
 	}

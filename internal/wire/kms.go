@@ -40,6 +40,10 @@ type Policy struct {
 	SNP *SNPPolicy `cbor:"4,keyasint,omitempty"`
 	// TDX are the rules for Intel TDX runtimes (nil: none accepted).
 	TDX *TDXPolicy `cbor:"5,keyasint,omitempty"`
+	// Signers are trusted runtime release signers (release.go): a runtime
+	// whose measurement a signed manifest of theirs lists is accepted as
+	// if its measurement were in the policy.
+	Signers []ReleaseSigner `cbor:"6,keyasint,omitempty"`
 }
 
 // FunctionRecord is the public description of a function version, signed by
@@ -148,6 +152,10 @@ type ReleaseRequest struct {
 	EphemeralKey []byte `cbor:"2,keyasint"` // runtime's HPKE public key (SuiteX25519)
 	Evidence     []byte `cbor:"3,keyasint"`
 	FunctionID   []byte `cbor:"4,keyasint"`
+	// Manifest is the runtime's signed release manifest (CBOR
+	// SignedManifest), if its release has one; public, forwarded by the
+	// invoker.
+	Manifest []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // ReleaseContext is the domain-separation prefix of the release report data
