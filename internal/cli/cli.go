@@ -21,6 +21,7 @@ import (
 
 	"github.com/clemmys/clemmys/internal/platform"
 	"github.com/clemmys/clemmys/internal/tee/sim"
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 const usage = `clemmys — confidential functions as a service
@@ -32,6 +33,8 @@ Usage:
   clemmys measure [--tee sim|snp|tdx] [--enclave PATH]
                                 print the measurement of the enclave runtime,
                                 or what of it can be computed here (snp, tdx)
+  clemmys release keygen|sign   make a runtime release signing key; sign a
+                                release manifest of runtime measurements
   clemmys policy get|allow|remove|set [MEASUREMENT...]
                                 show or change which enclave runtimes may
                                 receive the keys of your functions
@@ -74,6 +77,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdMeasure(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(args[1:], stdout, stderr)
+	case "release":
+		return cmdRelease(args[1:], stdout, stderr)
 	case "action":
 		return cmdAction(args[1:], stdout, stderr)
 	case "activation":
@@ -120,6 +125,8 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	tlsCert := fs.String("tls-cert", "", "gateway TLS certificate (PEM); default: self-signed, created in the data dir")
 	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
 	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
+	releaseKey := fs.String("release-key", "", "default policy of new namespaces: trust runtime releases signed by this ed25519 key (hex) instead of the measurement of the runtime started")
+	releaseMin := fs.Uint("release-min-version", 0, "with --release-key: the lowest release version trusted")
 	teeName := fs.String("tee", "sim", "TEE: sim (simulated, NO protection, development only), snp or tdx (run inside that confidential VM)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -133,6 +140,15 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "clemmys up: unknown --tee %q: sim, snp or tdx\n", *teeName)
 		return 2
+	}
+	var signer *wire.ReleaseSigner
+	if *releaseKey != "" {
+		k, err := hex.DecodeString(*releaseKey)
+		if err != nil || len(k) != 32 {
+			fmt.Fprintln(stderr, "clemmys up: --release-key must be a 32-byte ed25519 public key in hex")
+			return 2
+		}
+		signer = &wire.ReleaseSigner{PublicKey: k, MinVersion: uint32(*releaseMin)}
 	}
 	if *teeName == "sim" {
 		fmt.Fprint(stdout, simBanner)
@@ -161,6 +177,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	p, err := platform.Start(startCtx, platform.Config{
 		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log, TEE: *teeName,
+		ReleaseSigner: signer,
 	})
 	cancel()
 	if err != nil {

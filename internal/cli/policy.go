@@ -35,6 +35,9 @@ the platform prefix applying to the KEY=VALUE arguments after it:
       min-tcb-svn=HEX(16)        component-wise minimum TEE_TCB_SVN
       tcb-status=STATUS          also accept Intel's TCB status STATUS (list;
                                  UpToDate only by default)
+  signer:key=HEX(32)             trust runtime releases signed by this ed25519
+      min-version=N              key, from release version N on (list; see
+                                 clemmys release)
 
 Debug guests and TDs are always refused. For example:
 
@@ -48,11 +51,12 @@ values (clemmys measure --tee snp|tdx).
 
 // policyJSON is the gateway's policy document.
 type policyJSON struct {
-	Measurements       []string `json:"measurements"`
-	AllowDebug         bool     `json:"allowDebug"`
-	MinSecurityVersion uint32   `json:"minSecurityVersion"`
-	SNP                *snpJSON `json:"snp,omitempty"`
-	TDX                *tdxJSON `json:"tdx,omitempty"`
+	Measurements       []string     `json:"measurements"`
+	AllowDebug         bool         `json:"allowDebug"`
+	MinSecurityVersion uint32       `json:"minSecurityVersion"`
+	SNP                *snpJSON     `json:"snp,omitempty"`
+	TDX                *tdxJSON     `json:"tdx,omitempty"`
+	Signers            []signerJSON `json:"signers,omitempty"`
 }
 
 func cmdPolicy(args []string, stdout, stderr io.Writer) int {

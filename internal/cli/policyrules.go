@@ -45,6 +45,11 @@ type tdxJSON struct {
 	TCBStatuses  []string `json:"tcbStatuses,omitempty"`
 }
 
+type signerJSON struct {
+	PublicKey  string `json:"publicKey"`
+	MinVersion uint32 `json:"minVersion"`
+}
+
 // rule is one parsed argument.
 type rule struct {
 	platform string // "", "snp", "tdx"
@@ -60,8 +65,9 @@ func (r rule) String() string {
 }
 
 var ruleKeys = map[string][]string{
-	"snp": {"measurement", "min-tcb", "smt", "migration-agent", "host-data", "id-key-digest", "min-guest-svn"},
-	"tdx": {"mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "min-tcb-svn", "tcb-status"},
+	"snp":    {"measurement", "min-tcb", "smt", "migration-agent", "host-data", "id-key-digest", "min-guest-svn"},
+	"tdx":    {"mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "min-tcb-svn", "tcb-status"},
+	"signer": {"key", "min-version"},
 }
 
 // parseRules parses policy arguments and checks each value's form.
@@ -70,7 +76,7 @@ func parseRules(args []string) ([]rule, error) {
 	platform := ""
 	for _, a := range args {
 		a = strings.TrimSpace(a)
-		if p, rest, ok := strings.Cut(a, ":"); ok && (p == "snp" || p == "tdx") {
+		if p, rest, ok := strings.Cut(a, ":"); ok && (p == "snp" || p == "tdx" || p == "signer") {
 			platform, a = p, rest
 		}
 		k, v, hasEq := strings.Cut(a, "=")
@@ -119,6 +125,10 @@ func checkRuleValue(r rule) error {
 		_, err = hexOf(r.value, 32)
 	case "min-tcb-svn":
 		_, err = hexOf(r.value, 16)
+	case "key":
+		_, err = hexOf(r.value, 32)
+	case "min-version":
+		_, err = strconv.ParseUint(r.value, 10, 32)
 	case "min-tcb":
 		_, err = parseSNPTCB(r.value)
 	case "smt", "migration-agent":
@@ -185,6 +195,10 @@ func applyRule(p *policyJSON, r rule, remove bool) {
 		}
 	}
 	v := strings.ToLower(r.value)
+	if r.platform == "signer" {
+		applySigner(p, r, remove)
+		return
+	}
 	if r.platform == "snp" {
 		if p.SNP == nil {
 			p.SNP = &snpJSON{}
@@ -252,6 +266,32 @@ func applyRule(p *policyJSON, r rule, remove bool) {
 	}
 }
 
+// applySigner adds or removes a release signer; min-version applies to the
+// signer named last before it (or the only one).
+func applySigner(p *policyJSON, r rule, remove bool) {
+	switch r.key {
+	case "key":
+		v := strings.ToLower(r.value)
+		i := slices.IndexFunc(p.Signers, func(s signerJSON) bool { return s.PublicKey == v })
+		switch {
+		case remove && i >= 0:
+			p.Signers = slices.Delete(slices.Clone(p.Signers), i, i+1)
+		case !remove && i < 0:
+			p.Signers = append(p.Signers, signerJSON{PublicKey: v})
+		case !remove:
+			// Move it last, so a min-version after it applies to it.
+			s := p.Signers[i]
+			p.Signers = append(slices.Delete(slices.Clone(p.Signers), i, i+1), s)
+		}
+	case "min-version":
+		if len(p.Signers) == 0 || remove {
+			return
+		}
+		n, _ := strconv.ParseUint(r.value, 10, 32)
+		p.Signers[len(p.Signers)-1].MinVersion = uint32(n)
+	}
+}
+
 func orAny(l []string) []string {
 	if len(l) == 0 {
 		return []string{"(any)"}
@@ -276,6 +316,12 @@ func printPolicy(w io.Writer, p *policyJSON) int {
 		fmt.Fprintln(w, "  (none)")
 	}
 	fmt.Fprintf(w, "  debug enclaves allowed: %v\n  minimum security version: %d\n", p.AllowDebug, p.MinSecurityVersion)
+	if len(p.Signers) > 0 {
+		fmt.Fprintln(w, "trusted runtime release signers (their signed releases are accepted on every platform):")
+		for _, s := range p.Signers {
+			fmt.Fprintf(w, "  key %s  from release version %d\n", s.PublicKey, s.MinVersion)
+		}
+	}
 	if s := p.SNP; s != nil {
 		fmt.Fprintln(w, "snp (AMD SEV-SNP):")
 		for _, m := range s.Measurements {

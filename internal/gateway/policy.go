@@ -17,11 +17,18 @@ import (
 // owner adds the new one here (`clemmys policy allow`), see
 // docs/operations.md.
 type policyBody struct {
-	Measurements       []string `json:"measurements"`
-	AllowDebug         bool     `json:"allowDebug"`
-	MinSecurityVersion uint32   `json:"minSecurityVersion"`
-	SNP                *snpBody `json:"snp,omitempty"`
-	TDX                *tdxBody `json:"tdx,omitempty"`
+	Measurements       []string     `json:"measurements"`
+	AllowDebug         bool         `json:"allowDebug"`
+	MinSecurityVersion uint32       `json:"minSecurityVersion"`
+	SNP                *snpBody     `json:"snp,omitempty"`
+	TDX                *tdxBody     `json:"tdx,omitempty"`
+	Signers            []signerBody `json:"signers,omitempty"`
+}
+
+// signerBody is a trusted runtime release signer.
+type signerBody struct {
+	PublicKey  string `json:"publicKey"` // ed25519, hex
+	MinVersion uint32 `json:"minVersion"`
 }
 
 type snpTCBBody struct {
@@ -73,6 +80,9 @@ func unhexList(what string, l []string) ([][]byte, error) {
 
 func renderPolicy(p *wire.Policy) policyBody {
 	out := policyBody{Measurements: hexList(p.Measurements), AllowDebug: p.AllowDebug, MinSecurityVersion: p.MinSecurityVersion}
+	for _, s := range p.Signers {
+		out.Signers = append(out.Signers, signerBody{PublicKey: hex.EncodeToString(s.PublicKey), MinVersion: s.MinVersion})
+	}
 	if s := p.SNP; s != nil {
 		out.SNP = &snpBody{
 			Measurements: hexList(s.Measurements),
@@ -102,6 +112,13 @@ func parsePolicy(body *policyBody) (wire.Policy, error) {
 	var err error
 	if p.Measurements, err = unhexList("measurements", body.Measurements); err != nil {
 		return p, err
+	}
+	for _, s := range body.Signers {
+		k, err := hex.DecodeString(s.PublicKey)
+		if err != nil {
+			return p, fmt.Errorf("signer public keys must be hex")
+		}
+		p.Signers = append(p.Signers, wire.ReleaseSigner{PublicKey: k, MinVersion: s.MinVersion})
 	}
 	if s := body.SNP; s != nil {
 		sp := &wire.SNPPolicy{

@@ -48,6 +48,9 @@ type runtimeProc struct {
 	err     error
 	loaded  map[string]*loadState // by hex function id
 	hello   *ipc.Hello
+	// manifest is the signed release manifest of the binary this runtime
+	// was started from (set before the process is shared, then read-only).
+	manifest []byte
 }
 
 type loadState struct {

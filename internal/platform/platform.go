@@ -30,6 +30,7 @@ import (
 	"github.com/clemmys/clemmys/internal/kms"
 	"github.com/clemmys/clemmys/internal/kmsclient"
 	"github.com/clemmys/clemmys/internal/tee/sim"
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 // GuestNamespace is the namespace created on first start.
@@ -68,6 +69,10 @@ type Config struct {
 	// only), "sev-snp" or "tdx" (the whole platform runs in one
 	// confidential VM; Start fails with ErrNoTEE elsewhere).
 	TEE string
+	// ReleaseSigner, if set, is the default policy of new namespaces: trust
+	// the runtime releases this key signs (wire.ReleaseSigner), instead of
+	// the measurement of whatever runtime binary the operator starts.
+	ReleaseSigner *wire.ReleaseSigner
 }
 
 // Platform is a running deployment.
@@ -132,6 +137,9 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	ts, err := setup(cfg)
 	if err != nil {
 		return p, err
+	}
+	if cfg.ReleaseSigner != nil {
+		ts.defaultPolicy = wire.Policy{Signers: []wire.ReleaseSigner{*cfg.ReleaseSigner}}
 	}
 	p.TEE = ts.name
 	p.EnclaveMeasurement = ts.runtime
