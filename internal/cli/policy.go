@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
+	"github.com/clemmys/clemmys/internal/platform"
 	"github.com/clemmys/clemmys/internal/tee/sim"
 )
 
@@ -100,7 +102,7 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 		return printPolicy(stdout, &cur)
 	case "allow":
 		if len(rules) == 0 {
-			enc, _, err := findEnclave(ctx, *enclavePath, *dataDir, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+			enc, how, err := runtimeToMeasure(ctx, *enclavePath, *dataDir)
 			if err != nil {
 				return fail(err)
 			}
@@ -108,6 +110,7 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return fail(err)
 			}
+			fmt.Fprintf(stdout, "measured %s (%s): %s\n", enc, how, hex.EncodeToString(m))
 			rules = []rule{{value: hex.EncodeToString(m)}}
 		}
 		for _, r := range rules {
@@ -146,4 +149,23 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	return printPolicy(stdout, &stored)
+}
+
+// runtimeToMeasure is the runtime binary `policy allow` measures without
+// arguments: --enclave if given, else the one the platform running from
+// dataDir starts (platform.RuntimeInfoFile), else the one `clemmys up`
+// would find.
+func runtimeToMeasure(ctx context.Context, flagPath, dataDir string) (string, string, error) {
+	if flagPath == "" {
+		if ri, err := platform.ReadRuntimeInfo(dataDir); err == nil {
+			if ri.TEE != "" && ri.TEE != sim.Platform {
+				return "", "", fmt.Errorf("the platform runs on %s: a runtime's measurement there is its confidential VM image's, not its binary's; allow it with a %s rule (clemmys measure --tee %s)", ri.TEE, ri.TEE, ri.TEE)
+			}
+			if _, err := os.Stat(ri.Path); err == nil {
+				return ri.Path, "the runtime binary the platform at " + ri.APIHost + " starts", nil
+			}
+		}
+	}
+	enc, how, err := findEnclave(ctx, flagPath, dataDir, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	return enc, how, err
 }

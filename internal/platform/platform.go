@@ -262,6 +262,9 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err := p.ensureAdmin(ctx); err != nil {
 		return p, err
 	}
+	if err := p.writeRuntimeInfo(); err != nil {
+		return p, err
+	}
 	p.log.Info("clemmys is up", "api", p.APIHost(), "enclave_measurement", hex.EncodeToString(p.EnclaveMeasurement))
 	return p, nil
 }
