@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/clemmys/clemmys/internal/enclave"
@@ -39,6 +41,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	platform := fs.String("tee", teeAuto, "TEE platform: auto (detect SEV-SNP or TDX hardware, refuse without), snp, tdx, or sim (simulated, insecure, development only)")
 	simDir := fs.String("sim-dir", "", "directory holding the simulated platform root key (sim only)")
 	debug := fs.Bool("debug", false, "verbose diagnostics on stderr")
+	kmsKeys := fs.String("kms-key", "", "the KMS identity public keys (ed25519, hex, comma-separated) whose key bundles the runtime accepts (required; on real TEEs, part of the measured command line)")
 	var sb sandbox.Config
 	fs.IntVar(&sb.MaxIdlePerModule, "warm-per-function", 0, "idle warm instances kept per function (0: default, negative: none)")
 	fs.IntVar(&sb.MaxIdle, "warm-max", 0, "idle warm instances kept in all (0: default, negative: none)")
@@ -54,6 +57,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var pinned []ed25519.PublicKey
+	for _, k := range strings.Split(*kmsKeys, ",") {
+		if k == "" {
+			continue
+		}
+		b, err := hex.DecodeString(k)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			fmt.Fprintf(stderr, "clemmys-enclave: --kms-key %q is not a 32-byte ed25519 public key in hex\n", k)
+			return 2
+		}
+		pinned = append(pinned, b)
+	}
 	var cfg enclave.Config
 	if *platform == sim.Platform {
 		if *simDir == "" {
@@ -81,7 +96,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		log.Info("running in a confidential VM", "tee", pt.name, "measurement", hex.EncodeToString(pt.measurement))
 		cfg = enclave.Config{Platform: pt.name, Measurement: pt.measurement, Attester: pt.attester}
 	}
-	cfg.Log, cfg.Sandbox, cfg.MaxFunctions = log, sb, *maxFunctions
+	if len(pinned) == 0 {
+		fmt.Fprintln(stderr, "clemmys-enclave: --kms-key is required: the runtime accepts keys only from the KMS whose identity key it pins")
+		return 2
+	}
+	cfg.Log, cfg.Sandbox, cfg.MaxFunctions, cfg.KMSKeys = log, sb, *maxFunctions, pinned
 	rt, err := enclave.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)

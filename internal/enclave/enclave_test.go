@@ -2,6 +2,7 @@ package enclave
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,6 +25,7 @@ import (
 type fixture struct {
 	rt      *Runtime
 	gwKey   envelope.Key
+	kmsKey  ed25519.PrivateKey // the KMS identity the runtime pins
 	records map[string]*loadedFn
 }
 
@@ -40,7 +42,8 @@ func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	m := sha256.Sum256([]byte("test runtime"))
-	cfg := Config{Platform: sim.Platform, Measurement: m[:], Attester: p.Attester(m[:], 1, false)}
+	kmsPub, kmsKey, _ := ed25519.GenerateKey(nil)
+	cfg := Config{Platform: sim.Platform, Measurement: m[:], Attester: p.Attester(m[:], 1, false), KMSKeys: []ed25519.PublicKey{kmsPub}}
 	for _, f := range mutate {
 		f(&cfg)
 	}
@@ -49,7 +52,7 @@ func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(context.Background()) })
-	return &fixture{rt: rt, gwKey: envelope.NewKey(), records: map[string]*loadedFn{}}
+	return &fixture{rt: rt, gwKey: envelope.NewKey(), records: map[string]*loadedFn{}, kmsKey: kmsKey}
 }
 
 // load plays the KMS (sealing a key bundle to the runtime's ephemeral key)
@@ -100,7 +103,8 @@ func (f *fixture) loadAs(t testing.TB, name, namespace string, wasm, fid []byte,
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode})
+	sig := ed25519.Sign(f.kmsKey, wire.ReleaseReplySigned(nonce, fid, f.rt.Hello().EphemeralKey, sealedBundle))
+	_, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode, BundleSig: sig})
 	if err != nil {
 		return nil, err
 	}

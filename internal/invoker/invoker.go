@@ -607,7 +607,7 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	}
 	var lr ipc.LoadReply
 	if err := p.call(ctx, ipc.OpLoad, &ipc.LoadRequest{
-		FunctionID: fid, Nonce: nonce.Nonce, SealedBundle: rel.Sealed, SealedCode: obj,
+		FunctionID: fid, Nonce: nonce.Nonce, SealedBundle: rel.Sealed, SealedCode: obj, BundleSig: rel.Sig,
 	}, &lr); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}

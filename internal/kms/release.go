@@ -2,6 +2,7 @@ package kms
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/subtle"
 	"encoding/hex"
@@ -73,7 +74,8 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 	}
 	k.log.Info("keys released", "function", fid, "namespace", fs.Record.Namespace, "action", fs.Record.Action,
 		"platform", claims.Platform, "measurement", hex.EncodeToString(claims.Measurement))
-	return &wire.ReleaseReply{Sealed: sealed}, nil
+	sig := ed25519.Sign(k.signKey, wire.ReleaseReplySigned(req.Nonce, req.FunctionID, req.EphemeralKey, sealed))
+	return &wire.ReleaseReply{Sealed: sealed, Sig: sig}, nil
 }
 
 // checkPolicy applies a function's policy to a runtime's claims. Its errors

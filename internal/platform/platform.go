@@ -196,7 +196,9 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	p.Invoker, err = invoker.New(ctx, invoker.Config{
 		ID: "invoker0", Conn: nc, JS: js,
 		EnclavePath: cfg.EnclavePath,
-		EnclaveArgs: ts.enclaveArgs,
+		// The runtime pins the KMS identity: it accepts key bundles only
+		// from this KMS (mutual attestation, docs/protocol.md).
+		EnclaveArgs: append(ts.enclaveArgs, "--kms-key", hex.EncodeToString(p.KMS.SignKey())),
 		Capacity:    cfg.InvokerCapacity,
 		PoolSize:    cfg.InvokerPoolSize,
 		Log:         p.log.With("service", "invoker"),

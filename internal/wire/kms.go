@@ -163,9 +163,24 @@ type ReleaseRequest struct {
 const ReleaseContext = "clemmys/v1 key release\x00"
 
 // ReleaseReply carries a KeyBundle sealed with HPKE to the runtime's
-// ephemeral key, info ReleaseContext || Nonce || FunctionID.
+// ephemeral key, info ReleaseContext || Nonce || FunctionID, and the KMS
+// identity key's signature over ReleaseReplySigned(...), by which the
+// runtime, which pins that key, knows the keys come from the KMS (a rogue
+// KMS could seal to the runtime's public ephemeral key too).
 type ReleaseReply struct {
 	Sealed []byte `cbor:"1,keyasint"`
+	Sig    []byte `cbor:"2,keyasint,omitempty"`
+}
+
+// ReleaseReplyContext is the domain-separation prefix of release reply
+// signatures.
+const ReleaseReplyContext = "clemmys/v1 key release reply\x00"
+
+// ReleaseReplySigned is what the KMS signs in a release reply:
+// ReleaseReplyContext || nonce (32) || functionID (16) || ephemeralKey
+// (32) || sealed. The fixed sizes make the concatenation unambiguous.
+func ReleaseReplySigned(nonce, functionID, ephemeralKey, sealed []byte) []byte {
+	return concat([]byte(ReleaseReplyContext), nonce, functionID, ephemeralKey, sealed)
 }
 
 // KeyBundle is what an attested runtime receives for one function version.
