@@ -87,3 +87,23 @@ func TestMeasureReal(t *testing.T) {
 		t.Fatalf("measure --tee sgx: %d", code)
 	}
 }
+
+func FuzzParseRules(f *testing.F) {
+	f.Add("snp:measurement=" + strings.Repeat("ab", 48) + " min-tcb=1.2.3.4")
+	f.Add("tdx:mrtd=" + strings.Repeat("cd", 48) + " tcb-status=UpToDate")
+	f.Add("signer:key=" + strings.Repeat("01", 32) + " min-version=3")
+	f.Add(strings.Repeat("11", 32))
+	f.Fuzz(func(t *testing.T, s string) {
+		rules, err := parseRules(strings.Fields(s))
+		if err != nil {
+			return
+		}
+		var p policyJSON
+		for _, r := range rules {
+			applyRule(&p, r, false)
+			applyRule(&p, r, true)
+		}
+		var out bytes.Buffer
+		printPolicy(&out, &p)
+	})
+}

@@ -85,7 +85,7 @@ func newNamespace(t *testing.T, e *env, ns string) string {
 // runtime (not signed, in no policy) gets no key of any namespace: of one
 // deployed before, of one created before and deployed after, and of one
 // created afterwards.
-func TestModifiedRuntimeGetsNoKey(t *testing.T) {
+func TestAttackModifiedRuntimeGetsNoKey(t *testing.T) {
 	hello := wasmbuild.MustBuild(t, "examples/hello")
 	bin := t.TempDir()
 	genuine := variant(t, bin, "clemmys-enclave", "")
