@@ -267,6 +267,15 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	if err := p.writeRuntimeInfo(); err != nil {
 		return p, err
 	}
+	if p.EnclaveMeasurement != nil {
+		if infos, err := p.Gateway.ListNamespaces(ctx); err == nil {
+			names := make([]string, len(infos))
+			for i, ni := range infos {
+				names[i] = ni.Namespace
+			}
+			warnUnallowed(ctx, kc, p.log, names, p.EnclaveMeasurement)
+		}
+	}
 	p.log.Info("clemmys is up", "api", p.APIHost(), "enclave_measurement", hex.EncodeToString(p.EnclaveMeasurement))
 	return p, nil
 }

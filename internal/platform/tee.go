@@ -1,7 +1,10 @@
 package platform
 
 import (
+	"context"
+	"encoding/hex"
 	"errors"
+	"log/slog"
 	"fmt"
 	"path/filepath"
 
@@ -139,4 +142,30 @@ func snpSealingKey() ([32]byte, error) {
 	copy(key[:], resp.Data[:])
 	clear(resp.Data[:])
 	return key, nil
+}
+
+// policyReader is the part of the KMS client warnUnallowed uses.
+type policyReader interface {
+	GetPolicy(ctx context.Context, namespace string) (*wire.Policy, error)
+}
+
+// warnUnallowed logs, loudly, each namespace whose stored policy does not
+// accept the sim runtime the platform starts (so its functions would be
+// refused key release until the owner allows it). Policies that trust
+// release signers are judged by the KMS with the runtime's manifest, not
+// here. It returns the namespaces it warned about.
+func warnUnallowed(ctx context.Context, kc policyReader, log *slog.Logger, namespaces []string, runtime []byte) []string {
+	var out []string
+	for _, ns := range namespaces {
+		p, err := kc.GetPolicy(ctx, ns)
+		if err != nil || len(p.Signers) > 0 {
+			continue
+		}
+		if !tee.MeasurementIn(runtime, p.Measurements) {
+			log.Warn("THE RUNTIME THIS PLATFORM STARTS IS NOT ALLOWED BY A NAMESPACE'S POLICY: its functions will be refused key release until its owner allows it (`clemmys policy allow`, see docs/operations.md)",
+				"namespace", ns, "runtime_measurement", hex.EncodeToString(runtime))
+			out = append(out, ns)
+		}
+	}
+	return out
 }

@@ -159,6 +159,9 @@ func TestSignedUpgrade(t *testing.T) {
 	if st, res := invokeHello(e, g, "hello", "v2"); st != 200 || res["greeting"] != "Hello v2!" {
 		t.Fatalf("guest after the signed upgrade: %d %v", st, res)
 	}
+	if !strings.Contains(e.logs.String(), "NOT ALLOWED BY A NAMESPACE'S POLICY") || !strings.Contains(e.logs.String(), "namespace=pinned") {
+		t.Errorf("clemmys up did not warn that the runtime is not allowed in namespace pinned")
+	}
 	st, res := invokeHello(e, pinned, "hello", "v2")
 	msg, _ := res["error"].(string)
 	if st == 200 || !strings.Contains(msg, hex.EncodeToString(v2m)) || !strings.Contains(msg, "not in the policy") {
