@@ -2,18 +2,30 @@
 // of clemmys. An invoker starts it as a child process and talks to it over
 // stdin/stdout (package ipc); its own diagnostics go to stderr.
 //
-// Its imports are deliberately few (see internal/enclave); its measurement is
-// the digest of this binary in sim mode (`clemmys measure` prints it).
+// --tee chooses the TEE: auto (the default) uses the confidential-computing
+// hardware this machine is (AMD SEV-SNP or Intel TDX, through configfs-tsm
+// or the legacy guest devices) and refuses to start on a machine that is
+// none; snp and tdx insist on one; sim, the simulated TEE for development,
+// runs only when asked for.
+//
+// Its imports are deliberately few (see internal/enclave): of the vendors'
+// attestation libraries only the attester clients, never their
+// verification code (internal/deptest checks it). Its measurement is the
+// digest of this binary in sim mode (`clemmys measure` prints it), the
+// launch measurement of the confidential VM image on real hardware.
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/clemmys/clemmys/internal/enclave"
@@ -26,9 +38,10 @@ func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("clemmys-enclave", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	platform := fs.String("tee", "sim", "TEE platform: sim")
+	platform := fs.String("tee", teeAuto, "TEE platform: auto (detect SEV-SNP or TDX hardware, refuse without), snp, tdx, or sim (simulated, insecure, development only)")
 	simDir := fs.String("sim-dir", "", "directory holding the simulated platform root key (sim only)")
 	debug := fs.Bool("debug", false, "verbose diagnostics on stderr")
+	kmsKeys := fs.String("kms-key", "", "the KMS identity public keys (ed25519, hex, comma-separated) whose key bundles the runtime accepts (required; on real TEEs, part of the measured command line)")
 	var sb sandbox.Config
 	fs.IntVar(&sb.MaxIdlePerModule, "warm-per-function", 0, "idle warm instances kept per function (0: default, negative: none)")
 	fs.IntVar(&sb.MaxIdle, "warm-max", 0, "idle warm instances kept in all (0: default, negative: none)")
@@ -44,33 +57,51 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if *platform != sim.Platform {
-		fmt.Fprintf(stderr, "clemmys-enclave: unsupported TEE platform %q\n", *platform)
+	var pinned []ed25519.PublicKey
+	for _, k := range strings.Split(*kmsKeys, ",") {
+		if k == "" {
+			continue
+		}
+		b, err := hex.DecodeString(k)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			fmt.Fprintf(stderr, "clemmys-enclave: --kms-key %q is not a 32-byte ed25519 public key in hex\n", k)
+			return 2
+		}
+		pinned = append(pinned, b)
+	}
+	var cfg enclave.Config
+	if *platform == sim.Platform {
+		if *simDir == "" {
+			fmt.Fprintln(stderr, "clemmys-enclave: --sim-dir is required for the sim platform")
+			return 2
+		}
+		p, err := sim.LoadOrCreate(*simDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys-enclave: sim platform: %v\n", err)
+			return 1
+		}
+		m, err := sim.MeasureSelf()
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys-enclave: measure: %v\n", err)
+			return 1
+		}
+		log.Warn("running on the SIMULATED TEE platform: no hardware protection")
+		cfg = enclave.Config{Platform: sim.Platform, Measurement: m, Attester: p.Attester(m, 1, false)}
+	} else {
+		pt, err := openTEE(*platform)
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)
+			return 1
+		}
+		log.Info("running in a confidential VM", "tee", pt.name, "measurement", hex.EncodeToString(pt.measurement))
+		cfg = enclave.Config{Platform: pt.name, Measurement: pt.measurement, Attester: pt.attester}
+	}
+	if len(pinned) == 0 {
+		fmt.Fprintln(stderr, "clemmys-enclave: --kms-key is required: the runtime accepts keys only from the KMS whose identity key it pins")
 		return 2
 	}
-	if *simDir == "" {
-		fmt.Fprintln(stderr, "clemmys-enclave: --sim-dir is required for the sim platform")
-		return 2
-	}
-	p, err := sim.LoadOrCreate(*simDir)
-	if err != nil {
-		fmt.Fprintf(stderr, "clemmys-enclave: sim platform: %v\n", err)
-		return 1
-	}
-	m, err := sim.MeasureSelf()
-	if err != nil {
-		fmt.Fprintf(stderr, "clemmys-enclave: measure: %v\n", err)
-		return 1
-	}
-	log.Warn("running on the SIMULATED TEE platform: no hardware protection")
-	rt, err := enclave.New(enclave.Config{
-		Platform:     sim.Platform,
-		Measurement:  m,
-		Attester:     p.Attester(m, 1, false),
-		Log:          log,
-		Sandbox:      sb,
-		MaxFunctions: *maxFunctions,
-	})
+	cfg.Log, cfg.Sandbox, cfg.MaxFunctions, cfg.KMSKeys = log, sb, *maxFunctions, pinned
+	rt, err := enclave.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys-enclave: %v\n", err)
 		return 1

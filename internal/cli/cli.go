@@ -21,22 +21,27 @@ import (
 
 	"github.com/clemmys/clemmys/internal/platform"
 	"github.com/clemmys/clemmys/internal/tee/sim"
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 const usage = `clemmys — confidential functions as a service
 
 Usage:
-  clemmys up [--data-dir DIR] [--addr HOST:PORT] [--enclave PATH] [--nats URL,...]
+  clemmys up [--tee sim|snp|tdx] [--data-dir DIR] [--addr HOST:PORT] [--enclave PATH] [--nats URL,...]
                                 run the whole platform in one process (on an
-                                embedded NATS server, or an existing cluster)
+                                embedded NATS server, or an existing cluster;
+                                sim by default: simulated, no protection)
   clemmys kms|controller|invoker|gateway --nats URL,... [--data-dir DIR] ...
                                 run one service on a NATS cluster (several
                                 machines: docs/operations.md)
   clemmys nats-config --out DIR [--hosts H1,H2,H3] [--invokers ID,...]
                                 write the NATS cluster's configuration, with
                                 one least-privilege user per service
-  clemmys measure [--enclave PATH]
-                                print the measurement of the enclave runtime
+  clemmys measure [--tee sim|snp|tdx] [--enclave PATH]
+                                print the measurement of the enclave runtime,
+                                or what of it can be computed here (snp, tdx)
+  clemmys release keygen|sign   make a runtime release signing key; sign a
+                                release manifest of runtime measurements
   clemmys policy get|allow|remove|set [MEASUREMENT...]
                                 show or change which enclave runtimes may
                                 receive the keys of your functions
@@ -79,6 +84,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdMeasure(args[1:], stdout, stderr)
 	case "policy":
 		return cmdPolicy(args[1:], stdout, stderr)
+	case "release":
+		return cmdRelease(args[1:], stdout, stderr)
 	case "action":
 		return cmdAction(args[1:], stdout, stderr)
 	case "activation":
@@ -136,6 +143,9 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	tlsKey := fs.String("tls-key", "", "gateway TLS key (PEM)")
 	natsListen := fs.String("nats-listen", "", "also expose the embedded NATS server on HOST:PORT (default: in-process only)")
 	jsEnginePath := fs.String("js-engine", "", "JavaScript engine of the nodejs kinds, a wasm module (default: $CLEMMYS_JS_ENGINE, next to clemmys, or built from source)")
+	releaseKey := fs.String("release-key", "", "default policy of new namespaces: trust runtime releases signed by this ed25519 key (hex) instead of the measurement of the runtime started")
+	releaseMin := fs.Uint("release-min-version", 0, "with --release-key: the lowest release version trusted")
+	teeName := fs.String("tee", "sim", "TEE: sim (simulated, NO protection, development only), snp or tdx (run inside that confidential VM)")
 	verbose := fs.Bool("v", false, "debug logging")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	replicas := fs.Int("replicas", 1, "replicas of the JetStream buckets: 1, or 3 with --nats on a cluster of 3 or more nodes")
@@ -147,6 +157,27 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	if err := th.check(); err != nil {
 		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 2
+	}
+	switch *teeName {
+	case "sim":
+	case "snp", "sev-snp":
+		*teeName = "sev-snp"
+	case "tdx":
+	default:
+		fmt.Fprintf(stderr, "clemmys up: unknown --tee %q: sim, snp or tdx\n", *teeName)
+		return 2
+	}
+	var signer *wire.ReleaseSigner
+	if *releaseKey != "" {
+		k, err := hex.DecodeString(*releaseKey)
+		if err != nil || len(k) != 32 {
+			fmt.Fprintln(stderr, "clemmys up: --release-key must be a 32-byte ed25519 public key in hex")
+			return 2
+		}
+		signer = &wire.ReleaseSigner{PublicKey: k, MinVersion: uint32(*releaseMin)}
+	}
+	if *teeName == "sim" {
+		fmt.Fprint(stdout, simBanner)
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		fmt.Fprintln(stderr, "clemmys up: --tls-cert and --tls-key go together")
@@ -180,7 +211,8 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	p, err := platform.Start(startCtx, platform.Config{
 		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
-		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log,
+		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log, TEE: *teeName,
+		ReleaseSigner:        signer,
 		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
 		FiresPerMinute: th.config(th.fires),
 		NATS:           nf.options(log), Replicas: *replicas,
@@ -198,26 +230,44 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	case p.Bus.ClientURL() != "":
 		busAt = "embedded NATS server, also at " + p.Bus.ClientURL()
 	}
+	protection := "SIMULATED TEE: no hardware protection, development only"
+	if p.TEE != "sim" {
+		protection = "TEE " + p.TEE + ": runtimes must pass the namespaces' policies"
+	}
 	fmt.Fprintf(stdout, `
-clemmys is up at %s (simulated TEE: development only)
-  bus:          %s`, p.APIHost(), busAt)
-	fmt.Fprintf(stdout, `
-  credentials:  %[1]s
-  use them:     export WSK_CONFIG_FILE=%[1]s
-                curl -k -u "$(grep AUTH= %[1]s | cut -d= -f2)" %[2]s/api/v1/namespaces
+clemmys is up at %[1]s (%[2]s)
+  bus:          %[3]s
+  credentials:  %[4]s
+  use them:     export WSK_CONFIG_FILE=%[4]s
+                curl -k -u "$(grep AUTH= %[4]s | cut -d= -f2)" %[1]s/api/v1/namespaces
 Press Ctrl-C to stop.
-`, p.WskpropsPath(), p.APIHost())
+`, p.APIHost(), protection, busAt, p.WskpropsPath())
 	<-ctx.Done()
 	log.Info("shutting down")
 	p.Stop()
 	return 0
 }
 
+const simBanner = `*****************************************************************
+*  clemmys up is starting on the SIMULATED TEE (--tee sim).     *
+*  There is NO hardware protection: whoever can read the data   *
+*  directory or this machine's memory reads every function's    *
+*  code, inputs, outputs and keys. For development only. In a   *
+*  confidential VM, start with --tee snp or --tee tdx.          *
+*****************************************************************
+`
+
 func cmdMeasure(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("clemmys measure", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	enclavePath := fs.String("enclave", "", "clemmys-enclave binary (default: found like `clemmys up` finds it)")
 	dataDir := fs.String("data-dir", defaultDataDir(), "data dir (where `up` builds the runtime from source)")
+	teeName := fs.String("tee", "sim", "sim, snp or tdx: what to measure for")
+	var regs tdxRegisters
+	fs.StringVar(&regs.mrtd, "mrtd", "", "tdx: MRTD (hex), to print the runtime's combined TDX measurement")
+	for i := range regs.rtmr {
+		fs.StringVar(&regs.rtmr[i], fmt.Sprintf("rtmr%d", i), "", fmt.Sprintf("tdx: RTMR%d (hex)", i))
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -227,13 +277,24 @@ func cmdMeasure(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
 		return 1
 	}
-	m, err := sim.MeasureFile(enc)
-	if err != nil {
-		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
-		return 1
+	switch *teeName {
+	case "sim":
+		m, err := sim.MeasureFile(enc)
+		if err != nil {
+			fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s  %s\n", hex.EncodeToString(m), enc)
+		return 0
+	case "snp", "sev-snp", "tdx":
+		if err := measureReal(stdout, *teeName, enc, &regs); err != nil {
+			fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+			return 1
+		}
+		return 0
 	}
-	fmt.Fprintf(stdout, "%s  %s\n", hex.EncodeToString(m), enc)
-	return 0
+	fmt.Fprintf(stderr, "clemmys measure: unknown --tee %q: sim, snp or tdx\n", *teeName)
+	return 2
 }
 
 var errNoEnclave = errors.New("no clemmys-enclave binary found: pass --enclave PATH, set CLEMMYS_ENCLAVE, put it next to clemmys or on PATH, or run from the clemmys source tree so it can be built")

@@ -26,6 +26,7 @@ import (
 	"github.com/clemmys/clemmys/internal/invoker"
 	"github.com/clemmys/clemmys/internal/platform"
 	"github.com/clemmys/clemmys/internal/tee/sim"
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 // The service commands: one clemmys service per process, on a NATS
@@ -198,11 +199,22 @@ func cmdKMS(args []string, stdout, stderr io.Writer) int {
 	var runtimes, gateways hexFlags
 	s.fs.Var(&runtimes, "runtime-measurement", "an enclave runtime measurement of the default policy (repeatable; replaces --enclave)")
 	s.fs.Var(&gateways, "gateway-measurement", "a gateway measurement accepted for gateway calls (repeatable; default: this binary's)")
+	releaseKey := s.fs.String("release-key", "", "default policy of new namespaces: trust runtime releases signed by this ed25519 key (hex) instead of a measurement")
+	releaseMin := s.fs.Uint("release-min-version", 0, "with --release-key: the lowest release version trusted")
 	log, ok := s.parse(args, stderr)
 	if !ok {
 		return 2
 	}
-	if len(runtimes) == 0 {
+	policy := wire.Policy{}
+	if *releaseKey != "" {
+		k, err := hex.DecodeString(*releaseKey)
+		if err != nil || len(k) != 32 {
+			fmt.Fprintln(stderr, "clemmys kms: --release-key must be a 32-byte ed25519 public key in hex")
+			return 2
+		}
+		policy.Signers = []wire.ReleaseSigner{{PublicKey: k, MinVersion: uint32(*releaseMin)}}
+	}
+	if len(runtimes) == 0 && *releaseKey == "" {
 		enc, _, err := findEnclave(context.Background(), *enclavePath, *s.dataDir, log, true)
 		if err != nil {
 			fmt.Fprintf(stderr, "clemmys kms: %v (or give --runtime-measurement HEX)\n", err)
@@ -223,7 +235,7 @@ func cmdKMS(args []string, stdout, stderr io.Writer) int {
 		log.Warn("SIMULATED TEE: sim evidence is accepted; this deployment has no hardware protection and is for development only",
 			"sim_root", filepath.Join(tr.SimDir, sim.KeyFile))
 		k, err := platform.StartKMS(ctx, runCtx, tr, b, platform.KMSOptions{
-			RuntimeMeasurements: runtimes, GatewayMeasurements: gateways, Replicas: *s.replicas, Log: log,
+			DefaultPolicy: wire.Policy{Measurements: runtimes, Signers: policy.Signers}, GatewayMeasurements: gateways, Replicas: *s.replicas, Log: log,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -276,7 +288,7 @@ func cmdInvoker(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return nil, nil, err
 		}
-		iv, err := platform.StartInvoker(ctx, runCtx, tr, b, invoker.Config{
+		iv, err := platform.StartInvoker(ctx, runCtx, tr, b, nil, invoker.Config{
 			ID: *id, EnclavePath: enc, Capacity: *capacity, PoolSize: *pool, Log: log,
 			Engines: engines, PrecompileEngine: len(engines) > 0,
 		})
@@ -323,7 +335,7 @@ func cmdGateway(args []string, stdout, stderr io.Writer) int {
 				return nil, nil, fmt.Errorf("JavaScript engine: %w", err)
 			}
 		}
-		g, err := platform.NewGateway(ctx, tr, b, gateway.Config{
+		g, _, err := platform.NewGateway(ctx, tr, b, gateway.Config{
 			JSEngine: engine,
 			Addr:     *addr, DataDir: *s.dataDir, TLSCert: *tlsCert, TLSKey: *tlsKey, Log: log, Replicas: *s.replicas,
 			InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),

@@ -18,6 +18,7 @@ package enclave
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/subtle"
 	"encoding/hex"
@@ -58,8 +59,15 @@ type Config struct {
 	Platform    string       // TEE platform name, e.g. "sim"
 	Measurement []byte       // this runtime's measurement
 	Attester    tee.Attester // produces evidence for key release
-	Log         *slog.Logger // runtime diagnostics only: never payloads or keys
-	Now         func() time.Time
+	// KMSKeys are the KMS identity public keys (ed25519) the runtime
+	// accepts key bundles from (at least one): a bundle whose release
+	// reply the pinned KMS did not sign is refused, so a rogue KMS cannot
+	// feed the runtime keys or code. On real TEEs the pin must be part of
+	// what is measured (the kernel command line or the image), see
+	// docs/threat-model.md.
+	KMSKeys []ed25519.PublicKey
+	Log     *slog.Logger // runtime diagnostics only: never payloads or keys
+	Now     func() time.Time
 	// MaxReplayEntries bounds the replay cache; when it is full of
 	// unexpired entries new steps are refused (fail closed). Default 1<<20.
 	MaxReplayEntries int
@@ -116,6 +124,14 @@ type Runtime struct {
 func New(cfg Config) (*Runtime, error) {
 	if cfg.Attester == nil {
 		return nil, errors.New("enclave: no attester")
+	}
+	if len(cfg.KMSKeys) == 0 {
+		return nil, errors.New("enclave: no KMS identity key pinned: the runtime accepts keys only from a KMS it authenticates")
+	}
+	for _, k := range cfg.KMSKeys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, errors.New("enclave: a pinned KMS key is not an ed25519 public key")
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -216,6 +232,9 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 	}()
 
 	start := time.Now()
+	if !r.fromKMS(req) {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle is not signed by the pinned KMS identity"}
+	}
 	info := append(append([]byte(wire.ReleaseContext), req.Nonce...), req.FunctionID...)
 	plain, err := hpke.Open(r.eph, hpke.HKDFSHA256(), hpke.AES256GCM(), info, req.SealedBundle)
 	if err != nil {
@@ -547,3 +566,22 @@ func (c *replayCache) add(requestID []byte, step uint32, expiry, now time.Time) 
 	c.entries[k] = expiry
 	return nil
 }
+
+// fromKMS reports whether a pinned KMS identity signed the release reply
+// of req's bundle, to this runtime's ephemeral key.
+func (r *Runtime) fromKMS(req *ipc.LoadRequest) bool {
+	if len(req.BundleSig) != ed25519.SignatureSize || len(req.Nonce) == 0 || len(req.Nonce) > maxNonce || len(req.FunctionID) != 16 {
+		return false
+	}
+	msg := wire.ReleaseReplySigned(req.Nonce, req.FunctionID, r.eph.PublicKey().Bytes(), req.SealedBundle)
+	for _, k := range r.cfg.KMSKeys {
+		if ed25519.Verify(k, msg, req.BundleSig) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxNonce bounds a KMS nonce (40 bytes today: issue time, replica,
+// random, MAC).
+const maxNonce = 64

@@ -3,6 +3,7 @@ package enclave
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
@@ -27,6 +28,7 @@ import (
 type fixture struct {
 	rt      *Runtime
 	gwKey   envelope.Key
+	kmsKey  ed25519.PrivateKey // the KMS identity the runtime pins
 	records map[string]*loadedFn
 	// lastLoad is the runtime's reply to the last load.
 	lastLoad *ipc.LoadReply
@@ -45,7 +47,8 @@ func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	m := sha256.Sum256([]byte("test runtime"))
-	cfg := Config{Platform: sim.Platform, Measurement: m[:], Attester: p.Attester(m[:], 1, false)}
+	kmsPub, kmsKey, _ := ed25519.GenerateKey(nil)
+	cfg := Config{Platform: sim.Platform, Measurement: m[:], Attester: p.Attester(m[:], 1, false), KMSKeys: []ed25519.PublicKey{kmsPub}}
 	for _, f := range mutate {
 		f(&cfg)
 	}
@@ -54,7 +57,7 @@ func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(context.Background()) })
-	return &fixture{rt: rt, gwKey: envelope.NewKey(), records: map[string]*loadedFn{}}
+	return &fixture{rt: rt, gwKey: envelope.NewKey(), records: map[string]*loadedFn{}, kmsKey: kmsKey}
 }
 
 // load plays the KMS (sealing a key bundle to the runtime's ephemeral key)
@@ -105,7 +108,8 @@ func (f *fixture) loadAs(t testing.TB, name, namespace string, wasm, fid []byte,
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.lastLoad, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode})
+	sig := ed25519.Sign(f.kmsKey, wire.ReleaseReplySigned(nonce, fid, f.rt.Hello().EphemeralKey, sealedBundle))
+	f.lastLoad, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode, BundleSig: sig})
 	if err != nil {
 		return nil, err
 	}

@@ -90,6 +90,9 @@ type Config struct {
 	// Replicas is the replica count of the JetStream buckets this service
 	// creates (store.KV): 0 or 1 on a single server, 3 on a cluster.
 	Replicas int
+	// TEE names the deployment's TEE platform for GET /api/v1 ("sim",
+	// "sev-snp", "tdx"); "sim" is shown with a warning.
+	TEE string
 	// MaxBodyBytes bounds action PUT bodies; default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// SkipModuleValidation deploys wasm modules without checking that the

@@ -219,11 +219,18 @@ func (g *Gateway) authenticate(h http.HandlerFunc, foreign bool) http.Handler {
 }
 
 func (g *Gateway) info(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
+	info := map[string]any{
 		"description": "clemmys confidential FaaS (OpenWhisk REST API v1)",
 		"api_paths":   []string{"/api/v1"},
 		"runtimes":    g.runtimes(),
-	})
+	}
+	if g.cfg.TEE != "" {
+		info["tee"] = g.cfg.TEE
+	}
+	if g.cfg.TEE == "sim" {
+		info["warning"] = "SIMULATED TEE: this deployment has no hardware protection; the host can read every function's code, data and keys. For development only."
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (g *Gateway) listNamespaces(w http.ResponseWriter, r *http.Request) {

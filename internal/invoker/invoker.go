@@ -543,10 +543,12 @@ func (iv *Invoker) runtime(namespace string) (*runtimeProc, error) {
 
 // startProc starts a runtime process and waits for its hello.
 func (iv *Invoker) startProc(namespace string) (*runtimeProc, error) {
+	manifest := iv.readManifest()
 	p, err := startRuntime(iv.cfg.EnclavePath, iv.cfg.EnclaveArgs, namespace, iv.log)
 	if err != nil {
 		return nil, err
 	}
+	p.manifest = manifest
 	var h ipc.Hello
 	ctx, cancel := context.WithTimeout(iv.runCtx, helloTimeout)
 	err = p.call(ctx, ipc.OpHello, struct{}{}, &h)
@@ -662,6 +664,7 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	var rel wire.ReleaseReply
 	if err := bus.Call(ctx, iv.cfg.Conn, wire.SubjectKMSReleaseAt(nonce.Replica), &wire.ReleaseRequest{
 		Nonce: nonce.Nonce, EphemeralKey: att.EphemeralKey, Evidence: att.Evidence, FunctionID: fid,
+		Manifest: p.manifest,
 	}, &rel); err != nil {
 		return fmt.Errorf("kms release: %w", err)
 	}
@@ -674,7 +677,7 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 		return fmt.Errorf("fetch code: %w", err)
 	}
 	lr, err := iv.loadWithEngine(ctx, p, &ipc.LoadRequest{
-		FunctionID: fid, Nonce: nonce.Nonce, SealedBundle: rel.Sealed, SealedCode: obj,
+		FunctionID: fid, Nonce: nonce.Nonce, SealedBundle: rel.Sealed, SealedCode: obj, BundleSig: rel.Sig,
 	})
 	if err != nil {
 		return fmt.Errorf("load: %w", err)

@@ -181,7 +181,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	cfg := Config{
 		ID: "inv-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), Conn: inc, JS: ijs,
 		EnclavePath:       enclavePath,
-		EnclaveArgs:       []string{"--tee", sim.Platform, "--sim-dir", simDir},
+		EnclaveArgs:       []string{"--tee", sim.Platform, "--sim-dir", simDir, "--kms-key", hex.EncodeToString(k.SignKey())},
 		Capacity:          4,
 		HeartbeatInterval: 50 * time.Millisecond,
 		Log:               testLog(t).With("service", "invoker"),

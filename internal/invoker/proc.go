@@ -50,6 +50,9 @@ type runtimeProc struct {
 	engines map[string]*loadState // JavaScript engines, by hex digest (engine.go)
 	hello   *ipc.Hello
 	id      []byte // envelope.RuntimeID of hello's key: what steps designate
+	// manifest is the signed release manifest of the binary this runtime
+	// was started from (set before the process is shared, then read-only).
+	manifest []byte
 }
 
 type loadState struct {

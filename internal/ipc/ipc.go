@@ -89,6 +89,9 @@ type LoadRequest struct {
 	Nonce        []byte `cbor:"2,keyasint"`
 	SealedBundle []byte `cbor:"3,keyasint"`
 	SealedCode   []byte `cbor:"4,keyasint"`
+	// BundleSig is the KMS's signature of the release reply
+	// (wire.ReleaseReplySigned), checked against the pinned KMS key.
+	BundleSig []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // LoadReply reports how long loading took.

@@ -177,7 +177,7 @@ func (k *KMS) createFunction(ctx context.Context, req *wire.CreateFunction) (*wi
 	if err != nil {
 		return nil, err
 	}
-	if len(p.Measurements) == 0 {
+	if policyEmpty(p) {
 		return nil, wire.Errorf(wire.CodePolicy, "namespace %q has no policy and the KMS has no default policy: the namespace owner must allow a runtime first (`clemmys policy allow <measurement>`)", req.Namespace)
 	}
 	priv, err := kem.GenerateKey()

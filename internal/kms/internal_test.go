@@ -3,6 +3,7 @@ package kms
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -230,6 +231,35 @@ func FuzzHandleGateway(f *testing.F) {
 		checkHandlerErr(t, err)
 		if err == nil {
 			t.Fatalf("gateway call answered for fuzz input: %v", out)
+		}
+	})
+}
+
+func FuzzVouched(f *testing.F) {
+	pub, key, _ := ed25519.GenerateKey(nil)
+	m := sha256.Sum256([]byte("runtime"))
+	rm, _ := bus.Marshal(&wire.ReleaseManifest{Version: 3, Runtimes: []wire.ManifestEntry{{Platform: "sim", Measurement: m[:]}}})
+	good, _ := bus.Marshal(&wire.SignedManifest{Manifest: rm, Sig: ed25519.Sign(key, wire.ManifestMessage(rm))})
+	f.Add(good)
+	f.Add([]byte{0xa2, 0x01, 0x40, 0x02, 0x40})
+	f.Add([]byte{})
+	signers := []wire.ReleaseSigner{{PublicKey: pub, MinVersion: 2}}
+	if ok, why := vouched(signers, good, "sim", m[:]); !ok {
+		f.Fatalf("the good manifest does not vouch: %s", why)
+	}
+	f.Fuzz(func(t *testing.T, manifest []byte) {
+		ok, why := vouched(signers, manifest, "sim", m[:])
+		if ok && !bytes.Equal(manifest, good) {
+			// Only a manifest the key signed can vouch; the fuzzer cannot
+			// sign, so any other accepted input must decode to the same
+			// signed content.
+			var sm wire.SignedManifest
+			if bus.Unmarshal(manifest, &sm) != nil || !ed25519.Verify(pub, wire.ManifestMessage(sm.Manifest), sm.Sig) {
+				t.Fatalf("an unsigned manifest vouched")
+			}
+		}
+		if !ok && why == "" {
+			t.Fatal("a refusal without a reason")
 		}
 	})
 }

@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*KMS, error) {
 	case cfg.StorageKey == [32]byte{}:
 		return nil, errors.New("kms: StorageKey is required")
 	}
-	if len(cfg.DefaultPolicy.Measurements) > 0 {
+	if !policyEmpty(&cfg.DefaultPolicy) {
 		if err := validatePolicy(&cfg.DefaultPolicy); err != nil {
 			return nil, fmt.Errorf("kms: DefaultPolicy: %w", err)
 		}
@@ -187,7 +187,7 @@ func (k *KMS) Start(ctx context.Context) error {
 	if len(k.cfg.GatewayMeasurements) == 0 {
 		k.log.Warn("no gateway measurement is accepted: every gateway call will be refused")
 	}
-	if len(k.cfg.DefaultPolicy.Measurements) == 0 {
+	if policyEmpty(&k.cfg.DefaultPolicy) {
 		k.log.Warn("no default policy: a namespace needs a policy before it can create functions")
 	}
 	handlers := []struct {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -24,8 +25,11 @@ const (
 // validatePolicy checks p and returns a wire error (CodeBadRequest) that
 // tells the owner what is wrong.
 func validatePolicy(p *wire.Policy) error {
-	if len(p.Measurements) == 0 {
-		return wire.Errorf(wire.CodeBadRequest, "a policy needs at least one runtime measurement")
+	if policyEmpty(p) {
+		return wire.Errorf(wire.CodeBadRequest, "a policy needs at least one runtime measurement (sim), sev-snp launch measurement, tdx MRTD or release signer")
+	}
+	if err := validateTyped(p); err != nil {
+		return err
 	}
 	if len(p.Measurements) > MaxMeasurements {
 		return wire.Errorf(wire.CodeBadRequest, "a policy holds at most %d measurements", MaxMeasurements)
@@ -51,12 +55,19 @@ func clonePolicy(p wire.Policy) wire.Policy {
 	for i, m := range p.Measurements {
 		out.Measurements[i] = bytes.Clone(m)
 	}
+	cloneTyped(&out, &p)
 	return out
 }
 
+// policyEqual compares two policies by their deterministic encodings.
 func policyEqual(a, b *wire.Policy) bool {
-	return a.AllowDebug == b.AllowDebug && a.MinSecurityVersion == b.MinSecurityVersion &&
-		slices.EqualFunc(a.Measurements, b.Measurements, bytes.Equal)
+	if a.AllowDebug != b.AllowDebug || a.MinSecurityVersion != b.MinSecurityVersion ||
+		!slices.EqualFunc(a.Measurements, b.Measurements, bytes.Equal) {
+		return false
+	}
+	ea, erra := bus.Marshal(&wire.Policy{SNP: a.SNP, TDX: a.TDX, Signers: a.Signers})
+	eb, errb := bus.Marshal(&wire.Policy{SNP: b.SNP, TDX: b.TDX, Signers: b.Signers})
+	return erra == nil && errb == nil && bytes.Equal(ea, eb)
 }
 
 // namespacePolicy returns the namespace's policy, or the default policy if

@@ -2,6 +2,7 @@ package kms
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/subtle"
 	"encoding/hex"
@@ -50,7 +51,7 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 		return nil, err
 	}
 	defer clearFunction(&fs)
-	if err := checkPolicy(claims, &fs); err != nil {
+	if err := checkPolicy(claims, &fs, req.Manifest); err != nil {
 		k.log.Warn("key release refused", "function", fid, "namespace", fs.Record.Namespace,
 			"measurement", hex.EncodeToString(claims.Measurement), "debug", claims.Debug,
 			"security_version", claims.SecurityVersion, "err", err)
@@ -73,26 +74,23 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 	}
 	k.log.Info("keys released", "function", fid, "namespace", fs.Record.Namespace, "action", fs.Record.Action,
 		"platform", claims.Platform, "measurement", hex.EncodeToString(claims.Measurement))
-	return &wire.ReleaseReply{Sealed: sealed}, nil
+	sig := ed25519.Sign(k.signKey, wire.ReleaseReplySigned(req.Nonce, req.FunctionID, req.EphemeralKey, sealed))
+	return &wire.ReleaseReply{Sealed: sealed, Sig: sig}, nil
 }
 
 // checkPolicy applies a function's policy to a runtime's claims. Its errors
-// tell the namespace owner what to change.
-func checkPolicy(c *tee.Claims, fs *functionState) error {
-	p := &fs.Policy
+// name the claim that failed and tell the namespace owner what to change.
+func checkPolicy(c *tee.Claims, fs *functionState, manifest []byte) error {
+	ce := checkClaims(c, &fs.Policy, manifest)
+	if ce == nil {
+		return nil
+	}
 	fid := hex.EncodeToString(fs.Record.FunctionID)
-	m := hex.EncodeToString(c.Measurement)
-	if !tee.MeasurementIn(c.Measurement, p.Measurements) {
-		return wire.Errorf(wire.CodePolicy, "runtime measurement %s is not in the policy of function %s (%s/%s): the namespace owner can allow it with `clemmys policy allow %s`",
-			m, fid, fs.Record.Namespace, fs.Record.Action, m)
+	hint := ""
+	if ce.Claim == "measurement" {
+		m := hex.EncodeToString(c.Measurement)
+		hint = fmt.Sprintf(": the namespace owner can allow it with `clemmys policy allow %s`", m)
 	}
-	if c.Debug && !p.AllowDebug {
-		return wire.Errorf(wire.CodePolicy, "runtime %s is a debug-mode enclave (the host can read its memory) and the policy of function %s (%s/%s) does not allow debug",
-			m, fid, fs.Record.Namespace, fs.Record.Action)
-	}
-	if c.SecurityVersion < p.MinSecurityVersion {
-		return wire.Errorf(wire.CodePolicy, "runtime security version %d is below the minimum %d of the policy of function %s (%s/%s): update the TEE's firmware/TCB",
-			c.SecurityVersion, p.MinSecurityVersion, fid, fs.Record.Namespace, fs.Record.Action)
-	}
-	return nil
+	return wire.Errorf(wire.CodePolicy, "key release refused on %s by the policy of function %s (%s/%s): %s%s",
+		ce.Claim, fid, fs.Record.Namespace, fs.Record.Action, ce.Detail, hint)
 }

@@ -120,7 +120,7 @@ func userPermissions(o Options) map[string]permissions {
 	for _, id := range o.Invokers {
 		p[InvokerUser(id)] = permissions{
 			pub: append(jetStream(readOnly(objects(store.ObjectsCode))),
-				wire.SubjectInvokerHeartbeat, wire.SubjectKMSNonce, wire.SubjectKMSReleaseAt("*")),
+				wire.SubjectInvokerHeartbeat, wire.SubjectKMSIdentity, wire.SubjectKMSNonce, wire.SubjectKMSReleaseAt("*")),
 			sub: []string{wire.SubjectInvokerRun(id), wire.SubjectInvokerPrewarm(id), wire.SubjectInvokerPlace(id)},
 		}
 	}

@@ -99,6 +99,7 @@ func TestPermissions(t *testing.T) {
 	}{
 		{"invoker takes its own work", inv, invErrs, sub(inv, wire.SubjectInvokerRun("inv1")), false},
 		{"invoker heart-beats", inv, invErrs, pub(inv, wire.SubjectInvokerHeartbeat), false},
+		{"invoker asks for the KMS identity (to pin it)", inv, invErrs, pub(inv, wire.SubjectKMSIdentity), false},
 		{"invoker asks for a release", inv, invErrs, pub(inv, wire.SubjectKMSReleaseAt("0123456789abcdef")), false},
 		{"invoker takes another invoker's work", inv, invErrs, sub(inv, wire.SubjectInvokerRun("inv2")), true},
 		{"invoker listens to the KMS", inv, invErrs, sub(inv, "clemmys.kms.>"), true},

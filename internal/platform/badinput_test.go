@@ -331,6 +331,35 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 
+	t.Run("typed rules through the CLI and the REST API", func(t *testing.T) {
+		m := strings.Repeat("5a", 48)
+		var out, errs bytes.Buffer
+		if code := cli.Run([]string{"policy", "allow", "--data-dir", e.dataDir, "--apihost", e.p.APIHost(), "--auth", g,
+			"snp:measurement=" + m, "min-tcb=3.0.8.115", "tdx:mrtd=" + m, "tcb-status=SWHardeningNeeded"}, &out, &errs); code != 0 {
+			t.Fatalf("clemmys policy allow: exit %d: %s", code, errs.String())
+		}
+		for _, want := range []string{"measurement      " + m, "min-tcb          3.0.8.115", "mrtd             " + m, "UpToDate, SWHardeningNeeded"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("policy allow printed no %q:\n%s", want, out.String())
+			}
+		}
+		var pol map[string]any
+		if st, _ := e.call(g, "GET", "/api/v1/namespaces/_/policy", nil, &pol); st != 200 || pol["snp"] == nil || pol["tdx"] == nil {
+			t.Fatalf("get policy: %d %v", st, pol)
+		}
+		// The sim runtime still runs: its measurement is still allowed.
+		var res map[string]any
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello2?blocking=true&result=true", map[string]any{"name": "typed"}, &res); st != 200 {
+			t.Fatalf("invoke: %d %v", st, res)
+		}
+		// A malformed typed rule is a 400 naming it.
+		st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/policy", map[string]any{"measurements": []string{hex.EncodeToString(e.p.EnclaveMeasurement)},
+			"snp": map[string]any{"measurements": []string{"abcd"}}}, &res)
+		if msg, _ := res["error"].(string); st != 400 || !strings.Contains(msg, "sev-snp") {
+			t.Fatalf("bad snp rule: %d %v", st, res)
+		}
+	})
+
 	if t.Failed() {
 		t.Logf("platform logs:\n%s", e.logs.String())
 	}

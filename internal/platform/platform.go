@@ -27,7 +27,8 @@ import (
 	"github.com/clemmys/clemmys/internal/gateway"
 	"github.com/clemmys/clemmys/internal/invoker"
 	"github.com/clemmys/clemmys/internal/kms"
-	"github.com/clemmys/clemmys/internal/tee/sim"
+	"github.com/clemmys/clemmys/internal/kmsclient"
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 // GuestNamespace is the namespace created on first start.
@@ -86,6 +87,15 @@ type Config struct {
 	// first engine ahead (invoker.Config.PrecompileEngine), for fast
 	// JavaScript cold starts, at the cost of seconds of CPU per runtime.
 	PrecompileJSEngine bool
+
+	// TEE is the platform: "" or "sim" (the simulated TEE, development
+	// only), "sev-snp" or "tdx" (the whole platform runs in one
+	// confidential VM; Start fails with ErrNoTEE elsewhere).
+	TEE string
+	// ReleaseSigner, if set, is the default policy of new namespaces: trust
+	// the runtime releases this key signs (wire.ReleaseSigner), instead of
+	// the measurement of whatever runtime binary the operator starts.
+	ReleaseSigner *wire.ReleaseSigner
 }
 
 // Platform is a running deployment.
@@ -100,8 +110,11 @@ type Platform struct {
 	Invoker    *invoker.Invoker   // the first of Invokers
 	Invokers   []*invoker.Invoker // invoker0, invoker1, ...
 
+	// TEE is the platform's TEE: "sim", "sev-snp" or "tdx".
+	TEE string
 	// EnclaveMeasurement is the measurement of the runtime binary the KMS
-	// trusts by default.
+	// trusts by default (sim only; nil on real TEEs, where a runtime's
+	// measurement is its confidential VM's and owners pin it).
 	EnclaveMeasurement []byte
 	// Credential of the guest namespace, "uuid:key".
 	GuestAuth string
@@ -146,23 +159,22 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		p.buses = EmbeddedBus(p.Bus)
 	}
 
-	tr, err := LoadTrust(filepath.Join(cfg.DataDir, "sim"), true)
+	tr, err := cfg.trust()
 	if err != nil {
 		return p, err
 	}
-	p.EnclaveMeasurement, err = sim.MeasureFile(cfg.EnclavePath)
-	if err != nil {
-		return p, err
+	p.TEE = tr.Name
+	p.EnclaveMeasurement = tr.Runtime
+	defaultPolicy := tr.DefaultPolicy
+	if cfg.ReleaseSigner != nil {
+		defaultPolicy = wire.Policy{Signers: []wire.ReleaseSigner{*cfg.ReleaseSigner}}
 	}
-	p.log.Warn("SIMULATED TEE: sim evidence is accepted; this deployment has no hardware protection and is for development only",
-		"sim_root", filepath.Join(tr.SimDir, sim.KeyFile))
-
 	// In one process the KMS and the gateway are the same binary: each
 	// accepts the other's measurement, the digest of this executable.
 	p.KMS, err = StartKMS(ctx, runCtx, tr, p.buses, KMSOptions{
-		RuntimeMeasurements: [][]byte{p.EnclaveMeasurement},
-		Replicas:            cfg.Replicas,
-		Log:                 p.log.With("service", "kms"),
+		DefaultPolicy: defaultPolicy,
+		Replicas:      cfg.Replicas,
+		Log:           p.log.With("service", "kms"),
 	})
 	if err != nil {
 		return p, err
@@ -183,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	}
 	for i := range max(cfg.Invokers, 1) {
 		id := fmt.Sprintf("invoker%d", i)
-		iv, err := StartInvoker(ctx, runCtx, tr, p.buses, invoker.Config{
+		iv, err := StartInvoker(ctx, runCtx, tr, p.buses, p.KMS.SignKey(), invoker.Config{
 			ID:          id,
 			EnclavePath: cfg.EnclavePath,
 			Capacity:    cfg.InvokerCapacity,
@@ -191,7 +203,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 			Engines:     cfg.JSEngines,
 
 			PrecompileEngine: cfg.PrecompileJSEngine,
-			Log:              p.log.With("service", "invoker", "invoker", id),
+			Log:              p.log.With("service", "invoker"),
 		})
 		if err != nil {
 			return p, err
@@ -199,9 +211,10 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		p.Invokers = append(p.Invokers, iv)
 	}
 	p.Invoker = p.Invokers[0]
-	p.Gateway, err = NewGateway(ctx, tr, p.buses, gateway.Config{
+	var kc *kmsclient.Client
+	p.Gateway, kc, err = NewGateway(ctx, tr, p.buses, gateway.Config{
 		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
-		Log:          p.log.With("service", "gateway"),
+		Log: p.log.With("service", "gateway"), TEE: tr.Name,
 		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
 		ExpirySlack:  cfg.ExpirySlack,
 		Replicas:     cfg.Replicas,
@@ -242,6 +255,18 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	}
 	if err := p.ensureAdmin(ctx); err != nil {
 		return p, err
+	}
+	if err := p.writeRuntimeInfo(); err != nil {
+		return p, err
+	}
+	if p.EnclaveMeasurement != nil {
+		if infos, err := p.Gateway.ListNamespaces(ctx); err == nil {
+			names := make([]string, len(infos))
+			for i, ni := range infos {
+				names[i] = ni.Namespace
+			}
+			warnUnallowed(ctx, kc, p.log, names, p.EnclaveMeasurement)
+		}
 	}
 	p.log.Info("clemmys is up", "api", p.APIHost(), "enclave_measurement", hex.EncodeToString(p.EnclaveMeasurement))
 	return p, nil

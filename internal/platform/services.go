@@ -2,8 +2,11 @@ package platform
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,16 +29,27 @@ import (
 // kms|controller|invoker|gateway`) use one each, in processes of their own
 // on a NATS cluster.
 
-// Trust is what the trusted services of a deployment share on the
-// simulated TEE: its root key (which signs every component's evidence and
-// derives the KMS's storage key) and the measurement of this binary, which
-// the KMS accepts for gateways and gateways accept for the KMS (they are
-// the same clemmys executable).
+// Trust is what the trusted services of a deployment get from its TEE:
+// the platform's name, the verifiers of the evidence it accepts, this
+// process's attester and measurement (the KMS accepts the gateway's and
+// the gateway the KMS's: they are the same clemmys executable), the KMS's
+// storage key, and the runtime's arguments. On the simulated TEE every
+// service shares the root key in SimDir.
 type Trust struct {
-	SimDir    string
-	Machine   *sim.Machine
-	Verifiers *tee.Registry
-	Self      []byte
+	Name       string
+	SimDir     string       // sim only
+	Machine    *sim.Machine // sim only
+	Verifiers  *tee.Registry
+	Self       []byte
+	StorageKey [32]byte
+	// Runtime is the measurement of the runtime binary (sim: its digest;
+	// nil on real TEEs, where it is the confidential VM's), and
+	// DefaultPolicy the policy of a namespace that has none (sim: that
+	// measurement; none on real TEEs).
+	Runtime       []byte
+	DefaultPolicy wire.Policy
+	attester      tee.Attester
+	enclaveArgs   []string
 }
 
 // LoadTrust loads the simulated root from simDir; with create it makes one
@@ -58,11 +72,44 @@ func LoadTrust(simDir string, create bool) (*Trust, error) {
 	}
 	v := tee.NewRegistry()
 	v.Add(sim.Platform, sim.NewVerifier(m.PublicKey()))
-	return &Trust{SimDir: simDir, Machine: m, Verifiers: v, Self: self}, nil
+	return &Trust{
+		Name: sim.Platform, SimDir: simDir, Machine: m, Verifiers: v, Self: self,
+		StorageKey:  m.SealingKey("clemmys kms storage"),
+		attester:    m.Attester(self, 1, false),
+		enclaveArgs: []string{"--tee", sim.Platform, "--sim-dir", simDir},
+	}, nil
+}
+
+// fromSetup is the Trust of a real TEE (setupReal).
+func fromSetup(ts *teeSetup) *Trust {
+	return &Trust{Name: ts.name, Verifiers: ts.verifiers, Self: ts.self, StorageKey: ts.storageKey,
+		Runtime: ts.runtime, DefaultPolicy: ts.defaultPolicy, attester: ts.attester, enclaveArgs: ts.enclaveArgs}
+}
+
+// trust is the Trust of the platform's configuration.
+func (cfg Config) trust() (*Trust, error) {
+	if cfg.TEE != "" && cfg.TEE != sim.Platform {
+		ts, err := setupReal(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return fromSetup(ts), nil
+	}
+	t, err := LoadTrust(filepath.Join(cfg.DataDir, "sim"), true)
+	if err != nil {
+		return nil, err
+	}
+	if t.Runtime, err = sim.MeasureFile(cfg.EnclavePath); err != nil {
+		return nil, err
+	}
+	t.DefaultPolicy = wire.Policy{Measurements: [][]byte{t.Runtime}}
+	cfg.Log.Warn("SIMULATED TEE: sim evidence is accepted; this deployment has no hardware protection and is for development only",
+		"sim_root", filepath.Join(t.SimDir, sim.KeyFile))
+	return t, nil
 }
 
 // Attester is this process's attester (gateway or KMS).
-func (t *Trust) Attester() tee.Attester { return t.Machine.Attester(t.Self, 1, false) }
+func (t *Trust) Attester() tee.Attester { return t.attester }
 
 // Bus opens the bus connections of a process's services: to an embedded
 // server, or to a NATS cluster.
@@ -118,9 +165,9 @@ func (b *Bus) Close() {
 
 // KMSOptions configures StartKMS.
 type KMSOptions struct {
-	// RuntimeMeasurements are the enclave runtime measurements of the
-	// default policy of a namespace that has none.
-	RuntimeMeasurements [][]byte
+	// DefaultPolicy is the policy of a namespace that has none: the
+	// runtimes (measurements, release signers) the platform trusts.
+	DefaultPolicy wire.Policy
 	// GatewayMeasurements are accepted for gateway calls; default: the
 	// measurement of this binary.
 	GatewayMeasurements [][]byte
@@ -140,8 +187,8 @@ func StartKMS(ctx, runCtx context.Context, t *Trust, b *Bus, o KMSOptions) (*kms
 	}
 	k, err := kms.New(ctx, kms.Config{
 		Conn: nc, JS: js, Verifiers: t.Verifiers, Attester: t.Attester(),
-		StorageKey:          t.Machine.SealingKey("clemmys kms storage"),
-		DefaultPolicy:       wire.Policy{Measurements: o.RuntimeMeasurements},
+		StorageKey:          t.StorageKey,
+		DefaultPolicy:       o.DefaultPolicy,
 		GatewayMeasurements: gw,
 		Replicas:            o.Replicas,
 		Log:                 o.Log,
@@ -173,15 +220,30 @@ func StartController(ctx, runCtx context.Context, b *Bus, cfg controller.Config)
 	return c, nil
 }
 
-// StartInvoker starts an invoker whose runtimes attest with t's simulated
-// root; cfg's Conn, JS and EnclaveArgs are set here.
-func StartInvoker(ctx, runCtx context.Context, t *Trust, b *Bus, cfg invoker.Config) (*invoker.Invoker, error) {
+// StartInvoker starts an invoker whose runtimes run on t's TEE and accept
+// key bundles only from the KMS whose identity key is kmsKey (mutual
+// attestation: the runtime pins it); nil: the KMS on the bus, once its
+// evidence verifies against t (kmsMeasurements, default this binary's:
+// acceptable on the simulated TEE; on a real one the key belongs in the
+// runtime's measured command line, docs/operations.md). cfg's Conn, JS
+// and EnclaveArgs are set here.
+func StartInvoker(ctx, runCtx context.Context, t *Trust, b *Bus, kmsKey []byte, cfg invoker.Config) (*invoker.Invoker, error) {
 	nc, js, err := b.Connect(ctx, "invoker-"+cfg.ID)
 	if err != nil {
 		return nil, err
 	}
+	if kmsKey == nil {
+		kc := kmsclient.New(kmsclient.Config{Conn: nc, Verifiers: t.Verifiers, KMSMeasurements: [][]byte{t.Self}, Log: cfg.Log})
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := kc.Connect(cctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("platform: the invoker cannot find an attested KMS to pin for its runtimes: %w", err)
+		}
+		kmsKey = kc.SignKey()
+	}
 	cfg.Conn, cfg.JS = nc, js
-	cfg.EnclaveArgs = []string{"--tee", sim.Platform, "--sim-dir", t.SimDir}
+	cfg.EnclaveArgs = append(slices.Clone(t.enclaveArgs), "--kms-key", hex.EncodeToString(kmsKey))
 	iv, err := invoker.New(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -202,11 +264,12 @@ type GatewayOptions struct {
 }
 
 // NewGateway connects to an attested KMS and makes a gateway (cfg's Conn,
-// JS and KMS are set here); the caller serves it.
-func NewGateway(ctx context.Context, t *Trust, b *Bus, cfg gateway.Config, o GatewayOptions) (*gateway.Gateway, error) {
+// JS and KMS are set here); the caller serves it. It returns the KMS
+// client too.
+func NewGateway(ctx context.Context, t *Trust, b *Bus, cfg gateway.Config, o GatewayOptions) (*gateway.Gateway, *kmsclient.Client, error) {
 	nc, js, err := b.Connect(ctx, "gateway")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	km := o.KMSMeasurements
 	if len(km) == 0 {
@@ -224,8 +287,12 @@ func NewGateway(ctx context.Context, t *Trust, b *Bus, cfg gateway.Config, o Gat
 	err = kc.Connect(cctx)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("platform: the gateway cannot reach an attested KMS (is `clemmys kms` running on the same bus, with the same sim root and binary?): %w", err)
+		return nil, nil, fmt.Errorf("platform: the gateway cannot reach an attested KMS (is `clemmys kms` running on the same bus, with the same sim root and binary?): %w", err)
 	}
 	cfg.Conn, cfg.JS, cfg.KMS = nc, js, kc
-	return gateway.New(ctx, cfg)
+	if cfg.TEE == "" {
+		cfg.TEE = t.Name
+	}
+	g, err := gateway.New(ctx, cfg)
+	return g, kc, err
 }

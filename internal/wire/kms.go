@@ -47,14 +47,28 @@ func ValidReplica(s string) bool {
 }
 
 // Policy says which enclave runtimes may receive a function's keys.
+//
+// Measurements, AllowDebug and MinSecurityVersion are the rules of the
+// simulated TEE (sim). Runtimes on real hardware are judged by the typed
+// rules of their platform, SNP or TDX (teepolicy.go); a policy without
+// rules for a platform refuses every runtime of it.
 type Policy struct {
 	// Measurements are the accepted runtime measurements (hex-free raw
 	// digests). A runtime upgrade adds its new measurement here.
 	Measurements [][]byte `cbor:"1,keyasint"`
-	// AllowDebug accepts evidence from debug-mode enclaves.
+	// AllowDebug accepts evidence from debug-mode enclaves (sim only: a
+	// debug SEV-SNP guest or TD is always refused).
 	AllowDebug bool `cbor:"2,keyasint,omitempty"`
 	// MinSecurityVersion is the lowest accepted TCB/security version.
 	MinSecurityVersion uint32 `cbor:"3,keyasint,omitempty"`
+	// SNP are the rules for AMD SEV-SNP runtimes (nil: none accepted).
+	SNP *SNPPolicy `cbor:"4,keyasint,omitempty"`
+	// TDX are the rules for Intel TDX runtimes (nil: none accepted).
+	TDX *TDXPolicy `cbor:"5,keyasint,omitempty"`
+	// Signers are trusted runtime release signers (release.go): a runtime
+	// whose measurement a signed manifest of theirs lists is accepted as
+	// if its measurement were in the policy.
+	Signers []ReleaseSigner `cbor:"6,keyasint,omitempty"`
 }
 
 // FunctionRecord is the public description of a function version, signed by
@@ -199,6 +213,10 @@ type ReleaseRequest struct {
 	EphemeralKey []byte `cbor:"2,keyasint"` // runtime's HPKE public key (SuiteX25519)
 	Evidence     []byte `cbor:"3,keyasint"`
 	FunctionID   []byte `cbor:"4,keyasint"`
+	// Manifest is the runtime's signed release manifest (CBOR
+	// SignedManifest), if its release has one; public, forwarded by the
+	// invoker.
+	Manifest []byte `cbor:"5,keyasint,omitempty"`
 }
 
 // ReleaseContext is the domain-separation prefix of the release report data
@@ -206,9 +224,24 @@ type ReleaseRequest struct {
 const ReleaseContext = "clemmys/v1 key release\x00"
 
 // ReleaseReply carries a KeyBundle sealed with HPKE to the runtime's
-// ephemeral key, info ReleaseContext || Nonce || FunctionID.
+// ephemeral key, info ReleaseContext || Nonce || FunctionID, and the KMS
+// identity key's signature over ReleaseReplySigned(...), by which the
+// runtime, which pins that key, knows the keys come from the KMS (a rogue
+// KMS could seal to the runtime's public ephemeral key too).
 type ReleaseReply struct {
 	Sealed []byte `cbor:"1,keyasint"`
+	Sig    []byte `cbor:"2,keyasint,omitempty"`
+}
+
+// ReleaseReplyContext is the domain-separation prefix of release reply
+// signatures.
+const ReleaseReplyContext = "clemmys/v1 key release reply\x00"
+
+// ReleaseReplySigned is what the KMS signs in a release reply:
+// ReleaseReplyContext || nonce (32) || functionID (16) || ephemeralKey
+// (32) || sealed. The fixed sizes make the concatenation unambiguous.
+func ReleaseReplySigned(nonce, functionID, ephemeralKey, sealed []byte) []byte {
+	return concat([]byte(ReleaseReplyContext), nonce, functionID, ephemeralKey, sealed)
 }
 
 // KeyBundle is what an attested runtime receives for one function version.
