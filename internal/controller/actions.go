@@ -391,6 +391,9 @@ func normalizeAction(a *wire.Action) error {
 	if len(a.DefinitionTag) > maxDefinitionTagLen {
 		return badRequest("definition tag too large")
 	}
+	if len(a.WebTag) > maxDefinitionTagLen {
+		return badRequest("web tag too large")
+	}
 	return checkAnnotations(a.Annotations)
 }
 

@@ -266,6 +266,14 @@ func (g *Gateway) mergeMeta(w http.ResponseWriter, r *http.Request, ns, name str
 	if body.Annotations != nil {
 		a.Annotations = *body.Annotations
 	}
+	// The web annotations' MAC (webtag.go): kept as stored when the
+	// annotations are and their MAC does not verify, so that an update
+	// never vouches for what the controller changed.
+	if prev != nil && body.Annotations == nil && !g.webIntact(prev) {
+		a.WebTag = prev.WebTag
+	} else {
+		g.tagWeb(&a)
+	}
 	if l := body.Limits; l != nil {
 		given, _ := checkLimits(l) // checked by checkMeta
 		if l.Timeout != nil {

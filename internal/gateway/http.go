@@ -109,6 +109,8 @@ func (g *Gateway) routes() http.Handler {
 	handle("POST "+api+"/rules/{name}", g.setRuleStatus)
 	handle("GET "+api+"/limits", g.getLimits)
 	handle("GET "+api, g.getNamespace)
+	// Web actions (web.go): no credentials, their own CORS.
+	mux.HandleFunc(webPrefix, g.webAction)
 	g.adminRoutes(mux)
 	gatherers := append(prometheus.Gatherers{g.metrics.reg}, g.cfg.ExtraMetrics...)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))

@@ -43,6 +43,10 @@ type Action struct {
 	// controller can refuse one sealed for an entity that has changed since
 	// (CodeStale): the gateway may seal from entities it read before.
 	Revision uint64 `cbor:"14,keyasint,omitempty"`
+	// WebTag authenticates the web annotations (web-export, raw-http,
+	// require-whisk-auth, final, web-custom-options): the gateway's MAC
+	// over namespace, name and their values, opaque to the controller.
+	WebTag []byte `cbor:"15,keyasint,omitempty"`
 }
 
 // Action kinds. The nodejs kinds are JavaScript functions, run by the
