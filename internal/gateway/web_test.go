@@ -191,13 +191,17 @@ func TestWebTag(t *testing.T) {
 		t.Fatal("the stored action does not verify")
 	}
 	for name, change := range map[string]func(*wire.Action){
-		"web-export added":   func(a *wire.Action) { a.Annotations = []wire.KeyValue{{Key: "web-export", Value: true}} },
-		"auth removed":       func(a *wire.Action) { a.Annotations = a.Annotations[:1] },
-		"renamed":            func(a *wire.Action) { a.Name = "other" },
-		"raw-http added":     func(a *wire.Action) { a.Annotations = append(a.Annotations, wire.KeyValue{Key: "raw-http", Value: true}) },
-		"final added":        func(a *wire.Action) { a.Annotations = append(a.Annotations, wire.KeyValue{Key: "final", Value: true}) },
-		"custom options set": func(a *wire.Action) { a.Annotations = append(a.Annotations, wire.KeyValue{Key: "web-custom-options", Value: true}) },
-		"no tag":             func(a *wire.Action) { a.WebTag = nil },
+		"web-export added": func(a *wire.Action) { a.Annotations = []wire.KeyValue{{Key: "web-export", Value: true}} },
+		"auth removed":     func(a *wire.Action) { a.Annotations = a.Annotations[:1] },
+		"renamed":          func(a *wire.Action) { a.Name = "other" },
+		"raw-http added": func(a *wire.Action) {
+			a.Annotations = append(a.Annotations, wire.KeyValue{Key: "raw-http", Value: true})
+		},
+		"final added": func(a *wire.Action) { a.Annotations = append(a.Annotations, wire.KeyValue{Key: "final", Value: true}) },
+		"custom options set": func(a *wire.Action) {
+			a.Annotations = append(a.Annotations, wire.KeyValue{Key: "web-custom-options", Value: true})
+		},
+		"no tag": func(a *wire.Action) { a.WebTag = nil },
 	} {
 		c := roundTrip(t, a)
 		change(c)
