@@ -143,6 +143,7 @@ type Gateway struct {
 	certPEM      []byte
 	metrics      *metrics
 	handler      http.Handler
+	code         codeObjects // the sealed code store, for GET with code (code.go)
 
 	// sessions holds the capsule sessions of this process (envelope format
 	// 2): one HPKE encapsulation per function version and epoch, rotated

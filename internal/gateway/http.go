@@ -90,8 +90,8 @@ func (g *Gateway) routes() http.Handler {
 	handle("PUT "+api+"/policy", g.putPolicy)
 	// Packages, triggers, rules, namespace (packages.go, triggers.go,
 	// rules.go, namespaces.go).
-	handle("GET "+api+"/packages", g.listPackages)
-	handle("GET "+api+"/packages/{$}", g.listPackages)
+	mux.Handle("GET "+api+"/packages", g.publicRead(g.listPackages)) // another namespace's: its public ones
+	mux.Handle("GET "+api+"/packages/{$}", g.publicRead(g.listPackages))
 	handle("PUT "+api+"/packages/{name}", g.putPackage)
 	mux.Handle("GET "+api+"/packages/{name}", g.publicRead(g.getPackage))
 	handle("DELETE "+api+"/packages/{name}", g.deletePackage)

@@ -94,6 +94,10 @@ type ListRequest struct {
 type ActionList struct {
 	Actions []Action `cbor:"1,keyasint"`
 	Count   int      `cbor:"2,keyasint,omitempty"` // with ListRequest.Count
+	// ParamsOmitted: the sealed default parameters of some listed actions
+	// were left out to bound the answer (theirs are nil); the gateway
+	// reads those actions one by one.
+	ParamsOmitted bool `cbor:"3,keyasint,omitempty"`
 }
 
 // InvokeRequest asks the controller to run a sealed envelope. The gateway

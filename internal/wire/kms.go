@@ -96,7 +96,22 @@ const (
 	OpGatewaySecret  = "gateway_secret"  // (none) → GatewaySecret
 	OpSetPolicy      = "set_policy"      // SetPolicy → Policy
 	OpGetPolicy      = "get_policy"      // GetPolicy → Policy
+	OpCodeKey        = "code_key"        // CodeKeyRequest → CodeKey
 )
+
+// CodeKeyRequest asks for the code key of a function version, so that the
+// gateway can open its sealed code for the action's owner (GET of an
+// action with its code). The KMS answers only if the function belongs to
+// Namespace: the gateway names the authenticated caller's namespace.
+type CodeKeyRequest struct {
+	Namespace  string `cbor:"1,keyasint"`
+	FunctionID []byte `cbor:"2,keyasint"`
+}
+
+// CodeKey is the code key of a function version.
+type CodeKey struct {
+	CodeKey []byte `cbor:"1,keyasint"`
+}
 
 // CreateFunction asks the KMS for a new function version.
 type CreateFunction struct {
