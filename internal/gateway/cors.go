@@ -44,5 +44,8 @@ func cors(next http.Handler) http.Handler {
 // which set their CORS headers themselves (OpenWhisk's web action CORS;
 // web-custom-options leaves them to the action).
 func ownCORS(p string) bool {
-	return strings.HasPrefix(p, webPrefix)
+	if strings.HasPrefix(p, apiMgmt) {
+		return false // the management API is the REST API's
+	}
+	return strings.HasPrefix(p, webPrefix) || strings.HasPrefix(p, "/api/") && !strings.HasPrefix(p, "/api/v1/") && p != "/api/v1"
 }

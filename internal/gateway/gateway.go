@@ -145,6 +145,7 @@ type Gateway struct {
 	handler      http.Handler
 	code         codeObjects // the sealed code store, for GET with code (code.go)
 	feedState    feedStore   // alarm feeds (feeds.go)
+	routeState   routeStore  // API routes (apimgmt.go)
 
 	// sessions holds the capsule sessions of this process (envelope format
 	// 2): one HPKE encapsulation per function version and epoch, rotated

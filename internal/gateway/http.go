@@ -111,6 +111,11 @@ func (g *Gateway) routes() http.Handler {
 	handle("GET "+api, g.getNamespace)
 	// Web actions (web.go): no credentials, their own CORS.
 	mux.HandleFunc(webPrefix, g.webAction)
+	// API routes (apimgmt.go): managed with credentials, served without.
+	handle("POST "+apiMgmt+"createApi", g.createAPI)
+	handle("GET "+apiMgmt+"getApi", g.getAPI)
+	handle("DELETE "+apiMgmt+"deleteApi", g.deleteAPI)
+	mux.HandleFunc("/api/{ns}/{path...}", g.serveRoute)
 	g.adminRoutes(mux)
 	gatherers := append(prometheus.Gatherers{g.metrics.reg}, g.cfg.ExtraMetrics...)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))

@@ -3,6 +3,7 @@ package platform_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -173,4 +174,66 @@ func TestWebActions(t *testing.T) {
 	if st, _, b := e.web("GET", base+"private.json", nil, nil); st != 404 {
 		t.Errorf("tampered web-export: %d %s, want 404", st, b)
 	}
+}
+
+// TestAPIRoutes: the openwhisk client's routes API (apimgmt createApi,
+// getApi, deleteApi) maps a base path, a path and a verb to a web action,
+// served without credentials at /api/{namespace}/{basepath}/{path}.
+func TestAPIRoutes(t *testing.T) {
+	e := startJS(t, nil)
+	g := e.guest()
+	e.deployJS(g, "book", "nodejs:default", []byte(`function main(p) { return { id: p.id, method: p.__ow_method, q: p.q } }`), false, webAnns("web-export", true))
+	e.deployJS(g, "plain", "nodejs:default", []byte(`function main() { return {} }`), false, nil)
+	create := func(action, base, path, verb, resp string) (int, map[string]any) {
+		var out map[string]any
+		body := map[string]any{"apidoc": map[string]any{"namespace": "_", "gatewayBasePath": base, "gatewayPath": path, "gatewayMethod": verb,
+			"apiName": "books", "action": map[string]any{"name": action, "namespace": "guest", "backendMethod": "GET"}}}
+		q := ""
+		if resp != "" {
+			q = "?responsetype=" + resp
+		}
+		st, _ := e.call(g, "POST", "/api/v1/web/whisk.system/apimgmt/createApi"+q, body, &out)
+		return st, out
+	}
+	if st, out := create("book", "/library", "/books/{id}", "get", ""); st != 200 || !strings.Contains(compactJSON(out), `"gwApiUrl":"https://`) {
+		t.Fatalf("create: %d %v", st, out)
+	}
+	if st, out := create("book", "/library", "/books", "POST", "json"); st != 200 {
+		t.Fatalf("create post: %d %v", st, out)
+	}
+	if st, _ := create("plain", "/library", "/plain", "get", ""); st != 400 {
+		t.Errorf("a route to an action that is not a web action: %d", st)
+	}
+	if st, _ := e.call("", "POST", "/api/v1/web/whisk.system/apimgmt/createApi", map[string]any{}, nil); st != 401 {
+		t.Errorf("create without credentials: %d", st)
+	}
+	st, _, b := e.web("GET", "/api/guest/library/books/42?q=x", nil, nil)
+	if st != 200 || !strings.Contains(string(b), `"id":"42"`) || !strings.Contains(string(b), `"q":"x"`) {
+		t.Errorf("GET route: %d %s", st, b)
+	}
+	st, _, b = e.web("POST", "/api/guest/library/books", map[string]string{"Content-Type": "application/json"}, []byte(`{"id":"new"}`))
+	if st != 200 || !strings.Contains(string(b), `"method":"post"`) {
+		t.Errorf("POST route: %d %s", st, b)
+	}
+	if st, _, _ := e.web("DELETE", "/api/guest/library/books/42", nil, nil); st != 404 {
+		t.Errorf("a verb without a route: %d", st)
+	}
+	var got map[string]any
+	if st, _ := e.call(g, "GET", "/api/v1/web/whisk.system/apimgmt/getApi?basepath=/library", nil, &got); st != 200 || !strings.Contains(compactJSON(got), `"/books/{id}"`) {
+		t.Errorf("getApi: %d %v", st, got)
+	}
+	if st, _ := e.call(g, "DELETE", "/api/v1/web/whisk.system/apimgmt/deleteApi?basepath=/library&relpath=/books/{id}&operation=GET&force=true", nil, nil); st != 200 {
+		t.Errorf("deleteApi: %d", st)
+	}
+	if st, _, _ := e.web("GET", "/api/guest/library/books/42", nil, nil); st != 404 {
+		t.Errorf("deleted route: %d", st)
+	}
+	if st, _, _ := e.web("POST", "/api/guest/library/books", map[string]string{"Content-Type": "application/json"}, []byte(`{}`)); st != 200 {
+		t.Errorf("the other route: %d", st)
+	}
+}
+
+func compactJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -24,6 +24,7 @@ const (
 	ObjectsCode       = "clemmys_code"        // controller: sealed wasm modules
 	BucketFeeds       = "clemmys_feeds"       // gateway: alarm feeds (MACed, payloads sealed)
 	BucketFeedTicks   = "clemmys_feed_ticks"  // gateway: claimed alarm ticks (entries expire)
+	BucketRoutes      = "clemmys_routes"      // gateway: API routes (MACed)
 )
 
 // KV opens the KV bucket named bucket, creating it if needed with the given
