@@ -1,8 +1,9 @@
 // Package catalog installs the whisk.system catalog: the namespace
-// "whisk.system" and its public package "utils" (OpenWhisk's
+// "whisk.system" and its public packages "utils" (OpenWhisk's
 // /whisk.system/utils: echo, cat, sort, split, head, date, smash), whose
 // actions are Go functions built with the SDK from
-// internal/catalog/utils/<name>.
+// internal/catalog/utils/<name>, and "alarms" (the feeds alarm, once and
+// interval, which the gateway serves: internal/gateway/feeds.go).
 //
 // The catalog is installed through the gateway's public REST API (its HTTP
 // handler, called in-process with the whisk.system credential), exactly as
@@ -127,6 +128,42 @@ var Utils = []Action{
 		SampleOutput: map[string]any{"x": map[string]any{"a": 1}}},
 }
 
+// AlarmsPackage is the alarms package, AlarmsDescription its description.
+const (
+	AlarmsPackage     = "alarms"
+	AlarmsDescription = "Alarms and periodic utility"
+)
+
+// alarmModule is the code of the alarms feed actions (utils/alarmfeed):
+// the gateway serves them.
+const alarmModule = "alarmfeed"
+
+// Alarms are the feed actions of /whisk.system/alarms, with OpenWhisk's
+// annotations (feed: true).
+var Alarms = []Action{
+	{Name: "alarm", Description: "Fire trigger when alarm occurs",
+		Parameters: []Param{
+			{Name: "cron", Required: true, Description: "UNIX crontab syntax for firing trigger in Coordinated Universal Time (UTC)"},
+			{Name: "trigger_payload", Required: false, Description: "The payload to pass to the trigger"},
+			{Name: "startDate", Required: false, Description: "Date when the trigger should start firing (ISO 8601)"},
+			{Name: "stopDate", Required: false, Description: "Date when the trigger should stop firing (ISO 8601)"},
+			{Name: "maxTriggers", Required: false, Type: "integer", Description: "Maximum number of times the trigger fires"},
+		}},
+	{Name: "once", Description: "Fire trigger once when alarm occurs",
+		Parameters: []Param{
+			{Name: "date", Required: true, Description: "Date when the trigger fires (ISO 8601)"},
+			{Name: "trigger_payload", Required: false, Description: "The payload to pass to the trigger"},
+			{Name: "deleteAfterFire", Required: false, Description: "false, true (delete the trigger) or rules (delete it and its rules) after it fires"},
+		}},
+	{Name: "interval", Description: "Fire trigger at specified interval",
+		Parameters: []Param{
+			{Name: "minutes", Required: true, Type: "integer", Description: "The interval, in minutes"},
+			{Name: "trigger_payload", Required: false, Description: "The payload to pass to the trigger"},
+			{Name: "startDate", Required: false, Description: "Date when the trigger should start firing (ISO 8601)"},
+			{Name: "stopDate", Required: false, Description: "Date when the trigger should stop firing (ISO 8601)"},
+		}},
+}
+
 // Version identifies the catalog: the installer schema, the embedded
 // sources of the functions, and the Go version that builds them.
 func Version() string {
@@ -145,7 +182,7 @@ func Version() string {
 		fmt.Fprintf(h, "%s %d\n", n, len(b))
 		h.Write(b)
 	}
-	for _, a := range Utils {
+	for _, a := range append(append([]Action(nil), Utils...), Alarms...) {
 		b, _ := json.Marshal(annotations(a))
 		fmt.Fprintf(h, "%s %s\n", a.Name, b)
 	}
@@ -230,6 +267,25 @@ func Ensure(ctx context.Context, o Options) error {
 			return fmt.Errorf("catalog: PUT action %s/%s: %d %s", PackageName, a.Name, st, resp)
 		}
 		names = append(names, PackageName+"/"+a.Name)
+	}
+	// The alarms package: its feeds are served by the gateway.
+	alarms := map[string]any{
+		"publish":     true,
+		"annotations": []map[string]any{{"key": "description", "value": AlarmsDescription}},
+	}
+	if st, body := api.do(ctx, "PUT", "/api/v1/namespaces/_/packages/"+AlarmsPackage+"?overwrite=true", alarms); st != http.StatusOK {
+		return fmt.Errorf("catalog: PUT package %s: %d %s", AlarmsPackage, st, body)
+	}
+	for _, a := range Alarms {
+		body := map[string]any{
+			"exec":        map[string]any{"kind": "wasm", "code": base64.StdEncoding.EncodeToString(modules[alarmModule])},
+			"annotations": append(annotations(a), map[string]any{"key": "feed", "value": true}),
+		}
+		path := "/api/v1/namespaces/_/actions/" + AlarmsPackage + "/" + a.Name + "?overwrite=true"
+		if st, resp := api.do(ctx, "PUT", path, body); st != http.StatusOK {
+			return fmt.Errorf("catalog: PUT action %s/%s: %d %s", AlarmsPackage, a.Name, st, resp)
+		}
+		names = append(names, AlarmsPackage+"/"+a.Name)
 	}
 	m := marker{Version: version, Actions: names, Installed: time.Now().UTC()}
 	b, _ := json.MarshalIndent(m, "", "  ")
@@ -364,8 +420,9 @@ func buildModules(ctx context.Context, o Options, dir, version string) (map[stri
 	}
 	defer os.RemoveAll(tmp)
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", tmp + string(filepath.Separator)}
-	for _, a := range Utils {
-		args = append(args, "./internal/catalog/utils/"+a.Name)
+	built := append(moduleNames(), alarmModule)
+	for _, n := range built {
+		args = append(args, "./internal/catalog/utils/"+n)
 	}
 	o.Log.Info("building the whisk.system catalog functions", "module", root, "out", out)
 	t0 := time.Now()
@@ -377,8 +434,8 @@ func buildModules(ctx context.Context, o Options, dir, version string) (map[stri
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("catalog: building the functions: %v\n%s", err, stderr.String())
 	}
-	for _, a := range Utils {
-		if err := os.Rename(filepath.Join(tmp, a.Name), filepath.Join(tmp, a.Name+".wasm")); err != nil {
+	for _, n := range built {
+		if err := os.Rename(filepath.Join(tmp, n), filepath.Join(tmp, n+".wasm")); err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
 	}
@@ -388,6 +445,15 @@ func buildModules(ctx context.Context, o Options, dir, version string) (map[stri
 	}
 	o.Log.Debug("built the catalog functions", "took", time.Since(t0))
 	return readModules(out)
+}
+
+// moduleNames are the utils actions' module names.
+func moduleNames() []string {
+	out := make([]string, 0, len(Utils)+1)
+	for _, a := range Utils {
+		out = append(out, a.Name)
+	}
+	return out
 }
 
 // removeBuilds removes the build directories in dir but keep.
@@ -401,13 +467,13 @@ func removeBuilds(dir, keep string) {
 }
 
 func readModules(dir string) (map[string][]byte, error) {
-	m := make(map[string][]byte, len(Utils))
-	for _, a := range Utils {
-		b, err := os.ReadFile(filepath.Join(dir, a.Name+".wasm"))
+	m := make(map[string][]byte, len(Utils)+1)
+	for _, n := range append(moduleNames(), alarmModule) {
+		b, err := os.ReadFile(filepath.Join(dir, n+".wasm"))
 		if err != nil {
 			return nil, err
 		}
-		m[a.Name] = b
+		m[n] = b
 	}
 	return m, nil
 }

@@ -31,7 +31,7 @@ func TestVersionCoversEverySource(t *testing.T) {
 	}
 	// Every function directory is an action of the catalog.
 	dirs, _ := filepath.Glob("utils/*/main.go")
-	if len(dirs) != len(Utils) {
+	if len(dirs) != len(Utils)+1 { // and the alarms' feeds' code
 		t.Fatalf("%d function directories, %d catalog actions", len(dirs), len(Utils))
 	}
 }
@@ -134,7 +134,7 @@ func TestEnsure(t *testing.T) {
 	if err := Ensure(ctx, opts); err == nil || Installed(dir) {
 		t.Fatalf("failed install: %v, installed %v", err, Installed(dir))
 	}
-	if builds, _ := filepath.Glob(filepath.Join(dir, "catalog", "build-*", "*.wasm")); len(builds) != len(Utils) {
+	if builds, _ := filepath.Glob(filepath.Join(dir, "catalog", "build-*", "*.wasm")); len(builds) != len(Utils)+1 {
 		t.Fatalf("build after a failed install: %v", builds)
 	}
 
@@ -143,7 +143,7 @@ func TestEnsure(t *testing.T) {
 	if err := Ensure(ctx, opts); err != nil {
 		t.Fatal(err)
 	}
-	if !Installed(dir) || admin.creates != 1 || len(gw.calls) != 1+len(Utils) {
+	if !Installed(dir) || admin.creates != 1 || len(gw.calls) != 2+len(Utils)+len(Alarms) {
 		t.Fatalf("install: installed %v, creates %d, calls %v", Installed(dir), admin.creates, gw.calls)
 	}
 	pkg := gw.bodies["/api/v1/namespaces/_/packages/utils"]
@@ -173,7 +173,7 @@ func TestEnsure(t *testing.T) {
 	// rotated. The build is removed once installed.
 	os.Remove(filepath.Join(dir, "catalog", "installed.json"))
 	admin.key = "changed"
-	if err := Ensure(ctx, opts); err != nil || admin.rotations != 1 || len(gw.calls) != 1+len(Utils) {
+	if err := Ensure(ctx, opts); err != nil || admin.rotations != 1 || len(gw.calls) != 2+len(Utils)+len(Alarms) {
 		t.Fatalf("reinstall: %v, rotations %d, calls %v", err, admin.rotations, gw.calls)
 	}
 	if auth, _ := Credential(dir); auth != "uuid:rotated1" {

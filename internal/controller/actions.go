@@ -218,7 +218,6 @@ func (c *Controller) handleActionList(ctx context.Context, data []byte) (any, er
 		case !inPackage && req.Name != "" && a.Name != req.Name:
 			continue
 		}
-		a.Parameters = nil
 		actions = append(actions, *a)
 	}
 	if req.Count {
@@ -233,8 +232,22 @@ func (c *Controller) handleActionList(ctx context.Context, data []byte) (any, er
 	skip = min(skip, len(actions))
 	actions = actions[skip:]
 	actions = actions[:min(limit, len(actions))]
-	return &wire.ActionList{Actions: actions}, nil
+	// The sealed default parameters go with the page (the gateway shows
+	// them to the owner) up to a budget that keeps the answer small.
+	out := &wire.ActionList{Actions: actions}
+	budget := maxListParamsBytes
+	for i := range actions {
+		if n := len(actions[i].Parameters); n > budget {
+			actions[i].Parameters, out.ParamsOmitted = nil, out.ParamsOmitted || n > 0
+		} else {
+			budget -= n
+		}
+	}
+	return out, nil
 }
+
+// maxListParamsBytes bounds the sealed parameters an action list carries.
+const maxListParamsBytes = 256 << 10
 
 // errNotFound is returned by the store helpers for a missing entity.
 var errNotFound = errors.New("controller: not found")
@@ -390,6 +403,9 @@ func normalizeAction(a *wire.Action) error {
 	}
 	if len(a.DefinitionTag) > maxDefinitionTagLen {
 		return badRequest("definition tag too large")
+	}
+	if len(a.WebTag) > maxDefinitionTagLen {
+		return badRequest("web tag too large")
 	}
 	return checkAnnotations(a.Annotations)
 }

@@ -391,8 +391,8 @@ func TestActionListPackage(t *testing.T) {
 	names := func(l *wire.ActionList) string {
 		var s []string
 		for _, a := range l.Actions {
-			if a.Parameters != nil {
-				t.Errorf("listed action %s with parameters", a.Name)
+			if string(a.Parameters) != "params" || l.ParamsOmitted {
+				t.Errorf("listed action %s without its sealed parameters", a.Name)
 			}
 			s = append(s, a.Name)
 		}

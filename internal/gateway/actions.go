@@ -266,6 +266,14 @@ func (g *Gateway) mergeMeta(w http.ResponseWriter, r *http.Request, ns, name str
 	if body.Annotations != nil {
 		a.Annotations = *body.Annotations
 	}
+	// The web annotations' MAC (webtag.go): kept as stored when the
+	// annotations are and their MAC does not verify, so that an update
+	// never vouches for what the controller changed.
+	if prev != nil && body.Annotations == nil && !g.webIntact(prev) {
+		a.WebTag = prev.WebTag
+	} else {
+		g.tagWeb(&a)
+	}
 	if l := body.Limits; l != nil {
 		given, _ := checkLimits(l) // checked by checkMeta
 		if l.Timeout != nil {
@@ -383,8 +391,8 @@ func checkLimits(l *limitsBody) (wire.Limits, string) {
 
 // getAction returns an action: the caller's own, or one in a public
 // package (or a binding of one). Its default parameters (with those it
-// inherits from its package) are shown opened to its owner only. The code
-// is never returned (?code= is accepted and changes nothing).
+// inherits from its package) are shown opened to its owner only, and so is
+// its code (exec.code, unless ?code=false; code.go).
 func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
 	caller := callerNamespace(r)
 	ns, name, ok := actionPath(r)
@@ -392,9 +400,13 @@ func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 		return
 	}
-	if _, err := queryBool(r, "code"); err != nil {
-		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
-		return
+	withCode := true
+	if r.URL.Query().Get("code") != "" {
+		var err error
+		if withCode, err = queryBool(r, "code"); err != nil {
+			g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
@@ -403,25 +415,50 @@ func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
 		g.answer(w, r, "get action", cerr)
 		return
 	}
-	g.writeOwnAction(w, r, t.action, t.inherited)
+	out, ok := g.ownAction(w, r, t.action, t.inherited)
+	if !ok {
+		return
+	}
+	if withCode && t.action.Namespace == caller && t.action.Kind != kindSequence {
+		code, err := g.execCode(ctx, t.action)
+		if err != nil {
+			// The detail names no code: it is a KMS or store failure.
+			g.log.Error("open action code", "tx", txID(r), "namespace", t.action.Namespace, "action", t.action.Name, "err", err)
+			g.fail(w, r, http.StatusBadGateway, "The action's code could not be opened.")
+			return
+		}
+		exec := out["exec"].(map[string]any)
+		for k, v := range code {
+			exec[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // writeOwnAction answers an action; its owner also sees its default
 // parameters, over the inherited ones.
 func (g *Gateway) writeOwnAction(w http.ResponseWriter, r *http.Request, a *wire.Action, inherited []wire.KeyValue) {
+	if out, ok := g.ownAction(w, r, a, inherited); ok {
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// ownAction renders an action with the parameters the caller may see; it
+// answers the request itself on failure.
+func (g *Gateway) ownAction(w http.ResponseWriter, r *http.Request, a *wire.Action, inherited []wire.KeyValue) (map[string]any, bool) {
 	var params []wire.KeyValue
 	if a.Namespace == callerNamespace(r) {
 		own, err := g.openParams(paramsAction, a.Namespace, a.Name, a.Parameters)
 		if err != nil {
 			g.log.Error("open action parameters", "tx", txID(r), "namespace", a.Namespace, "action", a.Name, "err", err)
 			g.fail(w, r, http.StatusBadGateway, msgBadParams)
-			return
+			return nil, false
 		}
 		params = mergeKV(inherited, own)
 	}
 	out := g.renderAction(a)
 	out["parameters"] = renderKVs(params)
-	writeJSON(w, http.StatusOK, out)
+	return out, true
 }
 
 func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
@@ -504,11 +541,38 @@ func (g *Gateway) listActions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]map[string]any, 0, len(list.Actions))
+	pkgParams := map[string][]wire.KeyValue{} // package → its defaults
 	for i := range list.Actions {
 		if list.Actions[i].Namespace != req.Namespace {
 			continue // never show another namespace's entity
 		}
-		out = append(out, g.renderAction(&list.Actions[i]))
+		// The owner sees the same parameters as with GET: the action's
+		// own over those of its package.
+		a := &list.Actions[i]
+		item := g.renderAction(a)
+		if a.Parameters == nil && list.ParamsOmitted {
+			// Left out of the list to bound it: read this one.
+			if full, cerr := g.readAction(ctx, a.Namespace, a.Name, nil); cerr == nil {
+				a.Parameters = full.Parameters
+			}
+		}
+		own, err := g.openParams(paramsAction, a.Namespace, a.Name, a.Parameters)
+		if err != nil {
+			g.log.Warn("open action parameters", "tx", txID(r), "namespace", a.Namespace, "action", a.Name, "err", err)
+		}
+		var inherited []wire.KeyValue
+		if pkg, _, found := strings.Cut(a.Name, "/"); found {
+			if _, seen := pkgParams[pkg]; !seen {
+				if _, params, cerr := g.loadPackage(ctx, req.Namespace, pkg); cerr == nil {
+					pkgParams[pkg] = params
+				} else {
+					pkgParams[pkg] = nil
+				}
+			}
+			inherited = pkgParams[pkg]
+		}
+		item["parameters"] = renderKVs(mergeKV(inherited, own))
+		out = append(out, item)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

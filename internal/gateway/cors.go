@@ -1,6 +1,9 @@
 package gateway
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // CORS, as OpenWhisk's controller does it: every response allows any
 // origin, and preflight requests (OPTIONS) are answered 200 without
@@ -20,6 +23,10 @@ const (
 // conflict with the mux's patterns).
 func cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ownCORS(r.URL.Path) {
+			next.ServeHTTP(w, r) // web actions and API routes: web.go
+			return
+		}
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", corsAllowOrigin)
 		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
@@ -31,4 +38,14 @@ func cors(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// ownCORS reports whether a path is a web action's or an API route's,
+// which set their CORS headers themselves (OpenWhisk's web action CORS;
+// web-custom-options leaves them to the action).
+func ownCORS(p string) bool {
+	if strings.HasPrefix(p, apiMgmt) {
+		return false // the management API is the REST API's
+	}
+	return strings.HasPrefix(p, webPrefix) || strings.HasPrefix(p, "/api/") && !strings.HasPrefix(p, "/api/v1/") && p != "/api/v1"
 }

@@ -125,35 +125,48 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 	if !g.limitFire(w, r, ns) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	id, cerr := g.fire(r.Context(), ns, name, payload, txID(r))
+	if cerr != nil {
+		g.answer(w, r, "fire trigger", cerr)
+		return
+	}
+	if id == "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set(headerActivationID, id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"activationId": id})
+}
+
+// fire fires trigger name of namespace ns with payload (a JSON object)
+// after the fire was admitted by the namespace's throttle: it invokes the
+// action of every active rule and stores the trigger's activation. It
+// returns the activation id, or "" when no rule is active (no record).
+// Alarm feeds (feeds.go) fire through it too.
+func (g *Gateway) fire(ctx context.Context, ns, name string, payload []byte, tx string) (string, *chainError) {
+	ctx, cancel := context.WithTimeout(ctx, busTimeout)
 	defer cancel()
 	var trig wire.Trigger
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectTriggerGet, &wire.EntityRef{Namespace: ns, Name: name}, &trig); err != nil {
-		g.busError(w, r, "load trigger", err)
-		return
+		return "", busFailure(err)
 	}
 	if trig.Namespace != ns || trig.Name != name {
-		g.fail(w, r, http.StatusBadGateway, "The controller answered with another trigger.")
-		return
+		return "", &chainError{http.StatusBadGateway, "The controller answered with another trigger.", nil}
 	}
 	defaults, err := g.openParams(paramsTrigger, ns, name, trig.Parameters)
 	if err != nil {
-		g.log.Error("open trigger parameters", "tx", txID(r), "namespace", ns, "trigger", name, "err", err)
-		g.fail(w, r, http.StatusBadGateway, msgBadParams)
-		return
+		return "", &chainError{http.StatusBadGateway, msgBadParams, err}
 	}
 	// The merged parameters: the trigger's result and every rule's input.
 	fired, cerr := g.mergeParams(&target{action: &wire.Action{Namespace: ns, Name: name}, inherited: defaults}, payload)
 	if cerr != nil {
-		g.answer(w, r, "merge trigger parameters", cerr)
-		return
+		return "", cerr
 	}
 
 	self := "/" + ns + "/" + name
 	var list wire.RuleList
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectRuleList, &wire.ListRequest{Namespace: ns, Name: self, Limit: maxListLimit}, &list); err != nil {
-		g.busError(w, r, "list rules", err)
-		return
+		return "", busFailure(err)
 	}
 	var active []wire.Rule
 	for _, rule := range list.Rules {
@@ -161,15 +174,14 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 			if !g.ruleIntact(&rule) {
 				// The controller rewrote the rule: never send the
 				// trigger's parameters where the owner did not.
-				g.log.Warn("rule refused: its definition could not be authenticated", "tx", txID(r), "namespace", ns, "rule", rule.Name)
+				g.log.Warn("rule refused: its definition could not be authenticated", "tx", tx, "namespace", ns, "rule", rule.Name)
 				continue
 			}
 			active = append(active, rule)
 		}
 	}
 	if len(active) == 0 {
-		w.WriteHeader(http.StatusNoContent)
-		return
+		return "", nil
 	}
 
 	start := g.now()
@@ -177,7 +189,7 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 	id := hex.EncodeToString(reqID)
 	logs := make([]string, 0, len(active))
 	for _, rule := range active {
-		line := g.fireRule(r, ns, rule, fired)
+		line := g.fireRule(ctx, tx, ns, rule, fired)
 		b, _ := json.Marshal(line)
 		logs = append(logs, string(b))
 	}
@@ -185,9 +197,7 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 	end := g.now()
 	result, sealedLogs, err := g.sealTriggerRecord(ns, name, reqID, end, fired, logs)
 	if err != nil {
-		g.log.Error("seal trigger activation", "tx", txID(r), "err", err)
-		g.fail(w, r, http.StatusInternalServerError, msgInternal)
-		return
+		return "", &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
 	rec := wire.Activation{
 		ActivationID: id,
@@ -205,16 +215,15 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActivationPut, &rec, &stored); err != nil {
 		// The rules have fired: answer with the id all the same (a retry
 		// would fire them again); the trigger's record is missing.
-		g.log.Error("store trigger activation", "tx", txID(r), "namespace", ns, "trigger", name, "activation", id, "err", err)
+		g.log.Error("store trigger activation", "tx", tx, "namespace", ns, "trigger", name, "activation", id, "err", err)
 	}
-	w.Header().Set(headerActivationID, id)
-	writeJSON(w, http.StatusAccepted, map[string]string{"activationId": id})
+	return id, nil
 }
 
 // fireRule invokes the action of an active rule, non-blocking, with the
 // trigger's merged parameters, and returns the trigger's log line for it.
 // The invocation counts against the namespace's throttles.
-func (g *Gateway) fireRule(r *http.Request, ns string, rule wire.Rule, params []byte) ruleLog {
+func (g *Gateway) fireRule(ctx context.Context, tx, ns string, rule wire.Rule, params []byte) ruleLog {
 	line := ruleLog{Rule: ns + "/" + rule.Name, Action: strings.TrimPrefix(rule.Action, "/")}
 	failed := func(status int, msg string) ruleLog {
 		line.StatusCode = wire.StatusCode(wire.StatusApplicationError)
@@ -233,9 +242,9 @@ func (g *Gateway) fireRule(r *http.Request, ns string, rule wire.Rule, params []
 		return failed(http.StatusTooManyRequests, "Too many requests: the action was not invoked.")
 	}
 	defer release()
-	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	ctx, cancel := context.WithTimeout(ctx, busTimeout)
 	defer cancel()
-	res, cerr := g.invokeNamed(ctx, ans, aname, &invocation{caller: ns, payload: params, tx: txID(r)})
+	res, cerr := g.invokeNamed(ctx, ans, aname, &invocation{caller: ns, payload: params, tx: tx})
 	if cerr != nil {
 		status, msg := cerr.status, cerr.msg
 		if status == 0 {
@@ -244,7 +253,7 @@ func (g *Gateway) fireRule(r *http.Request, ns string, rule wire.Rule, params []
 				status, msg = http.StatusNotFound, msgNotFound
 			}
 		}
-		g.log.Info("rule not fired", "tx", txID(r), "namespace", ns, "rule", rule.Name, "action", rule.Action, "status", status, "err", cerr.err)
+		g.log.Info("rule not fired", "tx", tx, "namespace", ns, "rule", rule.Name, "action", rule.Action, "status", status, "err", cerr.err)
 		return failed(status, msg)
 	}
 	line.Success, line.ActivationID = true, res.id

@@ -152,6 +152,9 @@ type Gateway struct {
 	certPEM      []byte
 	metrics      *metrics
 	handler      http.Handler
+	code         codeObjects // the sealed code store, for GET with code (code.go)
+	feedState    feedStore   // alarm feeds (feeds.go)
+	routeState   routeStore  // API routes (apimgmt.go)
 
 	// sessions holds the capsule sessions of this process (envelope format
 	// 2): one HPKE encapsulation per function version and epoch, rotated
@@ -228,6 +231,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		metrics: newMetrics(),
 	}
 	g.sessions = envelope.NewSessions(envelope.SessionConfig{})
+	g.feedState.wake = make(chan struct{}, 1)
 	g.stepPrewarms.interval = cfg.StepPrewarmInterval
 	g.handler = g.routes()
 	return g, nil
@@ -276,6 +280,14 @@ func (g *Gateway) Serve(ctx context.Context, ready chan<- struct{}) error {
 	}
 	g.log.Info("gateway listening", "addr", ln.Addr().String())
 
+	// The alarm feeds run while the gateway serves (feeds.go).
+	feedsDone := make(chan struct{})
+	fctx, stopFeeds := context.WithCancel(ctx)
+	go func() {
+		defer close(feedsDone)
+		g.runFeeds(fctx)
+	}()
+	defer func() { stopFeeds(); <-feedsDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

@@ -90,8 +90,8 @@ func (g *Gateway) routes() http.Handler {
 	handle("PUT "+api+"/policy", g.putPolicy)
 	// Packages, triggers, rules, namespace (packages.go, triggers.go,
 	// rules.go, namespaces.go).
-	handle("GET "+api+"/packages", g.listPackages)
-	handle("GET "+api+"/packages/{$}", g.listPackages)
+	mux.Handle("GET "+api+"/packages", g.publicRead(g.listPackages)) // another namespace's: its public ones
+	mux.Handle("GET "+api+"/packages/{$}", g.publicRead(g.listPackages))
 	handle("PUT "+api+"/packages/{name}", g.putPackage)
 	mux.Handle("GET "+api+"/packages/{name}", g.publicRead(g.getPackage))
 	handle("DELETE "+api+"/packages/{name}", g.deletePackage)
@@ -109,6 +109,13 @@ func (g *Gateway) routes() http.Handler {
 	handle("POST "+api+"/rules/{name}", g.setRuleStatus)
 	handle("GET "+api+"/limits", g.getLimits)
 	handle("GET "+api, g.getNamespace)
+	// Web actions (web.go): no credentials, their own CORS.
+	mux.HandleFunc(webPrefix, g.webAction)
+	// API routes (apimgmt.go): managed with credentials, served without.
+	handle("POST "+apiMgmt+"createApi", g.createAPI)
+	handle("GET "+apiMgmt+"getApi", g.getAPI)
+	handle("DELETE "+apiMgmt+"deleteApi", g.deleteAPI)
+	mux.HandleFunc("/api/{ns}/{path...}", g.serveRoute)
 	g.adminRoutes(mux)
 	gatherers := append(prometheus.Gatherers{g.metrics.reg}, g.cfg.ExtraMetrics...)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))

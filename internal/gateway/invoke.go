@@ -76,6 +76,9 @@ func (g *Gateway) requestFor(id []byte, ns string) bool {
 // current function version and hands it to the controller. Query: blocking,
 // result, timeout (ms, bounds a blocking wait; at most Config.BlockingWait).
 func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
+	if g.serveFeed(w, r) { // the /whisk.system/alarms feeds (feeds.go)
+		return
+	}
 	caller := callerNamespace(r)
 	ns, name, ok := actionPath(r)
 	if !ok {

@@ -473,6 +473,10 @@ func (g *Gateway) deletePackage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) listPackages(w http.ResponseWriter, r *http.Request) {
+	if ns := targetNamespace(r); ns != callerNamespace(r) {
+		g.listPublicPackages(w, r, ns)
+		return
+	}
 	listEntities(g, w, r, wire.SubjectPackageList, "packages",
 		func(l *wire.PackageList) ([]wire.Package, int) { return l.Packages, l.Count },
 		func(p *wire.Package) string { return p.Namespace }, packageSummary)
@@ -522,4 +526,47 @@ func (g *Gateway) listRequest(w http.ResponseWriter, r *http.Request) (wire.List
 		return wire.ListRequest{}, false
 	}
 	return wire.ListRequest{Namespace: callerNamespace(r), Skip: skip, Limit: limit, Count: count}, true
+}
+
+// maxPublicScan bounds how many packages of another namespace are read to
+// list its public ones.
+const maxPublicScan = 10 * maxListLimit
+
+// listPublicPackages lists the published packages of namespace ns for
+// another namespace (GET /namespaces/whisk.system/packages): only those
+// whose publish flag carries the gateway's MAC, paged by the gateway.
+func (g *Gateway) listPublicPackages(w http.ResponseWriter, r *http.Request, ns string) {
+	req, ok := g.listRequest(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
+	defer cancel()
+	var public []wire.Package
+	for skip := 0; skip < maxPublicScan; {
+		var list wire.PackageList
+		lr := wire.ListRequest{Namespace: ns, Skip: skip, Limit: maxListLimit}
+		if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectPackageList, &lr, &list); err != nil {
+			g.busError(w, r, "list packages", err)
+			return
+		}
+		for i := range list.Packages {
+			if p := &list.Packages[i]; p.Namespace == ns && p.Publish && g.packageIntact(p) {
+				public = append(public, *p)
+			}
+		}
+		if len(list.Packages) < maxListLimit {
+			break
+		}
+		skip += len(list.Packages)
+	}
+	if req.Count {
+		writeJSON(w, http.StatusOK, map[string]int{"packages": len(public)})
+		return
+	}
+	out := []map[string]any{}
+	for i := req.Skip; i < len(public) && len(out) < req.Limit; i++ {
+		out = append(out, packageSummary(&public[i]))
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -138,8 +138,6 @@ func TestPackagesAcrossNamespaces(t *testing.T) {
 		{"GET", "/api/v1/namespaces/guest/packages/priv"},
 		{"GET", "/api/v1/namespaces/guest/packages/missing"},
 		{"GET", "/api/v1/namespaces/guest/packages/bad%20name%20"},
-		{"GET", "/api/v1/namespaces/guest/packages"},
-		{"GET", "/api/v1/namespaces/guest/packages?count=true"},
 		{"PUT", "/api/v1/namespaces/guest/packages/pub?overwrite=true"},
 		{"DELETE", "/api/v1/namespaces/guest/packages/pub"},
 		{"GET", "/api/v1/namespaces/guest/actions/priv/hello"},
@@ -160,6 +158,14 @@ func TestPackagesAcrossNamespaces(t *testing.T) {
 		if msg, _ := m["error"].(string); st != http.StatusForbidden || !strings.Contains(msg, "not authorized") {
 			t.Errorf("alice %s %s: %d %v", c.method, c.path, st, v)
 		}
+	}
+	// Another namespace's package list shows its public packages only
+	// (GET /namespaces/whisk.system/packages).
+	if st, v, _ := e.do(e.alice, "GET", "/api/v1/namespaces/guest/packages", nil); st != 200 || strings.Contains(compact(v), `"priv"`) || !strings.Contains(compact(v), `"name":"pub"`) {
+		t.Errorf("alice lists guest's packages: %d %s", st, compact(v))
+	}
+	if st, v, _ := e.do(e.alice, "GET", "/api/v1/namespaces/guest/packages?count=true", nil); st != 200 || compact(v) != `{"packages":2}` {
+		t.Errorf("alice counts guest's packages: %d %s", st, compact(v))
 	}
 	// The action of a public package is readable, its defaults hidden.
 	a := e.must(200, e.alice, "GET", "/api/v1/namespaces/guest/actions/pub/hello", nil)

@@ -1,6 +1,7 @@
 package kms
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
@@ -8,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/clemmys/clemmys/internal/bus"
@@ -34,7 +36,7 @@ func (k *KMS) handleGateway(ctx context.Context, data []byte) (any, error) {
 	}
 	switch call.Op {
 	case wire.OpCreateFunction, wire.OpGatewaySecret, wire.OpSetPolicy, wire.OpGetPolicy,
-		wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion:
+		wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion, wire.OpCodeKey:
 	default:
 		return nil, wire.Errorf(wire.CodeBadRequest, "unknown gateway op %q", truncate(call.Op, 64))
 	}
@@ -141,6 +143,16 @@ func (k *KMS) dispatch(ctx context.Context, op string, body []byte) ([]byte, err
 			return nil, err
 		}
 		resp = lv
+	case wire.OpCodeKey:
+		req, err := bus.Decode[wire.CodeKeyRequest](body)
+		if err != nil {
+			return nil, err
+		}
+		ck, err := k.codeKey(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		resp = ck
 	}
 	out, err := bus.Marshal(resp)
 	if err != nil {
@@ -148,6 +160,9 @@ func (k *KMS) dispatch(ctx context.Context, op string, body []byte) ([]byte, err
 	}
 	if cf, ok := resp.(*wire.CreatedFunction); ok {
 		clear(cf.CodeKey)
+	}
+	if ck, ok := resp.(*wire.CodeKey); ok {
+		clear(ck.CodeKey)
 	}
 	return out, nil
 }
@@ -224,6 +239,34 @@ func (k *KMS) createFunction(ctx context.Context, req *wire.CreateFunction) (*wi
 		Record:  wire.SignedRecord{Record: recBytes, Sig: ed25519.Sign(k.signKey, wire.SignedRecordMessage(recBytes))},
 		CodeKey: codeKey.Bytes(),
 	}, nil
+}
+
+// codeKey returns the code key of a function version of req.Namespace, for
+// a gateway that opens the sealed code for the action's owner. A function
+// of another namespace is answered as unknown: the namespace is the one
+// the gateway authenticated, so no caller reads another namespace's code.
+func (k *KMS) codeKey(ctx context.Context, req *wire.CodeKeyRequest) (*wire.CodeKey, error) {
+	if err := validNamespace(req.Namespace); err != nil {
+		return nil, err
+	}
+	if len(req.FunctionID) != 16 {
+		return nil, wire.Errorf(wire.CodeBadRequest, "function id must be 16 bytes")
+	}
+	fid := hex.EncodeToString(req.FunctionID)
+	var fs functionState
+	if _, err := k.st.get(ctx, keyFunction(req.FunctionID), &fs); err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, wire.Errorf(wire.CodeNotFound, "function %s is unknown to the KMS", fid)
+		}
+		return nil, err
+	}
+	defer clearFunction(&fs)
+	if fs.Record.Namespace != req.Namespace {
+		k.log.Warn("code key refused: another namespace's function", "function", fid, "namespace", req.Namespace)
+		return nil, wire.Errorf(wire.CodeNotFound, "function %s is unknown to the KMS", fid)
+	}
+	k.log.Info("code key released to a gateway", "function", fid, "namespace", fs.Record.Namespace, "action", fs.Record.Action)
+	return &wire.CodeKey{CodeKey: bytes.Clone(fs.CodeKey)}, nil
 }
 
 func truncate(s string, n int) string {

@@ -742,3 +742,35 @@ func TestVersionRegistry(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeKey: an attested gateway gets a function's code key for the
+// function's own namespace only (GET of an action with its code).
+func TestCodeKey(t *testing.T) {
+	e := newEnv(t)
+	fn := e.create("alice", "hello", 0)
+	k, err := e.gateway.CodeKey(ctx(t), "alice", fn.rec.FunctionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Equal(fn.codeKey) {
+		t.Fatal("the code key differs from the one created")
+	}
+	for _, tc := range []struct {
+		name string
+		ns   string
+		fid  []byte
+		code string
+	}{
+		{"another namespace", "bob", fn.rec.FunctionID, wire.CodeNotFound},
+		{"unknown function", "alice", make([]byte, 16), wire.CodeNotFound},
+		{"short id", "alice", []byte{1, 2}, wire.CodeBadRequest},
+		{"bad namespace", "", fn.rec.FunctionID, wire.CodeBadRequest},
+	} {
+		_, err := e.gateway.CodeKey(ctx(t), tc.ns, tc.fid)
+		if err == nil {
+			t.Errorf("%s: a code key was released", tc.name)
+			continue
+		}
+		wantCode(t, err, tc.code)
+	}
+}

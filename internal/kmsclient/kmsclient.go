@@ -200,6 +200,22 @@ func (c *Client) GatewaySecret(ctx context.Context) (envelope.Key, error) {
 	return k, nil
 }
 
+// CodeKey fetches the code key of function version functionID of
+// namespace ns (the KMS refuses a function of another namespace), to open
+// its sealed code for its owner. The caller clears the key when done.
+func (c *Client) CodeKey(ctx context.Context, ns string, functionID []byte) (envelope.Key, error) {
+	var ck wire.CodeKey
+	if err := c.call(ctx, wire.OpCodeKey, &wire.CodeKeyRequest{Namespace: ns, FunctionID: functionID}, &ck); err != nil {
+		return envelope.Key{}, err
+	}
+	defer clear(ck.CodeKey)
+	k, err := envelope.KeyFromBytes(ck.CodeKey)
+	if err != nil {
+		return envelope.Key{}, fmt.Errorf("%w: malformed code key", ErrBadReply)
+	}
+	return k, nil
+}
+
 // SetPolicy replaces a namespace's policy and the policy of each of its
 // function versions; it returns the stored policy.
 func (c *Client) SetPolicy(ctx context.Context, req wire.SetPolicy) (*wire.Policy, error) {

@@ -113,7 +113,8 @@ func userPermissions(o Options) map[string]permissions {
 			sub: []string{"clemmys.ctl.>", wire.SubjectInvokerHeartbeat},
 		},
 		UserGateway: {
-			pub: append(jetStream(kv(store.BucketAuth)),
+			pub: append(jetStream(kv(store.BucketAuth), kv(store.BucketFeeds), kv(store.BucketFeedTicks),
+				kv(store.BucketRoutes), readOnly(objects(store.ObjectsCode))),
 				"clemmys.ctl.>", wire.SubjectKMSIdentity, wire.SubjectKMSNonce, wire.SubjectKMSGatewayAt("*")),
 		},
 	}

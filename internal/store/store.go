@@ -25,6 +25,9 @@ const (
 	BucketAuth        = "clemmys_auth"        // gateway: credentials (hashed, MACed)
 	BucketKMS         = "clemmys_kms"         // kms: sealed state
 	ObjectsCode       = "clemmys_code"        // controller: sealed wasm modules
+	BucketFeeds       = "clemmys_feeds"       // gateway: alarm feeds (MACed, payloads sealed)
+	BucketFeedTicks   = "clemmys_feed_ticks"  // gateway: claimed alarm ticks (entries expire)
+	BucketRoutes      = "clemmys_routes"      // gateway: API routes (MACed)
 )
 
 // KV opens the KV bucket named bucket, creating it if needed with the given
@@ -39,6 +42,15 @@ const (
 // JetStream API request that loses such a race may never be answered).
 func KV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
+	return open(ctx, bucket, replicas,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) },
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
+}
+
+// KVWithTTL is KV for a bucket whose entries expire ttl after they are
+// written.
+func KVWithTTL(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration) (jetstream.KeyValue, error) {
+	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
 	return open(ctx, bucket, replicas,
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) },
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })

@@ -43,6 +43,10 @@ type Action struct {
 	// controller can refuse one sealed for an entity that has changed since
 	// (CodeStale): the gateway may seal from entities it read before.
 	Revision uint64 `cbor:"14,keyasint,omitempty"`
+	// WebTag authenticates the web annotations (web-export, raw-http,
+	// require-whisk-auth, final, web-custom-options): the gateway's MAC
+	// over namespace, name and their values, opaque to the controller.
+	WebTag []byte `cbor:"15,keyasint,omitempty"`
 }
 
 // Action kinds. The nodejs kinds are JavaScript functions, run by the
@@ -90,6 +94,10 @@ type ListRequest struct {
 type ActionList struct {
 	Actions []Action `cbor:"1,keyasint"`
 	Count   int      `cbor:"2,keyasint,omitempty"` // with ListRequest.Count
+	// ParamsOmitted: the sealed default parameters of some listed actions
+	// were left out to bound the answer (theirs are nil); the gateway
+	// reads those actions one by one.
+	ParamsOmitted bool `cbor:"3,keyasint,omitempty"`
 }
 
 // InvokeRequest asks the controller to run a sealed envelope. The gateway

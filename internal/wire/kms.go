@@ -141,6 +141,7 @@ const (
 	OpCommitVersion = "commit_version" // CommitVersion → LatestVersion
 	OpRetireAction  = "retire_action"  // RetireAction → LatestVersion
 	OpLatestVersion = "latest_version" // LatestRequest → LatestVersion
+	OpCodeKey       = "code_key"       // CodeKeyRequest → CodeKey
 )
 
 // CommitVersion records that function version FunctionID (which the KMS
@@ -171,6 +172,20 @@ type LatestRequest struct {
 type LatestVersion struct {
 	Created int64 `cbor:"1,keyasint,omitempty"` // unix ms of the newest committed version
 	Deleted int64 `cbor:"2,keyasint,omitempty"` // versions created up to then were deleted
+}
+
+// CodeKeyRequest asks for the code key of a function version, so that the
+// gateway can open its sealed code for the action's owner (GET of an
+// action with its code). The KMS answers only if the function belongs to
+// Namespace: the gateway names the authenticated caller's namespace.
+type CodeKeyRequest struct {
+	Namespace  string `cbor:"1,keyasint"`
+	FunctionID []byte `cbor:"2,keyasint"`
+}
+
+// CodeKey is the code key of a function version.
+type CodeKey struct {
+	CodeKey []byte `cbor:"1,keyasint"`
 }
 
 // CreateFunction asks the KMS for a new function version.
