@@ -518,6 +518,10 @@ func (a *activation) completed(end time.Time, res *wire.RunResult) *wire.Activat
 	rec.ErrorMessage = truncate(res.ErrorMessage, maxErrorFieldLen)
 	rec.Result = res.Envelope
 	rec.Logs = res.Logs
+	if len(res.Receipt) > 0 {
+		rec.Receipts = [][]byte{res.Receipt}
+	}
+
 	if len(rec.Result) == 0 {
 		rec.Envelope = a.envelope
 	}

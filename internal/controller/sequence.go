@@ -105,6 +105,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 	var (
 		ids        []string
 		last       *wire.Activation // record of the last step run
+		receipts   [][]byte         // the sealed receipts of the steps run, in order
 		firstStart int64            // start of the first component (unix ms)
 		durationMs int64            // sum of the components' durations
 		records    = c.newRecordWriter()
@@ -195,6 +196,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 			"namespace", rec.Namespace, "action", rec.Name, "status", rec.Status, "error_code", rec.ErrorCode)
 		durationMs += rec.End - rec.Start
 		last = rec
+		receipts = append(receipts, rec.Receipts...)
 		if rec.Status != wire.StatusSuccess {
 			break
 		}
@@ -211,6 +213,8 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 	}
 	rec := s.record()
 	rec.Components = ids
+	rec.Receipts = receipts
+
 	switch {
 	case storeFailed || last == nil:
 		rec.End = max(c.now().UnixMilli(), rec.Start)

@@ -47,7 +47,11 @@ const (
 	CodeInvalidWasm = "invalid_module"
 	CodeBadRequest  = "bad_request"
 	CodeReplayFull  = "replay_cache_full"
-	CodeInternal    = "internal"
+	// CodeAfterFailure refuses a later step of a sequence whose input is
+	// the failed output of the previous step.
+	CodeAfterFailure = "after_failure"
+
+	CodeInternal = "internal"
 )
 
 // msgInvalidModule is the whole plaintext report of a module the runtime
@@ -96,6 +100,7 @@ type function struct {
 	id     envelope.FunctionIdentity
 	record wire.FunctionRecord
 	module *sandbox.Module
+	cert   []byte       // CBOR wire.SignedCert of the receipt key, for this namespace
 	used   atomic.Int64 // unix ns of the last load or run
 	active atomic.Int32 // steps running: not unloaded meanwhile
 }
@@ -105,7 +110,11 @@ type Runtime struct {
 	cfg    Config
 	engine *sandbox.Engine
 	eph    hpke.PrivateKey // ephemeral key: key bundles are sealed to it
-	replay *replayCache
+	// receiptPriv signs the receipts of the steps the runtime runs; the
+	// evidence binds receiptPub and the KMS certifies it (receipt.go).
+	receiptPriv ed25519.PrivateKey
+	receiptPub  ed25519.PublicKey
+	replay      *replayCache
 	// id is this runtime's id (envelope.RuntimeID of eph): the only steps
 	// it runs are those designated to it.
 	id []byte
@@ -156,12 +165,18 @@ func New(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enclave: ephemeral key: %w", err)
 	}
+	receiptPub, receiptPriv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("enclave: receipt key: %w", err)
+	}
 	return &Runtime{
-		cfg:    cfg,
-		engine: sandbox.NewEngineWithConfig(cfg.Sandbox),
-		eph:    eph,
-		id:     envelope.RuntimeID(eph.PublicKey().Bytes()),
-		replay: newReplayCache(cfg.MaxReplayEntries),
+		cfg:         cfg,
+		engine:      sandbox.NewEngineWithConfig(cfg.Sandbox),
+		eph:         eph,
+		receiptPriv: receiptPriv,
+		receiptPub:  receiptPub,
+		id:          envelope.RuntimeID(eph.PublicKey().Bytes()),
+		replay:      newReplayCache(cfg.MaxReplayEntries),
 		// Entries are bound to (function id, key version, function key,
 		// session id, enc): one cache serves every function.
 		sessions: envelope.NewOpenCache(cfg.MaxSessions, 0),
@@ -191,12 +206,12 @@ func (r *Runtime) Attest(req *ipc.AttestRequest) (*ipc.AttestReply, error) {
 		return nil, &ipc.Error{Code: CodeBadRequest, Message: "attest: bad nonce"}
 	}
 	pub := r.eph.PublicKey().Bytes()
-	ev, err := r.cfg.Attester.Attest(wire.ReleaseReportData(req.Nonce, pub))
+	ev, err := r.cfg.Attester.Attest(wire.ReleaseReportData(req.Nonce, pub, r.receiptPub))
 	if err != nil {
 		r.cfg.Log.Error("attest failed", "err", err)
 		return nil, &ipc.Error{Code: CodeInternal, Message: "attestation failed"}
 	}
-	return &ipc.AttestReply{EphemeralKey: pub, Evidence: ev}, nil
+	return &ipc.AttestReply{EphemeralKey: pub, Evidence: ev, ReceiptKey: bytes.Clone(r.receiptPub)}, nil
 }
 
 // Load opens a key bundle sealed to the ephemeral key, decrypts the code,
@@ -268,6 +283,10 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 	if err != nil {
 		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle holds no envelope authentication key"}
 	}
+	cert, err := r.checkCert(req.Cert, rec.Namespace)
+	if err != nil {
+		return nil, &ipc.Error{Code: CodeBundle, Message: "key bundle refused: " + err.Error()}
+	}
 	r.mu.Lock()
 	switch {
 	case r.namespace == "":
@@ -319,6 +338,7 @@ func (r *Runtime) Load(ctx context.Context, req *ipc.LoadRequest) (*ipc.LoadRepl
 		},
 		record: rec,
 		module: mod,
+		cert:   cert,
 	}
 	fn.used.Store(r.cfg.Now().UnixNano())
 	r.mu.Lock()
@@ -404,6 +424,10 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	case err != nil:
 		return refuse(CodeReplayFull, "replay cache full: step refused")
 	}
+	if afterFailure(opened) {
+		return refuse(CodeAfterFailure, "the previous step of the sequence failed: a sequence stops at its first failure")
+	}
+	start := r.cfg.Now().UnixMilli()
 
 	lim := env.Header.Limits
 	// Zero limits take the sandbox's defaults; name those in messages.
@@ -444,7 +468,12 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 		r.cfg.Log.Error("seal logs", "err", err)
 		return ranButFailed(CodeInternal, "sealing the logs failed")
 	}
-	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Executed: true, Recycle: r.engine.Runaway()}
+	receipt, err := r.signReceipt(fn, opened, status, opened.Input, result, logs, start, r.cfg.Now().UnixMilli())
+	if err != nil {
+		r.cfg.Log.Error("seal receipt", "err", err)
+		return ranButFailed(CodeInternal, "sealing the receipt failed")
+	}
+	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Receipt: receipt, Executed: true, Recycle: r.engine.Runaway()}
 }
 
 // classify maps a sandbox outcome to an OpenWhisk status and the JSON result

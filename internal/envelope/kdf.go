@@ -20,6 +20,8 @@ const (
 	labelBody          = "clemmys/envelope/v1/body\x00"
 	labelLogsKey       = "clemmys/envelope/v1/logs-key\x00"
 	labelLogs          = "clemmys/envelope/v1/logs\x00"
+	labelReceiptKey    = "clemmys/envelope/v1/receipt-key\x00"
+	labelReceipt       = "clemmys/envelope/v1/receipt\x00"
 	labelCode          = "clemmys/envelope/v1/code\x00"
 	labelAuthKey       = "clemmys/envelope/v1/auth-key\x00"
 	labelAuth          = "clemmys/envelope/v1/auth\x00"
@@ -68,6 +70,11 @@ func deriveStepKeys(requestSecret Key, d [32]byte, n int) ([]Key, error) {
 		keys[j] = keyFromArray((*[KeySize]byte)(b))
 	}
 	return keys, nil
+}
+
+// receiptKey derives the key that seals step j's receipt from k_{j+1}.
+func receiptKey(next Key, step uint32) Key {
+	return hkdfKey(next.raw(), nil, labelReceiptKey+string(u32(step)))
 }
 
 // logsKey derives the key that seals step j's logs from k_{j+1}.

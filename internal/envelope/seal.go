@@ -293,3 +293,37 @@ func OpenLogs(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte,
 	}
 	return logs, nil
 }
+
+// SealReceipt seals this step's signed receipt for the owner, under a key
+// derived from k_{Step+1} (label "receipt-key") with AAD = receipt label ||
+// digest || Step: like the logs, only the holders of the request secret
+// (the gateway, the owner) open it, and it cannot move to another step or
+// request.
+func (o *Opened) SealReceipt(receipt []byte) ([]byte, error) {
+	if o == nil || o.kOut.IsZero() {
+		return nil, errZeroKey
+	}
+	return sealAEAD(receiptKey(o.kOut, o.Step), bound(labelReceipt, o.digest, o.Step), receipt)
+}
+
+// OpenReceipt opens a receipt sealed by SealReceipt at the given step of
+// the request with header h (ErrStep if step is not in the chain, ErrBody
+// if it does not open).
+func OpenReceipt(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte, error) {
+	d, err := h.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if uint64(step) >= uint64(len(h.Chain)) {
+		return nil, wrap(ErrStep, "step %d of a %d-step chain", step, len(h.Chain))
+	}
+	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
+	if err != nil {
+		return nil, err
+	}
+	r, err := openAEAD(receiptKey(keys[step+1], step), bound(labelReceipt, d, step), sealed)
+	if err != nil {
+		return nil, ErrBody
+	}
+	return r, nil
+}

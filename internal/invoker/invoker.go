@@ -435,7 +435,8 @@ func (iv *Invoker) result(rep *ipc.RunReply) *wire.RunResult {
 		iv.executions.Add(1)
 	}
 	return &wire.RunResult{
-		Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs,
+		Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs, Receipt: rep.Receipt,
+
 		ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage, Executed: rep.Executed,
 	}
 }
@@ -664,7 +665,7 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	var rel wire.ReleaseReply
 	if err := bus.Call(ctx, iv.cfg.Conn, wire.SubjectKMSReleaseAt(nonce.Replica), &wire.ReleaseRequest{
 		Nonce: nonce.Nonce, EphemeralKey: att.EphemeralKey, Evidence: att.Evidence, FunctionID: fid,
-		Manifest: p.manifest,
+		Manifest: p.manifest, ReceiptKey: att.ReceiptKey,
 	}, &rel); err != nil {
 		return fmt.Errorf("kms release: %w", err)
 	}
@@ -678,6 +679,7 @@ func (iv *Invoker) load(ctx context.Context, p *runtimeProc, fid []byte) error {
 	}
 	lr, err := iv.loadWithEngine(ctx, p, &ipc.LoadRequest{
 		FunctionID: fid, Nonce: nonce.Nonce, SealedBundle: rel.Sealed, SealedCode: obj, BundleSig: rel.Sig,
+		Cert: rel.Cert,
 	})
 	if err != nil {
 		return fmt.Errorf("load: %w", err)

@@ -67,8 +67,10 @@ type Hello struct {
 // and a runtime must agree on the envelopes they carry, though the frames
 // did not change). Both sides decode strictly, so an invoker and a
 // runtime of different versions cannot work together: the invoker checks
-// the runtime's hello and says which binary to use.
-const Version = 4
+// the runtime's hello and says which binary to use. 5 added receipts
+// (AttestReply key 3, LoadRequest key 6, RunReply key 11): a runtime
+// loads nothing without a certificate of its receipt key.
+const Version = 5
 
 // AttestRequest asks for evidence binding a KMS nonce and the runtime's
 // ephemeral key.
@@ -80,6 +82,9 @@ type AttestRequest struct {
 type AttestReply struct {
 	EphemeralKey []byte `cbor:"1,keyasint"`
 	Evidence     []byte `cbor:"2,keyasint"`
+	// ReceiptKey is the runtime's ed25519 receipt key, which the
+	// evidence binds (wire.ReleaseReportData).
+	ReceiptKey []byte `cbor:"3,keyasint,omitempty"`
 }
 
 // LoadRequest hands the runtime a function: the KMS's sealed key bundle and
@@ -92,6 +97,9 @@ type LoadRequest struct {
 	// BundleSig is the KMS's signature of the release reply
 	// (wire.ReleaseReplySigned), checked against the pinned KMS key.
 	BundleSig []byte `cbor:"5,keyasint,omitempty"`
+	// Cert is the KMS's certificate of the runtime's receipt key
+	// (ReleaseReply.Cert, CBOR wire.SignedCert).
+	Cert []byte `cbor:"6,keyasint,omitempty"`
 }
 
 // LoadReply reports how long loading took.
@@ -157,6 +165,8 @@ type RunReply struct {
 	End   int64 `cbor:"9,keyasint,omitempty"`
 	// More are the replies of the steps of RunRequest.Then that ran.
 	More []RunReply `cbor:"10,keyasint,omitempty"`
+	// Receipt is the step's signed receipt, sealed for the owner.
+	Receipt []byte `cbor:"11,keyasint,omitempty"`
 }
 
 var (

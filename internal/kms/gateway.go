@@ -36,7 +36,7 @@ func (k *KMS) handleGateway(ctx context.Context, data []byte) (any, error) {
 	}
 	switch call.Op {
 	case wire.OpCreateFunction, wire.OpGatewaySecret, wire.OpSetPolicy, wire.OpGetPolicy,
-		wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion, wire.OpCodeKey:
+		wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion, wire.OpCodeKey, wire.OpHolders:
 	default:
 		return nil, wire.Errorf(wire.CodeBadRequest, "unknown gateway op %q", truncate(call.Op, 64))
 	}
@@ -143,7 +143,18 @@ func (k *KMS) dispatch(ctx context.Context, op string, body []byte) ([]byte, err
 			return nil, err
 		}
 		resp = lv
+	case wire.OpHolders:
+		req, err := bus.Decode[wire.HoldersRequest](body)
+		if err != nil {
+			return nil, err
+		}
+		hl, err := k.holders(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		resp = hl
 	case wire.OpCodeKey:
+
 		req, err := bus.Decode[wire.CodeKeyRequest](body)
 		if err != nil {
 			return nil, err

@@ -203,7 +203,7 @@ func (e *env) releaseReq(rt *runtime, fid []byte) *wire.ReleaseRequest {
 	e.t.Helper()
 	nonce := e.nonce()
 	pub := rt.eph.PublicKey().Bytes()
-	ev, err := rt.att.Attest(wire.ReleaseReportData(nonce, pub))
+	ev, err := rt.att.Attest(wire.ReleaseReportData(nonce, pub, nil))
 	if err != nil {
 		e.t.Fatal(err)
 	}

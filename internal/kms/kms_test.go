@@ -139,14 +139,14 @@ func TestReleaseRefusals(t *testing.T) {
 		{name: "unknown nonce", code: wire.CodeInvalidNonce, req: func(t *testing.T, rt *runtime) *wire.ReleaseRequest {
 			req := e.releaseReq(rt, fid)
 			req.Nonce = bytes.Repeat([]byte{1}, 32)
-			ev, _ := good.Attest(wire.ReleaseReportData(req.Nonce, req.EphemeralKey))
+			ev, _ := good.Attest(wire.ReleaseReportData(req.Nonce, req.EphemeralKey, nil))
 			req.Evidence = ev
 			return req
 		}},
 		{name: "tampered nonce", code: wire.CodeInvalidNonce, req: func(t *testing.T, rt *runtime) *wire.ReleaseRequest {
 			req := e.releaseReq(rt, fid)
 			req.Nonce[0] ^= 1
-			ev, _ := good.Attest(wire.ReleaseReportData(req.Nonce, req.EphemeralKey))
+			ev, _ := good.Attest(wire.ReleaseReportData(req.Nonce, req.EphemeralKey, nil))
 			req.Evidence = ev
 			return req
 		}},

@@ -38,7 +38,7 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 		k.log.Warn("key release refused: evidence rejected", "function", fid, "err", err)
 		return nil, wire.Errorf(wire.CodeAttestation, "runtime evidence rejected (%v); accepted platforms: %v", err, k.cfg.Verifiers.Platforms())
 	}
-	want := wire.ReleaseReportData(req.Nonce, req.EphemeralKey)
+	want := wire.ReleaseReportData(req.Nonce, req.EphemeralKey, req.ReceiptKey)
 	if subtle.ConstantTimeCompare(claims.ReportData[:], want[:]) != 1 {
 		k.log.Warn("key release refused: report data mismatch", "function", fid)
 		return nil, wire.Errorf(wire.CodeAttestation, "runtime evidence does not bind this request: its report data must be wire.ReleaseReportData(nonce, ephemeral key)")
@@ -75,7 +75,19 @@ func (k *KMS) handleRelease(ctx context.Context, data []byte) (any, error) {
 	k.log.Info("keys released", "function", fid, "namespace", fs.Record.Namespace, "action", fs.Record.Action,
 		"platform", claims.Platform, "measurement", hex.EncodeToString(claims.Measurement))
 	sig := ed25519.Sign(k.signKey, wire.ReleaseReplySigned(req.Nonce, req.FunctionID, req.EphemeralKey, sealed))
-	return &wire.ReleaseReply{Sealed: sealed, Sig: sig}, nil
+	reply := &wire.ReleaseReply{Sealed: sealed, Sig: sig}
+	if len(req.ReceiptKey) > 0 {
+		sc, err := k.certify(claims, req.EphemeralKey, req.ReceiptKey, fs.Record.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		if reply.Cert, err = bus.Marshal(sc); err != nil {
+			return nil, fmt.Errorf("kms: encode certificate: %w", err)
+		}
+		k.recordHolder(ctx, fs.Record.Namespace, envelope.RuntimeID(req.EphemeralKey), sc)
+	}
+	return reply, nil
+
 }
 
 // checkPolicy applies a function's policy to a runtime's claims. Its errors

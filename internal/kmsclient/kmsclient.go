@@ -71,6 +71,7 @@ type Client struct {
 	mu       sync.RWMutex
 	signKey  ed25519.PublicKey // guarded by mu; nil until Connect succeeds
 	identity *tee.Claims       // guarded by mu
+	evidence []byte            // guarded by mu: the identity's evidence
 }
 
 // New returns a client; call Connect before anything else.
@@ -99,7 +100,8 @@ func (c *Client) Connect(ctx context.Context) error {
 				return err
 			}
 			c.mu.Lock()
-			c.signKey, c.identity = pub, claims
+			c.signKey, c.identity, c.evidence = pub, claims, slices.Clone(id.Evidence)
+
 			c.mu.Unlock()
 			c.log.Info("connected to an attested KMS", "platform", claims.Platform,
 				"measurement", hex.EncodeToString(claims.Measurement), "sign_key", hex.EncodeToString(pub))
@@ -214,6 +216,24 @@ func (c *Client) CodeKey(ctx context.Context, ns string, functionID []byte) (env
 		return envelope.Key{}, fmt.Errorf("%w: malformed code key", ErrBadReply)
 	}
 	return k, nil
+}
+
+// Holders lists the runtimes the KMS released keys of namespace ns to
+// recently (with the KMS's certificates of their receipt keys).
+func (c *Client) Holders(ctx context.Context, ns string) (*wire.HolderList, error) {
+	var hl wire.HolderList
+	if err := c.call(ctx, wire.OpHolders, &wire.HoldersRequest{Namespace: ns}, &hl); err != nil {
+		return nil, err
+	}
+	return &hl, nil
+}
+
+// IdentityEvidence returns the KMS identity's evidence as the KMS sent
+// it (verified by Connect), or nil before Connect.
+func (c *Client) IdentityEvidence() []byte {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return slices.Clone(c.evidence)
 }
 
 // SetPolicy replaces a namespace's policy and the policy of each of its

@@ -287,7 +287,7 @@ func TestBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ev, err := c.m.Attester(c.meas, 1, false).Attest(wire.ReleaseReportData(nonce.Nonce, eph.PublicKey().Bytes()))
+			ev, err := c.m.Attester(c.meas, 1, false).Attest(wire.ReleaseReportData(nonce.Nonce, eph.PublicKey().Bytes(), nil))
 			if err != nil {
 				t.Fatal(err)
 			}

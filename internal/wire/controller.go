@@ -214,6 +214,11 @@ type Activation struct {
 	// Step is the chain step (0-based) a component activation ran; its
 	// Cause is the sequence's activation id.
 	Step uint32 `cbor:"17,keyasint,omitempty"`
+	// Receipts are the sealed receipts of the steps that ran
+	// (wire.SignedReceipt sealed with envelope.SealReceipt): a single
+	// action's or component's own, every component's in step order for a
+	// sequence. The gateway opens them to authenticate the record.
+	Receipts [][]byte `cbor:"18,keyasint,omitempty"`
 }
 
 // ActivationRef names an activation.

@@ -70,4 +70,7 @@ type RunResult struct {
 	// ran after this one, in order: it stops after a step that did not
 	// succeed. Steps not in More were not attempted.
 	More []RunResult `cbor:"10,keyasint,omitempty"`
+	// Receipt is the step's signed receipt sealed for the owner
+	// (envelope.SealReceipt); empty for a step the runtime refused.
+	Receipt []byte `cbor:"11,keyasint,omitempty"`
 }

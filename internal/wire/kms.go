@@ -232,6 +232,9 @@ type ReleaseRequest struct {
 	// SignedManifest), if its release has one; public, forwarded by the
 	// invoker.
 	Manifest []byte `cbor:"5,keyasint,omitempty"`
+	// ReceiptKey is the runtime's ed25519 receipt key, which Evidence
+	// binds too: the KMS certifies it in ReleaseReply.Cert.
+	ReceiptKey []byte `cbor:"6,keyasint,omitempty"`
 }
 
 // ReleaseContext is the domain-separation prefix of the release report data
@@ -246,6 +249,8 @@ const ReleaseContext = "clemmys/v1 key release\x00"
 type ReleaseReply struct {
 	Sealed []byte `cbor:"1,keyasint"`
 	Sig    []byte `cbor:"2,keyasint,omitempty"`
+	// Cert is the CBOR SignedCert of the request's ReceiptKey.
+	Cert []byte `cbor:"3,keyasint,omitempty"`
 }
 
 // ReleaseReplyContext is the domain-separation prefix of release reply
@@ -285,9 +290,14 @@ func GatewayCallReportData(nonce, replyKey []byte, op string, body []byte) [64]b
 	return sha512.Sum512(concat([]byte(GatewayCallContext), lp(nonce), lp(replyKey), bd[:]))
 }
 
-// ReleaseReportData is the report data a key-release evidence binds.
-func ReleaseReportData(nonce, ephemeralKey []byte) [64]byte {
-	return sha512.Sum512(concat([]byte(ReleaseContext), lp(nonce), lp(ephemeralKey)))
+// ReleaseReportData is the report data a key-release evidence binds: the
+// KMS nonce, the runtime's ephemeral key and, when it has one, its
+// receipt key (receipt.go; without one the KMS certifies no receipt key).
+func ReleaseReportData(nonce, ephemeralKey, receiptKey []byte) [64]byte {
+	if len(receiptKey) == 0 {
+		return sha512.Sum512(concat([]byte(ReleaseContext), lp(nonce), lp(ephemeralKey)))
+	}
+	return sha512.Sum512(concat([]byte(ReleaseContext), lp(nonce), lp(ephemeralKey), lp(receiptKey)))
 }
 
 // lp length-prefixes b (4 bytes, big endian) so concatenations are
