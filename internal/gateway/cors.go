@@ -41,9 +41,13 @@ func cors(next http.Handler) http.Handler {
 }
 
 // ownCORS reports whether a path is a web action's or an API route's,
-// which set their CORS headers themselves (OpenWhisk's web action CORS;
+// which set their CORS headers themselves, or the console's, which sets
+// none (OpenWhisk's web action CORS;
 // web-custom-options leaves them to the action).
 func ownCORS(p string) bool {
+	if p == "/console" || strings.HasPrefix(p, "/console/") {
+		return true // the console is same-origin only (package console)
+	}
 	if strings.HasPrefix(p, apiMgmt) {
 		return false // the management API is the REST API's
 	}

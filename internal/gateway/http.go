@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/clemmys/clemmys/internal/console"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -117,6 +118,10 @@ func (g *Gateway) routes() http.Handler {
 	handle("DELETE "+apiMgmt+"deleteApi", g.deleteAPI)
 	mux.HandleFunc("/api/{ns}/{path...}", g.serveRoute)
 	g.adminRoutes(mux)
+	// The web console (package console): static assets only; it calls
+	// the API above from the browser with the namespace's key.
+	mux.Handle("/console", console.Handler())
+	mux.Handle("/console/", console.Handler())
 	gatherers := append(prometheus.Gatherers{g.metrics.reg}, g.cfg.ExtraMetrics...)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

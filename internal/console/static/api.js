@@ -1,6 +1,6 @@
 // The REST API, called with the namespace's API key in the Authorization
 // header. The key is kept in this tab's sessionStorage only: never in a
-// URL, a cookie or localStorage.
+// URL, a cookie or persistent storage.
 
 const storageKey = 'clemmys.auth';
 
