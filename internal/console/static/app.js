@@ -67,6 +67,7 @@ async function route() {
   if (current) current.abort();
   current = new AbortController();
   const signal = current.signal;
+  main.removeAttribute('data-ready');
   clear(main);
   header();
   if (!auth()) {

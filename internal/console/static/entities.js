@@ -3,7 +3,7 @@
 import { call, nsPath, seg } from './api.js';
 import {
   h, clear, pretty, fmtTime, table, toast, errorBox, field, parseJSONObject,
-  toKVs, fromKVs, readBase64, readText, statusBadge, fmtDuration, ann,
+  toKVs, fromKVs, readBase64, readText, statusBadge, fmtDuration, ann, uid,
 } from './ui.js';
 
 export const kinds = {
@@ -79,19 +79,19 @@ function ruleRef(r) {
 // createForm builds the create-or-update form of a collection.
 function createForm(coll, after) {
   const one = kinds[coll].one;
-  const name = h('input', { type: 'text', required: true, autocomplete: 'off', spellcheck: 'false' });
+  const name = h('input', { type: 'text', name: 'name', required: true, autocomplete: 'off', spellcheck: 'false' });
   const parts = [field(one[0].toUpperCase() + one.slice(1) + ' name', name, coll === 'actions' ? 'An action in a package: package/name.' : undefined)];
   let file, kind, main, components, body, trigger, action, publish, params;
   if (coll === 'actions') {
-    kind = h('select', {},
+    kind = h('select', { name: 'kind' },
       h('option', { value: 'wasm' }, 'wasm (WebAssembly module)'),
       h('option', { value: 'nodejs:default' }, 'nodejs:default (JavaScript)'),
       h('option', { value: 'nodejs:20' }, 'nodejs:20'),
       h('option', { value: 'nodejs:22' }, 'nodejs:22'),
       h('option', { value: 'sequence' }, 'sequence'));
-    file = h('input', { type: 'file', accept: '.wasm,.js,.mjs,.zip,application/wasm,text/javascript,application/zip' });
-    main = h('input', { type: 'text', autocomplete: 'off', placeholder: 'main' });
-    components = h('input', { type: 'text', autocomplete: 'off', placeholder: '/_/a,/_/b' });
+    file = h('input', { type: 'file', name: 'code', accept: '.wasm,.js,.mjs,.zip,application/wasm,text/javascript,application/zip' });
+    main = h('input', { type: 'text', name: 'main', autocomplete: 'off', placeholder: 'main' });
+    components = h('input', { type: 'text', name: 'components', autocomplete: 'off', placeholder: '/_/a,/_/b' });
     file.addEventListener('change', () => {
       const f = file.files[0];
       if (!f) return;
@@ -103,19 +103,20 @@ function createForm(coll, after) {
       field('Entry point (nodejs)', main), field('Sequence components', components, 'Comma-separated, for kind sequence.'));
   }
   if (coll === 'packages') {
-    publish = h('input', { type: 'checkbox' });
-    parts.push(h('div', { class: 'field check' }, publish, h('label', { for: (publish.id = 'pub-' + Math.random().toString(36).slice(2)) }, 'Public (other namespaces may use it)')));
+    publish = h('input', { type: 'checkbox', name: 'publish' });
+    publish.id = uid('pub');
+    parts.push(h('div', { class: 'field check' }, publish, h('label', { for: publish.id }, 'Public (other namespaces may use it)')));
   }
   if (coll === 'rules') {
-    trigger = h('input', { type: 'text', required: true, autocomplete: 'off', placeholder: 'trigger name' });
-    action = h('input', { type: 'text', required: true, autocomplete: 'off', placeholder: 'action name' });
+    trigger = h('input', { type: 'text', name: 'trigger', required: true, autocomplete: 'off', placeholder: 'trigger name' });
+    action = h('input', { type: 'text', name: 'action', required: true, autocomplete: 'off', placeholder: 'action name' });
     parts.push(field('Trigger', trigger), field('Action', action));
   }
   if (coll !== 'rules') {
-    params = h('textarea', { rows: 3, spellcheck: 'false', placeholder: '{"name": "value"}' });
+    params = h('textarea', { name: 'parameters', rows: 3, spellcheck: 'false', placeholder: '{"name": "value"}' });
     parts.push(field('Default parameters (JSON object)', params));
   }
-  body = h('input', { type: 'file', accept: '.json,application/json' });
+  body = h('input', { type: 'file', name: 'entity', accept: '.json,application/json' });
   parts.push(field('Or the whole entity from a JSON file', body, 'OpenWhisk\'s PUT body; it replaces the fields above.'));
   const out = h('div', { 'aria-live': 'polite' });
   const submit = h('button', { type: 'submit' }, 'Create or update');
@@ -197,7 +198,7 @@ export async function detailView(main, coll, name) {
 }
 
 function paramEditor(label) {
-  const ta = h('textarea', { rows: 6, spellcheck: 'false', class: 'code' });
+  const ta = h('textarea', { name: 'params', rows: 6, spellcheck: 'false', class: 'code' });
   ta.value = '{}';
   return { ta, el: field(label, ta, 'A JSON object; Ctrl+Enter submits.') };
 }

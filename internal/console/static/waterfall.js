@@ -63,7 +63,7 @@ export async function waterfall(section, seq) {
     let at = c.start;
     for (const ph of [['queue', p.queue], [p.warm ? 'warm' : 'init', p.warm ? 0 : p.init], ['exec', p.exec], ['seal', p.seal]]) {
       const [key, ms] = ph;
-      const w = Math.max(x(at + ms) - x(at), key === 'warm' ? 3 : ms > 0 ? 1.5 : 0);
+      const w = Math.max(x(at + ms) - x(at), key === 'warm' || key === 'exec' ? 3 : ms > 0 ? 1.5 : 0);
       if (w > 0) {
         const r = s('rect', { x: x(at), y, width: w, height: barH, class: 'seg seg-' + key, 'data-phase': key });
         r.append(s('title', {}, c.name + ': ' + phases.find((q) => q.key === key).label + (key === 'warm' ? '' : ' ' + ms + ' ms')));
