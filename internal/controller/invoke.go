@@ -531,6 +531,11 @@ func (a *activation) completed(end time.Time, res *wire.RunResult) *wire.Activat
 	if res.InitMs > 0 {
 		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "initTime", Value: res.InitMs})
 	}
+	if res.SealMicros > 0 {
+		// The runtime's own timing, bounded by the step's duration.
+		us := min(res.SealMicros, (rec.End-rec.Start)*1000+999)
+		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "sealTimeUs", Value: us})
+	}
 	return rec
 }
 

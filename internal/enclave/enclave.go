@@ -453,6 +453,7 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	if res != nil {
 		logs = res.Logs
 	}
+	sealStart := r.cfg.Now()
 	next, err := opened.SealOutput(result)
 	if err != nil {
 		r.cfg.Log.Error("seal output", "err", err)
@@ -473,7 +474,8 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 		r.cfg.Log.Error("seal receipt", "err", err)
 		return ranButFailed(CodeInternal, "sealing the receipt failed")
 	}
-	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Receipt: receipt, Executed: true, Recycle: r.engine.Runaway()}
+	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Receipt: receipt, Executed: true, Recycle: r.engine.Runaway(),
+		SealMicros: max(r.cfg.Now().Sub(sealStart).Microseconds(), 0)}
 }
 
 // classify maps a sandbox outcome to an OpenWhisk status and the JSON result

@@ -435,7 +435,7 @@ func (iv *Invoker) result(rep *ipc.RunReply) *wire.RunResult {
 		iv.executions.Add(1)
 	}
 	return &wire.RunResult{
-		Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs, Receipt: rep.Receipt,
+		Status: rep.Status, Envelope: rep.Envelope, Logs: rep.Logs, Receipt: rep.Receipt, SealMicros: rep.SealMicros,
 
 		ErrorCode: rep.ErrorCode, ErrorMessage: rep.ErrorMessage, Executed: rep.Executed,
 	}

@@ -69,8 +69,9 @@ type Hello struct {
 // runtime of different versions cannot work together: the invoker checks
 // the runtime's hello and says which binary to use. 5 added receipts
 // (AttestReply key 3, LoadRequest key 6, RunReply key 11): a runtime
-// loads nothing without a certificate of its receipt key.
-const Version = 5
+// loads nothing without a certificate of its receipt key. 6 added the
+// sealing time of a step (RunReply key 12).
+const Version = 6
 
 // AttestRequest asks for evidence binding a KMS nonce and the runtime's
 // ephemeral key.
@@ -167,6 +168,9 @@ type RunReply struct {
 	More []RunReply `cbor:"10,keyasint,omitempty"`
 	// Receipt is the step's signed receipt, sealed for the owner.
 	Receipt []byte `cbor:"11,keyasint,omitempty"`
+	// SealMicros is the time the runtime spent sealing the step's result,
+	// logs and receipt, in microseconds (timing only, as Start and End).
+	SealMicros int64 `cbor:"12,keyasint,omitempty"`
 }
 
 var (

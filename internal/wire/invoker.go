@@ -73,4 +73,7 @@ type RunResult struct {
 	// Receipt is the step's signed receipt sealed for the owner
 	// (envelope.SealReceipt); empty for a step the runtime refused.
 	Receipt []byte `cbor:"11,keyasint,omitempty"`
+	// SealMicros is the runtime's time sealing the step's result, logs and
+	// receipt (µs); the controller records it as the sealTimeUs annotation.
+	SealMicros int64 `cbor:"12,keyasint,omitempty"`
 }

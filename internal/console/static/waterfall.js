@@ -4,8 +4,8 @@
 // start and end (the controller's clock), waitTime (from the controller
 // taking the step to the runtime starting it, start-up included),
 // initTime (loading the function: a cold start; absent when warm) and
-// sealTime (the runtime sealing the result and logs; absent on older
-// runtimes, then counted in the execution).
+// sealTimeUs (the runtime sealing the result, logs and receipt, in µs;
+// absent from older records, whose sealing counts as execution).
 import { call, nsPath, seg } from './api.js';
 import { h, s, clear, fmtDuration, table, statusBadge, ann, uid } from './ui.js';
 import { actLink } from './entities.js';
@@ -18,12 +18,16 @@ const phases = [
   { key: 'seal', label: 'Sealing' },
 ];
 
+// fmtMs shows milliseconds, with three decimals below 10 ms (sealing
+// takes microseconds).
+function fmtMs(v) { return v < 10 && !Number.isInteger(v) ? v.toFixed(3) : String(Math.round(v)); }
+
 export function phasesOf(c) {
   const total = Math.max((c.end || c.start) - c.start, 0);
   const wait = Math.min(Math.max(Number(ann(c, 'waitTime') || 0), 0), total);
   const init = Math.min(Math.max(Number(ann(c, 'initTime') || 0), 0), wait);
-  const seal = Math.min(Math.max(Number(ann(c, 'sealTime') || 0), 0), total - wait);
-  return { total, queue: wait - init, init, warm: init === 0, exec: total - wait - seal, seal };
+  const seal = Math.max(Number(ann(c, 'sealTimeUs') || 0) / 1000, 0); // the controller bounds it by the step's time
+  return { total, queue: wait - init, init, warm: init === 0, exec: Math.max(total - wait - seal, 0), seal };
 }
 
 export async function waterfall(section, seq) {
@@ -47,7 +51,7 @@ export async function waterfall(section, seq) {
   });
   svg.append(s('desc', { id: desc }, comps.map((c, i) => {
     const p = phasesOf(c);
-    return 'step ' + (i + 1) + ' ' + c.name + ': queue ' + p.queue + ' ms, ' + (p.warm ? 'warm' : 'cold start ' + p.init + ' ms') + ', execution ' + p.exec + ' ms, sealing ' + p.seal + ' ms';
+    return 'step ' + (i + 1) + ' ' + c.name + ': queue ' + p.queue + ' ms, ' + (p.warm ? 'warm' : 'cold start ' + p.init + ' ms') + ', execution ' + fmtMs(p.exec) + ' ms, sealing ' + fmtMs(p.seal) + ' ms';
   }).join('; ')));
   // Axis: 0 and the span, with a tick at the middle.
   for (const f of [0, 0.5, 1]) {
@@ -66,7 +70,7 @@ export async function waterfall(section, seq) {
       const w = Math.max(x(at + ms) - x(at), key === 'warm' || key === 'exec' ? 3 : ms > 0 ? 1.5 : 0);
       if (w > 0) {
         const r = s('rect', { x: x(at), y, width: w, height: barH, class: 'seg seg-' + key, 'data-phase': key });
-        r.append(s('title', {}, c.name + ': ' + phases.find((q) => q.key === key).label + (key === 'warm' ? '' : ' ' + ms + ' ms')));
+        r.append(s('title', {}, c.name + ': ' + phases.find((q) => q.key === key).label + (key === 'warm' ? '' : ' ' + fmtMs(ms) + ' ms')));
         g.append(r);
       }
       at += ms;
@@ -80,6 +84,6 @@ export async function waterfall(section, seq) {
     comps.map((c, i) => {
       const p = phasesOf(c);
       return [String(i + 1) + '. ' + c.name, actLink(c.activationId), statusBadge(c.statusCode, !c.end), String(p.queue),
-        p.warm ? 'warm' : 'cold ' + p.init, String(p.exec), ann(c, 'sealTime') === undefined ? '—' : String(p.seal), String(p.total)];
+        p.warm ? 'warm' : 'cold ' + p.init, fmtMs(p.exec), ann(c, 'sealTimeUs') === undefined ? '—' : fmtMs(p.seal), String(p.total)];
     })));
 }
