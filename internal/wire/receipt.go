@@ -1,6 +1,9 @@
 package wire
 
-import "crypto/sha256"
+import (
+	"crypto/sha256"
+	"encoding/json"
+)
 
 // Activation receipts (docs/protocol.md §Receipts).
 //
@@ -122,3 +125,17 @@ type HolderList struct {
 
 // OpHolders is the gateway op listing a namespace's key holders.
 const OpHolders = "holders" // HoldersRequest → HolderList
+
+// ReceiptOutputDigest is the digest of a step's output as a receipt names
+// it: SHA-256 of the JSON value in the form Go's encoding/json gives a raw
+// JSON value it writes (compact, with <, >, &, U+2028 and U+2029 escaped
+// as \u00XX), so that the owner can recompute it from the result in the
+// activation record the gateway sends, whatever whitespace the function
+// printed. Output that is not JSON is hashed as it is.
+func ReceiptOutputDigest(out []byte) []byte {
+	if canon, err := json.Marshal(json.RawMessage(out)); err == nil {
+		out = canon
+	}
+	d := sha256.Sum256(out)
+	return d[:]
+}
