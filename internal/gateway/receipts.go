@@ -22,11 +22,11 @@ import (
 
 // Messages of records whose receipts do not hold.
 const (
-	msgNoReceipt       = "The activation has no receipt from the runtime that ran it."
-	msgBadReceipt      = "The activation's receipt could not be authenticated."
-	msgReceiptStatus   = "The activation's status does not match its receipt."
-	msgReceiptChain    = "The sequence's receipts do not form its chain."
-	msgWithheldLogs    = "[clemmys: the activation logs were withheld]"
+	msgNoReceipt     = "The activation has no receipt from the runtime that ran it."
+	msgBadReceipt    = "The activation's receipt could not be authenticated."
+	msgReceiptStatus = "The activation's status does not match its receipt."
+	msgReceiptChain  = "The sequence's receipts do not form its chain."
+	msgWithheldLogs  = "[clemmys: the activation logs were withheld]"
 )
 
 // openedReceipt is a receipt the gateway opened: the signed form the

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/json"
 )
 
@@ -138,4 +139,24 @@ func ReceiptOutputDigest(out []byte) []byte {
 	}
 	d := sha256.Sum256(out)
 	return d[:]
+}
+
+// The attestation API (GET /api/v1/clemmys/attestation, docs/protocol.md
+// §Attestation API).
+
+// AttestationFormat names the attestation API's JSON format.
+const AttestationFormat = "clemmys-attestation/v1"
+
+// GatewayAttestationContext prefixes the gateway's attestation report data.
+const GatewayAttestationContext = "clemmys/v1 gateway attestation\x00"
+
+// MaxAttestationNonce bounds the caller's nonce.
+const MaxAttestationNonce = 64
+
+// GatewayAttestationReportData is what the gateway's evidence binds in an
+// attestation answer: the caller's nonce (freshness) and the SHA-256 of
+// the SubjectPublicKeyInfo of the gateway's TLS certificate (so the
+// evidence is of the gateway the caller's TLS session ends at).
+func GatewayAttestationReportData(nonce, tlsKeyDigest []byte) [64]byte {
+	return sha512.Sum512(concat([]byte(GatewayAttestationContext), lp(nonce), lp(tlsKeyDigest)))
 }
