@@ -19,11 +19,11 @@ import (
 // real ones; these cover what a forger could change in the signature
 // chain, which the platform never produces).
 type fakeDeployment struct {
-	kmsPub     ed25519.PublicKey
-	kmsPriv    ed25519.PrivateKey
-	rtPub      ed25519.PublicKey
-	rtPriv     ed25519.PrivateKey
-	runtimeID  []byte
+	kmsPub      ed25519.PublicKey
+	kmsPriv     ed25519.PrivateKey
+	rtPub       ed25519.PublicKey
+	rtPriv      ed25519.PrivateKey
+	runtimeID   []byte
 	measurement []byte
 }
 
