@@ -206,6 +206,7 @@ func TestConsoleBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(form+` button[type="submit"]`)),
 	)
 	waitFor("twice in the list", `[...document.querySelectorAll('#main table a')].some(a => a.textContent === 'twice')`)
+	do("fold the form", eval(`document.querySelector('details.create').open = false`))
 	shot("02-actions")
 
 	// Invoke hello with parameters from the editor.
@@ -249,6 +250,8 @@ func TestConsoleBrowser(t *testing.T) {
 	// its phases drawn.
 	do("open the sequence", chromedp.Navigate(base+"/console/#/activation/"+seq.ActivationID))
 	waitFor("the waterfall", `document.querySelectorAll('#waterfall svg g.row').length === 2 && document.querySelectorAll('#waterfall svg rect[data-phase="exec"]').length === 2`)
+	// The runtime timed its sealing of each step (the sealTimeUs annotation).
+	waitFor("the sealing phases", `document.querySelectorAll('#waterfall svg rect[data-phase="seal"]').length === 2`)
 	waitFor("the sequence's result", `document.getElementById('activation-result').textContent.includes('Hello')`)
 	shot("05-sequence-waterfall")
 

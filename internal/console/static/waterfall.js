@@ -22,6 +22,8 @@ const phases = [
 // takes microseconds).
 function fmtMs(v) { return v < 10 && !Number.isInteger(v) ? v.toFixed(3) : String(Math.round(v)); }
 
+function axisLabel(v) { return v < 10 && !Number.isInteger(v) ? v.toFixed(1) + ' ms' : fmtDuration(Math.round(v)); }
+
 export function phasesOf(c) {
   const total = Math.max((c.end || c.start) - c.start, 0);
   const wait = Math.min(Math.max(Number(ann(c, 'waitTime') || 0), 0), total);
@@ -43,7 +45,7 @@ export async function waterfall(section, seq) {
   const t1 = Math.max(seq.end || 0, ...comps.map((c) => c.end || c.start));
   const span = Math.max(t1 - t0, 1);
   const W = 720, label = 150, rowH = 30, barH = 18, top = 24;
-  const x = (t) => label + ((t - t0) / span) * (W - label - 10);
+  const x = (t) => label + ((t - t0) / span) * (W - label - 24);
   const desc = uid('wf-desc');
   const svg = s('svg', {
     viewBox: '0 0 ' + W + ' ' + (top + rowH * comps.length + 10), class: 'waterfall', role: 'img',
@@ -55,21 +57,25 @@ export async function waterfall(section, seq) {
   }).join('; ')));
   // Axis: 0 and the span, with a tick at the middle.
   for (const f of [0, 0.5, 1]) {
-    const xx = label + f * (W - label - 10);
+    const xx = label + f * (W - label - 24);
     svg.append(s('line', { x1: xx, x2: xx, y1: top - 6, y2: top + rowH * comps.length, class: 'tick' }));
-    svg.append(s('text', { x: xx, y: 12, class: 'axis', 'text-anchor': f === 0 ? 'start' : f === 1 ? 'end' : 'middle' }, fmtDuration(Math.round(f * span))));
+    svg.append(s('text', { x: xx, y: 12, class: 'axis', 'text-anchor': f === 0 ? 'start' : f === 1 ? 'end' : 'middle' }, axisLabel(f * span)));
   }
   comps.forEach((c, i) => {
     const p = phasesOf(c);
     const y = top + i * rowH;
     const g = s('g', { class: 'row', 'data-step': i + 1 });
     g.append(s('text', { x: 0, y: y + barH - 4, class: 'name' }, (i + 1) + '. ' + c.name));
-    let at = c.start;
+    // Segments follow each other: a phase shorter than a pixel still
+    // shows (a few pixels wide) without hiding the next one.
+    let at = c.start, px = x(c.start);
     for (const ph of [['queue', p.queue], [p.warm ? 'warm' : 'init', p.warm ? 0 : p.init], ['exec', p.exec], ['seal', p.seal]]) {
       const [key, ms] = ph;
-      const w = Math.max(x(at + ms) - x(at), key === 'warm' || key === 'exec' ? 3 : ms > 0 ? 1.5 : 0);
+      const from = Math.max(x(at), px);
+      const w = Math.max(x(at + ms) - from, key === 'warm' || key === 'exec' ? 3 : ms > 0 ? 2 : 0);
       if (w > 0) {
-        const r = s('rect', { x: x(at), y, width: w, height: barH, class: 'seg seg-' + key, 'data-phase': key });
+        px = from + w;
+        const r = s('rect', { x: from, y, width: w, height: barH, class: 'seg seg-' + key, 'data-phase': key });
         r.append(s('title', {}, c.name + ': ' + phases.find((q) => q.key === key).label + (key === 'warm' ? '' : ' ' + fmtMs(ms) + ' ms')));
         g.append(r);
       }
