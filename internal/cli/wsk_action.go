@@ -57,6 +57,7 @@ func actionPut(c *wskCmd, args []string, update bool) int {
 	}
 	name := c.args[0]
 	body := map[string]any{}
+	guessed := false // the kind of FILE is a guess: wasm
 	webAnns, err := webAnnotations(*web, *webSecure)
 	if err != nil {
 		return c.usageError("%v", err)
@@ -80,15 +81,15 @@ func actionPut(c *wskCmd, args []string, update bool) int {
 		}
 		body["exec"] = map[string]any{"kind": "sequence", "components": comps}
 	case len(c.args) == 2:
-		exec, err := execFromFile(c.args[1], *kind, *main)
+		exec, g, err := execFromFile(c.args[1], *kind, *main)
 		if err != nil {
 			return c.fail("read the code", err)
 		}
-		body["exec"] = exec
+		body["exec"], guessed = exec, g
 	case *kind != "" || *main != "":
 		return c.usageError("--kind and --main need the FILE of the code")
 	case !update:
-		return c.usageError("action create needs FILE (a .wasm module, .js source or a .zip of a JS action) or --sequence A,B,C")
+		return c.usageError("action create needs FILE.wasm (a WebAssembly module), FILE.js or FILE.zip (JavaScript), or --sequence A,B,C")
 	}
 	limits := map[string]any{}
 	if c.isSet("timeout", "t") {
@@ -106,7 +107,11 @@ func actionPut(c *wskCmd, args []string, update bool) int {
 	if err := c.entityBody(body); err != nil {
 		return c.fail("read the parameters", err)
 	}
-	return c.putEntity(kindAction, name, update, body)
+	rc := c.putEntity(kindAction, name, update, body)
+	if rc != 0 && guessed {
+		fmt.Fprintf(c.stderr, "(%s was sent as a WebAssembly module: its name ends neither in .wasm, .js nor .zip; pass --kind for JavaScript)\n", c.args[1])
+	}
+	return rc
 }
 
 func actionGet(c *wskCmd, args []string) int {

@@ -32,22 +32,24 @@ var codeKinds = []string{"wasm", "nodejs:default", "nodejs:20", "nodejs:22"}
 
 // execFromFile is the exec of an action whose code is the file path:
 // of kind kind ("" to detect it) with entry point main ("" for the
-// default).
-func execFromFile(path, kind, main string) (map[string]any, error) {
+// default). A file whose kind neither its name nor its content tells is
+// sent as wasm, as before the JavaScript kinds (the gateway says what is
+// wrong with it); guessed reports it.
+func execFromFile(path, kind, main string) (exec map[string]any, guessed bool, err error) {
 	if kind != "" && !isCodeKind(kind) {
-		return nil, fmt.Errorf("unknown --kind %q: use one of %s", kind, strings.Join(codeKinds, ", "))
+		return nil, false, fmt.Errorf("unknown --kind %q: use one of %s", kind, strings.Join(codeKinds, ", "))
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory: zip it (cd DIR && zip -r ../action.zip .) and deploy the zip", path)
+		return nil, false, fmt.Errorf("%s is a directory: zip it (cd DIR && zip -r ../action.zip .) and deploy the zip", path)
 	}
 	code, err := readAtMost(f, maxCodeFile)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, false, fmt.Errorf("%s: %w", path, err)
 	}
 	ext := strings.ToLower(filepath.Ext(path))
 	isZip := ext == ".zip" || bytes.HasPrefix(code, zipMagic)
@@ -58,14 +60,14 @@ func execFromFile(path, kind, main string) (map[string]any, error) {
 		case ext == ".js" || ext == ".mjs" || ext == ".cjs" || isZip:
 			kind = "nodejs:default"
 		default:
-			return nil, fmt.Errorf("cannot tell the kind of %s from its name: pass --kind (%s)", path, strings.Join(codeKinds, ", "))
+			kind, guessed = "wasm", true
 		}
 	}
-	exec := map[string]any{"kind": kind}
+	exec = map[string]any{"kind": kind}
 	switch {
 	case kind == "wasm":
 		if main != "" {
-			return nil, errors.New("--main is for JavaScript actions (a wasm module's entry point is _start)")
+			return nil, false, errors.New("--main is for JavaScript actions (a wasm module's entry point is _start)")
 		}
 		exec["code"], exec["binary"] = base64.StdEncoding.EncodeToString(code), true
 	case isZip:
@@ -76,7 +78,7 @@ func execFromFile(path, kind, main string) (map[string]any, error) {
 	if main != "" {
 		exec["main"] = main
 	}
-	return exec, nil
+	return exec, guessed, nil
 }
 
 func isCodeKind(k string) bool {

@@ -28,6 +28,7 @@ func TestExecFromFile(t *testing.T) {
 		data       []byte
 		kind, main string
 		want       map[string]any
+		guessed    bool
 		err        string
 	}{
 		{file: "a.wasm", data: wasm, want: map[string]any{"kind": "wasm", "code": b64(wasm), "binary": true}},
@@ -37,26 +38,26 @@ func TestExecFromFile(t *testing.T) {
 		{file: "a.zip", data: zipped, want: map[string]any{"kind": "nodejs:default", "code": b64(zipped), "binary": true}},
 		{file: "zipnoext", data: zipped, main: "m", want: map[string]any{"kind": "nodejs:default", "code": b64(zipped), "binary": true, "main": "m"}},
 		{file: "script", data: js, kind: "nodejs:20", want: map[string]any{"kind": "nodejs:20", "code": string(js)}},
-		{file: "script", data: js, err: "pass --kind"},
+		{file: "script", data: js, want: map[string]any{"kind": "wasm", "code": b64(js), "binary": true}, guessed: true},
 		{file: "a.js", data: js, kind: "python:3", err: `unknown --kind "python:3"`},
 		{file: "a.wasm", data: wasm, main: "x", err: "--main is for JavaScript"},
 	}
 	for _, tt := range tests {
-		got, err := execFromFile(write(tt.file, tt.data), tt.kind, tt.main)
+		got, guessed, err := execFromFile(write(tt.file, tt.data), tt.kind, tt.main)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s kind %q: err %v, want %q", tt.file, tt.kind, err, tt.err)
 			}
 			continue
 		}
-		if err != nil || !reflect.DeepEqual(got, tt.want) {
+		if err != nil || !reflect.DeepEqual(got, tt.want) || guessed != tt.guessed {
 			t.Errorf("%s kind %q main %q: %v %v, want %v", tt.file, tt.kind, tt.main, got, err, tt.want)
 		}
 	}
-	if _, err := execFromFile(dir, "", ""); err == nil || !strings.Contains(err.Error(), "is a directory: zip it") {
+	if _, _, err := execFromFile(dir, "", ""); err == nil || !strings.Contains(err.Error(), "is a directory: zip it") {
 		t.Errorf("a directory: %v", err)
 	}
-	if _, err := execFromFile(filepath.Join(dir, "missing.js"), "", ""); err == nil {
+	if _, _, err := execFromFile(filepath.Join(dir, "missing.js"), "", ""); err == nil {
 		t.Error("a missing file accepted")
 	}
 }

@@ -161,7 +161,7 @@ func TestInit(t *testing.T) {
 			t.Fatal(err)
 		}
 		if code, _, errs := clemmys("action", "create", "custom", src, "--apihost", e.p.APIHost(), "--auth", e.guest(), "--data-dir", e.dataDir); code != 1 ||
-			!strings.Contains(errs, "pass --kind") {
+			!strings.Contains(errs, "not a WebAssembly module") || !strings.Contains(errs, "pass --kind for JavaScript") {
 			t.Errorf("create from a .txt without --kind: %d %q", code, errs)
 		}
 		cli("action", "create", "custom", src, "--kind", "nodejs:20", "--main", "handler")
