@@ -25,11 +25,19 @@ func TestJSExamples(t *testing.T) {
 				t.Errorf("node test.js: %q", out)
 			}
 		}
-		// zip -r ../../js-hello.zip package.json index.js lib
-		zipped := zipDir(t, dir, "package.json", "index.js", "lib/greeting.js", "lib/greetings.json")
-		zipPath := filepath.Join(t.TempDir(), "js-hello.zip")
-		if err := os.WriteFile(zipPath, zipped, 0o600); err != nil {
+		// The README's zip -r ../../js-hello.zip package.json index.js lib
+		// (directory entries included), or the same files zipped here.
+		zipPath, err := filepath.Abs(filepath.Join(t.TempDir(), "js-hello.zip"))
+		if err != nil {
 			t.Fatal(err)
+		}
+		if _, err := exec.LookPath("zip"); err == nil {
+			run(t, dir, os.Environ(), "zip", "-qr", zipPath, "package.json", "index.js", "lib")
+		} else {
+			zipped := zipDir(t, dir, "package.json", "index.js", "lib/greeting.js", "lib/greetings.json")
+			if err := os.WriteFile(zipPath, zipped, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		cli("action", "create", "js-hello", zipPath)
 
