@@ -37,6 +37,9 @@ func rustWASI() (rustc, target string) {
 // sees it. Skipped without a rustc for a WASI target.
 func TestRustFunction(t *testing.T) {
 	rustc, target := rustWASI()
+	if rustc == "" && os.Getenv("CLEMMYS_REQUIRE_RUST") != "" {
+		t.Fatal("CLEMMYS_REQUIRE_RUST is set but there is no rustc with the standard library of wasm32-wasip1 or wasm32-wasi")
+	}
 	if rustc == "" {
 		t.Skip("no rustc with the standard library of wasm32-wasip1 or wasm32-wasi (rustup target add wasm32-wasip1)")
 	}
