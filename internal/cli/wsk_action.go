@@ -237,9 +237,14 @@ func actionRow(e map[string]any) []string {
 func actionInvoke(c *wskCmd, args []string) int {
 	blocking := c.boolFlag("wait for the result", "blocking", "b")
 	result := c.boolFlag("wait and print only the result (implies --blocking)", "result", "r")
+	seal := c.boolFlag("seal the parameters end to end on this machine (verified attestation, opened and verified result; docs/verify.md)", "seal")
+	expect := c.fs.String("expect", "", "with --seal: JSON file of what you pin (as for clemmys attest)")
 	name, params, ok := c.parseNameParams(args)
 	if !ok {
 		return c.exit
+	}
+	if *seal {
+		return c.invokeSealed(name, params, *result, *expect)
 	}
 	q := url.Values{}
 	if *blocking || *result {
