@@ -45,8 +45,11 @@ Usage:
   clemmys policy get|allow|remove|set [MEASUREMENT...]
                                 show or change which enclave runtimes may
                                 receive the keys of your functions
+  clemmys init go|js DIR        start a function project (Go or JavaScript)
+                                that builds and deploys as is
   clemmys action create|update|get|list|delete|invoke ...
-                                deploy and run WebAssembly functions and sequences
+                                deploy and run functions (wasm, JavaScript)
+                                and sequences
   clemmys activation list|get|logs|result|poll ...
                                 results and logs of invocations
   clemmys trigger create|update|get|list|delete|fire ...
@@ -87,6 +90,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdPolicy(args[1:], stdout, stderr)
 	case "release":
 		return cmdRelease(args[1:], stdout, stderr)
+	case "init":
+		return cmdInit(args[1:], stdout, stderr)
 	case "action":
 		return cmdAction(args[1:], stdout, stderr)
 	case "activation":

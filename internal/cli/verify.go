@@ -191,3 +191,51 @@ func printActivationReport(w io.Writer, r *client.ActivationReport, simulated bo
 		fmt.Fprintln(w, "  verdict: verified: signed by the runtimes the KMS certified")
 	}
 }
+
+// invokeSealed runs `action invoke --seal`: it verifies the attestation,
+// seals the parameters here, waits for the result and opens and verifies
+// it (package client).
+func (c *wskCmd) invokeSealed(name string, params map[string]any, resultOnly bool, expectFile string) int {
+	att, exp, code := c.attest(expectFile)
+	if att == nil {
+		return code
+	}
+	if !att.OK() {
+		printAttestation(c.stderr, att)
+		fmt.Fprintln(c.stderr, "error: the platform's attestation does not verify: nothing was sealed")
+		return 1
+	}
+	if params == nil {
+		params = map[string]any{}
+	}
+	body, err := json.Marshal(params)
+	if err != nil {
+		return c.fail("encode the parameters", err)
+	}
+	si := &client.SealedInvoker{HTTP: c.c.http, APIHost: c.c.cfg.Host, Auth: c.c.cfg.Auth, KMSKey: att.KMSKey(), Pinned: exp.RuntimeMeasurements}
+	res, err := si.Invoke(c.ctx, name, body, true)
+	if err == nil && res.Result == nil {
+		// Still running after the gateway's blocking wait.
+		res, err = si.Wait(c.ctx, res)
+	}
+	if err != nil {
+		return c.fail(fmt.Sprintf("invoke action '%s' sealed", name), err)
+	}
+	if resultOnly || *c.jsonOut {
+		c.printJSON(res.Result)
+	} else {
+		c.ok("invoked %s sealed end to end with id %s: %s, verified (%d step(s) signed by runtimes the KMS certified%s)",
+			qualify(name), res.ActivationID, res.Status, len(res.Report.Steps), map[bool]string{true: "; simulated evidence", false: ""}[att.Simulated])
+		c.printJSON(res.Result)
+		if res.Logs != "" {
+			fmt.Fprint(c.stdout, res.Logs)
+			if !strings.HasSuffix(res.Logs, "\n") {
+				fmt.Fprintln(c.stdout)
+			}
+		}
+	}
+	if res.Status != "success" {
+		return 1
+	}
+	return 0
+}

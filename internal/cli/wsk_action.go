@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,20 +8,26 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
+	"slices"
 	"strings"
 )
 
 const actionUsage = `Usage:
-  clemmys action create NAME FILE.wasm [flags]   deploy a WebAssembly module
+  clemmys action create NAME FILE [flags]        deploy FILE: a WebAssembly module (.wasm),
+                                                 JavaScript (.js) or a zipped JS action (.zip)
   clemmys action create NAME --sequence A,B,C    create a sequence of actions
-  clemmys action update NAME [FILE.wasm] [flags] replace it (create if absent)
-  clemmys action get NAME [--summary]
+  clemmys action update NAME [FILE] [flags]      replace it (create if absent)
+  clemmys action get NAME [--summary] [--url] [--save | --save-as FILE]
   clemmys action list [--limit N] [--skip N]
   clemmys action delete NAME
   clemmys action invoke NAME [-p KEY VALUE]... [-P FILE] [--blocking|-b] [--result|-r]
 
 Flags of create/update: -p KEY VALUE, -P FILE (default parameters),
--a KEY VALUE (annotations), --timeout MS, --memory MB, --logsize MB.
+-a KEY VALUE (annotations), --kind KIND (wasm, nodejs:default, nodejs:20,
+nodejs:22; default: from the file), --main NAME (a JS entry point),
+--web true|false|raw (a web action), --web-secure SECRET|true|false,
+--timeout MS, --memory MB, --logsize MB.
 NAME is "hello", "/NAMESPACE/hello" or "PACKAGE/hello". Every verb takes
 --json (print the API's JSON), --apihost, --auth, --insecure; -h lists them.
 `
@@ -43,14 +48,30 @@ func actionPut(c *wskCmd, args []string, update bool) int {
 	timeout := c.intFlag(0, "time limit in `MS` (100 to 300000)", "timeout", "t")
 	memory := c.intFlag(0, "memory limit in `MB` (128 to 512)", "memory", "m")
 	logsize := c.intFlag(0, "log size limit in `MB` (0 to 10)", "logsize", "l")
-	if !c.parse(args, "NAME FILE.wasm | NAME --sequence A,B,C", 1, 2) {
+	kind := c.fs.String("kind", "", "the `KIND` of FILE: wasm, nodejs:default, nodejs:20 or nodejs:22 (default: from its name or content)")
+	main := c.fs.String("main", "", "the `NAME` of a JavaScript action's entry point (default: main)")
+	web := c.fs.String("web", "", "`true`, false or raw: make it a web action (annotations web-export, raw-http, final)")
+	webSecure := c.fs.String("web-secure", "", "`SECRET`: a web action requires the header X-Require-Whisk-Auth: SECRET (true: credentials; false: none)")
+	if !c.parse(args, "NAME FILE | NAME --sequence A,B,C", 1, 2) {
 		return c.exit
 	}
 	name := c.args[0]
 	body := map[string]any{}
+	guessed := false // the kind of FILE is a guess: wasm
+	webAnns, err := webAnnotations(*web, *webSecure)
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	for _, kv := range webAnns {
+		if !slices.ContainsFunc(c.annots, func(a keyValue) bool { return a.Key == kv.Key }) {
+			c.annots = append(c.annots, kv)
+		}
+	}
 	switch {
 	case *seq != "" && len(c.args) == 2:
-		return c.usageError("give either FILE.wasm or --sequence, not both")
+		return c.usageError("give either FILE or --sequence, not both")
+	case *seq != "" && (*kind != "" || *main != ""):
+		return c.usageError("--kind and --main are for an action with code, not a sequence")
 	case *seq != "":
 		var comps []string
 		for _, s := range strings.Split(*seq, ",") {
@@ -60,13 +81,15 @@ func actionPut(c *wskCmd, args []string, update bool) int {
 		}
 		body["exec"] = map[string]any{"kind": "sequence", "components": comps}
 	case len(c.args) == 2:
-		code, err := os.ReadFile(c.args[1])
+		exec, g, err := execFromFile(c.args[1], *kind, *main)
 		if err != nil {
-			return c.fail("read the module", err)
+			return c.fail("read the code", err)
 		}
-		body["exec"] = map[string]any{"kind": "wasm", "code": base64.StdEncoding.EncodeToString(code), "binary": true}
+		body["exec"], guessed = exec, g
+	case *kind != "" || *main != "":
+		return c.usageError("--kind and --main need the FILE of the code")
 	case !update:
-		return c.usageError("action create needs FILE.wasm (a WebAssembly module) or --sequence A,B,C")
+		return c.usageError("action create needs FILE.wasm (a WebAssembly module), FILE.js or FILE.zip (JavaScript), or --sequence A,B,C")
 	}
 	limits := map[string]any{}
 	if c.isSet("timeout", "t") {
@@ -84,15 +107,28 @@ func actionPut(c *wskCmd, args []string, update bool) int {
 	if err := c.entityBody(body); err != nil {
 		return c.fail("read the parameters", err)
 	}
-	return c.putEntity(kindAction, name, update, body)
+	rc := c.putEntity(kindAction, name, update, body)
+	if rc != 0 && guessed {
+		fmt.Fprintf(c.stderr, "(%s was sent as a WebAssembly module: its name ends neither in .wasm, .js nor .zip; pass --kind for JavaScript)\n", c.args[1])
+	}
+	return rc
 }
 
 func actionGet(c *wskCmd, args []string) int {
 	summary := c.boolFlag("print a summary instead of the JSON", "summary", "s")
+	webAddr := c.boolFlag("print the action's web address (/api/v1/web/...)", "url", "r")
+	save := c.boolFlag("save the action's code to NAME.wasm, NAME.js or NAME.zip in the current directory", "save")
+	saveAs := c.fs.String("save-as", "", "save the action's code to `FILE`")
 	if !c.parse(args, "NAME", 1, 1) {
 		return c.exit
 	}
 	name := c.args[0]
+	switch {
+	case *save || *saveAs != "":
+		return actionSave(c, name, *saveAs)
+	case *webAddr:
+		return actionURL(c, name)
+	}
 	if !*summary || *c.jsonOut {
 		return c.getEntity(kindAction, name)
 	}
@@ -134,6 +170,60 @@ func actionGet(c *wskCmd, args []string) int {
 	return 0
 }
 
+// actionURL prints the address of the action as a web action.
+func actionURL(c *wskCmd, name string) int {
+	var raw json.RawMessage
+	if err := c.c.do(c.ctx, "GET", kindAction.path(name)+"?code=false", nil, &raw); err != nil {
+		return c.fail(fmt.Sprintf("get action '%s'", name), err)
+	}
+	var a struct{ Namespace, Name string }
+	if err := json.Unmarshal(raw, &a); err != nil || a.Namespace == "" || a.Name == "" {
+		return c.fail(fmt.Sprintf("get action '%s'", name), fmt.Errorf("unexpected answer: %v", err))
+	}
+	u := webURL(c.cfg.Host, a.Namespace, a.Name)
+	if *c.jsonOut {
+		c.printJSON(map[string]string{"url": u})
+		return 0
+	}
+	c.ok("got action %s", name)
+	fmt.Fprintln(c.stdout, u)
+	return 0
+}
+
+// actionSave writes the action's code to file, or to NAME and the
+// extension of its kind in the current directory; it never overwrites a
+// file.
+func actionSave(c *wskCmd, name, file string) int {
+	var raw json.RawMessage
+	if err := c.c.do(c.ctx, "GET", kindAction.path(name)+"?code=true", nil, &raw); err != nil {
+		return c.fail(fmt.Sprintf("get action '%s'", name), err)
+	}
+	code, ext, err := savedCode(raw)
+	if err != nil {
+		return c.fail(fmt.Sprintf("save the code of action '%s'", name), err)
+	}
+	if file == "" {
+		_, rest := splitName(name)
+		file = path.Base(rest) + ext
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			err = fmt.Errorf("%s exists: remove it or pass --save-as FILE", file)
+		}
+		return c.fail(fmt.Sprintf("save the code of action '%s'", name), err)
+	}
+	_, err = f.Write(code)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return c.fail(fmt.Sprintf("save the code of action '%s'", name), err)
+	}
+	c.ok("saved action code to %s", file)
+	return 0
+}
+
 // actionRow is a row of `action list`: name, visibility, kind.
 func actionRow(e map[string]any) []string {
 	kind, _ := e["exec"].(map[string]any)["kind"].(string)
@@ -147,9 +237,14 @@ func actionRow(e map[string]any) []string {
 func actionInvoke(c *wskCmd, args []string) int {
 	blocking := c.boolFlag("wait for the result", "blocking", "b")
 	result := c.boolFlag("wait and print only the result (implies --blocking)", "result", "r")
+	seal := c.boolFlag("seal the parameters end to end on this machine (verified attestation, opened and verified result; docs/verify.md)", "seal")
+	expect := c.fs.String("expect", "", "with --seal: JSON file of what you pin (as for clemmys attest)")
 	name, params, ok := c.parseNameParams(args)
 	if !ok {
 		return c.exit
+	}
+	if *seal {
+		return c.invokeSealed(name, params, *result, *expect)
 	}
 	q := url.Values{}
 	if *blocking || *result {

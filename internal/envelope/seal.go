@@ -35,6 +35,45 @@ func Seal(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []b
 	return s.Seal(h, requestSecret, authKey, pubs, input)
 }
 
+// SealUntagged is Seal for a sender that does not hold the namespace's
+// authentication key — an owner sealing end to end (docs/protocol.md
+// §15): the envelope carries no tag, and the gateway that authorizes the
+// request adds it with (*Envelope).Tag, over the header digest and the
+// capsules, without learning the request secret. requestSecret must be
+// fresh and random (NewKey), known only to the sender.
+func SealUntagged(h Header, requestSecret Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
+	var s Sessions
+	defer s.Clear()
+	return s.seal(h, requestSecret, pubs, input)
+}
+
+// Tag sets the tag of a step-0 envelope sealed by SealUntagged: the
+// namespace's authentication key over its header digest and capsules. It
+// checks the header and the envelope's shape, not the capsules' contents
+// (which only the runtimes open).
+func (e *Envelope) Tag(authKey Key) error {
+	if authKey.IsZero() {
+		return wrap(ErrAuth, "no authentication key")
+	}
+	if err := e.Header.Validate(); err != nil {
+		return err
+	}
+	if e.Step != 0 || len(e.Capsules) != len(e.Header.Chain) {
+		return malformed("a step-0 envelope has one capsule per step")
+	}
+	for j, c := range e.Capsules {
+		if len(c) != e.Header.Suite.capsuleSize() {
+			return malformed("capsule %d is %d bytes, want %d", j, len(c), e.Header.Suite.capsuleSize())
+		}
+	}
+	d, err := e.Header.Digest()
+	if err != nil {
+		return err
+	}
+	e.Auth = authTag(authKey, d, e.Capsules)
+	return nil
+}
+
 // FunctionIdentity is what an enclave runtime holds for one loaded function
 // version.
 type FunctionIdentity struct {

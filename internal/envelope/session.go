@@ -290,6 +290,17 @@ func (s *Sessions) Seal(h Header, requestSecret, authKey Key, pubs []hpke.Public
 	if authKey.IsZero() {
 		return nil, wrap(ErrAuth, "no authentication key")
 	}
+	e, err := s.seal(h, requestSecret, pubs, input)
+	if err != nil {
+		return nil, err
+	}
+	d, _ := e.Header.Digest() // valid: seal checked it
+	e.Auth = authTag(authKey, d, e.Capsules)
+	return e, nil
+}
+
+// seal is Seal without the tag.
+func (s *Sessions) seal(h Header, requestSecret Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
 	h = h.Clone()
 	d, err := h.Digest()
 	if err != nil {
@@ -338,7 +349,7 @@ func (s *Sessions) Seal(h Header, requestSecret, authKey Key, pubs []hpke.Public
 	if err != nil {
 		return nil, err
 	}
-	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body, Auth: authTag(authKey, d, caps)}, nil
+	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body}, nil
 }
 
 // OpenCache is the runtime side of capsule sessions: the session keys a

@@ -33,6 +33,9 @@ type activationView struct {
 	// opened and checked (nil for records without a result, and for
 	// triggers').
 	receipts [][]byte
+	// sealed holds the sealed parts of an end-to-end sealed request's
+	// record, which only the owner opens (sealed.go).
+	sealed *sealedParts
 }
 
 // openActivation opens the sealed result and logs of rec for namespace
@@ -72,6 +75,9 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 	if err != nil || len(reqID) != envelope.RequestIDSize {
 		bad(msgUnauthenticatedResult)
 		return v
+	}
+	if g.sealedRequestFor(reqID, viewer) {
+		return sealedView(v, rec)
 	}
 	if !g.requestFor(reqID, viewer) {
 		bad(msgOtherSubject)
@@ -250,6 +256,9 @@ func (v *activationView) render() map[string]any {
 	m["response"] = v.response()
 	m["logs"] = v.logs
 	m["subject"] = v.rec.Subject
+	if v.sealed != nil {
+		m["sealed"] = v.sealed
+	}
 	if len(v.receipts) > 0 {
 		// clemmys: the runtimes' signed receipts (base64 CBOR), which
 		// OpenWhisk clients ignore; `clemmys activation verify` checks them.

@@ -22,6 +22,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/tls"
@@ -158,11 +159,15 @@ type Gateway struct {
 	tlsCfg       *tls.Config
 	certPEM      []byte
 	tlsKey       []byte // SHA-256 of the TLS certificate's SubjectPublicKeyInfo
-	metrics      *metrics
-	handler      http.Handler
-	code         codeObjects // the sealed code store, for GET with code (code.go)
-	feedState    feedStore   // alarm feeds (feeds.go)
-	routeState   routeStore  // API routes (apimgmt.go)
+	// The AEAD of sealed invocations' tickets (sealed.go).
+	ticketOnce sync.Once
+	ticketAEAD cipher.AEAD
+	ticketErr  error
+	metrics    *metrics
+	handler    http.Handler
+	code       codeObjects // the sealed code store, for GET with code (code.go)
+	feedState  feedStore   // alarm feeds (feeds.go)
+	routeState routeStore  // API routes (apimgmt.go)
 
 	// sessions holds the capsule sessions of this process (envelope format
 	// 2): one HPKE encapsulation per function version and epoch, rotated

@@ -79,6 +79,10 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 	if g.serveFeed(w, r) { // the /whisk.system/alarms feeds (feeds.go)
 		return
 	}
+	if mode := r.URL.Query().Get("sealed"); mode != "" {
+		g.invokeSealed(w, r, mode) // end to end (sealed.go)
+		return
+	}
 	caller := callerNamespace(r)
 	ns, name, ok := actionPath(r)
 	if !ok {
@@ -172,6 +176,9 @@ type invocation struct {
 	blocking bool
 	wait     time.Duration // the caller's bound on a blocking wait; 0 = none
 	tx       string        // transaction id, for logs
+	// prepare: the first step of a sealed invocation (sealed.go): resolve,
+	// place and build the header, seal nothing, send nothing.
+	prepare bool
 }
 
 // invoked is a sent invocation.
@@ -185,6 +192,8 @@ type invoked struct {
 	// misplaced: it was refused, or failed without running, because the
 	// runtime it designates is gone (see place.go).
 	misplaced bool
+	// prepared is the answer of a sealed invocation's prepare step.
+	prepared *preparedInvocation
 }
 
 // invoke merges the parameters, resolves the chain (verifying every
@@ -204,6 +213,9 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 		return nil, cerr
 	}
 	inv.params = params
+	if inv.prepare && !bytes.Equal(bytes.TrimSpace(params), bytes.TrimSpace(inv.payload)) {
+		return nil, &chainError{http.StatusBadRequest, msgSealedDefaults, nil}
+	}
 	// The controller is untrusted: only records signed by the attested KMS
 	// for exactly these namespaces and actions name the keys we seal to.
 	rctx, cancel := context.WithTimeout(ctx, busTimeout)
@@ -284,13 +296,17 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 }
 
 // sealAndSend seals one envelope for the placed chain and hands it to the
-// controller (see invoke).
+// controller (see invoke). For a sealed invocation's prepare step it only
+// builds the header and the ticket (sealed.go).
 func (g *Gateway) sealAndSend(ctx context.Context, inv *invocation, steps []step, chain []envelope.Step, pubs []hpke.PublicKey,
 	routes []wire.StepRoute, first wire.Placement, suite envelope.Suite, limits wire.Limits, timeout time.Duration) (*invoked, *chainError) {
 	a := inv.target.action
 	ns := steps[0].action.Namespace
 	now := g.now()
 	reqID := g.newRequestID(now, inv.caller)
+	if inv.prepare {
+		reqID = g.newSealedRequestID(now, inv.caller)
+	}
 	h := envelope.Header{
 		Version:   envelope.Version,
 		Suite:     suite,
@@ -308,25 +324,13 @@ func (g *Gateway) sealAndSend(ctx context.Context, inv *invocation, steps []step
 	if err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
-	// Capsules under this gateway's cached session per function version:
-	// no public-key operation per request once the sessions exist.
-	rs := envelope.RequestSecret(g.secret, reqID)
-	env, err := g.sessions.Seal(h, rs, g.namespaceAuthKey(ns), pubs, inv.params)
-	if err != nil {
-		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
-	}
-	sealed, err := env.Marshal()
-	if err != nil {
-		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
-	}
-	res := &invoked{id: hex.EncodeToString(reqID), digest: digest, rs: rs}
+	res := &invoked{id: hex.EncodeToString(reqID), digest: digest}
 	req := wire.InvokeRequest{
 		ActivationID: res.id,
 		Namespace:    a.Namespace,
 		Action:       a.Name,
 		Version:      a.Version,
 		Subject:      inv.caller,
-		Envelope:     sealed,
 		Blocking:     inv.blocking,
 		Limits:       limits,
 		Steps:        routes,
@@ -342,7 +346,25 @@ func (g *Gateway) sealAndSend(ctx context.Context, inv *invocation, steps []step
 		// request id is bound to the caller's namespace).
 		req.RecordNamespace = inv.caller
 	}
+	if inv.prepare {
+		return g.prepareSealed(res, &h, steps, &req, timeout)
+	}
+	// Capsules under this gateway's cached session per function version:
+	// no public-key operation per request once the sessions exist.
+	res.rs = envelope.RequestSecret(g.secret, reqID)
+	env, err := g.sessions.Seal(h, res.rs, g.namespaceAuthKey(ns), pubs, inv.params)
+	if err != nil {
+		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
+	}
+	if req.Envelope, err = env.Marshal(); err != nil {
+		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
+	}
+	return g.send(ctx, inv, res, &req, timeout)
+}
 
+// send hands a sealed invocation to the controller and, when blocking,
+// waits for its record.
+func (g *Gateway) send(ctx context.Context, inv *invocation, res *invoked, req *wire.InvokeRequest, timeout time.Duration) (*invoked, *chainError) {
 	wait := busTimeout
 	if inv.blocking {
 		wait = min(timeout+g.cfg.ExpirySlack, g.cfg.BlockingWait)
@@ -352,9 +374,9 @@ func (g *Gateway) sealAndSend(ctx context.Context, inv *invocation, steps []step
 	}
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	g.prewarmSteps(routes) // load steps 1.. while step 0 runs
+	g.prewarmSteps(req.Steps) // load steps 1.. while step 0 runs
 	var act wire.Activation
-	err = bus.Call(cctx, g.cfg.Conn, wire.SubjectInvoke, &req, &act)
+	err := bus.Call(cctx, g.cfg.Conn, wire.SubjectInvoke, req, &act)
 	if inv.blocking && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return res, nil // still running: 202
 	}

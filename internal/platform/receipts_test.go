@@ -223,6 +223,10 @@ func TestVerifiableActivations(t *testing.T) {
 	if code, out, _ := clemmys(append([]string{"attest", "--expect", badFile}, flags...)...); code != 1 || !strings.Contains(out, "MISMATCH") {
 		t.Fatalf("clemmys attest with a wrong pin: exit %d\n%s", code, out)
 	}
+	code, out, errs = clemmys(append([]string{"action", "invoke", "hello", "--seal", "-p", "name", "sealed", "--expect", pinFile}, flags...)...)
+	if code != 0 || !strings.Contains(out, "sealed end to end") || !strings.Contains(out, "Hello sealed!") {
+		t.Fatalf("clemmys action invoke --seal: exit %d\n%s\n%s", code, out, errs)
+	}
 	code, out, errs = clemmys(append([]string{"activation", "verify", seqID, "--expect", pinFile}, flags...)...)
 	if code != 0 || strings.Count(out, "verdict: verified") != 3 {
 		t.Fatalf("clemmys activation verify: exit %d\n%s\n%s", code, out, errs)
