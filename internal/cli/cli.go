@@ -52,9 +52,10 @@ Usage:
   clemmys trigger create|update|get|list|delete|fire ...
   clemmys rule create|update|get|list|delete|enable|disable ...
   clemmys package create|update|get|list|delete ...
-  clemmys namespace list|create|rotate|delete ...
-                                namespaces and their credentials (create,
-                                rotate, delete: admin of a local platform)
+  clemmys namespace list|get|create|rotate|delete|limits ...
+                                namespaces, their credentials and limits (create,
+                                rotate, delete, limits: admin of a local platform)
+  clemmys list [NS]             everything in a namespace
   clemmys bench [--duration 10s] [--connections 1,16,32] [--scenarios ...] [--json]
                                 measure latency, throughput and cold starts
                                 (docs/performance.md)
@@ -98,6 +99,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdPackage(args[1:], stdout, stderr)
 	case "namespace":
 		return cmdNamespace(args[1:], stdout, stderr)
+	case "list":
+		return cmdNamespace(append([]string{"get"}, args[1:]...), stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
 	case "kms":

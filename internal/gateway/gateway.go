@@ -152,9 +152,10 @@ type Gateway struct {
 	certPEM      []byte
 	metrics      *metrics
 	handler      http.Handler
-	code         codeObjects // the sealed code store, for GET with code (code.go)
-	feedState    feedStore   // alarm feeds (feeds.go)
-	routeState   routeStore  // API routes (apimgmt.go)
+	code         codeObjects   // the sealed code store, for GET with code (code.go)
+	feedState    feedStore     // alarm feeds (feeds.go)
+	routeState   routeStore    // API routes (apimgmt.go)
+	nsLimitState nsLimitsStore // per-namespace limits (nslimits.go)
 
 	// sessions holds the capsule sessions of this process (envelope format
 	// 2): one HPKE encapsulation per function version and epoch, rotated
@@ -234,6 +235,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.feedState.wake = make(chan struct{}, 1)
 	g.stepPrewarms.interval = cfg.StepPrewarmInterval
 	g.handler = g.routes()
+	if err := g.loadLimits(ctx); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -288,6 +292,13 @@ func (g *Gateway) Serve(ctx context.Context, ready chan<- struct{}) error {
 		g.runFeeds(fctx)
 	}()
 	defer func() { stopFeeds(); <-feedsDone }()
+	// Every replica follows the namespaces' limits (nslimits.go).
+	limitsDone := make(chan struct{})
+	go func() {
+		defer close(limitsDone)
+		g.watchLimits(fctx)
+	}()
+	defer func() { stopFeeds(); <-limitsDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

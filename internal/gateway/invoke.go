@@ -155,7 +155,8 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, b
 		params = []byte("{}")
 	}
 	if params[0] != '{' || !json.Valid(params) {
-		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the parameters must be a JSON object.")
+		var v map[string]json.RawMessage
+		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: %s; the parameters must be a JSON object.", jsonDetail(params, json.Unmarshal(params, &v)))
 		return nil, false
 	}
 	return params, true
@@ -223,7 +224,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if err != nil {
 		return nil, &chainError{http.StatusBadGateway, "The action's function record names an unsupported suite.", err}
 	}
-	limits := maxLimits(steps)
+	limits := g.clampLimits(ns, maxLimits(steps))
 	var (
 		timeout time.Duration
 		chain   = make([]envelope.Step, len(steps))
@@ -245,7 +246,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 			CodeDigest: st.record.CodeDigest,
 			KeyVersion: st.record.KeyVersion,
 		}
-		t := time.Duration(st.action.Limits.TimeoutMs) * time.Millisecond
+		t := time.Duration(g.clampLimits(ns, st.action.Limits).TimeoutMs) * time.Millisecond
 		if t <= 0 {
 			t = time.Minute
 		}
