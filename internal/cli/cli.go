@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -149,12 +148,17 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	releaseKey := fs.String("release-key", "", "default policy of new namespaces: trust runtime releases signed by this ed25519 key (hex) instead of the measurement of the runtime started")
 	releaseMin := fs.Uint("release-min-version", 0, "with --release-key: the lowest release version trusted")
 	teeName := fs.String("tee", "sim", "TEE: sim (simulated, NO protection, development only), snp or tdx (run inside that confidential VM)")
-	verbose := fs.Bool("v", false, "debug logging")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logs := addLogFlags(fs)
 	replicas := fs.Int("replicas", 1, "replicas of the JetStream buckets: 1, or 3 with --nats on a cluster of 3 or more nodes")
 	nf := addNATSFlags(fs, false)
 	th := throttleFlags(fs)
+	retention := retentionFlag(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ret, err := retention()
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 2
 	}
 	if err := th.check(); err != nil {
@@ -186,7 +190,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "clemmys up: --tls-cert and --tls-key go together")
 		return 2
 	}
-	log, err := newLogger(stderr, *logFormat, *verbose)
+	log, err := logs.logger(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 2
@@ -213,7 +217,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	p, err := platform.Start(startCtx, platform.Config{
-		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
+		DataDir: *dataDir, Addr: *addr, EnclavePath: enc, Retention: ret,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log, TEE: *teeName,
 		ReleaseSigner:        signer,
 		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
@@ -271,10 +275,16 @@ func cmdMeasure(args []string, stdout, stderr io.Writer) int {
 	for i := range regs.rtmr {
 		fs.StringVar(&regs.rtmr[i], fmt.Sprintf("rtmr%d", i), "", fmt.Sprintf("tdx: RTMR%d (hex)", i))
 	}
+	logs := addLogFlags(fs)
+	*logs.level = "warn"
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log, err := logs.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+		return 2
+	}
 	enc, _, err := findEnclave(context.Background(), *enclavePath, *dataDir, log, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
