@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +25,10 @@ type apiConfig struct {
 	Auth     string // uuid:key
 	Insecure bool
 	CACert   string // PEM file to trust in addition to the system roots
+	// logs and logOut: --log-format/--log-level/-v; at debug, every API
+	// request is logged (method, path, status, time; never bodies).
+	logs   logFlags
+	logOut io.Writer
 }
 
 // clientFlags registers the flags shared by client commands.
@@ -34,6 +39,12 @@ func clientFlags(fs *flag.FlagSet) (*apiConfig, *string) {
 	fs.StringVar(&c.Auth, "auth", "", "credential uuid:key (default: like --apihost)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "do not verify the gateway's certificate")
 	fs.StringVar(&c.CACert, "cacert", "", "PEM certificate to trust (default: DATA_DIR/tls/gateway-cert.pem if it exists)")
+	c.logs = logFlags{
+		format:  fs.String("log-format", "text", "log format: text or json"),
+		level:   fs.String("log-level", "warn", "log level: debug (every API request), info, warn or error"),
+		verbose: new(bool),
+	}
+	fs.BoolVar(c.logs.verbose, "d", false, "debug: log every API request (--log-level debug)")
 	return c, dataDir
 }
 
@@ -139,6 +150,7 @@ func readProps(path string) (map[string]string, error) {
 type apiClient struct {
 	cfg  *apiConfig
 	http *http.Client
+	log  *slog.Logger
 }
 
 func newAPIClient(cfg *apiConfig) (*apiClient, error) {
@@ -157,7 +169,19 @@ func newAPIClient(cfg *apiConfig) (*apiClient, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return &apiClient{cfg: cfg, http: &http.Client{
+	var log *slog.Logger
+	if cfg.logs.format != nil {
+		out := cfg.logOut
+		if out == nil {
+			out = io.Discard
+		}
+		l, err := cfg.logs.logger(out)
+		if err != nil {
+			return nil, err
+		}
+		log = l
+	}
+	return &apiClient{cfg: cfg, log: log, http: &http.Client{
 		Timeout:   2 * time.Minute,
 		Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
 	}}, nil
@@ -211,7 +235,16 @@ func (c *apiClient) call(ctx context.Context, method, path string, in any) (int,
 	u, k, _ := strings.Cut(c.cfg.Auth, ":")
 	req.SetBasicAuth(u, k)
 	req.Header.Set("Content-Type", "application/json")
+	t0 := time.Now()
 	resp, err := c.http.Do(req)
+	if c.log != nil {
+		st := 0
+		if resp != nil {
+			st = resp.StatusCode
+		}
+		c.log.Debug("api request", "method", method, "url", c.cfg.Host+path, "status", st,
+			"ms", time.Since(t0).Milliseconds())
+	}
 	if err != nil {
 		var uerr x509.UnknownAuthorityError
 		if errors.As(err, &uerr) {

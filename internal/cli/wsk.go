@@ -67,6 +67,7 @@ func newWskCmd(name string, stdout, stderr io.Writer) *wskCmd {
 	c.fs = flag.NewFlagSet("clemmys "+name, flag.ContinueOnError)
 	c.fs.SetOutput(stderr)
 	c.cfg, c.dataDir = clientFlags(c.fs)
+	c.cfg.logOut = stderr
 	c.fs.BoolVar(&c.cfg.Insecure, "i", false, "short for --insecure")
 	c.jsonOut = c.fs.Bool("json", false, "print the API's JSON answer as is (for scripts)")
 	return c

@@ -280,6 +280,17 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 			g.log.Debug("invocation misplaced; placing it again", "tx", inv.tx, "activation", res.id)
 			continue
 		}
+		if res != nil {
+			// One line per activation, ids and outcome only (never data).
+			status := "accepted"
+			if res.act != nil {
+				status = res.act.Status
+			} else if cerr != nil {
+				status = "refused"
+			}
+			g.log.Debug("activation", "tx", inv.tx, "activation", res.id, "namespace", ns, "caller", inv.caller,
+				"action", a.Namespace+"/"+a.Name, "steps", len(steps), "blocking", inv.blocking, "status", status)
+		}
 		return res, cerr
 	}
 }
