@@ -58,6 +58,7 @@ Usage:
   clemmys bench [--duration 10s] [--connections 1,16,32] [--scenarios ...] [--json]
                                 measure latency, throughput and cold starts
                                 (docs/performance.md)
+  clemmys attest [--expect FILE] verify the platform's attestation evidence (docs/verify.md)
   clemmys version               print the version
 
 Client commands read the API host and credential like wsk: --apihost/--auth,
@@ -90,6 +91,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdAction(args[1:], stdout, stderr)
 	case "activation":
 		return cmdActivation(args[1:], stdout, stderr)
+	case "attest":
+		return cmdAttest(args[1:], stdout, stderr)
 	case "trigger":
 		return cmdTrigger(args[1:], stdout, stderr)
 	case "rule":

@@ -19,6 +19,7 @@ const activationUsage = `Usage:
   clemmys activation logs ID|--last [--strip]
   clemmys activation result ID|--last
   clemmys activation poll [NAME] [--exit SECONDS]   print new activations' logs as they complete
+  clemmys activation verify ID [--expect FILE]      check the record against the runtimes' signed receipts
 
 Every verb takes --json (print the API's JSON), --apihost, --auth,
 --insecure; -h lists them.
@@ -31,6 +32,7 @@ func cmdActivation(args []string, stdout, stderr io.Writer) int {
 		"logs":   activationLogs,
 		"result": func(c *wskCmd, a []string) int { return c.withActivation(a, "/result", c.printResult) },
 		"poll":   activationPoll,
+		"verify": activationVerify,
 	}, args, stdout, stderr)
 }
 

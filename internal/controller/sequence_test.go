@@ -450,6 +450,19 @@ func TestSequenceNoInvoker(t *testing.T) {
 	i1 := e.startInvoker("inv1", succeed(e))
 	req := sequenceReq("guest", "ab", route("guest", "a"), route("guest", "b"))
 	mustCall[wire.PlaceReply](e, wire.SubjectPlace, &wire.PlaceRequest{Namespace: "guest", Actions: []string{"x"}}) // binds a runtime on its home
+	// The placed invoker beats on placing; that beat must be counted
+	// before the clock moves on, or it would count inv1 fresh later.
+	waitFor(t, "the placement's heartbeat", func() bool {
+		s := e.ctl.sched
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, id := range []string{"inv0", "inv1"} {
+			if st, ok := s.invokers[id]; ok && st.runtimes["guest"] != nil {
+				return true
+			}
+		}
+		return false
+	})
 	for j, inv := range []string{"inv0", "inv1"} {
 		e.ctl.sched.noteRuntime(inv, "guest", fakeRuntime(inv, "guest"))
 		req.Steps[j].Invoker, req.Steps[j].Runtime = inv, fakeRuntime(inv, "guest")

@@ -32,6 +32,34 @@ type fixture struct {
 	records map[string]*loadedFn
 	// lastLoad is the runtime's reply to the last load.
 	lastLoad *ipc.LoadReply
+	// cert, if set, replaces the KMS's certificate of the receipt key in
+	// loads (nil: a genuine one).
+	cert func(namespace string) []byte
+}
+
+// genuineCert is the certificate the KMS issues with a release: the
+// runtime's receipt key, for namespace, signed by the pinned KMS key.
+func (f *fixture) genuineCert(t testing.TB, namespace string) []byte {
+	t.Helper()
+	att, err := f.rt.Attest(&ipc.AttestRequest{Nonce: []byte("cert nonce")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signCert(t, f.kmsKey, wire.RuntimeCert{RuntimeID: envelope.RuntimeID(att.EphemeralKey), ReceiptKey: att.ReceiptKey,
+		Namespace: namespace, Platform: sim.Platform, Issued: 1})
+}
+
+func signCert(t testing.TB, key ed25519.PrivateKey, c wire.RuntimeCert) []byte {
+	t.Helper()
+	body, err := ipc.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ipc.Marshal(&wire.SignedCert{Cert: body, Sig: ed25519.Sign(key, wire.CertMessage(body))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
 }
 
 type loadedFn struct {
@@ -109,7 +137,11 @@ func (f *fixture) loadAs(t testing.TB, name, namespace string, wasm, fid []byte,
 		t.Fatal(err)
 	}
 	sig := ed25519.Sign(f.kmsKey, wire.ReleaseReplySigned(nonce, fid, f.rt.Hello().EphemeralKey, sealedBundle))
-	f.lastLoad, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode, BundleSig: sig})
+	cert := f.genuineCert(t, namespace)
+	if f.cert != nil {
+		cert = f.cert(namespace)
+	}
+	f.lastLoad, err = f.rt.Load(context.Background(), &ipc.LoadRequest{FunctionID: fid, Nonce: nonce, SealedBundle: sealedBundle, SealedCode: sealedCode, BundleSig: sig, Cert: cert})
 	if err != nil {
 		return nil, err
 	}

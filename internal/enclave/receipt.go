@@ -61,7 +61,6 @@ func (r *Runtime) signReceipt(fn *function, o *envelope.Opened, status string, i
 	d := o.Digest()
 	h := o.Header()
 	in := sha256.Sum256(input)
-	out := sha256.Sum256(output)
 	rc := wire.Receipt{
 		Version:      wire.ReceiptVersion,
 		FunctionID:   fn.record.FunctionID,
@@ -74,7 +73,7 @@ func (r *Runtime) signReceipt(fn *function, o *envelope.Opened, status string, i
 		Steps:        uint32(len(h.Chain)),
 		HeaderDigest: d[:],
 		InputDigest:  in[:],
-		OutputDigest: out[:],
+		OutputDigest: wire.ReceiptOutputDigest(output),
 		LogsDigest:   wire.ReceiptLogsDigest(logs),
 		Status:       status,
 		Start:        start,

@@ -147,6 +147,11 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	suite, explicit, msg := actionSuite(&a, prev)
+	if msg != "" {
+		g.fail(w, r, http.StatusBadRequest, msg)
+		return
+	}
 	put := wire.ActionPut{Overwrite: overwrite}
 	var rec *wire.FunctionRecord
 	var codeBytes int
@@ -163,6 +168,10 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 			g.answer(w, r, "keep function version", cerr)
 			return
 		}
+		if explicit && envelope.Suite(rec.Suite) != suite {
+			g.fail(w, r, http.StatusBadRequest, "The action's keys are of suite %q: changing the suite makes new function keys, so send the code again with the new \"suite\" annotation.", suiteName(envelope.Suite(rec.Suite)))
+			return
+		}
 		a.Function, a.CodeSize, a.Kind = prev.Function, prev.CodeSize, prev.Kind
 		put.KeepCode = true
 	} else {
@@ -176,7 +185,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		var signed wire.SignedRecord
 		var codeKey envelope.Key
 		rec, signed, codeKey, err = g.cfg.KMS.CreateFunction(ctx, wire.CreateFunction{
-			Namespace: ns, Action: name, CodeDigest: digest[:],
+			Namespace: ns, Action: name, CodeDigest: digest[:], Suite: uint16(suite),
 		})
 		if err != nil {
 			g.busError(w, r, "create function version", err)

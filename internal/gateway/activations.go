@@ -29,6 +29,10 @@ type activationView struct {
 	status string          // the record's status, or whisk internal error if its sealed parts do not open
 	result json.RawMessage // a JSON object
 	logs   []string
+	// receipts are the signed receipts of the steps the record covers,
+	// opened and checked (nil for records without a result, and for
+	// triggers').
+	receipts [][]byte
 }
 
 // openActivation opens the sealed result and logs of rec for namespace
@@ -80,6 +84,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 	// header is the authenticated request header: from the result envelope
 	// or, when the step was refused, from the request envelope.
 	var header *envelope.Header
+	var logsDigest []byte // the logs' digest in the step's receipt, if checked
 	// The header's namespace is the functions' owner, which may differ
 	// from the record's (a public package's action, a sequence of another
 	// namespace's actions): the binding of the id to the viewer is what
@@ -120,6 +125,23 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 			bad("The sequence did not run to its end.")
 			return v
 		}
+		if !isTriggerHeader(&e.Header) {
+			if e.Step == 0 {
+				bad(msgUnauthenticatedResult)
+				return v
+			}
+			first, last := uint32(0), e.Step-1
+			if component {
+				first = rec.Step
+			}
+			opened, msg := checkReceipts(rec, &e.Header, rs, first, last, out)
+			if msg != "" {
+				bad(msg)
+				return v
+			}
+			v.receipts = signedReceipts(opened)
+			logsDigest = opened[len(opened)-1].receipt.LogsDigest
+		}
 		v.result = out
 		header = &e.Header
 	default:
@@ -149,13 +171,22 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 		v.logs = append(v.logs, rec.Components...)
 		return v
 	}
-	if len(rec.Logs) > 0 && !opt.noLogs {
+	if opt.noLogs {
+		return v
+	}
+	if len(rec.Logs) == 0 && logsDigest != nil && !bytes.Equal(logsDigest, wire.ReceiptLogsDigest(nil)) {
+		// The runtime wrote logs the record does not have.
+		v.logs = []string{msgWithheldLogs}
+		return v
+	}
+	if len(rec.Logs) > 0 {
 		var logs []byte
 		if header != nil {
 			logs, err = envelope.OpenLogs(header, rs, rec.Step, rec.Logs)
 		}
 		switch {
-		case header == nil || err != nil:
+		case header == nil || err != nil,
+			logsDigest != nil && !bytes.Equal(logsDigest, wire.ReceiptLogsDigest(logs)):
 			v.logs = []string{msgUnauthenticatedLogs}
 		case isTriggerHeader(header):
 			v.logs = rawLines(logs) // a trigger's JSON lines, as OpenWhisk shows them
@@ -219,6 +250,11 @@ func (v *activationView) render() map[string]any {
 	m["response"] = v.response()
 	m["logs"] = v.logs
 	m["subject"] = v.rec.Subject
+	if len(v.receipts) > 0 {
+		// clemmys: the runtimes' signed receipts (base64 CBOR), which
+		// OpenWhisk clients ignore; `clemmys activation verify` checks them.
+		m["receipts"] = v.receipts
+	}
 	return m
 }
 

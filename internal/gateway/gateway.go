@@ -40,6 +40,7 @@ import (
 
 	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/store"
+	"github.com/clemmys/clemmys/internal/tee"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -128,6 +129,12 @@ type Config struct {
 	// ExtraMetrics are served on /metrics with the gateway's own (in one
 	// process, `clemmys up` adds the other services' registries).
 	ExtraMetrics []prometheus.Gatherer
+	// Attester, if set, is the gateway's own: the attestation API answers
+	// with its evidence bound to the caller's nonce and the TLS key.
+	Attester tee.Attester
+	// SimRoot is the simulated TEE's root public key, shown by the
+	// attestation API on sim (nil on real TEEs).
+	SimRoot []byte
 }
 
 // Gateway serves the OpenWhisk REST API.
@@ -150,6 +157,7 @@ type Gateway struct {
 	limits       *rateLimits // per-namespace throttles
 	tlsCfg       *tls.Config
 	certPEM      []byte
+	tlsKey       []byte // SHA-256 of the TLS certificate's SubjectPublicKeyInfo
 	metrics      *metrics
 	handler      http.Handler
 	code         codeObjects   // the sealed code store, for GET with code (code.go)
@@ -230,6 +238,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		tlsCfg:  tlsCfg,
 		certPEM: certPEM,
 		metrics: newMetrics(),
+	}
+	if g.tlsKey, err = tlsKeyDigest(certPEM); err != nil {
+		return nil, fmt.Errorf("gateway: TLS certificate: %w", err)
 	}
 	g.sessions = envelope.NewSessions(envelope.SessionConfig{})
 	g.feedState.wake = make(chan struct{}, 1)

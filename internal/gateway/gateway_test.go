@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -64,11 +65,38 @@ func sealedRun(t testing.TB, output string, logs string) (*Gateway, *wire.Activa
 	if err != nil {
 		t.Fatal(err)
 	}
+	status := wire.StatusSuccess
+	if hasErrorField([]byte(output)) {
+		status = wire.StatusApplicationError
+	}
+	receipt := testReceipt(t, opened, wire.Receipt{Version: wire.ReceiptVersion, FunctionID: fid, CodeDigest: cd[:], KeyVersion: 1,
+		Namespace: "guest", Action: "hello", RequestID: reqID, Step: 0, Steps: 1, HeaderDigest: digest[:],
+		OutputDigest: wire.ReceiptOutputDigest([]byte(output)), LogsDigest: wire.ReceiptLogsDigest([]byte(logs)),
+		Status: status, RuntimeID: testRuntime})
 	return g, &wire.Activation{
 		ActivationID: hex.EncodeToString(reqID), Namespace: "guest", Name: "hello",
-		Start: now.UnixMilli(), End: now.UnixMilli() + 5, Status: wire.StatusSuccess,
-		Result: ob, Logs: sl,
+		Start: now.UnixMilli(), End: now.UnixMilli() + 5, Status: status,
+		Result: ob, Logs: sl, Receipts: [][]byte{receipt},
 	}, digest
+}
+
+// testReceipt seals a receipt as the runtime does (the gateway does not
+// check the signature; the owner does).
+func testReceipt(t testing.TB, o *envelope.Opened, rc wire.Receipt) []byte {
+	t.Helper()
+	body, err := bus.Marshal(&rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := bus.Marshal(&wire.SignedReceipt{Receipt: body, Sig: make([]byte, 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := o.SealReceipt(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed
 }
 
 func TestOpenActivation(t *testing.T) {

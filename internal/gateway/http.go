@@ -108,6 +108,7 @@ func (g *Gateway) routes() http.Handler {
 	handle("DELETE "+api+"/rules/{name}", g.deleteRule)
 	handle("POST "+api+"/rules/{name}", g.setRuleStatus)
 	handle("GET "+api+"/limits", g.getLimits)
+	handle("GET /api/v1/clemmys/attestation", g.getAttestation)
 	handle("GET "+api, g.getNamespace)
 	// Web actions (web.go): no credentials, their own CORS.
 	mux.HandleFunc(webPrefix, g.webAction)

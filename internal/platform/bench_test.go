@@ -40,6 +40,14 @@ func BenchmarkInvoke(b *testing.B) {
 			invoke("hello")
 		}
 	})
+	b.Run("warm-xwing", func(b *testing.B) {
+		e.deploySuite(g, "hellopq", hello, "xwing")
+		invoke("hellopq")
+		b.ResetTimer()
+		for b.Loop() {
+			invoke("hellopq")
+		}
+	})
 	b.Run("cold", func(b *testing.B) {
 		i := 0
 		for b.Loop() {

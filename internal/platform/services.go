@@ -290,6 +290,12 @@ func NewGateway(ctx context.Context, t *Trust, b *Bus, cfg gateway.Config, o Gat
 		return nil, nil, fmt.Errorf("platform: the gateway cannot reach an attested KMS (is `clemmys kms` running on the same bus, with the same sim root and binary?): %w", err)
 	}
 	cfg.Conn, cfg.JS, cfg.KMS = nc, js, kc
+	if cfg.Attester == nil {
+		cfg.Attester = t.Attester()
+	}
+	if t.Machine != nil && cfg.SimRoot == nil {
+		cfg.SimRoot = t.Machine.PublicKey()
+	}
 	if cfg.TEE == "" {
 		cfg.TEE = t.Name
 	}

@@ -1,6 +1,10 @@
 package wire
 
-import "crypto/sha256"
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/json"
+)
 
 // Activation receipts (docs/protocol.md §Receipts).
 //
@@ -122,3 +126,37 @@ type HolderList struct {
 
 // OpHolders is the gateway op listing a namespace's key holders.
 const OpHolders = "holders" // HoldersRequest → HolderList
+
+// ReceiptOutputDigest is the digest of a step's output as a receipt names
+// it: SHA-256 of the JSON value in the form Go's encoding/json gives a raw
+// JSON value it writes (compact, with <, >, &, U+2028 and U+2029 escaped
+// as \u00XX), so that the owner can recompute it from the result in the
+// activation record the gateway sends, whatever whitespace the function
+// printed. Output that is not JSON is hashed as it is.
+func ReceiptOutputDigest(out []byte) []byte {
+	if canon, err := json.Marshal(json.RawMessage(out)); err == nil {
+		out = canon
+	}
+	d := sha256.Sum256(out)
+	return d[:]
+}
+
+// The attestation API (GET /api/v1/clemmys/attestation, docs/protocol.md
+// §Attestation API).
+
+// AttestationFormat names the attestation API's JSON format.
+const AttestationFormat = "clemmys-attestation/v1"
+
+// GatewayAttestationContext prefixes the gateway's attestation report data.
+const GatewayAttestationContext = "clemmys/v1 gateway attestation\x00"
+
+// MaxAttestationNonce bounds the caller's nonce.
+const MaxAttestationNonce = 64
+
+// GatewayAttestationReportData is what the gateway's evidence binds in an
+// attestation answer: the caller's nonce (freshness) and the SHA-256 of
+// the SubjectPublicKeyInfo of the gateway's TLS certificate (so the
+// evidence is of the gateway the caller's TLS session ends at).
+func GatewayAttestationReportData(nonce, tlsKeyDigest []byte) [64]byte {
+	return sha512.Sum512(concat([]byte(GatewayAttestationContext), lp(nonce), lp(tlsKeyDigest)))
+}
