@@ -59,7 +59,10 @@ Usage:
                                 measure latency, throughput and cold starts
                                 (docs/performance.md)
   clemmys attest [--expect FILE] verify the platform's attestation evidence (docs/verify.md)
-  clemmys version               print the version
+  clemmys property get|set|unset [--apihost H] [--auth K] [--namespace NS]
+                                the API host and credential saved in ~/.wskprops
+  clemmys completion bash|zsh   shell completion script
+  clemmys version               print the version, commit and Go version
 
 Client commands read the API host and credential like wsk: --apihost/--auth,
 __OW_API_HOST/__OW_API_KEY, $WSK_CONFIG_FILE or ~/.wskprops, then the
@@ -116,8 +119,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	case "nats-config":
 		return cmdNATSConfig(args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "clemmys", Version)
+		printVersion(stdout)
 		return 0
+	case "property":
+		return cmdProperty(args[1:], stdout, stderr)
+	case "completion":
+		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

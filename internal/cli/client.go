@@ -29,6 +29,7 @@ type apiConfig struct {
 	// request is logged (method, path, status, time; never bodies).
 	logs   logFlags
 	logOut io.Writer
+	quiet  bool // no upload progress (--json)
 }
 
 // clientFlags registers the flags shared by client commands.
@@ -227,10 +228,16 @@ func (c *apiClient) call(ctx context.Context, method, path string, in any) (int,
 			return 0, nil, err
 		}
 		body = bytes.NewReader(b)
+		if len(b) >= progressMinBytes && c.cfg.logOut != nil && !c.cfg.quiet {
+			body = &progressReader{r: body, total: len(b), w: c.cfg.logOut}
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.cfg.Host+path, body)
 	if err != nil {
 		return 0, nil, err
+	}
+	if pr, ok := body.(*progressReader); ok {
+		req.ContentLength = int64(pr.total)
 	}
 	u, k, _ := strings.Cut(c.cfg.Auth, ":")
 	req.SetBasicAuth(u, k)
@@ -268,4 +275,30 @@ func (c *apiClient) call(ctx context.Context, method, path string, in any) (int,
 		return resp.StatusCode, nil, &apiError{Status: resp.StatusCode, Msg: eb.Error, Code: eb.Code, Body: raw}
 	}
 	return resp.StatusCode, raw, nil
+}
+
+// progressMinBytes: request bodies this large (a module of 1.5 MiB and
+// more) report their upload on stderr.
+const progressMinBytes = 2 << 20
+
+// progressReader reports how much of a request body was sent, at every
+// quarter, then that the gateway is checking it.
+type progressReader struct {
+	r           io.Reader
+	total, sent int
+	w           io.Writer
+	shown       int // quarters reported
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.sent += n
+	for q := p.shown + 1; q <= 4 && p.sent*4 >= p.total*q; q++ {
+		p.shown = q
+		fmt.Fprintf(p.w, "uploading %.1f MB: %d%%\n", float64(p.total)/(1<<20), q*25)
+		if q == 4 {
+			fmt.Fprintln(p.w, "uploaded; the gateway validates, seals and stores the module (a large one takes seconds)")
+		}
+	}
+	return n, err
 }

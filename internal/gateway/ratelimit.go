@@ -237,7 +237,7 @@ func (g *Gateway) tooMany(w http.ResponseWriter, r *http.Request, t *throttle) {
 	if t.retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((t.retry+time.Second-1)/time.Second)))
 	}
-	g.log.Info("throttled", "tx", txID(r), "namespace", callerNamespace(r), "count", t.count, "allowed", t.allowed)
+	g.log.Debug("throttled", "tx", txID(r), "namespace", callerNamespace(r), "count", t.count, "allowed", t.allowed)
 	g.fail(w, r, http.StatusTooManyRequests, t.msg, t.count, t.allowed)
 }
 
