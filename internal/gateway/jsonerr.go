@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,19 +12,26 @@ import (
 // parser's byte offset, and for a wrong type the field. It never quotes
 // the body (it may hold secrets).
 func jsonDetail(raw []byte, err error) string {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return "the body is empty"
+	}
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
-		line, col := position(raw, se.Offset)
-		return fmt.Sprintf("invalid JSON at offset %d (line %d, column %d)", se.Offset, line, col)
+		// The parser's offset is past the byte it refused: name that
+		// byte's index, as OpenWhisk does ("at input index N (line L,
+		// position P)").
+		idx := max(se.Offset-1, 0)
+		if se.Offset >= int64(len(raw)) && se.Error() == "unexpected end of JSON input" {
+			idx = int64(len(raw))
+		}
+		line, col := position(raw, idx)
+		return fmt.Sprintf("%s at input index %d (line %d, position %d)", se.Error(), idx, line, col)
 	}
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		line, col := position(raw, te.Offset)
 		if te.Field != "" {
-			return fmt.Sprintf("field %q must be %s, not %s (offset %d, line %d, column %d)", te.Field, jsonKind(te.Type.Kind().String()), te.Value, te.Offset, line, col)
+			return fmt.Sprintf("field %q must be %s, not %s, at input index %d (line %d, position %d)", te.Field, jsonKind(te.Type.Kind().String()), te.Value, te.Offset, line, col)
 		}
-		return fmt.Sprintf("expected %s, not %s (offset %d, line %d, column %d)", jsonKind(te.Type.Kind().String()), te.Value, te.Offset, line, col)
-	}
-	if len(raw) == 0 {
-		return "the body is empty"
+		return fmt.Sprintf("expected %s, not %s, at input index %d (line %d, position %d)", jsonKind(te.Type.Kind().String()), te.Value, te.Offset, line, col)
 	}
 	return "the body is not valid JSON"
 }

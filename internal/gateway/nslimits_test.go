@@ -165,3 +165,20 @@ func FuzzNamespaceLimitsBody(f *testing.F) {
 		}
 	})
 }
+
+func TestJSONDetail(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{"{not json", "invalid character 'n' looking for beginning of object key string at input index 1 (line 1, position 2)"},
+		{"{\n  \"a\": 1,\n  x}", "at input index 14 (line 3, position 3)"},
+		{`{"a": 1`, "unexpected end of JSON input at input index 7 (line 1, position 8)"},
+		{`{"exec": 3}`, `field "exec" must be an object, not number, at input index 10`},
+		{``, "the body is empty"},
+	} {
+		var v struct {
+			Exec map[string]any `json:"exec"`
+		}
+		if got := jsonDetail([]byte(c.body), json.Unmarshal([]byte(c.body), &v)); !strings.Contains(got, c.want) {
+			t.Errorf("%q: %q, want %q", c.body, got, c.want)
+		}
+	}
+}
