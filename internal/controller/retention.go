@@ -35,6 +35,9 @@ import (
 //
 // Each is bounded by what it deletes (plus, for the default age, the
 // entries older than it of namespaces with a longer age of their own).
+// A sweep stops at an activation still running (it is deleted once its
+// complete record exists, or it is closed as lost past its deadline), so
+// a namespace may hold more than its count while activations run.
 // Every controller replica sweeps; deletions are idempotent.
 const (
 	// DefaultRetentionInterval is how often the sweeper runs.
@@ -214,6 +217,18 @@ func (c *Controller) sweepFrom(ctx context.Context, acts, recs jetstream.Stream,
 			if !old(&a) || deleted >= limit {
 				left = 0
 				break
+			}
+			if a.End == 0 {
+				// Started running: deleted once complete (or closed as
+				// lost, which getActivation does past its deadline), so
+				// that no complete record lands after its first one is
+				// gone. Later entries are newer: the sweep stops here.
+				if _, err := c.getActivation(ctx, key); errors.Is(err, errNotFound) {
+					left = 0
+					break
+				} else if err != nil {
+					return deleted, err
+				}
 			}
 			// KV streams deny deleting a message, not purging a subject;
 			// a stream purge (unlike a KV purge) leaves no marker.
