@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,4 +208,34 @@ func grepLog(log string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A platform that throttles the load: the run stops at the first 429 and
+// says once what to do, whether the warm-up or the load meets it.
+func TestLoadStopsWhenThrottled(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if n.Add(1) > 8 {
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"error":"Too many requests in the last minute (count: 9, allowed: 8).","code":"x"}`)
+			return
+		}
+		io.WriteString(w, `{"greeting": "Hello bench!"}`)
+	}))
+	defer srv.Close()
+	tc := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	for _, conns := range []int{2, 16} {
+		n.Store(0)
+		_, err := RunLoad(context.Background(), Load{
+			URL: srv.URL, Body: helloParams, TLS: tc, Conns: conns, Duration: time.Minute,
+			Check: checkResult(helloResult),
+		})
+		if !errors.Is(err, ErrThrottled) || !strings.Contains(err.Error(), "allowed: 8") || !strings.Contains(err.Error(), "clemmys namespace limits") {
+			t.Fatalf("%d connections: %v", conns, err)
+		}
+		if got := n.Load(); got > 8+int64(conns) {
+			t.Errorf("%d connections: %d requests sent; the load should stop at the first 429", conns, got)
+		}
+	}
 }

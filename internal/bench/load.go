@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -131,6 +132,9 @@ func RunLoad(ctx context.Context, l Load) (*LoadResult, error) {
 		if err != nil {
 			return resp.StatusCode, err
 		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			return resp.StatusCode, throttledError(buf.Bytes())
+		}
 		return resp.StatusCode, check(resp.StatusCode, buf.Bytes())
 	}
 
@@ -148,6 +152,11 @@ func RunLoad(ctx context.Context, l Load) (*LoadResult, error) {
 		}()
 	}
 	wg.Wait()
+	for _, err := range warmErr {
+		if errors.Is(err, ErrThrottled) {
+			return nil, err
+		}
+	}
 	if err := errors.Join(warmErr...); err != nil {
 		return nil, fmt.Errorf("bench: warm-up request to %s: %w", l.URL, err)
 	}
@@ -155,9 +164,10 @@ func RunLoad(ctx context.Context, l Load) (*LoadResult, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		issued  atomic.Int64
-		answers atomic.Int64
-		errs    atomic.Int64
+		issued    atomic.Int64
+		answers   atomic.Int64
+		errs      atomic.Int64
+		throttled atomic.Pointer[error]
 	)
 	start := time.Now()
 	deadline := start.Add(l.Duration)
@@ -182,6 +192,13 @@ func RunLoad(ctx context.Context, l Load) (*LoadResult, error) {
 				n := answers.Add(1)
 				if l.Done != nil {
 					l.Done.Add(1)
+				}
+				if errors.Is(err, ErrThrottled) {
+					// The platform refuses the load: measuring on would
+					// measure its throttle. Stop, and say so once.
+					throttled.CompareAndSwap(nil, &err)
+					cancel()
+					return
 				}
 				if err != nil {
 					w.errs++
@@ -217,6 +234,9 @@ func RunLoad(ctx context.Context, l Load) (*LoadResult, error) {
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
+	if err := throttled.Load(); err != nil {
+		return res, *err
+	}
 	if res.Requests+res.Errors >= 100 && float64(res.Errors) > maxErrorFraction*float64(res.Requests+res.Errors) {
 		return res, fmt.Errorf("bench: %d of %d requests to %s failed, first: %s", res.Errors, res.Requests+res.Errors, l.URL, res.FirstError)
 	}
@@ -228,4 +248,21 @@ func drain(r io.ReadCloser) []byte {
 	b, _ := io.ReadAll(io.LimitReader(r, 16<<20))
 	r.Close()
 	return b
+}
+
+// ErrThrottled: the platform answered 429, its throttles refuse the load.
+var ErrThrottled = errors.New("the platform throttles the benchmark's namespace (429)")
+
+// throttledError says which throttle refused the load and what to do.
+func throttledError(body []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(body, &e)
+	if e.Error == "" {
+		e.Error = "Too many requests"
+	}
+	return fmt.Errorf("bench: %w: %q. Measurements under a throttle measure the throttle: "+
+		"lift the namespace's limits (clemmys namespace limits NS --invocations-per-minute -1 --concurrent -1) "+
+		"or start the platform with --invocations-per-minute 0 --concurrent-invocations 0, then run the bench again", ErrThrottled, e.Error)
 }

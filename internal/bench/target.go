@@ -140,6 +140,9 @@ func (t *target) invoke(ctx context.Context, auth, name string, params []byte, w
 	if err != nil {
 		return fmt.Errorf("bench: invoke %s on %s: %w", name, t.name, err)
 	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return throttledError(drain(resp.Body))
+	}
 	if err := checkResult(want)(resp.StatusCode, drain(resp.Body)); err != nil {
 		return fmt.Errorf("bench: invoke %s on %s: %w", name, t.name, err)
 	}

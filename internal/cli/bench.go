@@ -62,6 +62,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	workerd := fs.String("workerd", "", "workerd binary (default: bench/workerd/node_modules/.bin/workerd)")
 	workDir := fs.String("work-dir", "", "keep data dirs, builds and logs here (default: a temporary dir, removed)")
 	logFile := fs.String("log", "", "write the platform's logs to this file")
+	logs := addLogFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -91,7 +92,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The platform's logs go to --log FILE (at debug unless --log-level
+	// says otherwise), else nowhere.
+	var logOut io.Writer = io.Discard
 	if *logFile != "" {
 		f, err := os.Create(*logFile)
 		if err != nil {
@@ -99,7 +102,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer f.Close()
-		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		logOut = f
+		if !isFlagSet(fs, "log-level") {
+			*logs.level = "debug"
+		}
+	}
+	log, err := logs.logger(logOut)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys bench: %v\n", err)
+		return 2
 	}
 	opts.Log = log
 
@@ -193,4 +204,11 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// isFlagSet reports whether the flag name was given.
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -55,14 +54,18 @@ Usage:
   clemmys trigger create|update|get|list|delete|fire ...
   clemmys rule create|update|get|list|delete|enable|disable ...
   clemmys package create|update|get|list|delete ...
-  clemmys namespace list|create|rotate|delete ...
-                                namespaces and their credentials (create,
-                                rotate, delete: admin of a local platform)
+  clemmys namespace list|get|create|rotate|delete|limits ...
+                                namespaces, their credentials and limits (create,
+                                rotate, delete, limits: admin of a local platform)
+  clemmys list [NS]             everything in a namespace
   clemmys bench [--duration 10s] [--connections 1,16,32] [--scenarios ...] [--json]
                                 measure latency, throughput and cold starts
                                 (docs/performance.md)
   clemmys attest [--expect FILE] verify the platform's attestation evidence (docs/verify.md)
-  clemmys version               print the version
+  clemmys property get|set|unset [--apihost H] [--auth K] [--namespace NS]
+                                the API host and credential saved in ~/.wskprops
+  clemmys completion bash|zsh   shell completion script
+  clemmys version               print the version, commit and Go version
 
 Client commands read the API host and credential like wsk: --apihost/--auth,
 __OW_API_HOST/__OW_API_KEY, $WSK_CONFIG_FILE or ~/.wskprops, then the
@@ -106,6 +109,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdPackage(args[1:], stdout, stderr)
 	case "namespace":
 		return cmdNamespace(args[1:], stdout, stderr)
+	case "list":
+		return cmdNamespace(append([]string{"get"}, args[1:]...), stdout, stderr)
 	case "bench":
 		return cmdBench(args[1:], stdout, stderr)
 	case "kms":
@@ -119,8 +124,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	case "nats-config":
 		return cmdNATSConfig(args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "clemmys", Version)
+		printVersion(stdout)
 		return 0
+	case "property":
+		return cmdProperty(args[1:], stdout, stderr)
+	case "completion":
+		return cmdCompletion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -154,12 +163,17 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	releaseKey := fs.String("release-key", "", "default policy of new namespaces: trust runtime releases signed by this ed25519 key (hex) instead of the measurement of the runtime started")
 	releaseMin := fs.Uint("release-min-version", 0, "with --release-key: the lowest release version trusted")
 	teeName := fs.String("tee", "sim", "TEE: sim (simulated, NO protection, development only), snp or tdx (run inside that confidential VM)")
-	verbose := fs.Bool("v", false, "debug logging")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logs := addLogFlags(fs)
 	replicas := fs.Int("replicas", 1, "replicas of the JetStream buckets: 1, or 3 with --nats on a cluster of 3 or more nodes")
 	nf := addNATSFlags(fs, false)
 	th := throttleFlags(fs)
+	retention := retentionFlag(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ret, err := retention()
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 2
 	}
 	if err := th.check(); err != nil {
@@ -191,7 +205,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "clemmys up: --tls-cert and --tls-key go together")
 		return 2
 	}
-	log, err := newLogger(stderr, *logFormat, *verbose)
+	log, err := logs.logger(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys up: %v\n", err)
 		return 2
@@ -218,7 +232,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	p, err := platform.Start(startCtx, platform.Config{
-		DataDir: *dataDir, Addr: *addr, EnclavePath: enc,
+		DataDir: *dataDir, Addr: *addr, EnclavePath: enc, Retention: ret,
 		TLSCert: *tlsCert, TLSKey: *tlsKey, NATSListen: *natsListen, Log: log, TEE: *teeName,
 		ReleaseSigner:        signer,
 		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
@@ -276,10 +290,16 @@ func cmdMeasure(args []string, stdout, stderr io.Writer) int {
 	for i := range regs.rtmr {
 		fs.StringVar(&regs.rtmr[i], fmt.Sprintf("rtmr%d", i), "", fmt.Sprintf("tdx: RTMR%d (hex)", i))
 	}
+	logs := addLogFlags(fs)
+	*logs.level = "warn"
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log, err := logs.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)
+		return 2
+	}
 	enc, _, err := findEnclave(context.Background(), *enclavePath, *dataDir, log, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys measure: %v\n", err)

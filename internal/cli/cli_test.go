@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,43 @@ func TestResolveConfig(t *testing.T) {
 	c = &apiConfig{}
 	if err := c.resolve(t.TempDir()); err == nil || !strings.Contains(err.Error(), "clemmys up") {
 		t.Fatalf("%v", err)
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	var b strings.Builder
+	log, err := newLogger(&b, "json", "warn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hidden")
+	log.Warn("shown", "activation", "abc")
+	if got := b.String(); strings.Contains(got, "hidden") || !strings.Contains(got, `"msg":"shown","activation":"abc"`) {
+		t.Fatalf("json at warn: %q", got)
+	}
+	for _, bad := range [][2]string{{"xml", "info"}, {"text", "loud"}} {
+		if _, err := newLogger(&b, bad[0], bad[1]); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+// Every command the usage lists is offered by shell completion, and each
+// one completion offers is a command.
+func TestCompletionCoversCommands(t *testing.T) {
+	re := regexp.MustCompile(`(?m)^  clemmys ([a-z-]+(?:\|[a-z-]+)*)`)
+	for _, m := range re.FindAllStringSubmatch(usage, -1) {
+		for _, c := range strings.Split(m[1], "|") {
+			if _, ok := completionWords[c]; !ok {
+				t.Errorf("completion does not offer %q", c)
+			}
+		}
+	}
+	for c := range completionWords {
+		var out, errs strings.Builder
+		Run([]string{c, "-h"}, &out, &errs)
+		if strings.Contains(errs.String(), "unknown command") {
+			t.Errorf("completion offers %q, not a command", c)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +25,11 @@ type apiConfig struct {
 	Auth     string // uuid:key
 	Insecure bool
 	CACert   string // PEM file to trust in addition to the system roots
+	// logs and logOut: --log-format/--log-level/-v; at debug, every API
+	// request is logged (method, path, status, time; never bodies).
+	logs   logFlags
+	logOut io.Writer
+	quiet  bool // no upload progress (--json)
 }
 
 // clientFlags registers the flags shared by client commands.
@@ -34,6 +40,12 @@ func clientFlags(fs *flag.FlagSet) (*apiConfig, *string) {
 	fs.StringVar(&c.Auth, "auth", "", "credential uuid:key (default: like --apihost)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "do not verify the gateway's certificate")
 	fs.StringVar(&c.CACert, "cacert", "", "PEM certificate to trust (default: DATA_DIR/tls/gateway-cert.pem if it exists)")
+	c.logs = logFlags{
+		format:  fs.String("log-format", "text", "log format: text or json"),
+		level:   fs.String("log-level", "warn", "log level: debug (every API request), info, warn or error"),
+		verbose: new(bool),
+	}
+	fs.BoolVar(c.logs.verbose, "d", false, "debug: log every API request (--log-level debug)")
 	return c, dataDir
 }
 
@@ -139,6 +151,7 @@ func readProps(path string) (map[string]string, error) {
 type apiClient struct {
 	cfg  *apiConfig
 	http *http.Client
+	log  *slog.Logger
 }
 
 func newAPIClient(cfg *apiConfig) (*apiClient, error) {
@@ -157,7 +170,19 @@ func newAPIClient(cfg *apiConfig) (*apiClient, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return &apiClient{cfg: cfg, http: &http.Client{
+	var log *slog.Logger
+	if cfg.logs.format != nil {
+		out := cfg.logOut
+		if out == nil {
+			out = io.Discard
+		}
+		l, err := cfg.logs.logger(out)
+		if err != nil {
+			return nil, err
+		}
+		log = l
+	}
+	return &apiClient{cfg: cfg, log: log, http: &http.Client{
 		Timeout:   2 * time.Minute,
 		Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
 	}}, nil
@@ -203,15 +228,30 @@ func (c *apiClient) call(ctx context.Context, method, path string, in any) (int,
 			return 0, nil, err
 		}
 		body = bytes.NewReader(b)
+		if len(b) >= progressMinBytes && c.cfg.logOut != nil && !c.cfg.quiet {
+			body = &progressReader{r: body, total: len(b), w: c.cfg.logOut}
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.cfg.Host+path, body)
 	if err != nil {
 		return 0, nil, err
 	}
+	if pr, ok := body.(*progressReader); ok {
+		req.ContentLength = int64(pr.total)
+	}
 	u, k, _ := strings.Cut(c.cfg.Auth, ":")
 	req.SetBasicAuth(u, k)
 	req.Header.Set("Content-Type", "application/json")
+	t0 := time.Now()
 	resp, err := c.http.Do(req)
+	if c.log != nil {
+		st := 0
+		if resp != nil {
+			st = resp.StatusCode
+		}
+		c.log.Debug("api request", "method", method, "url", c.cfg.Host+path, "status", st,
+			"ms", time.Since(t0).Milliseconds())
+	}
 	if err != nil {
 		var uerr x509.UnknownAuthorityError
 		if errors.As(err, &uerr) {
@@ -235,4 +275,30 @@ func (c *apiClient) call(ctx context.Context, method, path string, in any) (int,
 		return resp.StatusCode, nil, &apiError{Status: resp.StatusCode, Msg: eb.Error, Code: eb.Code, Body: raw}
 	}
 	return resp.StatusCode, raw, nil
+}
+
+// progressMinBytes: request bodies this large (a module of 1.5 MiB and
+// more) report their upload on stderr.
+const progressMinBytes = 2 << 20
+
+// progressReader reports how much of a request body was sent, at every
+// quarter, then that the gateway is checking it.
+type progressReader struct {
+	r           io.Reader
+	total, sent int
+	w           io.Writer
+	shown       int // quarters reported
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.sent += n
+	for q := p.shown + 1; q <= 4 && p.sent*4 >= p.total*q; q++ {
+		p.shown = q
+		fmt.Fprintf(p.w, "uploading %.1f MB: %d%%\n", float64(p.total)/(1<<20), q*25)
+		if q == 4 {
+			fmt.Fprintln(p.w, "uploaded; the gateway validates, seals and stores the module (a large one takes seconds)")
+		}
+	}
+	return n, err
 }

@@ -70,6 +70,7 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("clemmys policy "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg, dataDir := clientFlags(fs)
+	cfg.logOut = stderr
 	enclavePath := fs.String("enclave", "", "enclave runtime whose measurement `allow` adds when given none")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2

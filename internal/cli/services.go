@@ -40,8 +40,7 @@ type serviceFlags struct {
 	simDir      *string
 	replicas    *int
 	metricsAddr *string
-	verbose     *bool
-	logFormat   *string
+	logs        logFlags
 	nats        natsFlags
 }
 
@@ -79,8 +78,7 @@ func newServiceFlags(name string, stderr io.Writer) *serviceFlags {
 	s.simDir = fs.String("sim-dir", "", "the simulated TEE's root key, shared by every service of the deployment (default DATA_DIR/sim)")
 	s.replicas = fs.Int("replicas", 1, "replicas of the JetStream buckets this service creates: 1, or 3 on a cluster of 3 or more nodes")
 	s.metricsAddr = fs.String("metrics-addr", "", "serve Prometheus metrics on HOST:PORT/metrics (default: none)")
-	s.verbose = fs.Bool("v", false, "debug logging")
-	s.logFormat = fs.String("log-format", "text", "log format: text or json")
+	s.logs = addLogFlags(fs)
 	s.nats = addNATSFlags(fs, true)
 	return s
 }
@@ -105,7 +103,7 @@ func (s *serviceFlags) parse(args []string, stderr io.Writer) (*slog.Logger, boo
 	if *s.simDir == "" {
 		*s.simDir = filepath.Join(*s.dataDir, "sim")
 	}
-	log, err := newLogger(stderr, *s.logFormat, *s.verbose)
+	log, err := s.logs.logger(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "clemmys %s: %v\n", s.name, err)
 		return nil, false
@@ -117,12 +115,46 @@ func (s *serviceFlags) parse(args []string, stderr io.Writer) (*slog.Logger, boo
 	return log.With("service", s.name), true
 }
 
-func newLogger(w io.Writer, format string, verbose bool) (*slog.Logger, error) {
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
+// logFlags are the logging flags of every command: --log-format,
+// --log-level and -v (short for --log-level debug).
+type logFlags struct {
+	format, level *string
+	verbose       *bool
+}
+
+func addLogFlags(fs *flag.FlagSet) logFlags {
+	return logFlags{
+		format:  fs.String("log-format", "text", "log format: text or json (one JSON object per line)"),
+		level:   fs.String("log-level", "info", "log level: debug, info, warn or error"),
+		verbose: fs.Bool("v", false, "debug logging (--log-level debug)"),
 	}
-	o := &slog.HandlerOptions{Level: level}
+}
+
+// logger makes the logger the flags describe, writing to w.
+func (l logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	level := *l.level
+	if *l.verbose {
+		level = "debug"
+	}
+	return newLogger(w, *l.format, level)
+}
+
+// newLogger makes a text or JSON slog logger at level.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lv = slog.LevelDebug
+	case "info", "":
+		lv = slog.LevelInfo
+	case "warn", "warning":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	o := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text", "":
 		return slog.New(slog.NewTextHandler(w, o)), nil
@@ -246,12 +278,18 @@ func cmdKMS(args []string, stdout, stderr io.Writer) int {
 
 func cmdController(args []string, stdout, stderr io.Writer) int {
 	s := newServiceFlags("controller", stderr)
+	retention := retentionFlag(s.fs)
 	log, ok := s.parse(args, stderr)
 	if !ok {
 		return 2
 	}
+	ret, err := retention()
+	if err != nil {
+		fmt.Fprintf(stderr, "clemmys controller: %v\n", err)
+		return 2
+	}
 	return s.run(stdout, stderr, log, func(ctx, runCtx context.Context, b *platform.Bus) (prometheus.Gatherer, func(), error) {
-		c, err := platform.StartController(ctx, runCtx, b, controller.Config{Log: log, Replicas: *s.replicas})
+		c, err := platform.StartController(ctx, runCtx, b, controller.Config{Log: log, Replicas: *s.replicas, Retention: ret})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -367,4 +405,20 @@ func cmdGateway(args []string, stdout, stderr io.Writer) int {
 			}
 		}, nil
 	})
+}
+
+// retentionFlag registers --activation-retention: how long activation
+// records are kept in namespaces that set no retention of their own.
+func retentionFlag(fs *flag.FlagSet) func() (time.Duration, error) {
+	v := fs.String("activation-retention", "7d", "keep activation records this long (7d, 36h; \"forever\": never delete) unless a namespace sets its own (clemmys namespace limits)")
+	return func() (time.Duration, error) {
+		if *v == "forever" {
+			return -1, nil
+		}
+		d, err := parseDays(*v)
+		if err != nil {
+			return 0, fmt.Errorf("--activation-retention: %w", err)
+		}
+		return d, nil
+	}
 }

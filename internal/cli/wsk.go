@@ -67,6 +67,7 @@ func newWskCmd(name string, stdout, stderr io.Writer) *wskCmd {
 	c.fs = flag.NewFlagSet("clemmys "+name, flag.ContinueOnError)
 	c.fs.SetOutput(stderr)
 	c.cfg, c.dataDir = clientFlags(c.fs)
+	c.cfg.logOut = stderr
 	c.fs.BoolVar(&c.cfg.Insecure, "i", false, "short for --insecure")
 	c.jsonOut = c.fs.Bool("json", false, "print the API's JSON answer as is (for scripts)")
 	return c
@@ -158,6 +159,7 @@ func (c *wskCmd) parse(args []string, argsUsage string, min, max int) bool {
 		return false
 	}
 	var err error
+	c.cfg.quiet = *c.jsonOut
 	if c.admin || (c.adminFlag != nil && *c.adminFlag) {
 		err = c.cfg.resolveAdmin(*c.dataDir)
 	} else {
@@ -191,6 +193,10 @@ func (c *wskCmd) parseArgs(args []string) error {
 			}
 			*dst = append(*dst, keyValue{Key: args[i+1], Value: jsonOrString(args[i+2])})
 			i += 2
+			continue
+		}
+		if group, ok := c.shortGroup(a); ok {
+			rest = append(rest, group...)
 			continue
 		}
 		rest = append(rest, a)
@@ -462,8 +468,8 @@ func (c *wskCmd) deleteEntity(k entityKind, name string) int {
 
 // listEntities lists a collection of the default namespace as a table of
 // row(entity) (or the raw JSON).
-func (c *wskCmd) listEntities(k entityKind, q url.Values, row func(e map[string]any) []string) int {
-	path := k.collectionPath("_")
+func (c *wskCmd) listEntities(k entityKind, ns string, q url.Values, row func(e map[string]any) []string) int {
+	path := k.collectionPath(ns)
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
@@ -523,4 +529,25 @@ func annotation(e map[string]any, key string) (any, bool) {
 		}
 	}
 	return nil, false
+}
+
+// shortGroup expands grouped one-letter bool flags, as wsk takes them:
+// "-br" is "-b -r". It applies only when a is not a flag itself and every
+// letter is a bool flag.
+func (c *wskCmd) shortGroup(a string) ([]string, bool) {
+	if len(a) < 3 || a[0] != '-' || a[1] == '-' || strings.ContainsRune(a, '=') || c.fs.Lookup(a[1:]) != nil {
+		return nil, false
+	}
+	var out []string
+	for _, r := range a[1:] {
+		f := c.fs.Lookup(string(r))
+		if f == nil {
+			return nil, false
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+			return nil, false
+		}
+		out = append(out, "-"+string(r))
+	}
+	return out, true
 }

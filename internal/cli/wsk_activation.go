@@ -9,13 +9,15 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
 
 const activationUsage = `Usage:
-  clemmys activation list [NAME] [--limit N] [--skip N]
-  clemmys activation get ID|--last
+  clemmys activation list [NAME] [--limit N] [--skip N] [--since T] [--upto T] [--full]
+                           T: unix milliseconds, RFC 3339, or a duration ago (1h)
+  clemmys activation get ID|--last [--summary]
   clemmys activation logs ID|--last [--strip]
   clemmys activation result ID|--last
   clemmys activation poll [NAME] [--exit SECONDS]   print new activations' logs as they complete
@@ -28,7 +30,7 @@ Every verb takes --json (print the API's JSON), --apihost, --auth,
 func cmdActivation(args []string, stdout, stderr io.Writer) int {
 	return runNoun("activation", activationUsage, map[string]wskVerb{
 		"list":   activationList,
-		"get":    func(c *wskCmd, a []string) int { return c.withActivation(a, "", c.printActivation) },
+		"get":    activationGet,
 		"logs":   activationLogs,
 		"result": func(c *wskCmd, a []string) int { return c.withActivation(a, "/result", c.printResult) },
 		"poll":   activationPoll,
@@ -97,14 +99,31 @@ func (c *wskCmd) nameFilter(q url.Values) url.Values {
 
 func activationList(c *wskCmd, args []string) int {
 	query := c.paging(30)
+	since := c.fs.String("since", "", "only activations that started at or after `T` (unix ms, RFC 3339, or a duration ago: 1h)")
+	upto := c.fs.String("upto", "", "only activations that started at or before `T`")
+	full := c.boolFlag("print the full activation records (JSON)", "full", "f")
 	if !c.parse(args, "[NAME]", 0, 1) {
 		return c.exit
 	}
-	raw, list, err := c.listActivations(c.nameFilter(query()))
+	q := c.nameFilter(query())
+	for _, b := range []struct{ name, v string }{{"since", *since}, {"upto", *upto}} {
+		if b.v == "" {
+			continue
+		}
+		ms, err := parseWhen(b.v, time.Now())
+		if err != nil {
+			return c.usageError("--%s: %v", b.name, err)
+		}
+		q.Set(b.name, fmt.Sprint(ms))
+	}
+	if *full {
+		q.Set("docs", "true")
+	}
+	raw, list, err := c.listActivations(q)
 	if err != nil {
 		return c.fail("list activations", err)
 	}
-	if *c.jsonOut {
+	if *c.jsonOut || *full {
 		c.printJSON(raw)
 		return 0
 	}
@@ -276,4 +295,43 @@ func (c *wskCmd) pollShow(a *activationSummary) int {
 		fmt.Fprintln(c.stdout, "    "+line)
 	}
 	return 0
+}
+
+// parseWhen reads a point in time: unix milliseconds, RFC 3339, or a
+// duration before now ("1h", "90m").
+func parseWhen(s string, now time.Time) (int64, error) {
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil && ms >= 0 {
+		return ms, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UnixMilli(), nil
+	}
+	if d, err := parseDays(s); err == nil {
+		return now.Add(-d).UnixMilli(), nil
+	}
+	return 0, fmt.Errorf("%q is not unix milliseconds, an RFC 3339 time or a duration ago (1h, 2d)", s)
+}
+
+func activationGet(c *wskCmd, args []string) int {
+	summary := c.boolFlag("print a summary: the entity, status, time and result", "summary", "s")
+	return c.withActivation(args, "", func(id string, raw json.RawMessage) int {
+		if !*summary {
+			return c.printActivation(id, raw)
+		}
+		var a struct {
+			activationSummary
+			Response struct {
+				Status string          `json:"status"`
+				Result json.RawMessage `json:"result"`
+			} `json:"response"`
+		}
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return c.fail(fmt.Sprintf("get activation '%s'", id), err)
+		}
+		row := a.row()
+		fmt.Fprintf(c.stdout, "activation result for '/%s/%s' (%s at %s, %s, %s start)\n",
+			a.Namespace, a.Name, a.Response.Status, time.UnixMilli(a.Start).Format(time.DateTime+".000"), row[4], row[3])
+		c.printJSON(a.Response.Result)
+		return 0
+	})
 }

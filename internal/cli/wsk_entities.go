@@ -36,8 +36,10 @@ Every verb takes --json (print the API's JSON), --apihost, --auth,
 const packageUsage = `Usage:
   clemmys package create NAME [--shared yes|no] [-p KEY VALUE]... [-P FILE] [-a KEY VALUE]...
   clemmys package update NAME [--shared yes|no] [-p KEY VALUE]... [-P FILE] [-a KEY VALUE]...
+  clemmys package bind PACKAGE NAME [-p KEY VALUE]... [-P FILE] [-a KEY VALUE]...
+                                  a binding NAME of PACKAGE (yours or /NS/PACKAGE, shared) with its own parameters
   clemmys package get NAME
-  clemmys package list [--limit N] [--skip N]
+  clemmys package list [/NAMESPACE] [--limit N] [--skip N]   (another namespace: its shared packages)
   clemmys package delete NAME
 
 Actions of a package are named PACKAGE/ACTION. Every verb takes --json
@@ -51,10 +53,14 @@ func commonVerbs(k entityKind, row func(e map[string]any) []string) map[string]w
 		"delete": func(c *wskCmd, a []string) int { return c.oneName(a, k, c.deleteEntity) },
 		"list": func(c *wskCmd, a []string) int {
 			query := c.paging(30)
-			if !c.parse(a, "", 0, 0) {
+			if !c.parse(a, "[/NAMESPACE]", 0, 1) {
 				return c.exit
 			}
-			return c.listEntities(k, query(), row)
+			ns := "_"
+			if len(c.args) == 1 {
+				ns = strings.Trim(c.args[0], "/")
+			}
+			return c.listEntities(k, ns, query(), row)
 		},
 	}
 }
@@ -146,7 +152,8 @@ func ruleStatus(c *wskCmd, args []string, status, verb, done string) int {
 }
 
 func cmdPackage(args []string, stdout, stderr io.Writer) int {
-	verbs := commonVerbs(kindPackage, entityRow)
+	verbs := commonVerbs(kindPackage, packageRow)
+	verbs["bind"] = packageBind
 	verbs["create"] = func(c *wskCmd, a []string) int { return packagePut(c, a, false) }
 	verbs["update"] = func(c *wskCmd, a []string) int { return packagePut(c, a, true) }
 	return runNoun("package", packageUsage, verbs, args, stdout, stderr)
@@ -173,4 +180,32 @@ func packagePut(c *wskCmd, args []string, update bool) int {
 		return c.fail("read the parameters", err)
 	}
 	return c.putEntity(kindPackage, c.args[0], update, body)
+}
+
+// packageRow is a package list row: name, private/shared, and "binding"
+// for a binding (with what it binds).
+func packageRow(e map[string]any) []string {
+	row := entityRow(e)
+	if b, ok := e["binding"].(map[string]any); ok && len(b) > 0 {
+		row = append(row, "binding → "+str(b))
+	}
+	return row
+}
+
+// packageBind creates a binding NAME of PACKAGE (wsk package bind).
+func packageBind(c *wskCmd, args []string) int {
+	c.withParams()
+	c.withAnnotations()
+	if !c.parse(args, "PACKAGE NAME", 2, 2) {
+		return c.exit
+	}
+	ns, pkg := splitName(c.args[0])
+	if pkg == "" || strings.Contains(pkg, "/") {
+		return c.usageError("PACKAGE is a package: NAME or /NAMESPACE/NAME, not %q", c.args[0])
+	}
+	body := map[string]any{"binding": map[string]string{"namespace": ns, "name": pkg}}
+	if err := c.entityBody(body); err != nil {
+		return c.fail("read the parameters", err)
+	}
+	return c.putEntity(kindPackage, c.args[1], false, body)
 }

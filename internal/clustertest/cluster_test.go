@@ -309,6 +309,30 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
+	// Limits set through one gateway are enforced by the other (both watch
+	// the limits bucket): a namespace of its own, so that the burst below
+	// is not throttled.
+	var capped struct{ Auth string }
+	if st := c.call(gw1, admin, "POST", "/admin/v1/namespaces", map[string]string{"name": "capped"}, &capped); st != http.StatusCreated {
+		t.Fatalf("create namespace capped: %d", st)
+	}
+	if st := c.call(gw1, admin, "PUT", "/admin/v1/namespaces/capped/limits", map[string]any{"firesPerMinute": 1}, nil); st != 200 {
+		t.Fatalf("set limits through gateway1: %d", st)
+	}
+	c.waitFor("gateway2 to enforce capped's limits", time.Minute, func() bool {
+		var l map[string]any
+		return c.call(gw2, capped.Auth, "GET", "/api/v1/namespaces/_/limits", nil, &l) == 200 && l["firesPerMinute"] == 1.0
+	})
+	if st := c.call(gw2, capped.Auth, "PUT", "/api/v1/namespaces/_/triggers/t", map[string]any{}, nil); st != 200 {
+		t.Fatalf("create trigger: %d", st)
+	}
+	c.call(gw2, capped.Auth, "POST", "/api/v1/namespaces/_/triggers/t", map[string]any{}, nil)
+	var throttled struct{ Error string }
+	if st := c.call(gw2, capped.Auth, "POST", "/api/v1/namespaces/_/triggers/t", map[string]any{}, &throttled); st != http.StatusTooManyRequests ||
+		!strings.Contains(throttled.Error, "Too many requests in the last minute") {
+		t.Fatalf("second fire through gateway2: %d %q", st, throttled.Error)
+	}
+
 	// A sequence whose steps land on different invokers.
 	var onInv1, onInv2 string
 	for i := 0; onInv1 == "" || onInv2 == ""; i++ {

@@ -106,6 +106,14 @@ type Config struct {
 	// Interceptor sees every step before it reaches an invoker (see the
 	// package comment).
 	Interceptor Interceptor // nil in production
+	// Retention is how long activation records are kept in namespaces
+	// that set no age of their own (retention.go). Default
+	// wire.DefaultRetentionSeconds (7 days); negative: records are kept
+	// forever (and no namespace's settings are applied).
+	Retention time.Duration
+	// RetentionInterval is how often the retention sweeper runs; default
+	// DefaultRetentionInterval. Negative: only Sweep calls sweep (tests).
+	RetentionInterval time.Duration
 }
 
 // Dispatch describes one step the controller is about to send to an invoker.
@@ -196,6 +204,12 @@ func New(ctx context.Context, cfg Config) (*Controller, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = DefaultStopGrace
 	}
+	if cfg.Retention == 0 {
+		cfg.Retention = wire.DefaultRetentionSeconds * time.Second
+	}
+	if cfg.RetentionInterval == 0 {
+		cfg.RetentionInterval = DefaultRetentionInterval
+	}
 	actions, err := store.KV(ctx, cfg.JS, store.BucketActions, cfg.Replicas)
 	if err != nil {
 		return nil, err
@@ -273,6 +287,15 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	stops = append(stops, stopWatch)
 	stops = append(stops, c.watchInvokers())
+	if c.cfg.RetentionInterval > 0 && c.cfg.Retention > 0 {
+		sctx, stopSweep := context.WithCancel(ctx)
+		swept := make(chan struct{})
+		go func() {
+			defer close(swept)
+			c.runRetention(sctx)
+		}()
+		stops = append(stops, func() { stopSweep(); <-swept })
+	}
 	handlers := []struct {
 		subject string
 		h       bus.Handler

@@ -16,6 +16,8 @@ type metrics struct {
 	healthyFn   prometheus.GaugeFunc   // healthy invokers
 	// recordsScanned counts activation records read by listings.
 	recordsScanned prometheus.Counter
+	// retentionDeleted counts activations deleted by the retention sweeper.
+	retentionDeleted prometheus.Counter
 	// lostInvokers counts steps abandoned because their invoker stopped
 	// heart-beating while they ran.
 	lostInvokers prometheus.Counter
@@ -67,7 +69,11 @@ func newMetrics(healthy func() int) *metrics {
 			Namespace: "clemmys", Subsystem: "controller", Name: "activation_records_scanned_total",
 			Help: "Activation records read from the store to answer activation listings.",
 		}),
+		retentionDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "retention_deleted_total",
+			Help: "Activations whose records the retention sweeper deleted (past their namespace's age or count).",
+		}),
 	}
-	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn, m.recordsScanned, m.lostInvokers)
+	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn, m.recordsScanned, m.lostInvokers, m.retentionDeleted)
 	return m
 }

@@ -108,6 +108,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		receipts   [][]byte         // the sealed receipts of the steps run, in order
 		firstStart int64            // start of the first component (unix ms)
 		durationMs int64            // sum of the components' durations
+		initMs     int64            // sum of the components' load times (cold steps)
 		records    = c.newRecordWriter()
 		// chained are the outcomes of later steps that came with an
 		// earlier step's answer (wire.RunResult.More), in order.
@@ -181,6 +182,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 			rec = comp.failed(end, fail.code, fail.msg)
 		} else {
 			rec = comp.completed(end, res)
+			initMs += res.InitMs
 			if rec.Status == wire.StatusSuccess && len(rec.Result) == 0 {
 				rec.Status = wire.StatusInternalError
 				rec.ErrorCode = ErrNoOutput
@@ -235,6 +237,12 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "waitTime", Value: max(firstStart-rec.Start, 0)})
 	}
 	rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "duration", Value: durationMs})
+	if initMs > 0 {
+		// Some step was cold (its function was loaded for it): the
+		// sequence's record says so, with the steps' load time in all,
+		// rather than looking warm.
+		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "initTime", Value: initMs})
+	}
 	c.storeAnswered(req, s.key, rec, records)
 	c.account(rec)
 	return rec

@@ -993,3 +993,20 @@ func TestSequenceChained(t *testing.T) {
 		t.Errorf("chained steps counted %v, want 4", got)
 	}
 }
+
+// A sequence whose steps were cold says so: its record's initTime is the
+// sum of its steps' load times (and a warm one has none: TestSequenceInvoke).
+func TestSequenceColdSteps(t *testing.T) {
+	e := newEnv(t)
+	e.put(sequencePut("guest", "ab", "/guest/a", "/guest/b"))
+	ch := newChain(e)
+	for _, a := range []string{"a", "b"} {
+		ch.set(a, wire.RunResult{Status: wire.StatusSuccess, Executed: true, InitMs: 7,
+			Envelope: []byte("out-" + a), Logs: []byte("logs-" + a)})
+	}
+	e.startInvoker("inv0", ch.run)
+	seq := mustCall[wire.Activation](e, wire.SubjectInvoke, sequenceReq("guest", "ab", route("guest", "a"), route("guest", "b")))
+	if got, ok := annotation(seq.Annotations, "initTime"); !ok || fmt.Sprint(got) != "14" {
+		t.Fatalf("sequence initTime %v (%v), want 14", got, ok)
+	}
+}

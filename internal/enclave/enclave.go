@@ -474,6 +474,10 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 		r.cfg.Log.Error("seal receipt", "err", err)
 		return ranButFailed(CodeInternal, "sealing the receipt failed")
 	}
+	// One line per activation: ids and the status, which travel in
+	// plaintext anyway; never params, results or logs.
+	r.cfg.Log.Debug("activation", "activation", hex.EncodeToString(opened.RequestID),
+		"function", hex.EncodeToString(fn.record.FunctionID), "status", status, "duration_ms", r.cfg.Now().UnixMilli()-start)
 	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Receipt: receipt, Executed: true, Recycle: r.engine.Runaway(),
 		SealMicros: max(r.cfg.Now().Sub(sealStart).Microseconds(), 0)}
 }

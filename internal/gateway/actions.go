@@ -96,7 +96,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	}
 	var body actionBody
 	if err := json.Unmarshal(raw, &body); err != nil {
-		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be a JSON action.")
+		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: %s; the body must be a JSON action.", jsonDetail(raw, err))
 		return
 	}
 	if body.Exec != nil && body.Exec.Kind != kindSequence {
@@ -107,6 +107,10 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if msg := checkMeta(&body); msg != "" {
+		g.fail(w, r, http.StatusBadRequest, "%s", msg)
+		return
+	}
+	if msg := g.checkCeilings(ns, body.Limits); msg != "" {
 		g.fail(w, r, http.StatusBadRequest, "%s", msg)
 		return
 	}

@@ -23,6 +23,7 @@ import (
 //	GET    /admin/v1/namespaces               → [{namespace, uuid, created}]
 //	DELETE /admin/v1/namespaces/{name}        → {namespace, deleted}
 //	POST   /admin/v1/namespaces/{name}/rotate → {namespace, uuid, key, auth}
+//	GET|PUT|DELETE /admin/v1/namespaces/{name}/limits → limits and retention (nslimits.go)
 //
 // It is authenticated with the admin credential, HTTP Basic
 // "admin:<64 hex key>". The admin credential is not a namespace credential:
@@ -143,6 +144,9 @@ func (g *Gateway) adminRoutes(mux *http.ServeMux) {
 	handle("GET "+adminPrefix, g.adminListNamespaces)
 	handle("DELETE "+adminPrefix+"/{name}", g.adminDeleteNamespace)
 	handle("POST "+adminPrefix+"/{name}/rotate", g.adminRotateKey)
+	handle("GET "+adminPrefix+"/{name}/limits", g.adminGetLimits)
+	handle("PUT "+adminPrefix+"/{name}/limits", g.adminPutLimits)
+	handle("DELETE "+adminPrefix+"/{name}/limits", g.adminDeleteLimits)
 }
 
 // adminOnly lets through requests with the admin credential.
@@ -175,7 +179,7 @@ func (g *Gateway) adminCreateNamespace(w http.ResponseWriter, r *http.Request) {
 		Name string `json:"name"`
 	}
 	if err := json.Unmarshal(raw, &body); err != nil {
-		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be {\"name\": NAMESPACE}.")
+		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: %s; the body must be {\"name\": NAMESPACE}.", jsonDetail(raw, err))
 		return
 	}
 	if !creatableNamespace(body.Name) {

@@ -145,7 +145,7 @@ func (g *Gateway) createAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	var body createAPIBody
 	if err := json.Unmarshal(raw, &body); err != nil {
-		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be {\"apidoc\": {...}}.")
+		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: %s; the body must be {\"apidoc\": {...}}.", jsonDetail(raw, err))
 		return
 	}
 	d := &body.APIDoc

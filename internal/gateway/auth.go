@@ -176,6 +176,9 @@ func (g *Gateway) DeleteNamespace(ctx context.Context, ns string) error {
 		return fmt.Errorf("gateway: delete namespace: %w", err)
 	}
 	g.creds.clear()
+	if err := g.deleteNamespaceLimits(ctx, ns); err != nil {
+		g.log.Warn("delete namespace limits", "namespace", ns, "err", err)
+	}
 	g.log.Info("namespace deleted", "namespace", ns, "uuid", c.UUID)
 	return nil
 }

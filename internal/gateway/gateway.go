@@ -160,14 +160,15 @@ type Gateway struct {
 	certPEM      []byte
 	tlsKey       []byte // SHA-256 of the TLS certificate's SubjectPublicKeyInfo
 	// The AEAD of sealed invocations' tickets (sealed.go).
-	ticketOnce sync.Once
-	ticketAEAD cipher.AEAD
-	ticketErr  error
-	metrics    *metrics
-	handler    http.Handler
-	code       codeObjects // the sealed code store, for GET with code (code.go)
-	feedState  feedStore   // alarm feeds (feeds.go)
-	routeState routeStore  // API routes (apimgmt.go)
+	ticketOnce   sync.Once
+	ticketAEAD   cipher.AEAD
+	ticketErr    error
+	metrics      *metrics
+	handler      http.Handler
+	code         codeObjects   // the sealed code store, for GET with code (code.go)
+	feedState    feedStore     // alarm feeds (feeds.go)
+	routeState   routeStore    // API routes (apimgmt.go)
+	nsLimitState nsLimitsStore // per-namespace limits (nslimits.go)
 
 	// sessions holds the capsule sessions of this process (envelope format
 	// 2): one HPKE encapsulation per function version and epoch, rotated
@@ -250,6 +251,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.feedState.wake = make(chan struct{}, 1)
 	g.stepPrewarms.interval = cfg.StepPrewarmInterval
 	g.handler = g.routes()
+	if err := g.loadLimits(ctx); err != nil {
+		return nil, err
+	}
 	return g, nil
 }
 
@@ -304,6 +308,13 @@ func (g *Gateway) Serve(ctx context.Context, ready chan<- struct{}) error {
 		g.runFeeds(fctx)
 	}()
 	defer func() { stopFeeds(); <-feedsDone }()
+	// Every replica follows the namespaces' limits (nslimits.go).
+	limitsDone := make(chan struct{})
+	go func() {
+		defer close(limitsDone)
+		g.watchLimits(fctx)
+	}()
+	defer func() { stopFeeds(); <-limitsDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

@@ -361,6 +361,9 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// stepPrewarms counts prewarms asked for later sequence steps
+	// (prewarm.go), counted when the gateway decides, before it publishes.
+	stepPrewarms prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -375,7 +378,11 @@ func newMetrics() *metrics {
 			Help:    "HTTP request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
 		}, []string{"route"}),
+		stepPrewarms: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "gateway", Name: "step_prewarms_total",
+			Help: "Prewarms the gateway asked for the later steps of sequences (once per function and interval).",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency)
+	m.reg.MustRegister(m.requests, m.latency, m.stepPrewarms)
 	return m
 }

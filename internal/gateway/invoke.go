@@ -159,7 +159,8 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) ([]byte, b
 		params = []byte("{}")
 	}
 	if params[0] != '{' || !json.Valid(params) {
-		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the parameters must be a JSON object.")
+		var v map[string]json.RawMessage
+		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: %s; the parameters must be a JSON object.", jsonDetail(params, json.Unmarshal(params, &v)))
 		return nil, false
 	}
 	return params, true
@@ -235,7 +236,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 	if err != nil {
 		return nil, &chainError{http.StatusBadGateway, "The action's function record names an unsupported suite.", err}
 	}
-	limits := maxLimits(steps)
+	limits := g.clampLimits(ns, maxLimits(steps))
 	var (
 		timeout time.Duration
 		chain   = make([]envelope.Step, len(steps))
@@ -257,7 +258,7 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 			CodeDigest: st.record.CodeDigest,
 			KeyVersion: st.record.KeyVersion,
 		}
-		t := time.Duration(st.action.Limits.TimeoutMs) * time.Millisecond
+		t := time.Duration(g.clampLimits(ns, st.action.Limits).TimeoutMs) * time.Millisecond
 		if t <= 0 {
 			t = time.Minute
 		}
@@ -290,6 +291,17 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 			// new request id.
 			g.log.Debug("invocation misplaced; placing it again", "tx", inv.tx, "activation", res.id)
 			continue
+		}
+		if res != nil {
+			// One line per activation, ids and outcome only (never data).
+			status := "accepted"
+			if res.act != nil {
+				status = res.act.Status
+			} else if cerr != nil {
+				status = "refused"
+			}
+			g.log.Debug("activation", "tx", inv.tx, "activation", res.id, "namespace", ns, "caller", inv.caller,
+				"action", a.Namespace+"/"+a.Name, "steps", len(steps), "blocking", inv.blocking, "status", status)
 		}
 		return res, cerr
 	}

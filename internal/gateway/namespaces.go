@@ -24,23 +24,25 @@ const (
 	maxConcurrencyOW = 500
 )
 
-// getLimits answers OpenWhisk's UserLimits: the throttles (ratelimit.go)
-// and the ranges of action limits. An unlimited throttle (configured < 0)
-// is left out.
+// getLimits answers OpenWhisk's UserLimits for the caller's namespace:
+// the throttles (ratelimit.go) and the ranges of action limits, the
+// namespace's own where the operator set them (nslimits.go). An unlimited
+// throttle (< 0) is left out.
 func (g *Gateway) getLimits(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, g.userLimits(g.limits.effective(callerNamespace(r))))
+}
+
+// userLimits renders effective limits as OpenWhisk's UserLimits.
+func (g *Gateway) userLimits(l effectiveLimits) map[string]any {
 	out := map[string]any{
 		"minActionMemory":      minMemoryMB,
-		"maxActionMemory":      maxMemoryMB,
+		"maxActionMemory":      l.maxMemoryMB,
 		"minActionLogs":        minLogsMB,
-		"maxActionLogs":        maxLogsMB,
+		"maxActionLogs":        l.maxLogsMB,
 		"minActionTimeout":     minTimeoutMs,
-		"maxActionTimeout":     maxTimeoutMs,
+		"maxActionTimeout":     l.maxTimeoutMs,
 		"minActionConcurrency": minConcurrency,
 		"maxActionConcurrency": maxConcurrencyOW,
-	}
-	l := g.limits
-	if l == nil {
-		l = newRateLimits(g.cfg)
 	}
 	for k, v := range map[string]int{
 		"concurrentInvocations": l.concurrent,
@@ -51,7 +53,7 @@ func (g *Gateway) getLimits(w http.ResponseWriter, r *http.Request) {
 			out[k] = v
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 // getNamespace lists the entities of the caller's namespace (the first 200

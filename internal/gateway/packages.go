@@ -80,7 +80,7 @@ func (g *Gateway) decodeEntity(w http.ResponseWriter, r *http.Request, v any, wh
 		return true
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be a JSON %s.", what)
+		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: %s; the body must be a JSON %s.", jsonDetail(raw, err), what)
 		return false
 	}
 	return true

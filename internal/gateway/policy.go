@@ -180,7 +180,7 @@ func (g *Gateway) putPolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	var body policyBody
 	if err := json.Unmarshal(raw, &body); err != nil {
-		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: the body must be a JSON policy.")
+		g.fail(w, r, http.StatusBadRequest, "The request content was malformed: %s; the body must be a JSON policy.", jsonDetail(raw, err))
 		return
 	}
 	p, err := parsePolicy(&body)

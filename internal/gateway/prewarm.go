@@ -78,6 +78,7 @@ func (g *Gateway) prewarmSteps(routes []wire.StepRoute) {
 		if !g.stepPrewarms.due(st.FunctionID, now) {
 			continue
 		}
+		g.metrics.stepPrewarms.Inc()
 		b, err := bus.Marshal(&wire.Prewarm{Namespace: st.Namespace, Action: st.Action, FunctionID: st.FunctionID})
 		if err == nil {
 			err = g.cfg.Conn.Publish(wire.SubjectPrewarm, b)

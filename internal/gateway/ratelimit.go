@@ -5,12 +5,16 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/clemmys/clemmys/internal/wire"
 )
 
 // Per-namespace throttles, OpenWhisk's: invocations per minute, trigger
-// fires per minute and concurrent invocations. They are enforced by each
-// gateway process on its own (a namespace served by n gateway replicas gets
-// up to n times the limits); the counters are in memory only.
+// fires per minute and concurrent invocations. Their values are the
+// gateway's configuration, or the namespace's own (nslimits.go: stored on
+// the bus, the same on every replica). They are counted by each gateway
+// process on its own (a namespace served by n gateway replicas gets up to
+// n times the limits); the counters are in memory only.
 //
 // The per-minute limits use a fixed window aligned on the minute of the
 // gateway's clock. As in OpenWhisk, a refused request counts too, so the
@@ -51,10 +55,11 @@ type rateLimits struct {
 	concurrent       int
 
 	mu       sync.Mutex
-	window   int64          // the current minute, unix minutes
-	invokes  map[string]int // namespace → invocations in window
-	fires    map[string]int // namespace → fires in window
-	inflight map[string]int // namespace → invocations in flight (entries > 0 only)
+	ns       map[string]*wire.NamespaceLimits // the namespaces' own settings (verified)
+	window   int64                            // the current minute, unix minutes
+	invokes  map[string]int                   // namespace → invocations in window
+	fires    map[string]int                   // namespace → fires in window
+	inflight map[string]int                   // namespace → invocations in flight (entries > 0 only)
 }
 
 // newRateLimits applies the defaults: 0 means the default, < 0 unlimited.
@@ -74,6 +79,7 @@ func newRateLimits(cfg Config) *rateLimits {
 		invokesPerMinute: def(cfg.InvocationsPerMinute, DefaultInvocationsPerMinute),
 		firesPerMinute:   def(cfg.FiresPerMinute, DefaultFiresPerMinute),
 		concurrent:       def(cfg.ConcurrentInvocations, DefaultConcurrentInvocations),
+		ns:               map[string]*wire.NamespaceLimits{},
 		invokes:          map[string]int{},
 		fires:            map[string]int{},
 		inflight:         map[string]int{},
@@ -103,16 +109,17 @@ func (l *rateLimits) admitInvocation(ns string) (func(), *throttle) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	left := l.roll()
-	if l.invokesPerMinute >= 0 {
+	lim := l.effectiveLocked(ns)
+	if lim.invokesPerMinute >= 0 {
 		n := l.invokes[ns] + 1
 		l.invokes[ns] = n
-		if n > l.invokesPerMinute {
-			return nil, &throttle{msg: msgTooManyRequests, count: n, allowed: l.invokesPerMinute, retry: left}
+		if n > lim.invokesPerMinute {
+			return nil, &throttle{msg: msgTooManyRequests, count: n, allowed: lim.invokesPerMinute, retry: left}
 		}
 	}
-	if l.concurrent >= 0 {
-		if n := l.inflight[ns]; n >= l.concurrent {
-			return nil, &throttle{msg: msgTooManyConcurrent, count: n, allowed: l.concurrent}
+	if lim.concurrent >= 0 {
+		if n := l.inflight[ns]; n >= lim.concurrent {
+			return nil, &throttle{msg: msgTooManyConcurrent, count: n, allowed: lim.concurrent}
 		}
 	}
 	l.inflight[ns]++
@@ -138,15 +145,68 @@ func (l *rateLimits) admitFire(ns string) *throttle {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	left := l.roll()
-	if l.firesPerMinute < 0 {
+	lim := l.effectiveLocked(ns)
+	if lim.firesPerMinute < 0 {
 		return nil
 	}
 	n := l.fires[ns] + 1
 	l.fires[ns] = n
-	if n > l.firesPerMinute {
-		return &throttle{msg: msgTooManyRequests, count: n, allowed: l.firesPerMinute, retry: left}
+	if n > lim.firesPerMinute {
+		return &throttle{msg: msgTooManyRequests, count: n, allowed: lim.firesPerMinute, retry: left}
 	}
 	return nil
+}
+
+// effectiveLimits are what is enforced for one namespace: the throttles
+// (< 0 unlimited) and the ceilings of the action limits.
+type effectiveLimits struct {
+	invokesPerMinute, concurrent, firesPerMinute int
+	maxTimeoutMs, maxMemoryMB, maxLogsMB         int
+}
+
+// setNamespace records ns's own settings (nil: the defaults again).
+func (l *rateLimits) setNamespace(ns string, nl *wire.NamespaceLimits) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if nl == nil {
+		delete(l.ns, ns)
+		return
+	}
+	l.ns[ns] = nl
+}
+
+// effective returns the limits enforced for ns.
+func (l *rateLimits) effective(ns string) effectiveLimits {
+	if l == nil {
+		return effectiveLimits{-1, -1, -1, maxTimeoutMs, maxMemoryMB, maxLogsMB}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.effectiveLocked(ns)
+}
+
+// effectiveLocked is effective; l.mu is held.
+func (l *rateLimits) effectiveLocked(ns string) effectiveLimits {
+	e := effectiveLimits{l.invokesPerMinute, l.concurrent, l.firesPerMinute, maxTimeoutMs, maxMemoryMB, maxLogsMB}
+	nl := l.ns[ns]
+	if nl == nil {
+		return e
+	}
+	set := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&e.invokesPerMinute, nl.InvocationsPerMinute)
+	set(&e.concurrent, nl.ConcurrentInvocations)
+	set(&e.firesPerMinute, nl.FiresPerMinute)
+	set(&e.maxTimeoutMs, nl.MaxActionTimeoutMs)
+	set(&e.maxMemoryMB, nl.MaxActionMemoryMB)
+	set(&e.maxLogsMB, nl.MaxActionLogsMB)
+	return e
 }
 
 // acquireInvocation admits an invocation (blocking or not) of namespace ns:
@@ -177,7 +237,7 @@ func (g *Gateway) tooMany(w http.ResponseWriter, r *http.Request, t *throttle) {
 	if t.retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((t.retry+time.Second-1)/time.Second)))
 	}
-	g.log.Info("throttled", "tx", txID(r), "namespace", callerNamespace(r), "count", t.count, "allowed", t.allowed)
+	g.log.Debug("throttled", "tx", txID(r), "namespace", callerNamespace(r), "count", t.count, "allowed", t.allowed)
 	g.fail(w, r, http.StatusTooManyRequests, t.msg, t.count, t.allowed)
 }
 

@@ -97,7 +97,7 @@ func jetStream(buckets ...bucket) []string {
 
 // Permissions returns each user's permissions (publish, subscribe).
 func userPermissions(o Options) map[string]permissions {
-	controllerBuckets := []bucket{objects(store.ObjectsCode)}
+	controllerBuckets := []bucket{objects(store.ObjectsCode), readOnly(kv(store.BucketLimits))}
 	for _, b := range []string{store.BucketActions, store.BucketActivations, store.BucketRecords,
 		store.BucketPackages, store.BucketTriggers, store.BucketRules} {
 		controllerBuckets = append(controllerBuckets, kv(b))
@@ -114,7 +114,7 @@ func userPermissions(o Options) map[string]permissions {
 		},
 		UserGateway: {
 			pub: append(jetStream(kv(store.BucketAuth), kv(store.BucketFeeds), kv(store.BucketFeedTicks),
-				kv(store.BucketRoutes), readOnly(objects(store.ObjectsCode))),
+				kv(store.BucketRoutes), kv(store.BucketLimits), readOnly(objects(store.ObjectsCode))),
 				"clemmys.ctl.>", wire.SubjectKMSIdentity, wire.SubjectKMSNonce, wire.SubjectKMSGatewayAt("*")),
 		},
 	}

@@ -122,6 +122,10 @@ func TestPermissions(t *testing.T) {
 		{"controller asks the KMS for a release", ctl, ctlErrs, pub(ctl, wire.SubjectKMSReleaseAt("0123456789abcdef")), true},
 		{"controller makes gateway calls", ctl, ctlErrs, pub(ctl, wire.SubjectKMSGatewayAt("0123456789abcdef")), true},
 		{"controller reads the credentials", ctl, ctlErrs, pub(ctl, "$JS.API.DIRECT.GET.KV_clemmys_auth"), true},
+		{"gateway stores a namespace's limits", gw, gwErrs, pub(gw, "$KV.clemmys_limits.x"), false},
+		{"controller reads the namespaces' limits", ctl, ctlErrs, pub(ctl, "$JS.API.DIRECT.GET.KV_clemmys_limits"), false},
+		{"controller writes a namespace's limits", ctl, ctlErrs, pub(ctl, "$KV.clemmys_limits.x"), true},
+		{"invoker reads the namespaces' limits", inv, invErrs, pub(inv, "$JS.API.DIRECT.GET.KV_clemmys_limits"), true},
 	}
 	for _, tt := range tests {
 		if got := refused(t, tt.nc, tt.errs, tt.f); got != tt.refused {

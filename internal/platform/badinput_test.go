@@ -56,7 +56,10 @@ func TestBadInput(t *testing.T) {
 		{"no exec", "bad", map[string]any{"name": "bad"}, 400, "must have an exec"},
 		{"other kind", "bad", map[string]any{"exec": map[string]any{"kind": "python:3", "code": "x"}}, 400, "Unsupported action kind"},
 		{"nodejs without an engine", "bad", map[string]any{"exec": map[string]any{"kind": "nodejs:20", "code": "x"}}, 400, "The nodejs kinds are not enabled"},
-		{"not JSON", "bad", []byte("{not json"), 400, "malformed"},
+		{"not JSON", "bad", []byte("{not json"), 400, "invalid character 'n' looking for beginning of object key string at input index 1 (line 1, position 2)"},
+		{"wrong JSON type", "bad", []byte(`{"exec": 3}`), 400, `field "exec" must be an object, not number`},
+		{"truncated module", "bad", put(base64.StdEncoding.EncodeToString(hello[:len(hello)/2]), nil), 400, "not a valid WebAssembly function for clemmys"},
+		{"no entry point", "bad", put(base64.StdEncoding.EncodeToString([]byte("\x00asm\x01\x00\x00\x00")), nil), 400, "_start"},
 		{"timeout too small", "bad", put(base64.StdEncoding.EncodeToString(hello), map[string]any{"limits": map[string]any{"timeout": 5}}), 400, "timeout limit"},
 		{"memory too large", "bad", put(base64.StdEncoding.EncodeToString(hello), map[string]any{"limits": map[string]any{"memory": 100000}}), 400, "memory limit"},
 		{"invalid name", "bad%20name%20", put(base64.StdEncoding.EncodeToString(hello), nil), 400, "name is not valid"},
@@ -81,7 +84,10 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("payload not an object", func(t *testing.T) {
 		var eb errorBody
-		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello?blocking=true", []byte(`[1,2]`), &eb); st != 400 {
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello?blocking=true", []byte(`[1,2]`), &eb); st != 400 || !strings.Contains(eb.Error, "expected an object, not array, at input index") {
+			t.Fatalf("%d %+v", st, eb)
+		}
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello?blocking=true", []byte(`{"a": tru}`), &eb); st != 400 || !strings.Contains(eb.Error, "at input index 9 (line 1, position 10)") {
 			t.Fatalf("%d %+v", st, eb)
 		}
 	})

@@ -64,6 +64,10 @@ type Config struct {
 	ControllerInterceptor controller.Interceptor
 	// ExpirySlack overrides the gateway's envelope expiry slack (tests).
 	ExpirySlack time.Duration
+	// Retention is how long activation records are kept in namespaces
+	// that set no retention of their own (controller.Config.Retention):
+	// 0 is 7 days, negative forever.
+	Retention time.Duration
 	// SkipCatalog skips installing the whisk.system catalog (package
 	// catalog) on start; tests that do not need it set it.
 	SkipCatalog bool
@@ -183,6 +187,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		Log:         p.log.With("service", "controller"),
 		Interceptor: cfg.ControllerInterceptor,
 		Replicas:    cfg.Replicas,
+		Retention:   cfg.Retention,
 	})
 	if err != nil {
 		return p, err
@@ -212,10 +217,16 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 	}
 	p.Invoker = p.Invokers[0]
 	var kc *kmsclient.Client
+	// The gateway's /metrics serves every service of the process; the
+	// invokers' only when there is one (several would collide on names).
+	extra := []prometheus.Gatherer{p.Controller.Metrics(), p.KMS.Metrics()}
+	if len(p.Invokers) == 1 {
+		extra = append(extra, p.Invokers[0].Metrics())
+	}
 	p.Gateway, kc, err = NewGateway(ctx, tr, p.buses, gateway.Config{
 		Addr: cfg.Addr, DataDir: cfg.DataDir, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		Log: p.log.With("service", "gateway"), TEE: tr.Name,
-		ExtraMetrics: []prometheus.Gatherer{p.Controller.Metrics()},
+		ExtraMetrics: extra,
 		ExpirySlack:  cfg.ExpirySlack,
 		Replicas:     cfg.Replicas,
 		JSEngine:     jsEngine,

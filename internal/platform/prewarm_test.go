@@ -106,19 +106,41 @@ func TestPrewarmSequence(t *testing.T) {
 	t.Logf("sequence: duration %v ms (end-start %v ms)", act["duration"], act["end"].(float64)-act["start"].(float64))
 
 	// Warm: the gateway does not ask for the same steps again (within
-	// its StepPrewarmInterval), and no step pays for a load.
-	n := e.p.Invoker.Prewarmed()
+	// its StepPrewarmInterval), and no step pays for a load. The gateway
+	// counts a step prewarm when it decides to ask, before the invocation
+	// is sealed: once the invocation is answered, the count is final
+	// (no waiting for an asynchronous prewarm to show up).
+	asked := func() float64 { return stepPrewarmsAsked(t, e) }
+	n := asked()
+	if n != 2 {
+		t.Fatalf("%v step prewarms asked for the cold invocation, want 2", n)
+	}
 	act = e.invokeRecord(g, "seq", map[string]any{"x": 2})
 	if res := act["response"].(map[string]any); res["success"] != true {
 		t.Fatalf("warm sequence: %v", act)
 	}
-	time.Sleep(100 * time.Millisecond) // a prewarm would have been counted by now
-	if got := e.p.Invoker.Prewarmed(); got != n {
-		t.Errorf("%d prewarms on a warm invocation", got-n)
+	if got := asked(); got != n {
+		t.Errorf("%v step prewarms asked on a warm invocation", got-n)
 	}
 	for _, id := range act["logs"].([]any) {
 		if init, ok := annotations(e.waitActivation(g, id.(string)))["initTime"]; ok {
 			t.Errorf("warm step %s: initTime %v", id, init)
 		}
 	}
+}
+
+// stepPrewarmsAsked is the gateway's count of step prewarms it asked for.
+func stepPrewarmsAsked(t *testing.T, e *env) float64 {
+	t.Helper()
+	mfs, err := e.p.Gateway.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "clemmys_gateway_step_prewarms_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no clemmys_gateway_step_prewarms_total")
+	return 0
 }

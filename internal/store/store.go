@@ -28,6 +28,7 @@ const (
 	BucketFeeds       = "clemmys_feeds"       // gateway: alarm feeds (MACed, payloads sealed)
 	BucketFeedTicks   = "clemmys_feed_ticks"  // gateway: claimed alarm ticks (entries expire)
 	BucketRoutes      = "clemmys_routes"      // gateway: API routes (MACed)
+	BucketLimits      = "clemmys_limits"      // gateway: per-namespace limits and retention (MACed); controller: reads retention
 )
 
 // KV opens the KV bucket named bucket, creating it if needed with the given
