@@ -101,6 +101,7 @@ type RuntimeReport struct {
 type AttestationReport struct {
 	TEE        string          `json:"tee"`
 	Simulated  bool            `json:"simulated"`
+	SimRoot    string          `json:"simRoot,omitempty"` // the sim root the evidence was checked against
 	KMS        *TEEClaims      `json:"kms,omitempty"`
 	KMSSignKey string          `json:"kmsSignKey,omitempty"`
 	Gateway    *TEEClaims      `json:"gateway,omitempty"`
@@ -195,6 +196,7 @@ func verifiers(a *Attestation, exp Expect, r *AttestationReport) *tee.Registry {
 		r.warn("the sim root key was not pinned: the deployment's own (%s) was used, so the evidence proves nothing", short(root))
 	}
 	if root != "" {
+		r.SimRoot = root
 		k, err := hex.DecodeString(root)
 		if err != nil || len(k) != ed25519.PublicKeySize {
 			r.problem("the sim root key is not a hex ed25519 public key")

@@ -98,6 +98,9 @@ func printAttestation(w io.Writer, r *client.AttestationReport) {
 		tee += " (SIMULATED: no hardware protection)"
 	}
 	fmt.Fprintf(w, "TEE:       %s\n", tee)
+	if r.SimRoot != "" {
+		fmt.Fprintf(w, "sim root:  %s (pin it as simRoot)\n", r.SimRoot)
+	}
 	if r.KMS != nil {
 		fmt.Fprintf(w, "KMS:       %s measurement %s svn %d, signing key %s\n", r.KMS.Platform, r.KMS.Measurement, r.KMS.SecurityVersion, r.KMSSignKey)
 	}
