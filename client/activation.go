@@ -31,13 +31,16 @@ type Activation struct {
 		Status string          `json:"status"`
 		Result json.RawMessage `json:"result"`
 	} `json:"response"`
-	Logs        []string `json:"logs"`
-	Annotations []struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-	} `json:"annotations"`
+	Logs        []string     `json:"logs"`
+	Annotations []Annotation `json:"annotations"`
 	// Receipts are the runtimes' signed receipts (CBOR wire.SignedReceipt).
 	Receipts [][]byte `json:"receipts"`
+}
+
+// Annotation is an OpenWhisk {"key", "value"} pair.
+type Annotation struct {
+	Key   string `json:"key"`
+	Value any    `json:"value"`
 }
 
 // StepReport is one verified receipt.

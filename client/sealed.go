@@ -128,12 +128,9 @@ type sealedRecord struct {
 	Response     struct {
 		Status string `json:"status"`
 	} `json:"response"`
-	Logs        []string `json:"logs"`
-	Annotations []struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-	} `json:"annotations"`
-	Sealed *struct {
+	Logs        []string     `json:"logs"`
+	Annotations []Annotation `json:"annotations"`
+	Sealed      *struct {
 		Result   []byte   `json:"result"`
 		Logs     []byte   `json:"logs"`
 		Receipts [][]byte `json:"receipts"`
@@ -214,10 +211,7 @@ func (s *SealedInvoker) open(out *SealedResult, h *envelope.Header, rs envelope.
 		act.Logs = nil
 	}
 	if len(h.Chain) > 1 {
-		act.Annotations = append(act.Annotations, struct {
-			Key   string `json:"key"`
-			Value any    `json:"value"`
-		}{"kind", "sequence"})
+		act.Annotations = append(act.Annotations, Annotation{"kind", "sequence"})
 		act.Logs = rec.Logs
 	}
 	out.Report = VerifyActivation(act, s.KMSKey, s.Pinned)

@@ -76,6 +76,21 @@ func (c *wskCmd) attest(expectFile string) (*client.AttestationReport, client.Ex
 	return client.VerifyAttestation(a, nonce, tlsKey, exp), exp, 0
 }
 
+// trustedAttestation is attest for a command that goes on only if the
+// attestation verified: otherwise it prints the report and why it stops.
+func (c *wskCmd) trustedAttestation(expectFile, consequence string) (*client.AttestationReport, client.Expect, int) {
+	att, exp, code := c.attest(expectFile)
+	if att == nil {
+		return nil, exp, code
+	}
+	if !att.OK() {
+		printAttestation(c.stderr, att)
+		fmt.Fprintf(c.stderr, "error: the platform's attestation does not verify: %s\n", consequence)
+		return nil, exp, 1
+	}
+	return att, exp, 0
+}
+
 func readBounded(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -138,14 +153,9 @@ func activationVerify(c *wskCmd, args []string) int {
 	if !c.parse(args, "ID [--expect FILE]", 1, 1) {
 		return c.exit
 	}
-	att, exp, code := c.attest(*expect)
+	att, exp, code := c.trustedAttestation(*expect, "no receipt can be trusted")
 	if att == nil {
 		return code
-	}
-	if !att.OK() {
-		printAttestation(c.stderr, att)
-		fmt.Fprintln(c.stderr, "error: the platform's attestation does not verify: no receipt can be trusted")
-		return 1
 	}
 	ok := true
 	var reports []*client.ActivationReport
@@ -199,14 +209,9 @@ func printActivationReport(w io.Writer, r *client.ActivationReport, simulated bo
 // seals the parameters here, waits for the result and opens and verifies
 // it (package client).
 func (c *wskCmd) invokeSealed(name string, params map[string]any, resultOnly bool, expectFile string) int {
-	att, exp, code := c.attest(expectFile)
+	att, exp, code := c.trustedAttestation(expectFile, "nothing was sealed")
 	if att == nil {
 		return code
-	}
-	if !att.OK() {
-		printAttestation(c.stderr, att)
-		fmt.Fprintln(c.stderr, "error: the platform's attestation does not verify: nothing was sealed")
-		return 1
 	}
 	if params == nil {
 		params = map[string]any{}
