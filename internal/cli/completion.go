@@ -11,7 +11,7 @@ import (
 // offers (TestCompletionCoversCommands keeps them in step with Run).
 var completionWords = map[string][]string{
 	"up": nil, "kms": nil, "controller": nil, "invoker": nil, "gateway": nil,
-	"nats-config": nil, "measure": nil, "attest": nil, "bench": nil, "version": nil, "help": nil, "list": nil,
+	"nats-config": nil, "measure": nil, "attest": nil, "init": nil, "bench": nil, "version": nil, "help": nil, "list": nil,
 	"release":    {"keygen", "sign"},
 	"policy":     {"get", "allow", "remove", "set", "help"},
 	"action":     {"create", "update", "get", "list", "delete", "invoke"},
