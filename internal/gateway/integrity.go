@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"net/http"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -67,23 +69,35 @@ func (g *Gateway) packageIntact(p *wire.Package) bool {
 	return hmac.Equal(p.Tag, g.packageTag(p))
 }
 
-// ruleTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
-// lp(trigger) || lp(action)).
+// ruleTag is HMAC-SHA256(seqKey, "clemmys/v2 rule\x00" || lp(ns) ||
+// lp(name) || lp(trigger) || lp(action) || lp(status) || lp(generation)).
+// A rule of generation 0 (stored before generations) carries the first
+// format, HMAC(seqKey, "clemmys/v1 rule\x00" || lp(ns) || lp(name) ||
+// lp(trigger) || lp(action)), which does not cover its status.
 func (g *Gateway) ruleTag(rl *wire.Rule) []byte {
-	m := hmac.New(sha256.New, g.seqKey)
-	m.Write([]byte("clemmys/v1 rule\x00"))
-	for _, p := range []string{rl.Namespace, rl.Name, rl.Trigger, rl.Action} {
-		var l [4]byte
-		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
-		m.Write(l[:])
-		m.Write([]byte(p))
+	if rl.Generation == 0 {
+		return g.tagMAC("clemmys/v1 rule\x00", []byte(rl.Namespace), []byte(rl.Name), []byte(rl.Trigger), []byte(rl.Action))
 	}
-	return m.Sum(nil)
+	return g.tagMAC("clemmys/v2 rule\x00", []byte(rl.Namespace), []byte(rl.Name), []byte(rl.Trigger), []byte(rl.Action),
+		[]byte(rl.Status), genBytes(rl.Generation))
 }
 
 // ruleIntact reports whether a stored rule connects what the gateway
-// stored.
-func (g *Gateway) ruleIntact(rl *wire.Rule) bool { return hmac.Equal(rl.Tag, g.ruleTag(rl)) }
+// stored, with the status it stored.
+func (g *Gateway) ruleIntact(rl *wire.Rule) bool {
+	return len(rl.Tag) > 0 && hmac.Equal(rl.Tag, g.ruleTag(rl))
+}
+
+// ruleAuthentic checks a stored rule's MAC and that it is the newest
+// version stored and not deleted (entityversions.go).
+func (g *Gateway) ruleAuthentic(ctx context.Context, rl *wire.Rule) *chainError {
+	if !g.ruleIntact(rl) {
+		return &chainError{http.StatusBadGateway, msgRuleTampered, nil}
+	}
+	return g.admitEntity(ctx, wire.EntityRule, rl.Namespace, rl.Name, rl.Generation)
+}
+
+const msgRuleTampered = "The rule's definition could not be authenticated."
 
 // checkDefinition verifies a stored sequence's tag.
 func (g *Gateway) checkDefinition(a *wire.Action) bool {
