@@ -158,7 +158,7 @@ func (g *Gateway) fire(ctx context.Context, ns, name string, payload []byte, tx 
 		return "", &chainError{http.StatusBadGateway, msgBadParams, err}
 	}
 	// The merged parameters: the trigger's result and every rule's input.
-	fired, cerr := g.mergeParams(&target{action: &wire.Action{Namespace: ns, Name: name}, inherited: defaults}, payload)
+	fired, cerr := g.mergeParams(&target{action: &wire.Action{Namespace: ns, Name: name}, inherited: defaults, trigger: true}, payload)
 	if cerr != nil {
 		return "", cerr
 	}

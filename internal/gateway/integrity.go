@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"context"
-	"net/http"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"net/http"
 
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -26,17 +26,20 @@ import (
 const seqKeyInfo = "clemmys/v1 gateway sequence key"
 
 // definitionTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
-// lp(component)...).
-func (g *Gateway) definitionTag(ns, name string, components []string) []byte {
-	m := hmac.New(sha256.New, g.seqKey)
-	m.Write([]byte("clemmys/v1 sequence definition\x00"))
-	for _, p := range append([]string{ns, name}, components...) {
-		var l [4]byte
-		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
-		m.Write(l[:])
-		m.Write([]byte(p))
+// lp(component)...), context "clemmys/v1 sequence definition\x00" for
+// generation 0 (stored before generations), else "clemmys/v2 sequence
+// definition\x00" || lp(generation).
+func (g *Gateway) definitionTag(ns, name string, gen int64, components []string) []byte {
+	parts := make([][]byte, 0, 2+len(components))
+	label := "clemmys/v1 sequence definition\x00"
+	if gen != 0 {
+		label = "clemmys/v2 sequence definition\x00"
+		parts = append(parts, genBytes(gen))
 	}
-	return m.Sum(nil)
+	for _, p := range append([]string{ns, name}, components...) {
+		parts = append(parts, []byte(p))
+	}
+	return g.tagMAC(label, parts...)
 }
 
 // packageTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
@@ -101,7 +104,7 @@ const msgRuleTampered = "The rule's definition could not be authenticated."
 
 // checkDefinition verifies a stored sequence's tag.
 func (g *Gateway) checkDefinition(a *wire.Action) bool {
-	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Components))
+	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Generation, a.Components))
 }
 
 // maxVerifiedRecords bounds the cache of verified function records.
