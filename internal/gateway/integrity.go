@@ -43,10 +43,17 @@ func (g *Gateway) definitionTag(ns, name string, gen int64, components []string)
 }
 
 // packageTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
-// publish || lp(binding namespace) || lp(binding name)).
+// publish || lp(binding namespace) || lp(binding name)), context
+// "clemmys/v1 package\x00" for generation 0 (stored before generations),
+// else "clemmys/v2 package\x00" followed by the same fields and
+// lp(generation).
 func (g *Gateway) packageTag(p *wire.Package) []byte {
 	m := hmac.New(sha256.New, g.seqKey)
-	m.Write([]byte("clemmys/v1 package\x00"))
+	if p.Generation == 0 {
+		m.Write([]byte("clemmys/v1 package\x00"))
+	} else {
+		m.Write([]byte("clemmys/v2 package\x00"))
+	}
 	var bns, bname string
 	if p.Binding != nil {
 		bns, bname = p.Binding.Namespace, p.Binding.Name
@@ -63,7 +70,23 @@ func (g *Gateway) packageTag(p *wire.Package) []byte {
 		}
 		m.Write(part)
 	}
+	if p.Generation != 0 {
+		g := genBytes(p.Generation)
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(g)))
+		m.Write(l[:])
+		m.Write(g)
+	}
 	return m.Sum(nil)
+}
+
+// packageAuthentic checks a stored package's MAC and that it is its newest
+// generation, not deleted (entityversions.go).
+func (g *Gateway) packageAuthentic(ctx context.Context, p *wire.Package) *chainError {
+	if !g.packageIntact(p) {
+		return &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+	}
+	return g.admitEntity(ctx, wire.EntityPackage, p.Namespace, p.Name, p.Generation)
 }
 
 // packageIntact reports whether a stored package's publish flag and binding

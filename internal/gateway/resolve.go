@@ -134,8 +134,8 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string, lk *l
 			}
 			return nil, cerr
 		}
-		if !g.packageIntact(p) {
-			return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+		if cerr := g.packageAuthentic(ctx, p); cerr != nil {
+			return nil, cerr
 		}
 		if ns != caller && !p.Publish {
 			return nil, notAuthorized("/" + ns + "/" + pkg)
@@ -149,8 +149,8 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string, lk *l
 			if cerr != nil {
 				return nil, cerr
 			}
-			if !g.packageIntact(bp) {
-				return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+			if cerr := g.packageAuthentic(ctx, bp); cerr != nil {
+				return nil, cerr
 			}
 			if b.Namespace != ns && !bp.Publish {
 				return nil, notAuthorized("/" + b.Namespace + "/" + b.Name)

@@ -541,6 +541,42 @@ func TestAttack(t *testing.T) {
 		}
 	})
 
+	t.Run("roll back a package to when it was public", func(t *testing.T) {
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/packages/once?overwrite=true", map[string]any{"publish": true}, nil); st != 200 {
+			t.Fatalf("create package: %d", st)
+		}
+		e.deploy(g, "once/secret", echo, nil)
+		u, k, err := e.p.Gateway.CreateNamespace(context.Background(), "eve")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eve := u + ":" + k
+		if st, _ := e.call(eve, "GET", "/api/v1/namespaces/guest/packages/once", nil, nil); st != 200 {
+			t.Fatalf("public package: %d", st)
+		}
+		kv := e.bucket(t, "clemmys_packages")
+		key := store.Key("guest", "once")
+		en, err := kv.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		public := bytes.Clone(en.Value()) // genuinely tagged, public
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/packages/once?overwrite=true", map[string]any{"publish": false}, nil); st != 200 {
+			t.Fatalf("make private: %d", st)
+		}
+		if _, err := kv.Put(context.Background(), key, public); err != nil {
+			t.Fatal(err)
+		}
+		before := e.p.Invoker.Executions()
+		var eb errorBody
+		if st, _ := e.call(eve, "POST", "/api/v1/namespaces/guest/actions/once/secret?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "outdated") {
+			t.Fatalf("rolled-back package: %d %+v", st, eb)
+		}
+		if n := e.p.Invoker.Executions() - before; n != 0 {
+			t.Fatalf("%d steps ran", n)
+		}
+	})
+
 	t.Run("point a rule at another action in the store", func(t *testing.T) {
 		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/triggers/tick", map[string]any{}, nil); st != 200 {
 			t.Fatalf("trigger: %d", st)

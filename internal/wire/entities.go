@@ -56,6 +56,10 @@ type Package struct {
 	// opaque to the controller: a controller cannot publish a private
 	// package or redirect it to another one.
 	Tag []byte `cbor:"9,keyasint,omitempty"`
+	// Generation is the gateway's version of the package, covered by Tag
+	// and checked against the KMS's version registry; 0: stored before
+	// generations.
+	Generation int64 `cbor:"10,keyasint,omitempty"`
 }
 
 // PackagePut stores a package.
