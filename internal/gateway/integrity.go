@@ -15,13 +15,14 @@ import (
 //
 //   - function records are signed by the KMS (checked in resolveChain);
 //   - a sequence's components carry the gateway's MAC (DefinitionTag), so
-//     the controller cannot reorder, drop, add or swap components;
+//     the controller cannot reorder, drop, add or swap components; rules
+//     (ruleTag: trigger, action, status) and packages (packageTag: publish,
+//     binding) carry MACs too, and web annotations and "final" (webtag.go);
 //   - freshness: the controller could serve an older entity (a previous
-//     function version, a deleted action). The gateway remembers the newest
-//     function version it has seen per action and every deletion it made,
-//     and refuses anything older. The memory is per gateway process: after
-//     a restart, or across gateway replicas that did not see the update, a
-//     rollback is not detected (docs/threat-model.md).
+//     function version, rule, package or definition, or a deleted one).
+//     Function versions are ordered by their records' creation times and
+//     everything else by generations (entityversions.go), both checked
+//     against the KMS's version registry (freshness.go).
 
 const seqKeyInfo = "clemmys/v1 gateway sequence key"
 
