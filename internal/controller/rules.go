@@ -106,6 +106,9 @@ func (c *Controller) handleRuleStatus(ctx context.Context, data []byte) (any, er
 	if st.Status != wire.RuleActive && st.Status != wire.RuleInactive {
 		return nil, badRequest("invalid rule status")
 	}
+	if len(st.Tag) > maxDefinitionTagLen {
+		return nil, badRequest("rule tag too long")
+	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	key := store.Key(st.Namespace, st.Name)
@@ -113,7 +116,10 @@ func (c *Controller) handleRuleStatus(ctx context.Context, data []byte) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if r.Status == st.Status {
+	if st.Generation != 0 && r.Generation != st.Prev {
+		return nil, wire.Errorf(wire.CodeConflict, conflictMessage)
+	}
+	if r.Status == st.Status && st.Generation == 0 {
 		return r, nil
 	}
 	if st.Status == wire.RuleActive {
@@ -122,6 +128,9 @@ func (c *Controller) handleRuleStatus(ctx context.Context, data []byte) (any, er
 		}
 	}
 	r.Status = st.Status
+	if st.Generation != 0 {
+		r.Tag, r.Generation = st.Tag, st.Generation
+	}
 	r.Updated = c.now().UnixMilli()
 	if err := saveEntity(ctx, c.rules, "rule", key, r, true, rev); err != nil {
 		return nil, err

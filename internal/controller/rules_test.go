@@ -192,6 +192,32 @@ func TestRuleStatus(t *testing.T) {
 	}
 }
 
+// TestRuleStatusTag: a status change from the gateway carries the rule's
+// new tag and generation, stored with it; one made against another
+// generation than the stored one is a conflict and changes nothing.
+func TestRuleStatusTag(t *testing.T) {
+	e := newEnv(t)
+	ruleWorld(t, e)
+	e.putRule("guest", "r", "/guest/tick", "/guest/hello")
+	ref := wire.EntityRef{Namespace: "guest", Name: "r"}
+	st := wire.RuleStatus{Namespace: "guest", Name: "r", Status: wire.RuleActive, Tag: []byte("tag-2"), Generation: 2}
+	if got := mustCall[wire.Rule](e, wire.SubjectRuleStatus, st); got.Generation != 2 || string(got.Tag) != "tag-2" {
+		t.Fatalf("same status, new tag: %+v", got)
+	}
+	stale := wire.RuleStatus{Namespace: "guest", Name: "r", Status: wire.RuleInactive, Tag: []byte("tag-3"), Generation: 3, Prev: 1}
+	_, err := call[wire.Rule](e, wire.SubjectRuleStatus, stale)
+	wantCode(t, err, wire.CodeConflict)
+	stale.Prev = 2
+	if got := mustCall[wire.Rule](e, wire.SubjectRuleStatus, stale); got.Status != wire.RuleInactive || got.Generation != 3 || string(got.Tag) != "tag-3" {
+		t.Fatalf("status change: %+v", got)
+	}
+	if r := mustCall[wire.Rule](e, wire.SubjectRuleGet, ref); r.Generation != 3 || string(r.Tag) != "tag-3" {
+		t.Fatalf("stored %+v", r)
+	}
+	_, err = call[wire.Rule](e, wire.SubjectRuleStatus, wire.RuleStatus{Namespace: "guest", Name: "r", Status: wire.RuleActive, Tag: make([]byte, 2048), Generation: 4, Prev: 3})
+	wantCode(t, err, wire.CodeBadRequest)
+}
+
 func TestRuleDelete(t *testing.T) {
 	e := newEnv(t)
 	ruleWorld(t, e)

@@ -210,6 +210,9 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 	// Only a version that was stored is the newest: a put that lost a race
 	// with a concurrent one (409) must not make the winner look outdated.
 	g.commitVersion(ctx, rec)
+	if stored.Generation == a.Generation {
+		g.commitEntity(ctx, wire.EntityAction, ns, name, a.Generation)
+	}
 	g.log.Info("action deployed", "namespace", ns, "action", name, "version", stored.Version,
 		"function", hex.EncodeToString(rec.FunctionID), "code_digest", hex.EncodeToString(rec.CodeDigest),
 		"code_bytes", codeBytes, "kept_code", put.KeepCode)
@@ -279,6 +282,17 @@ func (g *Gateway) mergeMeta(w http.ResponseWriter, r *http.Request, ns, name str
 	if body.Annotations != nil {
 		a.Annotations = *body.Annotations
 	}
+	// A new generation (entityversions.go), covered by the tags below.
+	var prevGen int64
+	if prev != nil {
+		prevGen = prev.Generation
+	}
+	gen, cerr := g.nextGeneration(r.Context(), wire.EntityAction, ns, name, prevGen)
+	if cerr != nil {
+		g.answer(w, r, "action generation", cerr)
+		return a, false
+	}
+	a.Generation = gen
 	// The web annotations' MAC (webtag.go): kept as stored when the
 	// annotations are and their MAC does not verify, so that an update
 	// never vouches for what the controller changed.
@@ -488,6 +502,7 @@ func (g *Gateway) deleteAction(w http.ResponseWriter, r *http.Request) {
 	if a.Kind != kindSequence {
 		g.retireAction(r.Context(), a.Namespace, a.Name, created)
 	}
+	g.retireEntity(r.Context(), wire.EntityAction, a.Namespace, a.Name, a.Generation)
 	writeJSON(w, http.StatusOK, g.renderAction(a))
 }
 

@@ -275,6 +275,9 @@ func (c *fakeCtl) serve(t testing.TB, srv *bus.Server) {
 				return nil, fakeNotFound()
 			}
 			rl.Status = req.Status
+			if req.Generation != 0 {
+				rl.Tag, rl.Generation = req.Tag, req.Generation
+			}
 			c.rules[fakeKey(req.Namespace, req.Name)] = rl
 			return rl, nil
 		},
@@ -495,4 +498,8 @@ func compact(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
+}
+
+func (k *stubKMS) CommitEntity(context.Context, string, string, int64) (*wire.LatestVersion, error) {
+	return nil, errors.New("stub kms: no versions")
 }

@@ -158,7 +158,7 @@ func (g *Gateway) fire(ctx context.Context, ns, name string, payload []byte, tx 
 		return "", &chainError{http.StatusBadGateway, msgBadParams, err}
 	}
 	// The merged parameters: the trigger's result and every rule's input.
-	fired, cerr := g.mergeParams(&target{action: &wire.Action{Namespace: ns, Name: name}, inherited: defaults}, payload)
+	fired, cerr := g.mergeParams(&target{action: &wire.Action{Namespace: ns, Name: name}, inherited: defaults, trigger: true}, payload)
 	if cerr != nil {
 		return "", cerr
 	}
@@ -170,13 +170,18 @@ func (g *Gateway) fire(ctx context.Context, ns, name string, payload []byte, tx 
 	}
 	var active []wire.Rule
 	for _, rule := range list.Rules {
-		if rule.Namespace == ns && rule.Trigger == self && rule.Status == wire.RuleActive {
-			if !g.ruleIntact(&rule) {
-				// The controller rewrote the rule: never send the
-				// trigger's parameters where the owner did not.
-				g.log.Warn("rule refused: its definition could not be authenticated", "tx", tx, "namespace", ns, "rule", rule.Name)
-				continue
-			}
+		if rule.Namespace != ns || rule.Trigger != self {
+			continue
+		}
+		// The rule's MAC covers its trigger, action and status, and its
+		// generation must be current: the controller can neither rewrite,
+		// (de)activate nor roll back a rule, nor resurrect a deleted one.
+		// Never send the trigger's parameters where the owner did not.
+		if cerr := g.ruleAuthentic(ctx, &rule); cerr != nil {
+			g.log.Warn("rule refused", "tx", tx, "namespace", ns, "rule", rule.Name, "reason", cerr.msg)
+			continue
+		}
+		if rule.Status == wire.RuleActive {
 			active = append(active, rule)
 		}
 	}

@@ -138,18 +138,8 @@ func (f *freshness) synced(ns, name string) bool {
 // KMS cannot be asked, an entry read before is used; an action never read
 // is refused (fail closed) with 503.
 func (g *Gateway) admitFresh(ctx context.Context, rec *wire.FunctionRecord) *chainError {
-	if read, done := g.fresh.due(rec.Namespace, rec.Action, g.now()); read {
-		lv, err := g.cfg.KMS.LatestVersion(ctx, rec.Namespace, rec.Action)
-		if err == nil {
-			g.fresh.merge(rec.Namespace, rec.Action, lv, g.now())
-		}
-		done()
-		if err != nil {
-			g.log.Warn("version registry", "namespace", rec.Namespace, "action", rec.Action, "err", err)
-			if !g.fresh.synced(rec.Namespace, rec.Action) {
-				return &chainError{http.StatusServiceUnavailable, "The key management service cannot confirm that this is the action's current version; retry shortly.", nil}
-			}
-		}
+	if cerr := g.syncRegistry(ctx, rec.Namespace, rec.Action); cerr != nil {
+		return cerr
 	}
 	if !g.fresh.admit(rec) {
 		return &chainError{http.StatusBadGateway, "The controller served an outdated version of " + rec.Action + ".", nil}

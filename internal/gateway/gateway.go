@@ -77,6 +77,9 @@ type KMS interface {
 	CommitVersion(ctx context.Context, fid []byte) (*wire.LatestVersion, error)
 	RetireAction(ctx context.Context, ns, action string, created int64) (*wire.LatestVersion, error)
 	LatestVersion(ctx context.Context, ns, action string) (*wire.LatestVersion, error)
+	// CommitEntity records an entity generation (entityversions.go);
+	// RetireAction and LatestVersion take entity keys too.
+	CommitEntity(ctx context.Context, ns, entity string, gen int64) (*wire.LatestVersion, error)
 }
 
 // Config configures a gateway.

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"net/http"
 
 	"github.com/clemmys/clemmys/internal/wire"
 )
@@ -13,35 +15,46 @@ import (
 //
 //   - function records are signed by the KMS (checked in resolveChain);
 //   - a sequence's components carry the gateway's MAC (DefinitionTag), so
-//     the controller cannot reorder, drop, add or swap components;
+//     the controller cannot reorder, drop, add or swap components; rules
+//     (ruleTag: trigger, action, status) and packages (packageTag: publish,
+//     binding) carry MACs too, and web annotations and "final" (webtag.go);
 //   - freshness: the controller could serve an older entity (a previous
-//     function version, a deleted action). The gateway remembers the newest
-//     function version it has seen per action and every deletion it made,
-//     and refuses anything older. The memory is per gateway process: after
-//     a restart, or across gateway replicas that did not see the update, a
-//     rollback is not detected (docs/threat-model.md).
+//     function version, rule, package or definition, or a deleted one).
+//     Function versions are ordered by their records' creation times and
+//     everything else by generations (entityversions.go), both checked
+//     against the KMS's version registry (freshness.go).
 
 const seqKeyInfo = "clemmys/v1 gateway sequence key"
 
 // definitionTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
-// lp(component)...).
-func (g *Gateway) definitionTag(ns, name string, components []string) []byte {
-	m := hmac.New(sha256.New, g.seqKey)
-	m.Write([]byte("clemmys/v1 sequence definition\x00"))
-	for _, p := range append([]string{ns, name}, components...) {
-		var l [4]byte
-		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
-		m.Write(l[:])
-		m.Write([]byte(p))
+// lp(component)...), context "clemmys/v1 sequence definition\x00" for
+// generation 0 (stored before generations), else "clemmys/v2 sequence
+// definition\x00" || lp(generation).
+func (g *Gateway) definitionTag(ns, name string, gen int64, components []string) []byte {
+	parts := make([][]byte, 0, 2+len(components))
+	label := "clemmys/v1 sequence definition\x00"
+	if gen != 0 {
+		label = "clemmys/v2 sequence definition\x00"
+		parts = append(parts, genBytes(gen))
 	}
-	return m.Sum(nil)
+	for _, p := range append([]string{ns, name}, components...) {
+		parts = append(parts, []byte(p))
+	}
+	return g.tagMAC(label, parts...)
 }
 
 // packageTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
-// publish || lp(binding namespace) || lp(binding name)).
+// publish || lp(binding namespace) || lp(binding name)), context
+// "clemmys/v1 package\x00" for generation 0 (stored before generations),
+// else "clemmys/v2 package\x00" followed by the same fields and
+// lp(generation).
 func (g *Gateway) packageTag(p *wire.Package) []byte {
 	m := hmac.New(sha256.New, g.seqKey)
-	m.Write([]byte("clemmys/v1 package\x00"))
+	if p.Generation == 0 {
+		m.Write([]byte("clemmys/v1 package\x00"))
+	} else {
+		m.Write([]byte("clemmys/v2 package\x00"))
+	}
 	var bns, bname string
 	if p.Binding != nil {
 		bns, bname = p.Binding.Namespace, p.Binding.Name
@@ -58,7 +71,23 @@ func (g *Gateway) packageTag(p *wire.Package) []byte {
 		}
 		m.Write(part)
 	}
+	if p.Generation != 0 {
+		g := genBytes(p.Generation)
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(g)))
+		m.Write(l[:])
+		m.Write(g)
+	}
 	return m.Sum(nil)
+}
+
+// packageAuthentic checks a stored package's MAC and that it is its newest
+// generation, not deleted (entityversions.go).
+func (g *Gateway) packageAuthentic(ctx context.Context, p *wire.Package) *chainError {
+	if !g.packageIntact(p) {
+		return &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+	}
+	return g.admitEntity(ctx, wire.EntityPackage, p.Namespace, p.Name, p.Generation)
 }
 
 // packageIntact reports whether a stored package's publish flag and binding
@@ -67,27 +96,39 @@ func (g *Gateway) packageIntact(p *wire.Package) bool {
 	return hmac.Equal(p.Tag, g.packageTag(p))
 }
 
-// ruleTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) ||
-// lp(trigger) || lp(action)).
+// ruleTag is HMAC-SHA256(seqKey, "clemmys/v2 rule\x00" || lp(ns) ||
+// lp(name) || lp(trigger) || lp(action) || lp(status) || lp(generation)).
+// A rule of generation 0 (stored before generations) carries the first
+// format, HMAC(seqKey, "clemmys/v1 rule\x00" || lp(ns) || lp(name) ||
+// lp(trigger) || lp(action)), which does not cover its status.
 func (g *Gateway) ruleTag(rl *wire.Rule) []byte {
-	m := hmac.New(sha256.New, g.seqKey)
-	m.Write([]byte("clemmys/v1 rule\x00"))
-	for _, p := range []string{rl.Namespace, rl.Name, rl.Trigger, rl.Action} {
-		var l [4]byte
-		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
-		m.Write(l[:])
-		m.Write([]byte(p))
+	if rl.Generation == 0 {
+		return g.tagMAC("clemmys/v1 rule\x00", []byte(rl.Namespace), []byte(rl.Name), []byte(rl.Trigger), []byte(rl.Action))
 	}
-	return m.Sum(nil)
+	return g.tagMAC("clemmys/v2 rule\x00", []byte(rl.Namespace), []byte(rl.Name), []byte(rl.Trigger), []byte(rl.Action),
+		[]byte(rl.Status), genBytes(rl.Generation))
 }
 
 // ruleIntact reports whether a stored rule connects what the gateway
-// stored.
-func (g *Gateway) ruleIntact(rl *wire.Rule) bool { return hmac.Equal(rl.Tag, g.ruleTag(rl)) }
+// stored, with the status it stored.
+func (g *Gateway) ruleIntact(rl *wire.Rule) bool {
+	return len(rl.Tag) > 0 && hmac.Equal(rl.Tag, g.ruleTag(rl))
+}
+
+// ruleAuthentic checks a stored rule's MAC and that it is the newest
+// version stored and not deleted (entityversions.go).
+func (g *Gateway) ruleAuthentic(ctx context.Context, rl *wire.Rule) *chainError {
+	if !g.ruleIntact(rl) {
+		return &chainError{http.StatusBadGateway, msgRuleTampered, nil}
+	}
+	return g.admitEntity(ctx, wire.EntityRule, rl.Namespace, rl.Name, rl.Generation)
+}
+
+const msgRuleTampered = "The rule's definition could not be authenticated."
 
 // checkDefinition verifies a stored sequence's tag.
 func (g *Gateway) checkDefinition(a *wire.Action) bool {
-	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Components))
+	return hmac.Equal(a.DefinitionTag, g.definitionTag(a.Namespace, a.Name, a.Generation, a.Components))
 }
 
 // maxVerifiedRecords bounds the cache of verified function records.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -28,6 +29,7 @@ func TestMergeParams(t *testing.T) {
 	act := &wire.Action{Namespace: "guest", Name: "p/x", Parameters: seal("p/x",
 		wire.KeyValue{Key: "b", Value: "action"}, wire.KeyValue{Key: "n", Value: float64(7)},
 		wire.KeyValue{Key: "obj", Value: map[string]any{"k": []any{"v"}}})}
+	g.tagWeb(act)
 	out, cerr := g.mergeParams(&target{action: act, inherited: pkg}, []byte(`{"c":"request","big":12345678901234567890}`))
 	if cerr != nil {
 		t.Fatal(cerr.msg)
@@ -39,11 +41,13 @@ func TestMergeParams(t *testing.T) {
 	}
 	// Without defaults the payload goes through untouched.
 	plain := &wire.Action{Namespace: "guest", Name: "plain"}
+	g.tagWeb(plain)
 	if out, cerr := g.mergeParams(&target{action: plain}, []byte(`{"z": 1}`)); cerr != nil || string(out) != `{"z": 1}` {
 		t.Fatalf("%s %v", out, cerr)
 	}
 	// Parameters sealed for another action do not open: 502.
 	moved := &wire.Action{Namespace: "guest", Name: "other", Parameters: act.Parameters}
+	g.tagWeb(moved)
 	if _, cerr := g.mergeParams(&target{action: moved}, []byte(`{}`)); cerr == nil || cerr.status != http.StatusBadGateway {
 		t.Fatalf("moved parameters: %+v", cerr)
 	}
@@ -64,10 +68,39 @@ func TestMergeParams(t *testing.T) {
 	} {
 		a := *act
 		a.Annotations = []wire.KeyValue{{Key: "final", Value: c.final}}
+		g.tagWeb(&a)
 		_, cerr := g.mergeParams(&target{action: &a, inherited: pkg}, []byte(c.payload))
 		if refused := cerr != nil; refused != c.refused || (refused && (cerr.status != http.StatusBadRequest || cerr.msg != msgFinalParams)) {
 			t.Errorf("final %v, payload %s: %+v", c.final, c.payload, cerr)
 		}
+	}
+}
+
+// TestMergeParamsAnnotationTag: "final" is honoured only with the
+// annotations the gateway tagged: a controller that drops or adds it, or
+// an action without a tag, is refused (502) before anything is merged.
+func TestMergeParamsAnnotationTag(t *testing.T) {
+	g := &Gateway{secret: envelope.NewKey(), seqKey: []byte("k")}
+	final := []wire.KeyValue{{Key: "final", Value: true}}
+	tagged := func(anns []wire.KeyValue) *wire.Action {
+		a := &wire.Action{Namespace: "guest", Name: "x", Annotations: anns, Generation: 5}
+		g.tagWeb(a)
+		return a
+	}
+	dropped := tagged(final)
+	dropped.Annotations = nil
+	added := tagged(nil)
+	added.Annotations = final
+	untagged := &wire.Action{Namespace: "guest", Name: "x"}
+	regen := tagged(final)
+	regen.Generation = 4
+	for name, a := range map[string]*wire.Action{"dropped final": dropped, "added final": added, "untagged": untagged, "other generation": regen} {
+		if _, cerr := g.mergeParams(&target{action: a}, []byte(`{}`)); cerr == nil || cerr.status != http.StatusBadGateway || cerr.msg != msgAnnotationsTampered {
+			t.Errorf("%s: %+v", name, cerr)
+		}
+	}
+	if _, cerr := g.mergeParams(&target{action: tagged(final)}, []byte(`{}`)); cerr != nil {
+		t.Fatal(cerr.msg)
 	}
 }
 
@@ -132,7 +165,7 @@ func TestActionNames(t *testing.T) {
 // An update merges with the stored action: absent fields keep their
 // values, limits merge field by field.
 func TestMergeMeta(t *testing.T) {
-	g := &Gateway{secret: envelope.NewKey()}
+	g := &Gateway{secret: envelope.NewKey(), cfg: Config{Now: time.Now, KMS: &stubKMS{}}, fresh: newFreshness(), log: slog.New(slog.DiscardHandler)}
 	sealed, _ := g.sealParams(paramsAction, "guest", "a", []wire.KeyValue{{Key: "k", Value: "v"}})
 	prev := &wire.Action{
 		Namespace: "guest", Name: "a", Publish: true, Parameters: sealed,

@@ -143,8 +143,10 @@ func (g *Gateway) readablePackage(ctx context.Context, caller, ns, name string) 
 	if cerr != nil {
 		return nil, cerr
 	}
-	if p != nil && !g.packageIntact(p) {
-		return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+	if p != nil {
+		if cerr := g.packageAuthentic(ctx, p); cerr != nil {
+			return nil, cerr
+		}
 	}
 	if ns != caller && (p == nil || !p.Publish) {
 		return nil, notAuthorized("/" + ns + "/" + name)
@@ -227,10 +229,14 @@ func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, ns, name, existing := p.ctx, p.ns, p.name, p.existing
-	if existing != nil && !g.packageIntact(existing) {
+	var prevGen int64
+	if existing != nil {
 		// Merging would re-tag what the controller changed.
-		g.fail(w, r, http.StatusBadGateway, msgPackageTampered)
-		return
+		if cerr := g.packageAuthentic(ctx, existing); cerr != nil {
+			g.answer(w, r, "load package", cerr)
+			return
+		}
+		prevGen = existing.Generation
 	}
 	pkg := wire.Package{Namespace: ns, Name: name}
 	if existing != nil {
@@ -280,11 +286,20 @@ func (g *Gateway) putPackage(w http.ResponseWriter, r *http.Request) {
 		}
 		pkg.Parameters = sealed
 	}
+	gen, cerr := g.nextGeneration(ctx, wire.EntityPackage, ns, name, prevGen)
+	if cerr != nil {
+		g.answer(w, r, "package generation", cerr)
+		return
+	}
+	pkg.Generation = gen
 	pkg.Tag = g.packageTag(&pkg)
 	stored, ok := p.store(g, w, r, "package", wire.SubjectPackagePut, &wire.PackagePut{Package: pkg, Overwrite: p.overwrite},
 		func(pkg *wire.Package) (string, string) { return pkg.Namespace, pkg.Name })
 	if !ok {
 		return
+	}
+	if stored.Generation == gen {
+		g.commitEntity(ctx, wire.EntityPackage, ns, name, gen)
 	}
 	params, err := g.openParams(paramsPackage, ns, name, stored.Parameters)
 	if err != nil {
@@ -453,8 +468,10 @@ func (g *Gateway) deletePackage(w http.ResponseWriter, r *http.Request) {
 		g.busError(w, r, "delete package", err)
 		return
 	}
+	g.retireEntity(ctx, wire.EntityPackage, ns, name, max(deleted.Generation, p.Generation))
 	for i := range doomed {
 		a := &doomed[i]
+		g.retireEntity(ctx, wire.EntityAction, a.Namespace, a.Name, a.Generation)
 		if a.Kind == kindSequence {
 			continue
 		}

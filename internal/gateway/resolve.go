@@ -29,13 +29,16 @@ import (
 // from OpenWhisk, which merges each component's defaults when it runs).
 //
 // A package's Publish flag and binding carry the gateway's MAC
-// (integrity.go packageTag). GAP: an action's "final" annotation is
-// plaintext in the controller's store; a lying controller can drop it.
+// (integrity.go packageTag); an action's "final" annotation is covered by
+// its web tag (webtag.go), checked before parameters are merged.
 
 // Messages (OpenWhisk's wording where it has one).
 const (
 	msgFinalParams = "Request defines parameters that are not allowed (e.g., reserved properties or already defined by the action)."
 	msgBadParams   = "The entity's default parameters could not be authenticated."
+	// msgAnnotationsTampered: also an action stored before annotations
+	// were tagged; an update that sends its annotations tags them.
+	msgAnnotationsTampered = "The action's annotations could not be authenticated; update the action with its annotations to store them again."
 )
 
 // target is a resolved action and the defaults it inherits from its
@@ -43,6 +46,9 @@ const (
 type target struct {
 	action    *wire.Action
 	inherited []wire.KeyValue
+	// trigger: action is a trigger's stand-in (fire.go), which has no
+	// annotations to authenticate.
+	trigger bool
 }
 
 // splitAction splits an action name "name" or "pkg/name" into its package
@@ -128,8 +134,8 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string, lk *l
 			}
 			return nil, cerr
 		}
-		if !g.packageIntact(p) {
-			return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+		if cerr := g.packageAuthentic(ctx, p); cerr != nil {
+			return nil, cerr
 		}
 		if ns != caller && !p.Publish {
 			return nil, notAuthorized("/" + ns + "/" + pkg)
@@ -143,8 +149,8 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string, lk *l
 			if cerr != nil {
 				return nil, cerr
 			}
-			if !g.packageIntact(bp) {
-				return nil, &chainError{http.StatusBadGateway, msgPackageTampered, nil}
+			if cerr := g.packageAuthentic(ctx, bp); cerr != nil {
+				return nil, cerr
 			}
 			if b.Namespace != ns && !bp.Publish {
 				return nil, notAuthorized("/" + b.Namespace + "/" + b.Name)
@@ -160,6 +166,10 @@ func (g *Gateway) loadTarget(ctx context.Context, caller, ns, name string, lk *l
 	}
 	a, cerr := g.readAction(ctx, actionNS, actionName, lk)
 	if cerr != nil {
+		return nil, cerr
+	}
+	// Its annotations and components are of its newest generation.
+	if cerr := g.admitEntity(ctx, wire.EntityAction, actionNS, actionName, a.Generation); cerr != nil {
 		return nil, cerr
 	}
 	t.action = a
@@ -240,6 +250,12 @@ func finalParams(anns []wire.KeyValue, defaults []wire.KeyValue) map[string]bool
 // redefines a final parameter is refused.
 func (g *Gateway) mergeParams(t *target, payload []byte) ([]byte, *chainError) {
 	a := t.action
+	// "final" decides which defaults a request may override: honour the
+	// annotations only if their MAC (webtag.go) verifies, so the
+	// controller can neither drop nor add it.
+	if !t.trigger && !g.webIntact(a) {
+		return nil, &chainError{http.StatusBadGateway, msgAnnotationsTampered, nil}
+	}
 	own, err := g.openParams(paramsAction, a.Namespace, a.Name, a.Parameters)
 	if err != nil {
 		return nil, &chainError{http.StatusBadGateway, msgBadParams, err}

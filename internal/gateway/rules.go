@@ -169,7 +169,13 @@ func (g *Gateway) putRule(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, ns, name := p.ctx, p.ns, p.name
 	rl := wire.Rule{Namespace: ns, Name: name, Status: wire.RuleActive}
-	if existing := p.existing; existing != nil {
+	var prevGen int64
+	if existing := p.existing; existing != nil && g.ruleAuthentic(ctx, existing) != nil {
+		// An update never takes fields from a rule the controller
+		// changed: the body must name the trigger and the action again.
+		g.log.Warn("rule update: the stored rule could not be authenticated; its fields are not kept", "tx", txID(r), "namespace", ns, "rule", name)
+	} else if existing != nil {
+		prevGen = existing.Generation
 		rl.Publish, rl.Annotations, rl.Trigger, rl.Action, rl.Status = existing.Publish, existing.Annotations, existing.Trigger, existing.Action, existing.Status
 		if rl.Status != wire.RuleInactive {
 			rl.Status = wire.RuleActive
@@ -204,11 +210,20 @@ func (g *Gateway) putRule(w http.ResponseWriter, r *http.Request) {
 		g.answer(w, r, "check rule action", cerr)
 		return
 	}
+	gen, cerr := g.nextGeneration(ctx, wire.EntityRule, ns, name, prevGen)
+	if cerr != nil {
+		g.answer(w, r, "rule generation", cerr)
+		return
+	}
+	rl.Generation = gen
 	rl.Tag = g.ruleTag(&rl)
 	stored, ok := p.store(g, w, r, "rule", wire.SubjectRulePut, &wire.RulePut{Rule: rl, Overwrite: p.overwrite},
 		func(rl *wire.Rule) (string, string) { return rl.Namespace, rl.Name })
 	if !ok {
 		return
+	}
+	if stored.Generation == gen {
+		g.commitEntity(ctx, wire.EntityRule, ns, name, gen)
 	}
 	g.log.Info("rule stored", "namespace", ns, "rule", name, "trigger", stored.Trigger, "action", stored.Action, "status", stored.Status)
 	writeJSON(w, http.StatusOK, renderRule(stored))
@@ -234,6 +249,7 @@ func (g *Gateway) ruleRef(w http.ResponseWriter, r *http.Request, subject, what 
 		return
 	}
 	if subject == wire.SubjectRuleDelete {
+		g.retireEntity(ctx, wire.EntityRule, ns, name, rl.Generation)
 		g.log.Info("rule deleted", "namespace", ns, "rule", name)
 	}
 	writeJSON(w, http.StatusOK, renderRule(&rl))
@@ -266,8 +282,28 @@ func (g *Gateway) setRuleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), busTimeout)
 	defer cancel()
+	// The status is covered by the rule's MAC: the gateway re-tags the
+	// rule it read (which must be authentic and current) with the new
+	// status and a new generation.
+	cur, cerr := g.fetchRule(ctx, ns, name)
+	if cerr == nil && cur == nil {
+		cerr = &chainError{http.StatusNotFound, msgNotFound, nil}
+	}
+	if cerr == nil {
+		cerr = g.ruleAuthentic(ctx, cur)
+	}
+	var gen int64
+	if cerr == nil {
+		gen, cerr = g.nextGeneration(ctx, wire.EntityRule, ns, name, cur.Generation)
+	}
+	if cerr != nil {
+		g.answer(w, r, "set rule status", cerr)
+		return
+	}
+	next := *cur
+	next.Status, next.Generation = body.Status, gen
 	var rl wire.Rule
-	req := wire.RuleStatus{Namespace: ns, Name: name, Status: body.Status}
+	req := wire.RuleStatus{Namespace: ns, Name: name, Status: body.Status, Tag: g.ruleTag(&next), Generation: gen, Prev: cur.Generation}
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectRuleStatus, &req, &rl); err != nil {
 		g.busError(w, r, "set rule status", err)
 		return
@@ -275,6 +311,9 @@ func (g *Gateway) setRuleStatus(w http.ResponseWriter, r *http.Request) {
 	if rl.Namespace != ns || rl.Name != name {
 		g.fail(w, r, http.StatusBadGateway, "The controller answered with another rule.")
 		return
+	}
+	if rl.Generation == gen {
+		g.commitEntity(ctx, wire.EntityRule, ns, name, gen)
 	}
 	g.log.Info("rule status", "namespace", ns, "rule", name, "status", rl.Status)
 	writeJSON(w, http.StatusOK, renderRule(&rl))

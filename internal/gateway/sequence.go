@@ -106,13 +106,16 @@ func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, ns, name s
 	a.Components = qualified
 	// The controller stores the components; only this tag lets the gateway
 	// trust them again at invocation time.
-	a.DefinitionTag = g.definitionTag(ns, name, qualified)
+	a.DefinitionTag = g.definitionTag(ns, name, a.Generation, qualified)
 	put := wire.ActionPut{Action: a, Overwrite: overwrite}
 	var stored wire.Action
 	g.targets.forget(ns, name)
 	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionPut, &put, &stored); err != nil {
 		g.busError(w, r, "store sequence", err)
 		return
+	}
+	if stored.Generation == a.Generation {
+		g.commitEntity(ctx, wire.EntityAction, ns, name, a.Generation)
 	}
 	g.log.Info("sequence deployed", "namespace", ns, "sequence", name, "version", stored.Version, "components", len(qualified))
 	g.writeOwnAction(w, r, &stored, nil)

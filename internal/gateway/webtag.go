@@ -32,14 +32,24 @@ const (
 	annCustomOptions = "web-custom-options"
 )
 
-// webTag is HMAC-SHA256(seqKey, context || lp(ns) || lp(name) || for each
+// webTag is HMAC-SHA256(seqKey, context || [lp(generation), if not 0] || lp(ns) || lp(name) || for each
 // web annotation key: lp(key) || lp(JSON of its value, empty if absent)).
 // The values are taken as they come back from the store (a CBOR round trip
 // of what the gateway stored), so the MAC of a stored entity is the MAC of
 // what was put.
-func (g *Gateway) webTag(ns, name string, anns []wire.KeyValue) []byte {
+func (g *Gateway) webTag(ns, name string, gen int64, anns []wire.KeyValue) []byte {
 	m := hmac.New(sha256.New, g.seqKey)
-	m.Write([]byte("clemmys/v1 web annotations\x00"))
+	if gen == 0 {
+		m.Write([]byte("clemmys/v1 web annotations\x00"))
+	} else {
+		// Since generations: the label, then lp(generation) first.
+		m.Write([]byte("clemmys/v2 web annotations\x00"))
+		b := genBytes(gen)
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(b)))
+		m.Write(l[:])
+		m.Write(b)
+	}
 	lp := func(b []byte) {
 		var l [4]byte
 		binary.BigEndian.PutUint32(l[:], uint32(len(b)))
@@ -71,13 +81,13 @@ func (g *Gateway) tagWeb(a *wire.Action) {
 			anns = back
 		}
 	}
-	a.WebTag = g.webTag(a.Namespace, a.Name, anns)
+	a.WebTag = g.webTag(a.Namespace, a.Name, a.Generation, anns)
 }
 
 // webIntact reports whether a stored action's web annotations are those
 // the gateway stored.
 func (g *Gateway) webIntact(a *wire.Action) bool {
-	return len(a.WebTag) > 0 && hmac.Equal(a.WebTag, g.webTag(a.Namespace, a.Name, a.Annotations))
+	return len(a.WebTag) > 0 && hmac.Equal(a.WebTag, g.webTag(a.Namespace, a.Name, a.Generation, a.Annotations))
 }
 
 // annotation returns the value of annotation key, or nil.

@@ -36,7 +36,7 @@ func (k *KMS) handleGateway(ctx context.Context, data []byte) (any, error) {
 	}
 	switch call.Op {
 	case wire.OpCreateFunction, wire.OpGatewaySecret, wire.OpSetPolicy, wire.OpGetPolicy,
-		wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion, wire.OpCodeKey, wire.OpHolders:
+		wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion, wire.OpCommitEntity, wire.OpCodeKey, wire.OpHolders:
 	default:
 		return nil, wire.Errorf(wire.CodeBadRequest, "unknown gateway op %q", truncate(call.Op, 64))
 	}
@@ -137,7 +137,7 @@ func (k *KMS) dispatch(ctx context.Context, op string, body []byte) ([]byte, err
 			return nil, err
 		}
 		resp = p
-	case wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion:
+	case wire.OpCommitVersion, wire.OpRetireAction, wire.OpLatestVersion, wire.OpCommitEntity:
 		lv, err := k.versionOp(ctx, op, body)
 		if err != nil {
 			return nil, err

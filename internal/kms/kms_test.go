@@ -743,6 +743,42 @@ func TestVersionRegistry(t *testing.T) {
 	}
 }
 
+// TestEntityRegistry: entity generations (rules, packages, action
+// entities) move only forward, are kept apart from function versions, and
+// only entity keys are accepted.
+func TestEntityRegistry(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctx(t)
+	rule := wire.EntityKey(wire.EntityRule, "r")
+	if lv, err := e.gateway.CommitEntity(ctx, "alice", rule, 7); err != nil || lv.Created != 7 {
+		t.Fatalf("commit 7: %+v %v", lv, err)
+	}
+	if lv, err := e.gateway.CommitEntity(ctx, "alice", rule, 5); err != nil || lv.Created != 7 {
+		t.Fatalf("commit 5 after 7: %+v %v", lv, err)
+	}
+	if lv, err := e.gateway.RetireAction(ctx, "alice", rule, 3); err != nil || lv.Deleted != 7 {
+		t.Fatalf("retire: %+v %v", lv, err)
+	}
+	if lv, err := e.gateway.LatestVersion(ctx, "alice", rule); err != nil || lv.Created != 7 || lv.Deleted != 7 {
+		t.Fatalf("latest: %+v %v", lv, err)
+	}
+	// The action "r" and the package "r" have their own entries.
+	for _, name := range []string{"r", wire.EntityKey(wire.EntityPackage, "r")} {
+		if lv, err := e.gateway.LatestVersion(ctx, "alice", name); err != nil || lv.Created != 0 || lv.Deleted != 0 {
+			t.Fatalf("%s: %+v %v", name, lv, err)
+		}
+	}
+	// A commit cannot move a function version's entry, nor take a
+	// non-positive generation.
+	for _, tc := range []struct {
+		entity string
+		gen    int64
+	}{{"r", 9}, {"pkg/r", 9}, {"other:r", 9}, {"rule:", 9}, {rule, 0}, {rule, -1}} {
+		_, err := e.gateway.CommitEntity(ctx, "alice", tc.entity, tc.gen)
+		wantCode(t, err, wire.CodeBadRequest)
+	}
+}
+
 // TestCodeKey: an attested gateway gets a function's code key for the
 // function's own namespace only (GET of an action with its code).
 func TestCodeKey(t *testing.T) {

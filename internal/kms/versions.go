@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -31,7 +32,16 @@ import (
 // would close that. And a gateway uses an entry for a bounded time
 // (gateway.latestTTL) before asking again.
 //
-// Key: latest.<ns>.<action> → latestState.
+// The same registry keeps the generations of rules, packages and action
+// entities (sequence definitions, annotations), which carry no function
+// record: the gateway MACs a generation into each entity it stores and
+// commits it here (commit_entity); retire_action and latest_version serve
+// them under their entity key wire.EntityKey(kind, name) ("rule:r"), where
+// Created is the newest generation stored and Deleted the generation up to
+// which the entity was deleted. A ':' is not allowed in action names, so
+// these entries never mix with an action's function versions.
+//
+// Key: latest.<ns>.<action> or latest.<ns>.<kind>:<name> → latestState.
 
 type latestState struct {
 	Created int64 `cbor:"1,keyasint,omitempty"`
@@ -75,6 +85,21 @@ func (k *KMS) versionOp(ctx context.Context, op string, body []byte) (*wire.Late
 		return k.advance(ctx, req.Namespace, req.Action, func(l *latestState) {
 			l.Deleted = max(l.Deleted, l.Created, req.Created)
 		})
+	case wire.OpCommitEntity:
+		req, err := bus.Decode[wire.CommitEntity](body)
+		if err != nil {
+			return nil, err
+		}
+		if err := validRef(req.Namespace, req.Entity); err != nil {
+			return nil, err
+		}
+		if !isEntityKey(req.Entity) {
+			return nil, wire.Errorf(wire.CodeBadRequest, "entity must be kind:name with kind rule, package or action")
+		}
+		if req.Generation <= 0 {
+			return nil, wire.Errorf(wire.CodeBadRequest, "generation out of range")
+		}
+		return k.advance(ctx, req.Namespace, req.Entity, func(l *latestState) { l.Created = max(l.Created, req.Generation) })
 	default: // wire.OpLatestVersion
 		req, err := bus.Decode[wire.LatestRequest](body)
 		if err != nil {
@@ -125,4 +150,18 @@ func validRef(ns, action string) error {
 		return wire.Errorf(wire.CodeBadRequest, "action name must be 1..%d bytes", MaxActionSize)
 	}
 	return nil
+}
+
+// isEntityKey reports whether a registry name is an entity's
+// (wire.EntityKey), not an action's.
+func isEntityKey(name string) bool {
+	kind, rest, ok := strings.Cut(name, ":")
+	if !ok || rest == "" {
+		return false
+	}
+	switch kind {
+	case wire.EntityRule, wire.EntityPackage, wire.EntityAction:
+		return true
+	}
+	return false
 }

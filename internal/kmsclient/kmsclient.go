@@ -277,6 +277,17 @@ func (c *Client) RetireAction(ctx context.Context, ns, action string, created in
 	return &lv, nil
 }
 
+// CommitEntity records in the KMS's version registry that generation gen
+// of entity (wire.EntityKey) of ns was stored, and returns its entry.
+// RetireAction and LatestVersion take entity keys too.
+func (c *Client) CommitEntity(ctx context.Context, ns, entity string, gen int64) (*wire.LatestVersion, error) {
+	var lv wire.LatestVersion
+	if err := c.call(ctx, wire.OpCommitEntity, &wire.CommitEntity{Namespace: ns, Entity: entity, Generation: gen}, &lv); err != nil {
+		return nil, err
+	}
+	return &lv, nil
+}
+
 // LatestVersion returns an action's entry of the KMS's version registry.
 func (c *Client) LatestVersion(ctx context.Context, ns, action string) (*wire.LatestVersion, error) {
 	var lv wire.LatestVersion

@@ -8,6 +8,7 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -453,7 +454,7 @@ func TestAttack(t *testing.T) {
 		})
 		defer restore()
 		var eb errorBody
-		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/abc?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "outdated version") {
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/abc?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "outdated") {
 			t.Fatalf("%d %+v", st, eb)
 		}
 	})
@@ -540,6 +541,42 @@ func TestAttack(t *testing.T) {
 		}
 	})
 
+	t.Run("roll back a package to when it was public", func(t *testing.T) {
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/packages/once?overwrite=true", map[string]any{"publish": true}, nil); st != 200 {
+			t.Fatalf("create package: %d", st)
+		}
+		e.deploy(g, "once/secret", echo, nil)
+		u, k, err := e.p.Gateway.CreateNamespace(context.Background(), "eve")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eve := u + ":" + k
+		if st, _ := e.call(eve, "GET", "/api/v1/namespaces/guest/packages/once", nil, nil); st != 200 {
+			t.Fatalf("public package: %d", st)
+		}
+		kv := e.bucket(t, "clemmys_packages")
+		key := store.Key("guest", "once")
+		en, err := kv.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		public := bytes.Clone(en.Value()) // genuinely tagged, public
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/packages/once?overwrite=true", map[string]any{"publish": false}, nil); st != 200 {
+			t.Fatalf("make private: %d", st)
+		}
+		if _, err := kv.Put(context.Background(), key, public); err != nil {
+			t.Fatal(err)
+		}
+		before := e.p.Invoker.Executions()
+		var eb errorBody
+		if st, _ := e.call(eve, "POST", "/api/v1/namespaces/guest/actions/once/secret?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "outdated") {
+			t.Fatalf("rolled-back package: %d %+v", st, eb)
+		}
+		if n := e.p.Invoker.Executions() - before; n != 0 {
+			t.Fatalf("%d steps ran", n)
+		}
+	})
+
 	t.Run("point a rule at another action in the store", func(t *testing.T) {
 		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/triggers/tick", map[string]any{}, nil); st != 200 {
 			t.Fatalf("trigger: %d", st)
@@ -567,6 +604,172 @@ func TestAttack(t *testing.T) {
 			t.Fatalf("fire with a rewritten rule: %d", st)
 		}
 		time.Sleep(200 * time.Millisecond)
+		if n := e.p.Invoker.Executions() - before; n != 0 {
+			t.Fatalf("%d steps ran", n)
+		}
+	})
+
+	// Rules, annotations and sequence definitions carry the gateway's MAC
+	// over a generation the KMS's version registry orders: the controller
+	// can neither forge, (de)activate, roll back nor resurrect a rule, nor
+	// drop or add "final", nor serve an older sequence definition.
+	rules := e.bucket(t, "clemmys_rules")
+	ruleBytes := func(t *testing.T, name string) []byte {
+		t.Helper()
+		en, err := rules.Get(context.Background(), store.Key("guest", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Clone(en.Value())
+	}
+	putRuleBytes := func(t *testing.T, name string, b []byte) {
+		t.Helper()
+		if _, err := rules.Put(context.Background(), store.Key("guest", name), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// fired fires tock and returns the rules named in its record's logs
+	// (made by the gateway: the rules it fired); nil when none fired.
+	fired := func(t *testing.T) []string {
+		t.Helper()
+		st, hdr := e.call(g, "POST", "/api/v1/namespaces/_/triggers/tock", map[string]any{"x": 1}, nil)
+		if st == http.StatusNoContent {
+			return nil
+		}
+		if st != http.StatusAccepted {
+			t.Fatalf("fire: %d", st)
+		}
+		var rec struct {
+			Logs []string `json:"logs"`
+		}
+		if st, _ := e.call(g, "GET", "/api/v1/namespaces/_/activations/"+hdr.Get("x-openwhisk-activation-id"), nil, &rec); st != 200 {
+			t.Fatalf("trigger record: %d", st)
+		}
+		var out []string
+		for _, l := range rec.Logs {
+			var line struct {
+				Rule    string `json:"rule"`
+				Success bool   `json:"success"`
+			}
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			out = append(out, line.Rule)
+		}
+		return out
+	}
+	if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/triggers/tock", map[string]any{}, nil); st != 200 {
+		t.Fatalf("trigger: %d", st)
+	}
+	for _, name := range []string{"r1", "r2"} {
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/rules/"+name, map[string]any{"trigger": "tock", "action": "a"}, nil); st != 200 {
+			t.Fatalf("rule %s: %d", name, st)
+		}
+	}
+	if got := fired(t); len(got) != 2 {
+		t.Fatalf("honest fire: %v", got)
+	}
+	t.Run("forge a rule in the store", func(t *testing.T) {
+		var rl wire.Rule
+		if err := bus.Unmarshal(ruleBytes(t, "r1"), &rl); err != nil {
+			t.Fatal(err)
+		}
+		rl.Name, rl.Action = "forged", "/guest/d"
+		b, _ := bus.Marshal(&rl)
+		putRuleBytes(t, "forged", b)
+		defer rules.Delete(context.Background(), store.Key("guest", "forged"))
+		if got := fired(t); len(got) != 2 || slices.Contains(got, "guest/forged") {
+			t.Fatalf("fired %v", got)
+		}
+	})
+	t.Run("activate an inactive rule in the store", func(t *testing.T) {
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/rules/r2", map[string]any{"status": "inactive"}, nil); st != 200 {
+			t.Fatalf("deactivate: %d", st)
+		}
+		if got := fired(t); !slices.Equal(got, []string{"guest/r1"}) {
+			t.Fatalf("after deactivating r2: %v", got)
+		}
+		var rl wire.Rule
+		if err := bus.Unmarshal(ruleBytes(t, "r2"), &rl); err != nil {
+			t.Fatal(err)
+		}
+		rl.Status = wire.RuleActive
+		b, _ := bus.Marshal(&rl)
+		putRuleBytes(t, "r2", b)
+		if got := fired(t); !slices.Equal(got, []string{"guest/r1"}) {
+			t.Fatalf("fired %v", got)
+		}
+	})
+	t.Run("roll back a rule", func(t *testing.T) {
+		old := ruleBytes(t, "r1") // r1 → a
+		if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/rules/r1?overwrite=true", map[string]any{"action": "c"}, nil); st != 200 {
+			t.Fatalf("update: %d", st)
+		}
+		putRuleBytes(t, "r1", old) // a genuine, older r1
+		if got := fired(t); got != nil {
+			t.Fatalf("fired %v", got)
+		}
+	})
+	t.Run("resurrect a deleted rule", func(t *testing.T) {
+		old := ruleBytes(t, "r2")
+		if st, _ := e.call(g, "DELETE", "/api/v1/namespaces/_/rules/r2", nil, nil); st != 200 {
+			t.Fatalf("delete: %d", st)
+		}
+		putRuleBytes(t, "r2", old)
+		if got := fired(t); got != nil {
+			t.Fatalf("fired %v", got)
+		}
+	})
+
+	// d: its default k is final.
+	finalBody := map[string]any{
+		"annotations": []map[string]any{{"key": "final", "value": true}},
+		"parameters":  []map[string]any{{"key": "k", "value": "owner's"}},
+	}
+	if st, _ := e.call(g, "PUT", "/api/v1/namespaces/_/actions/d?overwrite=true", finalBody, nil); st != 200 {
+		t.Fatalf("update d: %d", st)
+	}
+	var eb errorBody
+	if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/d?blocking=true", map[string]any{"k": "caller's"}, &eb); st != 400 {
+		t.Fatalf("final parameter redefined: %d %+v", st, eb)
+	}
+	for _, c := range []struct {
+		name, action string
+		f            func(a *wire.Action)
+	}{
+		{"drop final in the store", "d", func(a *wire.Action) { a.Annotations = nil }},
+		{"add final in the store", "c", func(a *wire.Action) {
+			a.Annotations = append(a.Annotations, wire.KeyValue{Key: "final", Value: true})
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			restore := e.tamperEntity(t, c.action, c.f)
+			defer restore()
+			before := e.p.Invoker.Executions()
+			var eb errorBody
+			st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/"+c.action+"?blocking=true", map[string]any{"k": "caller's"}, &eb)
+			if st != 502 || !strings.Contains(eb.Error, "annotations could not be authenticated") {
+				t.Fatalf("%d %+v", st, eb)
+			}
+			if n := e.p.Invoker.Executions() - before; n != 0 {
+				t.Fatalf("%d steps ran", n)
+			}
+		})
+	}
+	t.Run("roll back the sequence definition", func(t *testing.T) {
+		old := e.entityBytes(t, "abc") // a → b → c, genuinely tagged
+		e.deploySequence(g, "abc", "/_/a", "/_/c")
+		restore := e.tamperEntity(t, "abc", func(a *wire.Action) {
+			if err := bus.Unmarshal(old, a); err != nil {
+				t.Fatal(err)
+			}
+		})
+		defer restore()
+		before := e.p.Invoker.Executions()
+		var eb errorBody
+		if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/abc?blocking=true", nil, &eb); st != 502 || !strings.Contains(eb.Error, "outdated or deleted version") {
+			t.Fatalf("%d %+v", st, eb)
+		}
 		if n := e.p.Invoker.Executions() - before; n != 0 {
 			t.Fatalf("%d steps ran", n)
 		}

@@ -47,6 +47,11 @@ type Action struct {
 	// require-whisk-auth, final, web-custom-options): the gateway's MAC
 	// over namespace, name and their values, opaque to the controller.
 	WebTag []byte `cbor:"15,keyasint,omitempty"`
+	// Generation is the gateway's version of the entity, covered by
+	// WebTag and DefinitionTag and checked against the KMS's version
+	// registry (no rollback of annotations or components); 0: stored
+	// before generations.
+	Generation int64 `cbor:"16,keyasint,omitempty"`
 }
 
 // Action kinds. The nodejs kinds are JavaScript functions, run by the

@@ -56,6 +56,10 @@ type Package struct {
 	// opaque to the controller: a controller cannot publish a private
 	// package or redirect it to another one.
 	Tag []byte `cbor:"9,keyasint,omitempty"`
+	// Generation is the gateway's version of the package, covered by Tag
+	// and checked against the KMS's version registry; 0: stored before
+	// generations.
+	Generation int64 `cbor:"10,keyasint,omitempty"`
 }
 
 // PackagePut stores a package.
@@ -111,10 +115,15 @@ type Rule struct {
 	Action      string     `cbor:"7,keyasint"` // "/ns/action" or "/ns/pkg/action"
 	Status      string     `cbor:"8,keyasint"` // RuleActive or RuleInactive
 	Updated     int64      `cbor:"9,keyasint"`
-	// Tag is the gateway's MAC over namespace, name, trigger and action,
-	// opaque to the controller: a controller cannot point a rule (and the
-	// trigger's parameters) at another action.
+	// Tag is the gateway's MAC over namespace, name, trigger, action,
+	// status and Generation, opaque to the controller: a controller cannot
+	// point a rule (and the trigger's parameters) at another action,
+	// activate or deactivate it.
 	Tag []byte `cbor:"10,keyasint,omitempty"`
+	// Generation is the gateway's version of the rule, covered by Tag and
+	// checked against the KMS's version registry (no rollback); 0: stored
+	// before generations.
+	Generation int64 `cbor:"11,keyasint,omitempty"`
 }
 
 // RulePut stores a rule.
@@ -129,9 +138,15 @@ type RuleList struct {
 	Count int    `cbor:"2,keyasint,omitempty"`
 }
 
-// RuleStatus enables or disables a rule.
+// RuleStatus enables or disables a rule. Tag and Generation replace the
+// rule's (the gateway's MAC covers the status); Generation is the one the
+// gateway tagged, and the controller changes nothing when the stored
+// rule's generation is not Prev (a concurrent update: conflict).
 type RuleStatus struct {
-	Namespace string `cbor:"1,keyasint"`
-	Name      string `cbor:"2,keyasint"`
-	Status    string `cbor:"3,keyasint"`
+	Namespace  string `cbor:"1,keyasint"`
+	Name       string `cbor:"2,keyasint"`
+	Status     string `cbor:"3,keyasint"`
+	Tag        []byte `cbor:"4,keyasint,omitempty"`
+	Generation int64  `cbor:"5,keyasint,omitempty"`
+	Prev       int64  `cbor:"6,keyasint,omitempty"`
 }

@@ -142,7 +142,34 @@ const (
 	OpRetireAction  = "retire_action"  // RetireAction → LatestVersion
 	OpLatestVersion = "latest_version" // LatestRequest → LatestVersion
 	OpCodeKey       = "code_key"       // CodeKeyRequest → CodeKey
+	// OpCommitEntity records the generation of a rule, package or action
+	// entity (EntityKey) the gateway stored; retire_action and
+	// latest_version take entity keys too.
+	OpCommitEntity = "commit_entity" // CommitEntity → LatestVersion
 )
+
+// Entity kinds of the version registry: an entity's registry name is
+// EntityKey(kind, name). Their ':' cannot occur in an action name, so an
+// entity's entry never mixes with an action's function versions.
+const (
+	EntityRule    = "rule"
+	EntityPackage = "package"
+	EntityAction  = "action"
+)
+
+// EntityKey is the registry name of entity name ("pkg/a" for an action in
+// a package) of a kind.
+func EntityKey(kind, name string) string { return kind + ":" + name }
+
+// CommitEntity records that the gateway stored generation Generation of
+// entity Entity (EntityKey) of Namespace: the entity's latest, unless a
+// newer one was committed. Generations are the gateway's, covered by the
+// entity's MAC (gateway/entityversions.go).
+type CommitEntity struct {
+	Namespace  string `cbor:"1,keyasint"`
+	Entity     string `cbor:"2,keyasint"`
+	Generation int64  `cbor:"3,keyasint"`
+}
 
 // CommitVersion records that function version FunctionID (which the KMS
 // created) is now its action's stored version: the action's latest, unless
