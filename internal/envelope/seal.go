@@ -315,6 +315,13 @@ func OpenOutput(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
 // with header h (ErrStep if step is not in the chain, ErrBody if they do not
 // open).
 func OpenLogs(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte, error) {
+	return openForOwner(h, requestSecret, step, sealed, logsKey, labelLogs)
+}
+
+// openForOwner opens what step sealed for the owner under a key derived
+// from k_{step+1} by derive, with AAD label || digest || step (logs,
+// receipts).
+func openForOwner(h *Header, requestSecret Key, step uint32, sealed []byte, derive func(Key, uint32) Key, label string) ([]byte, error) {
 	d, err := h.Digest()
 	if err != nil {
 		return nil, err
@@ -326,11 +333,11 @@ func OpenLogs(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	logs, err := openAEAD(logsKey(keys[step+1], step), bound(labelLogs, d, step), sealed)
+	out, err := openAEAD(derive(keys[step+1], step), bound(label, d, step), sealed)
 	if err != nil {
 		return nil, ErrBody
 	}
-	return logs, nil
+	return out, nil
 }
 
 // SealReceipt seals this step's signed receipt for the owner, under a key
@@ -349,20 +356,5 @@ func (o *Opened) SealReceipt(receipt []byte) ([]byte, error) {
 // the request with header h (ErrStep if step is not in the chain, ErrBody
 // if it does not open).
 func OpenReceipt(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte, error) {
-	d, err := h.Digest()
-	if err != nil {
-		return nil, err
-	}
-	if uint64(step) >= uint64(len(h.Chain)) {
-		return nil, wrap(ErrStep, "step %d of a %d-step chain", step, len(h.Chain))
-	}
-	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
-	if err != nil {
-		return nil, err
-	}
-	r, err := openAEAD(receiptKey(keys[step+1], step), bound(labelReceipt, d, step), sealed)
-	if err != nil {
-		return nil, ErrBody
-	}
-	return r, nil
+	return openForOwner(h, requestSecret, step, sealed, receiptKey, labelReceipt)
 }
