@@ -46,10 +46,11 @@ const (
 	requestIDLabel     = "clemmys/v1 request id\x00"
 )
 
-// requestIDMAC is the MAC part of a request id with prefix for ns.
-func (g *Gateway) requestIDMAC(prefix []byte, ns string) []byte {
+// requestIDMAC is the MAC part of a request id with prefix for ns, under
+// label (requestIDLabel, or sealedRequestIDLabel for sealed invocations).
+func (g *Gateway) requestIDMAC(label string, prefix []byte, ns string) []byte {
 	m := hmac.New(sha256.New, g.derived().requestIDKey)
-	m.Write([]byte(requestIDLabel))
+	m.Write([]byte(label))
 	m.Write(prefix)
 	m.Write([]byte(ns))
 	return m.Sum(nil)[:requestIDMACBytes]
@@ -57,19 +58,27 @@ func (g *Gateway) requestIDMAC(prefix []byte, ns string) []byte {
 
 // newRequestID returns a request id for an invocation by namespace ns.
 func (g *Gateway) newRequestID(now time.Time, ns string) []byte {
+	return g.makeRequestID(requestIDLabel, now, ns)
+}
+
+func (g *Gateway) makeRequestID(label string, now time.Time, ns string) []byte {
 	id := make([]byte, requestIDTimeBytes+requestIDRandBytes, envelope.RequestIDSize)
 	binary.BigEndian.PutUint64(id[:8], uint64(now.UnixMilli())<<16)
 	_, _ = rand.Read(id[requestIDTimeBytes:])
-	return append(id, g.requestIDMAC(id, ns)...)
+	return append(id, g.requestIDMAC(label, id, ns)...)
 }
 
 // requestFor reports whether request id was made for namespace ns.
 func (g *Gateway) requestFor(id []byte, ns string) bool {
+	return g.requestIDFor(requestIDLabel, id, ns)
+}
+
+func (g *Gateway) requestIDFor(label string, id []byte, ns string) bool {
 	if len(id) != envelope.RequestIDSize {
 		return false
 	}
 	n := requestIDTimeBytes + requestIDRandBytes
-	return hmac.Equal(id[n:], g.requestIDMAC(id[:n], ns))
+	return hmac.Equal(id[n:], g.requestIDMAC(label, id[:n], ns))
 }
 
 // invokeAction seals the parameters into an envelope for the action's

@@ -5,10 +5,8 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -55,27 +53,12 @@ const (
 
 // newSealedRequestID is newRequestID for a sealed invocation.
 func (g *Gateway) newSealedRequestID(now time.Time, ns string) []byte {
-	id := make([]byte, requestIDTimeBytes+requestIDRandBytes, envelope.RequestIDSize)
-	binary.BigEndian.PutUint64(id[:8], uint64(now.UnixMilli())<<16)
-	_, _ = rand.Read(id[requestIDTimeBytes:])
-	return append(id, g.sealedRequestIDMAC(id, ns)...)
-}
-
-func (g *Gateway) sealedRequestIDMAC(prefix []byte, ns string) []byte {
-	m := hmac.New(sha256.New, g.derived().requestIDKey)
-	m.Write([]byte(sealedRequestIDLabel))
-	m.Write(prefix)
-	m.Write([]byte(ns))
-	return m.Sum(nil)[:requestIDMACBytes]
+	return g.makeRequestID(sealedRequestIDLabel, now, ns)
 }
 
 // sealedRequestFor reports whether id is a sealed request id made for ns.
 func (g *Gateway) sealedRequestFor(id []byte, ns string) bool {
-	if len(id) != envelope.RequestIDSize {
-		return false
-	}
-	n := requestIDTimeBytes + requestIDRandBytes
-	return hmac.Equal(id[n:], g.sealedRequestIDMAC(id[:n], ns))
+	return g.requestIDFor(sealedRequestIDLabel, id, ns)
 }
 
 // preparedInvocation is the prepare step's answer.
