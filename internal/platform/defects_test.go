@@ -103,19 +103,7 @@ func TestModuleValidatedAtDeploy(t *testing.T) {
 // bus or lands in the store in plaintext.
 func TestCompileErrorLeaksNothing(t *testing.T) {
 	e := startWith(t, t.TempDir(), func(c *platform.Config) { c.SkipDeployValidation = true })
-	nc, err := e.p.Bus.Connect("spy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	s := &spy{}
-	sub, err := nc.Subscribe(">", s.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		t.Fatal(err)
-	}
+	nc, sub, s := e.busSpy(t)
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}

@@ -64,19 +64,7 @@ func TestSealedInvocation(t *testing.T) {
 	e.deploy(g, "echo", wasmbuild.MustBuild(t, "internal/testfuncs/echo"), nil)
 	e.deploySequence(g, "spyseq", "/_/spy", "/_/echo", "/_/spy")
 
-	nc, err := e.p.Bus.Connect("spy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	s := &spy{}
-	sub, err := nc.Subscribe(">", s.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		t.Fatal(err)
-	}
+	nc, _, s := e.busSpy(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

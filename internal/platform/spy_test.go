@@ -47,19 +47,15 @@ func (s *spy) add(m *nats.Msg) {
 	s.data.WriteByte(0)
 }
 
-func TestBusSpy(t *testing.T) {
-	dataDir := t.TempDir()
-	e := start(t, dataDir)
-	wasm := wasmbuild.MustBuild(t, "internal/testfuncs/spy")
-	if !bytes.Contains(wasm, []byte(codeSecret)) {
-		t.Fatal("precondition: the spy module must carry the code secret in plaintext")
-	}
-
+// busSpy connects as the operator who reads the whole bus and records
+// every message published on it; the connection closes with the test.
+func (e *env) busSpy(t *testing.T) (*nats.Conn, *nats.Subscription, *spy) {
+	t.Helper()
 	nc, err := e.p.Bus.Connect("spy")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	s := &spy{}
 	sub, err := nc.Subscribe(">", s.add)
 	if err != nil {
@@ -68,6 +64,18 @@ func TestBusSpy(t *testing.T) {
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		t.Fatal(err)
 	}
+	return nc, sub, s
+}
+
+func TestBusSpy(t *testing.T) {
+	dataDir := t.TempDir()
+	e := start(t, dataDir)
+	wasm := wasmbuild.MustBuild(t, "internal/testfuncs/spy")
+	if !bytes.Contains(wasm, []byte(codeSecret)) {
+		t.Fatal("precondition: the spy module must carry the code secret in plaintext")
+	}
+
+	nc, _, s := e.busSpy(t)
 	// Positive control: the spy does see what is published.
 	if err := nc.Publish("clemmys.test.canary", []byte("SPY-CANARY")); err != nil {
 		t.Fatal(err)
