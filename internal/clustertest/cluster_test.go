@@ -104,7 +104,15 @@ func (c *cluster) dumpLogs() {
 		if !ok {
 			continue
 		}
-		l := p.logs()
+		// NATS nodes repeat their attempts to reach a killed peer: not
+		// what a reader of a failure needs.
+		var keep []string
+		for line := range strings.Lines(p.logs()) {
+			if !strings.Contains(line, "Error trying to connect to route") {
+				keep = append(keep, line)
+			}
+		}
+		l := strings.Join(keep, "")
 		c.t.Logf("=== %s\n%s", name, l[max(0, len(l)-6000):])
 	}
 }
@@ -266,8 +274,10 @@ func TestCluster(t *testing.T) {
 	for n, base := range gateways {
 		c.waitFor(n, 3*time.Minute, func() bool { return c.call(base, "", "GET", "/api/v1", nil, nil) == 200 })
 	}
-	for _, id := range []string{"inv1", "inv2"} {
-		c.waitFor(id, 2*time.Minute, func() bool { return strings.Contains(c.procs[id].logs(), "clemmys invoker: running") })
+	// Every service is up: the gateways' answering says nothing of the
+	// controllers'.
+	for _, n := range []string{"kms1", "kms2", "controller1", "controller2", "inv1", "inv2"} {
+		c.waitFor(n, 2*time.Minute, func() bool { return strings.Contains(c.procs[n].logs(), ": running") })
 	}
 
 	// A namespace, from the admin credential the first gateway wrote.
@@ -354,14 +364,27 @@ func TestCluster(t *testing.T) {
 	if st := c.call(gw1, alice, "PUT", "/api/v1/namespaces/_/actions/spread", seq, nil); st != 200 {
 		t.Fatalf("deploy the sequence: %d", st)
 	}
+	// The steps' homes are on different invokers, but the scheduler sends
+	// a step elsewhere when its home looks full or late with its heartbeat
+	// (on two busy cores, an invoker can be); so a few sequences are run,
+	// each of which must succeed, until both invokers have run a step of
+	// them.
 	before := map[string]float64{"inv1": c.metric(metrics["inv1"], "clemmys_invoker_executions_total"), "inv2": c.metric(metrics["inv2"], "clemmys_invoker_executions_total")}
-	if st, res := invoke(gw2, "spread", map[string]any{"x": "across"}); st != 200 || res["x"] != "across" {
-		t.Fatalf("sequence across invokers: %d %v", st, res)
-	}
-	for id, n := range before {
-		if got := c.metric(metrics[id], "clemmys_invoker_executions_total"); got <= n {
-			t.Errorf("invoker %s ran no step of the sequence (%v executions before, %v after)", id, n, got)
+	spread := false
+	for i := 0; i < 5 && !spread; i++ {
+		if st, res := invoke([]string{gw2, gw1}[i%2], "spread", map[string]any{"x": "across"}); st != 200 || res["x"] != "across" {
+			t.Fatalf("sequence across invokers: %d %v", st, res)
 		}
+		spread = true
+		for id, n := range before {
+			spread = spread && c.metric(metrics[id], "clemmys_invoker_executions_total") > n
+		}
+		if !spread {
+			t.Logf("sequence %d ran on one invoker only", i+1)
+		}
+	}
+	if !spread {
+		t.Errorf("five sequences whose steps have homes on both invokers ran on one invoker only")
 	}
 
 	// A burst of 200 activations; one invoker is killed during it. Every

@@ -43,7 +43,7 @@ const (
 // JetStream API request that loses such a race may never be answered).
 func KV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	return open(ctx, bucket, replicas,
+	return open(ctx, js, bucket, "KV_"+bucket, replicas,
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) },
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
 }
@@ -52,7 +52,7 @@ func KV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int
 // written.
 func KVWithTTL(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	return open(ctx, bucket, replicas,
+	return open(ctx, js, bucket, "KV_"+bucket, replicas,
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) },
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
 }
@@ -61,7 +61,7 @@ func KVWithTTL(ctx context.Context, js jetstream.JetStream, bucket string, repli
 // the given number of replicas (see KV).
 func Objects(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.ObjectStore, error) {
 	cfg := jetstream.ObjectStoreConfig{Bucket: bucket, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	return open(ctx, bucket, replicas,
+	return open(ctx, js, bucket, "OBJ_"+bucket, replicas,
 		func(ctx context.Context) (jetstream.ObjectStore, error) { return js.ObjectStore(ctx, bucket) },
 		func(ctx context.Context) (jetstream.ObjectStore, error) { return js.CreateObjectStore(ctx, cfg) })
 }
@@ -69,22 +69,43 @@ func Objects(ctx context.Context, js jetstream.JetStream, bucket string, replica
 // attemptTimeout bounds one JetStream API request of open.
 const attemptTimeout = 10 * time.Second
 
-func open[T any](ctx context.Context, bucket string, replicas int, lookup, create func(context.Context) (T, error)) (T, error) {
+// Reads of a replicated bucket. nats.go creates KV and object-store
+// streams with direct gets allowed, which any replica answers, including a
+// follower that has not applied the latest write yet: a service would not
+// read what it, or another service, has just written and been acknowledged
+// (a namespace created through one gateway and not found by the next
+// request). open turns direct gets off on a replicated bucket's stream, so
+// that reads are answered by its leader (NATS's documented way to read
+// one's writes; a leader change can still answer from a replica that
+// lagged), and hands out a bucket handle that reads that way. A service
+// that may not update the stream (one that only reads the bucket) waits
+// for the bucket's owner to have done it, then uses the bucket as it is.
+
+func open[T any](ctx context.Context, js jetstream.JetStream, bucket, stream string, replicas int, lookup, create func(context.Context) (T, error)) (T, error) {
 	var zero T
 	var last error
 	for attempt := 0; attempt < 6 && ctx.Err() == nil; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		b, err := lookup(actx)
-		if err == nil {
-			cancel()
-			return b, nil
-		}
-		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err != nil && (errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
 			b, err = create(actx)
-			if err == nil {
+		}
+		if err == nil {
+			changed, lerr := leaderReads(actx, js, stream)
+			if lerr == nil && changed {
+				if nb, err := lookup(actx); err == nil {
+					b = nb // a handle that sees the new configuration
+				} else {
+					lerr = err
+				}
+			}
+			if lerr == nil || attempt == 5 {
+				// The last attempt takes the bucket as it is if only its
+				// configuration could not be changed.
 				cancel()
 				return b, nil
 			}
+			err = lerr
 		}
 		cancel()
 		last = err
@@ -99,6 +120,24 @@ func open[T any](ctx context.Context, bucket string, replicas int, lookup, creat
 		last = ctx.Err()
 	}
 	return zero, fmt.Errorf("store: open %s (%d replicas): %w", bucket, max(replicas, 1), last)
+}
+
+// leaderReads turns direct gets off on stream if it is replicated. changed
+// reports that it did (a bucket handle opened before reads directly).
+func leaderReads(ctx context.Context, js jetstream.JetStream, stream string) (changed bool, err error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return false, fmt.Errorf("stream info: %w", err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Replicas <= 1 || !cfg.AllowDirect {
+		return false, nil
+	}
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return false, fmt.Errorf("turn direct gets off: %w", err)
+	}
+	return true, nil
 }
 
 // OpenObjects opens the existing object store named bucket, for a service
