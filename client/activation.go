@@ -197,7 +197,7 @@ func verifyReceipt(raw []byte, kmsKey ed25519.PublicKey) (*wire.Receipt, *TEECla
 	if err != nil {
 		return nil, nil, err
 	}
-	if !ed25519.Verify(c.ReceiptKey, wire.ReceiptMessage(sr.Receipt), sr.Sig) {
+	if !wire.ReceiptSigned(c.ReceiptKey, &sr) {
 		return nil, nil, errors.New("the receipt is not signed by the certified runtime")
 	}
 	var rc wire.Receipt

@@ -114,6 +114,7 @@ type Runtime struct {
 	// evidence binds receiptPub and the KMS certifies it (receipt.go).
 	receiptPriv ed25519.PrivateKey
 	receiptPub  ed25519.PublicKey
+	signer      receiptSigner
 	replay      *replayCache
 	// id is this runtime's id (envelope.RuntimeID of eph): the only steps
 	// it runs are those designated to it.

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"sync"
 
 	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/ipc"
@@ -84,15 +85,93 @@ func (r *Runtime) signReceipt(fn *function, o *envelope.Opened, status string, i
 	if err != nil {
 		return nil, err
 	}
-	signed, err := ipc.Marshal(&wire.SignedReceipt{
-		Receipt: body,
-		Sig:     ed25519.Sign(r.receiptPriv, wire.ReceiptMessage(body)),
-		Cert:    fn.cert,
-	})
+	sig, batch := r.signer.sign(r.receiptPriv, body)
+	signed, err := ipc.Marshal(&wire.SignedReceipt{Receipt: body, Sig: sig, Cert: fn.cert, Batch: batch})
 	if err != nil {
 		return nil, err
 	}
 	return o.SealReceipt(signed)
+}
+
+// receiptSigner signs receipts by group commit: a step whose receipt is
+// ready while another step's signature is being made waits, and the
+// receipts that waited are signed together, with one signature over the
+// root of their tree (wire.ReceiptBatch). With one step at a time each
+// receipt is signed alone, as soon as it is ready; under load a signature
+// (≈ 50 µs of a busy core) is shared by the steps that ended meanwhile
+// rather than paid by each. A receipt waits for at most the signature in
+// progress and its own batch's.
+type receiptSigner struct {
+	mu      sync.Mutex
+	queue   []*pendingReceipt
+	signing bool // a leader is signing; the queue waits for it
+}
+
+type pendingReceipt struct {
+	body  []byte
+	sig   []byte
+	batch *wire.ReceiptBatch
+	done  chan struct{} // closed when signed, or when made the leader
+	lead  bool
+}
+
+// sign returns body's signature by key and, when it was signed in a
+// batch, its place in the batch.
+func (s *receiptSigner) sign(key ed25519.PrivateKey, body []byte) ([]byte, *wire.ReceiptBatch) {
+	p := &pendingReceipt{body: body, done: make(chan struct{})}
+	s.mu.Lock()
+	s.queue = append(s.queue, p)
+	if s.signing {
+		s.mu.Unlock()
+		<-p.done
+		if !p.lead {
+			return p.sig, p.batch
+		}
+		s.mu.Lock() // handed the lead: sign what waited, p among it
+	}
+	s.signing = true
+	n := min(len(s.queue), wire.MaxReceiptBatch)
+	batch := s.queue[:n:n]
+	s.queue = s.queue[n:]
+	s.mu.Unlock()
+
+	signBatch(key, batch)
+	for _, q := range batch {
+		if q != p && !q.lead {
+			close(q.done)
+		}
+	}
+
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		next := s.queue[0]
+		next.lead = true
+		close(next.done)
+	} else {
+		s.signing = false
+		s.queue = nil
+	}
+	s.mu.Unlock()
+	return p.sig, p.batch
+}
+
+// signBatch signs the receipts of batch: alone if it is one, else over
+// their tree's root.
+func signBatch(key ed25519.PrivateKey, batch []*pendingReceipt) {
+	if len(batch) == 1 {
+		batch[0].sig = ed25519.Sign(key, wire.ReceiptMessage(batch[0].body))
+		return
+	}
+	leaves := make([][32]byte, len(batch))
+	for i, q := range batch {
+		leaves[i] = wire.ReceiptLeaf(q.body)
+	}
+	root, paths := wire.ReceiptTree(leaves)
+	sig := ed25519.Sign(key, wire.ReceiptBatchMessage(root))
+	for i, q := range batch {
+		q.sig = sig
+		q.batch = &wire.ReceiptBatch{Size: uint32(len(batch)), Index: uint32(i), Path: paths[i]}
+	}
 }
 
 // afterFailure reports whether a later step's input is a failed step's

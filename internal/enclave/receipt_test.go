@@ -59,7 +59,7 @@ func TestReceipt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ed25519.Verify(att.ReceiptKey, wire.ReceiptMessage(sr.Receipt), sr.Sig) {
+	if !wire.ReceiptSigned(att.ReceiptKey, &sr) {
 		t.Fatal("receipt signature does not verify under the attested receipt key")
 	}
 	var sc wire.SignedCert
@@ -174,5 +174,94 @@ func TestRefusesStepAfterFailure(t *testing.T) {
 	next := f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: echo.rec.FunctionID, Envelope: rep.Envelope})
 	if next.ErrorCode != CodeAfterFailure || next.Executed || len(next.Envelope) != 0 || len(next.Receipt) != 0 {
 		t.Fatalf("step after a failure: %+v", next)
+	}
+}
+
+// TestReceiptSignerBatches: receipts that wait while a signature is made
+// are signed together, each verifiable alone with its place in the batch.
+func TestReceiptSignerBatches(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	var s receiptSigner
+	// A leader is signing: the receipts that come meanwhile queue.
+	s.mu.Lock()
+	s.signing = true
+	s.mu.Unlock()
+	const n = 5
+	type result struct {
+		body []byte
+		sr   wire.SignedReceipt
+	}
+	results := make(chan result, n)
+	for i := range n {
+		go func() {
+			body := []byte(strings.Repeat("r", i+1))
+			sig, batch := s.sign(priv, body)
+			results <- result{body, wire.SignedReceipt{Receipt: body, Sig: sig, Batch: batch}}
+		}()
+	}
+	for {
+		s.mu.Lock()
+		queued := len(s.queue)
+		s.mu.Unlock()
+		if queued == n {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The leader ends: it hands the lead to the first that waited.
+	s.mu.Lock()
+	s.queue[0].lead = true
+	close(s.queue[0].done)
+	s.mu.Unlock()
+	seen := map[uint32]bool{}
+	for range n {
+		r := <-results
+		if r.sr.Batch == nil || r.sr.Batch.Size != n || seen[r.sr.Batch.Index] {
+			t.Fatalf("receipt %q: batch %+v", r.body, r.sr.Batch)
+		}
+		seen[r.sr.Batch.Index] = true
+		if !wire.ReceiptSigned(pub, &r.sr) {
+			t.Fatalf("receipt %q does not verify", r.body)
+		}
+	}
+	s.mu.Lock()
+	idle := !s.signing && len(s.queue) == 0
+	s.mu.Unlock()
+	if !idle {
+		t.Fatal("signer not idle after the batch")
+	}
+	// Alone, a receipt is signed alone.
+	sig, batch := s.sign(priv, []byte("alone"))
+	if batch != nil || !wire.ReceiptSigned(pub, &wire.SignedReceipt{Receipt: []byte("alone"), Sig: sig}) {
+		t.Fatalf("a receipt signed alone: batch %+v", batch)
+	}
+}
+
+// TestReceiptSignerConcurrent: under concurrent use every receipt gets a
+// signature that verifies, and the signer ends idle.
+func TestReceiptSignerConcurrent(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	var s receiptSigner
+	errs := make(chan error, 32)
+	for g := range 32 {
+		go func() {
+			for i := range 20 {
+				body := []byte(strings.Repeat("x", g) + strings.Repeat("y", i))
+				sig, batch := s.sign(priv, body)
+				if !wire.ReceiptSigned(pub, &wire.SignedReceipt{Receipt: body, Sig: sig, Batch: batch}) {
+					errs <- errors.New("a receipt does not verify")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 32 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.signing || len(s.queue) != 0 {
+		t.Fatalf("signer not idle: signing %v, %d queued", s.signing, len(s.queue))
 	}
 }

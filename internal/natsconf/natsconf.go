@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nkeys"
 
@@ -52,6 +53,11 @@ const (
 	UserController = "controller"
 	UserGateway    = "gateway"
 )
+
+// ResponseWindow is how long after a request its responder may answer
+// (allow_responses): longer than the longest step (the 5-min action
+// timeout) with its queueing and the runtime's start.
+const ResponseWindow = 15 * time.Minute
 
 // InvokerUser is the user of invoker id.
 func InvokerUser(id string) string { return "invoker-" + id }
@@ -213,7 +219,10 @@ func Write(dir string, o Options) (*Files, error) {
 			fmt.Fprintf(&b, "    # %s\n    {\n      nkey: %q\n      permissions: {\n", u, pubs[u])
 			fmt.Fprintf(&b, "        publish: { allow: %s }\n", list(p.pub))
 			fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", list(p.sub))
-			b.WriteString("        allow_responses: true\n      }\n    }\n")
+			// A reply may come long after its request (a step runs for
+			// up to its action's timeout, 5 min): NATS's default lets a
+			// responder answer for 2 min only.
+			fmt.Fprintf(&b, "        allow_responses: { max: 1, expires: %q }\n      }\n    }\n", ResponseWindow.String())
 		}
 		b.WriteString("  ]\n}\n")
 		path := filepath.Join(dir, fmt.Sprintf("nats-%d.conf", i))

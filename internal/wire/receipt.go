@@ -52,11 +52,14 @@ type Receipt struct {
 }
 
 // SignedReceipt is a CBOR Receipt, the runtime's ed25519 signature over
-// ReceiptMessage(Receipt), and the CBOR SignedCert of the receipt key.
+// ReceiptMessage(Receipt) — or, for a receipt signed in a batch, over
+// ReceiptBatchMessage of the batch's root, Batch placing the receipt in it
+// (receiptbatch.go) — and the CBOR SignedCert of the receipt key.
 type SignedReceipt struct {
-	Receipt []byte `cbor:"1,keyasint"`
-	Sig     []byte `cbor:"2,keyasint"`
-	Cert    []byte `cbor:"3,keyasint"`
+	Receipt []byte        `cbor:"1,keyasint"`
+	Sig     []byte        `cbor:"2,keyasint"`
+	Cert    []byte        `cbor:"3,keyasint"`
+	Batch   *ReceiptBatch `cbor:"4,keyasint,omitempty"`
 }
 
 // RuntimeCert is the KMS's statement about a runtime's receipt key, made
