@@ -178,7 +178,7 @@ func (s *SealedInvoker) open(out *SealedResult, h *envelope.Header, rs envelope.
 	if err != nil || !bytes.Equal(e.Header.RequestID, h.RequestID) {
 		return nil, errors.New("client: the result envelope is not of this request")
 	}
-	result, err := envelope.OpenOutput(e, rs, d)
+	result, keys, err := envelope.OpenOutputKeys(e, rs, d)
 	if err != nil {
 		return nil, fmt.Errorf("client: the result does not open: %w", err)
 	}
@@ -190,7 +190,7 @@ func (s *SealedInvoker) open(out *SealedResult, h *envelope.Header, rs envelope.
 		Result json.RawMessage `json:"result"`
 	}{Status: rec.Response.Status, Result: result}, Logs: rec.Logs}
 	for i, sealed := range sp.Receipts {
-		signed, err := envelope.OpenReceipt(h, rs, uint32(i), sealed)
+		signed, err := keys.OpenReceipt(uint32(i), sealed)
 		if err != nil {
 			return nil, fmt.Errorf("client: receipt %d does not open", i)
 		}
@@ -199,7 +199,7 @@ func (s *SealedInvoker) open(out *SealedResult, h *envelope.Header, rs envelope.
 	last := uint32(len(sp.Receipts) - 1)
 	var logs []byte
 	if len(sp.Logs) > 0 {
-		if logs, err = envelope.OpenLogs(h, rs, last, sp.Logs); err != nil {
+		if logs, err = keys.OpenLogs(last, sp.Logs); err != nil {
 			return nil, errors.New("client: the logs do not open")
 		}
 	}

@@ -284,27 +284,86 @@ func OpenResult(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
 // OpenResult is OpenOutput restricted to the final step; want works as
 // there.
 func OpenOutput(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
+	out, _, err := OpenOutputKeys(e, requestSecret, want)
+	return out, err
+}
+
+// OpenOutputKeys is OpenOutput that also returns the request's owner keys
+// for e.Header, to open the logs and receipts of the same record without
+// deriving them again.
+func OpenOutputKeys(e *Envelope, requestSecret Key, want [32]byte) ([]byte, *OwnerKeys, error) {
 	if e == nil {
-		return nil, malformed("nil envelope")
-	}
-	if err := e.Header.Validate(); err != nil {
-		return nil, err
+		return nil, nil, malformed("nil envelope")
 	}
 	if e.Step == 0 || uint64(e.Step) > uint64(len(e.Header.Chain)) {
-		return nil, wrap(ErrStep, "step %d is not the output of a step of a %d-step chain", e.Step, len(e.Header.Chain))
+		return nil, nil, wrap(ErrStep, "step %d is not the output of a step of a %d-step chain", e.Step, len(e.Header.Chain))
 	}
-	d, err := e.Header.Digest()
+	k, err := NewOwnerKeys(&e.Header, requestSecret)
+	if err != nil {
+		return nil, nil, err
+	}
+	if want != ([32]byte{}) && subtle.ConstantTimeCompare(k.digest[:], want[:]) != 1 {
+		return nil, nil, ErrHeaderMismatch
+	}
+	out, err := openAEAD(k.keys[e.Step], bound(labelBody, k.digest, e.Step), e.Body)
+	if err != nil {
+		return nil, nil, ErrBody
+	}
+	return out, k, nil
+}
+
+// OwnerKeys are what the owner of a request (its gateway, or a client
+// holding its request secret) opens its steps' logs and receipts with:
+// the header's digest and step keys, derived once.
+type OwnerKeys struct {
+	header *Header
+	digest [32]byte
+	keys   []Key
+}
+
+// NewOwnerKeys derives the owner keys of the request with header h; the
+// keys stay tied to h, which must not change while they are used.
+func NewOwnerKeys(h *Header, requestSecret Key) (*OwnerKeys, error) {
+	if err := h.Validate(); err != nil {
+		return nil, err
+	}
+	d, err := h.Digest()
 	if err != nil {
 		return nil, err
 	}
-	if want != ([32]byte{}) && subtle.ConstantTimeCompare(d[:], want[:]) != 1 {
-		return nil, ErrHeaderMismatch
-	}
-	keys, err := deriveStepKeys(requestSecret, d, len(e.Header.Chain))
+	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
 	if err != nil {
 		return nil, err
 	}
-	out, err := openAEAD(keys[e.Step], bound(labelBody, d, e.Step), e.Body)
+	return &OwnerKeys{header: h, digest: d, keys: keys}, nil
+}
+
+// Header returns the header the keys are of.
+func (k *OwnerKeys) Header() *Header { return k.header }
+
+// Digest returns the header's digest.
+func (k *OwnerKeys) Digest() [32]byte { return k.digest }
+
+// OpenLogs opens logs sealed by SealLogs at step (ErrStep if step is not
+// in the chain, ErrBody if they do not open).
+func (k *OwnerKeys) OpenLogs(step uint32, sealed []byte) ([]byte, error) {
+	return k.openForOwner(step, sealed, logsKey, labelLogs)
+}
+
+// OpenReceipt opens a receipt sealed by SealReceipt at step (errors as
+// OpenLogs).
+func (k *OwnerKeys) OpenReceipt(step uint32, sealed []byte) ([]byte, error) {
+	return k.openForOwner(step, sealed, receiptKey, labelReceipt)
+}
+
+// openForOwner opens what step sealed for the owner under a key derived
+// from k_{step+1} by derive, with AAD label || digest || step (logs,
+// receipts).
+func (k *OwnerKeys) openForOwner(step uint32, sealed []byte, derive func(Key, uint32) Key, label string) ([]byte, error) {
+	if uint64(step) >= uint64(len(k.header.Chain)) {
+		return nil, wrap(ErrStep, "step %d of a %d-step chain", step, len(k.header.Chain))
+	}
+	out, err := openAEAD(derive(k.keys[step+1], step), bound(label, k.digest, step), sealed)
 	if err != nil {
 		return nil, ErrBody
 	}
@@ -315,29 +374,11 @@ func OpenOutput(e *Envelope, requestSecret Key, want [32]byte) ([]byte, error) {
 // with header h (ErrStep if step is not in the chain, ErrBody if they do not
 // open).
 func OpenLogs(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte, error) {
-	return openForOwner(h, requestSecret, step, sealed, logsKey, labelLogs)
-}
-
-// openForOwner opens what step sealed for the owner under a key derived
-// from k_{step+1} by derive, with AAD label || digest || step (logs,
-// receipts).
-func openForOwner(h *Header, requestSecret Key, step uint32, sealed []byte, derive func(Key, uint32) Key, label string) ([]byte, error) {
-	d, err := h.Digest()
+	k, err := NewOwnerKeys(h, requestSecret)
 	if err != nil {
 		return nil, err
 	}
-	if uint64(step) >= uint64(len(h.Chain)) {
-		return nil, wrap(ErrStep, "step %d of a %d-step chain", step, len(h.Chain))
-	}
-	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
-	if err != nil {
-		return nil, err
-	}
-	out, err := openAEAD(derive(keys[step+1], step), bound(label, d, step), sealed)
-	if err != nil {
-		return nil, ErrBody
-	}
-	return out, nil
+	return k.OpenLogs(step, sealed)
 }
 
 // SealReceipt seals this step's signed receipt for the owner, under a key
@@ -356,5 +397,9 @@ func (o *Opened) SealReceipt(receipt []byte) ([]byte, error) {
 // the request with header h (ErrStep if step is not in the chain, ErrBody
 // if it does not open).
 func OpenReceipt(h *Header, requestSecret Key, step uint32, sealed []byte) ([]byte, error) {
-	return openForOwner(h, requestSecret, step, sealed, receiptKey, labelReceipt)
+	k, err := NewOwnerKeys(h, requestSecret)
+	if err != nil {
+		return nil, err
+	}
+	return k.OpenReceipt(step, sealed)
 }

@@ -90,6 +90,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 	// header is the authenticated request header: from the result envelope
 	// or, when the step was refused, from the request envelope.
 	var header *envelope.Header
+	var keys *envelope.OwnerKeys // header's, once derived
 	var logsDigest []byte // the logs' digest in the step's receipt, if checked
 	// The header's namespace is the functions' owner, which may differ
 	// from the record's (a public package's action, a sequence of another
@@ -112,7 +113,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 			bad(msgUnauthenticatedResult)
 			return v
 		}
-		out, err := envelope.OpenOutput(e, rs, want)
+		out, k, err := envelope.OpenOutputKeys(e, rs, want)
 		if err != nil || !isJSONObject(out) {
 			bad(msgUnauthenticatedResult)
 			return v
@@ -140,7 +141,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 			if component {
 				first = rec.Step
 			}
-			opened, msg := checkReceipts(rec, &e.Header, rs, first, last, out)
+			opened, msg := checkReceipts(rec, k, first, last, out)
 			if msg != "" {
 				bad(msg)
 				return v
@@ -149,7 +150,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 			logsDigest = opened[len(opened)-1].receipt.LogsDigest
 		}
 		v.result = out
-		header = &e.Header
+		header, keys = &e.Header, k
 	default:
 		msg := rec.ErrorMessage
 		if msg == "" {
@@ -187,8 +188,11 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 	}
 	if len(rec.Logs) > 0 {
 		var logs []byte
-		if header != nil {
-			logs, err = envelope.OpenLogs(header, rs, rec.Step, rec.Logs)
+		if header != nil && keys == nil {
+			keys, err = envelope.NewOwnerKeys(header, rs)
+		}
+		if keys != nil {
+			logs, err = keys.OpenLogs(rec.Step, rec.Logs)
 		}
 		switch {
 		case header == nil || err != nil,

@@ -36,13 +36,14 @@ type openedReceipt struct {
 	receipt wire.Receipt
 }
 
-// openReceipt opens the sealed receipt of step of the request with header
-// h and checks that it is that step's: request, chain, function.
-func openReceipt(h *envelope.Header, d [32]byte, rs envelope.Key, step uint32, sealed []byte) (*openedReceipt, error) {
+// openReceipt opens the sealed receipt of step of the request k is of and
+// checks that it is that step's: request, chain, function.
+func openReceipt(k *envelope.OwnerKeys, step uint32, sealed []byte) (*openedReceipt, error) {
 	if len(sealed) > wire.MaxSignedReceipt+64 {
 		return nil, fmt.Errorf("receipt of %d bytes", len(sealed))
 	}
-	signed, err := envelope.OpenReceipt(h, rs, step, sealed)
+	h, d := k.Header(), k.Digest()
+	signed, err := k.OpenReceipt(step, sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +78,7 @@ func openReceipt(h *envelope.Header, d [32]byte, rs envelope.Key, step uint32, s
 // previous one's output, the last one's output out and status the
 // record's. It returns the opened receipts, or the message of the first
 // check that failed.
-func checkReceipts(rec *wire.Activation, h *envelope.Header, rs envelope.Key, first, last uint32, out []byte) ([]*openedReceipt, string) {
+func checkReceipts(rec *wire.Activation, k *envelope.OwnerKeys, first, last uint32, out []byte) ([]*openedReceipt, string) {
 	sealed := rec.Receipts
 	if len(sealed) == 0 {
 		return nil, msgNoReceipt
@@ -85,14 +86,10 @@ func checkReceipts(rec *wire.Activation, h *envelope.Header, rs envelope.Key, fi
 	if uint64(len(sealed)) != uint64(last-first)+1 {
 		return nil, msgReceiptChain
 	}
-	d, err := h.Digest()
-	if err != nil {
-		return nil, msgBadReceipt
-	}
 	opened := make([]*openedReceipt, len(sealed))
 	for i, s := range sealed {
 		step := first + uint32(i)
-		o, err := openReceipt(h, d, rs, step, s)
+		o, err := openReceipt(k, step, s)
 		if err != nil {
 			return nil, msgBadReceipt
 		}
