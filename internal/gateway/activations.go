@@ -91,7 +91,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 	// or, when the step was refused, from the request envelope.
 	var header *envelope.Header
 	var keys *envelope.OwnerKeys // header's, once derived
-	var logsDigest []byte // the logs' digest in the step's receipt, if checked
+	var logsDigest []byte        // the logs' digest in the step's receipt, if checked
 	// The header's namespace is the functions' owner, which may differ
 	// from the record's (a public package's action, a sequence of another
 	// namespace's actions): the binding of the id to the viewer is what
