@@ -27,7 +27,8 @@ Flags of create/update: -p KEY VALUE, -P FILE (default parameters),
 -a KEY VALUE (annotations), --kind KIND (wasm, nodejs:default, nodejs:20,
 nodejs:22; default: from the file), --main NAME (a JS entry point),
 --web true|false|raw (a web action), --web-secure SECRET|true|false,
---timeout MS, --memory MB, --logsize MB.
+--suite x25519|xwing (how its invocations are sealed; xwing is
+post-quantum), --timeout MS, --memory MB, --logsize MB.
 NAME is "hello", "/NAMESPACE/hello" or "PACKAGE/hello". Every verb takes
 --json (print the API's JSON), --apihost, --auth, --insecure; -h lists them.
 `
@@ -52,17 +53,25 @@ func actionPut(c *wskCmd, args []string, update bool) int {
 	main := c.fs.String("main", "", "the `NAME` of a JavaScript action's entry point (default: main)")
 	web := c.fs.String("web", "", "`true`, false or raw: make it a web action (annotations web-export, raw-http, final)")
 	webSecure := c.fs.String("web-secure", "", "`SECRET`: a web action requires the header X-Require-Whisk-Auth: SECRET (true: credentials; false: none)")
+	suite := c.fs.String("suite", "", "the `SUITE` its invocations are sealed with: x25519 (the default) or xwing (post-quantum hybrid ML-KEM-768 + X25519); annotation suite")
 	if !c.parse(args, "NAME FILE | NAME --sequence A,B,C", 1, 2) {
 		return c.exit
 	}
 	name := c.args[0]
 	body := map[string]any{}
 	guessed := false // the kind of FILE is a guess: wasm
-	webAnns, err := webAnnotations(*web, *webSecure)
+	flagAnns, err := webAnnotations(*web, *webSecure)
 	if err != nil {
 		return c.usageError("%v", err)
 	}
-	for _, kv := range webAnns {
+	switch strings.ToLower(*suite) {
+	case "":
+	case "x25519", "xwing":
+		flagAnns = append(flagAnns, keyValue{"suite", strings.ToLower(*suite)})
+	default:
+		return c.usageError("--suite takes x25519 or xwing, not %q", *suite)
+	}
+	for _, kv := range flagAnns {
 		if !slices.ContainsFunc(c.annots, func(a keyValue) bool { return a.Key == kv.Key }) {
 			c.annots = append(c.annots, kv)
 		}

@@ -2,7 +2,9 @@ package enclave
 
 import (
 	"context"
+	"runtime"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,6 +63,43 @@ func BenchmarkRunHello(b *testing.B) {
 			b.ReportMetric(float64(lats[len(lats)/2].Nanoseconds()), "p50-ns")
 			b.ReportMetric(float64(lats[len(lats)*99/100].Nanoseconds()), "p99-ns")
 		})
+	}
+}
+
+// BenchmarkRunHelloParallel is warm RunHello with 16 requests in the
+// runtime at once (as under `clemmys bench` at 16 connections), sealed
+// beforehand; receipts/sig is how many receipts a signature covered
+// (receiptSigner's batching).
+func BenchmarkRunHelloParallel(b *testing.B) {
+	f := newFixture(b)
+	fn, err := f.load(b, "hello", "alice", wasmbuild.MustBuild(b, "./examples/hello"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]*ipc.RunRequest, b.N+1)
+	for i := range reqs {
+		env, _ := f.seal(b, fn, `{"name":"bench"}`, time.Minute, defaultLimits)
+		reqs[i] = &ipc.RunRequest{FunctionID: fn.rec.FunctionID, Envelope: marshal(b, env)}
+	}
+	if rep := f.rt.Run(context.Background(), reqs[b.N]); rep.Status != wire.StatusSuccess {
+		b.Fatalf("status %q (%s)", rep.Status, rep.ErrorMessage)
+	}
+	sigs, receipts := f.rt.signer.signatures.Load(), f.rt.signer.receipts.Load()
+	var next atomic.Int64
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rep := f.rt.Run(context.Background(), reqs[next.Add(1)-1])
+			if rep.Status != wire.StatusSuccess {
+				b.Errorf("status %q (%s)", rep.Status, rep.ErrorMessage)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	if n := f.rt.signer.signatures.Load() - sigs; n > 0 {
+		b.ReportMetric(float64(f.rt.signer.receipts.Load()-receipts)/float64(n), "receipts/sig")
 	}
 }
 

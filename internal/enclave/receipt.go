@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/ipc"
@@ -105,6 +106,8 @@ type receiptSigner struct {
 	mu      sync.Mutex
 	queue   []*pendingReceipt
 	signing bool // a leader is signing; the queue waits for it
+
+	signatures, receipts atomic.Uint64 // made, and receipts they covered
 }
 
 type pendingReceipt struct {
@@ -136,6 +139,8 @@ func (s *receiptSigner) sign(key ed25519.PrivateKey, body []byte) ([]byte, *wire
 	s.mu.Unlock()
 
 	signBatch(key, batch)
+	s.signatures.Add(1)
+	s.receipts.Add(uint64(len(batch)))
 	for _, q := range batch {
 		if q != p && !q.lead {
 			close(q.done)

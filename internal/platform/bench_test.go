@@ -2,6 +2,7 @@ package platform_test
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -39,6 +40,25 @@ func BenchmarkInvoke(b *testing.B) {
 		for b.Loop() {
 			invoke("hello")
 		}
+	})
+	// warm-parallel is warm with 16 clients at once (as `clemmys bench`
+	// at 16 connections), for profiles of the loaded in-process services:
+	//
+	//	go test -run XXX -bench 'Invoke/warm-parallel' -benchtime 5s -cpuprofile cpu.out ./internal/platform/
+	b.Run("warm-parallel", func(b *testing.B) {
+		e.deploy(g, "hello", hello, nil)
+		invoke("hello")
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				var res map[string]any
+				if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello?blocking=true&result=true", map[string]any{"name": "bench"}, &res); st != 200 {
+					b.Errorf("invoke: %d %v", st, res)
+					return
+				}
+			}
+		})
 	})
 	b.Run("warm-xwing", func(b *testing.B) {
 		e.deploySuite(g, "hellopq", hello, "xwing")

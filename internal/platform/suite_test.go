@@ -3,6 +3,8 @@ package platform_test
 import (
 	"encoding/base64"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,6 +38,23 @@ func TestPostQuantumSuite(t *testing.T) {
 	}
 	if s := e.functionRecord("classic").Suite; envelope.Suite(s) != envelope.SuiteX25519 {
 		t.Fatalf("the default suite: %d", s)
+	}
+	// The CLI's --suite is the annotation.
+	echoFile := filepath.Join(t.TempDir(), "echo.wasm")
+	if err := os.WriteFile(echoFile, echo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli := cliAs(t, e, g)
+	cli("action", "create", "pcli", echoFile, "--suite", "xwing")
+	if s := e.functionRecord("pcli").Suite; envelope.Suite(s) != envelope.SuiteMLKEM768X25519 {
+		t.Fatalf("action create --suite xwing: suite %d", s)
+	}
+	if out := cli("action", "invoke", "pcli", "-p", "pq", "cli", "-r"); !strings.Contains(out, `"pq": "cli"`) {
+		t.Fatalf("invoke the --suite xwing action: %q", out)
+	}
+	if code, _, errs := clemmys("action", "create", "pbad", echoFile, "--suite", "rot13", "--apihost", e.p.APIHost(), "--auth", g, "--data-dir", e.dataDir); code != 2 ||
+		!strings.Contains(errs, "--suite takes x25519 or xwing") {
+		t.Errorf("--suite rot13: %d %q", code, errs)
 	}
 	var res map[string]any
 	if st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/pa?blocking=true&result=true", map[string]any{"pq": "yes"}, &res); st != 200 || res["pq"] != "yes" {
