@@ -14,8 +14,11 @@
 //     clemmys_unprotected (no envelope crypto, see internal/envelope's
 //     unprotected.go), side by side;
 //   - workerd: the equivalent JavaScript function on Cloudflare's workerd
-//     (bench/workerd, installed with npm), plain HTTP, side by side with
-//     the warm measurement.
+//     (bench/workerd, installed with npm), over HTTPS like clemmys, side
+//     by side with the warm measurement.
+//
+// Every point also reports the CPU time its serving processes spent per
+// successful answer (cpu.go).
 //
 // The platform runs in this process (internal/platform, with a temporary
 // data directory) unless Options.APIHost names a running one. Targets are
@@ -289,12 +292,21 @@ func (r *runner) startMain(ctx context.Context) error {
 
 // point runs one load and records it as a Point.
 func (r *runner) point(ctx context.Context, scenario, system, function, transport string, l Load) (Point, error) {
+	return r.pointOn(ctx, 0, scenario, system, function, transport, l)
+}
+
+// pointOn is point for a server that is process server (0: this one),
+// whose CPU it accounts.
+func (r *runner) pointOn(ctx context.Context, server int, scenario, system, function, transport string, l Load) (Point, error) {
 	label := pointLabel(scenario, system, function, l.Conns)
+	before := sampleCPU(server)
 	res, err := r.measure(ctx, label, l, r.opts.Duration)
+	after := sampleCPU(server)
 	if err != nil {
 		return Point{}, err
 	}
 	p := pointOf(scenario, system, function, transport, res)
+	cpuPerRequest(&p, before, after, server)
 	r.prog.finish(summary(label, p))
 	return p, nil
 }

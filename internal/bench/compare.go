@@ -3,8 +3,15 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -135,18 +142,27 @@ func workerdBinary(configured string) (string, bool) {
 	return "", false
 }
 
-// workerd measures bench/workerd's worker.js on workerd over plain HTTP
-// and compares it with the clemmys points of the same run.
+// workerd measures bench/workerd's worker.js on workerd over HTTPS, as
+// clemmys is measured, and compares it with the clemmys points of the
+// same run.
 func (r *runner) workerd(ctx context.Context, clemmys []Point) error {
 	bin, ok := workerdBinary(r.opts.Workerd)
 	if !ok {
 		r.skip(ScenarioWorkerd, "workerd is not installed: run `npm ci --prefix bench/workerd` (npm package workerd)")
 		return nil
 	}
-	config := filepath.Join(r.opts.SourceRoot, "bench", "workerd", "config.capnp")
-	if _, err := os.Stat(config); err != nil {
-		r.skip(ScenarioWorkerd, "no bench/workerd/config.capnp (run inside the clemmys source tree)")
+	worker := filepath.Join(r.opts.SourceRoot, "bench", "workerd", "worker.js")
+	if _, err := os.Stat(worker); err != nil {
+		r.skip(ScenarioWorkerd, "no bench/workerd/worker.js (run inside the clemmys source tree)")
 		return nil
+	}
+	config, certPEM, err := workerdHTTPS(filepath.Join(r.work, "workerd"), worker)
+	if err != nil {
+		return err
+	}
+	tc, err := tlsTrusting(certPEM)
+	if err != nil {
+		return err
 	}
 	port, err := freePort()
 	if err != nil {
@@ -158,7 +174,7 @@ func (r *runner) workerd(ctx context.Context, clemmys []Point) error {
 	}
 	defer logf.Close()
 	r.prog.status("starting workerd")
-	cmd := exec.Command(bin, "serve", config, "--socket-addr", fmt.Sprintf("http=127.0.0.1:%d", port))
+	cmd := exec.Command(bin, "serve", config, "--socket-addr", fmt.Sprintf("https=127.0.0.1:%d", port))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -179,11 +195,13 @@ func (r *runner) workerd(ctx context.Context, clemmys []Point) error {
 			<-exited
 		}
 	}()
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	url := fmt.Sprintf("https://127.0.0.1:%d/", port)
 	check := checkResult(helloResult)
+	probe := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	defer probe.CloseIdleConnections()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Post(url, "application/json", bytes.NewReader(helloParams))
+		resp, err := probe.Post(url, "application/json", bytes.NewReader(helloParams))
 		if err == nil {
 			err = check(resp.StatusCode, drain(resp.Body))
 			if err == nil {
@@ -202,8 +220,8 @@ func (r *runner) workerd(ctx context.Context, clemmys []Point) error {
 	}
 	r.rep.WorkerdVersion = workerdVersion(bin)
 	for _, c := range r.opts.Conns {
-		l := Load{URL: url, Body: helloParams, Header: http.Header{"Content-Type": {"application/json"}}, Conns: c, Check: check}
-		p, err := r.point(ctx, ScenarioWorkerd, "workerd", "worker.js", "http", l)
+		l := Load{URL: url, Body: helloParams, Header: http.Header{"Content-Type": {"application/json"}}, Conns: c, Check: check, TLS: tc}
+		p, err := r.pointOn(ctx, cmd.Process.Pid, ScenarioWorkerd, "workerd", "worker.js", "https", l)
 		if err != nil {
 			return err
 		}
@@ -215,6 +233,67 @@ func (r *runner) workerd(ctx context.Context, clemmys []Point) error {
 		}
 	}
 	return nil
+}
+
+// workerdHTTPS writes into dir a workerd configuration serving worker
+// over HTTPS (socket "https", its address given on the command line) with
+// a fresh self-signed ECDSA P-256 certificate for 127.0.0.1, and returns
+// the configuration's path and the certificate.
+func workerdHTTPS(dir, worker string) (config string, certPEM []byte, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", nil, err
+	}
+	js, err := os.ReadFile(worker)
+	if err != nil {
+		return "", nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "clemmys bench workerd"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", nil, err
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", nil, err
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	files := map[string][]byte{
+		"worker.js": js,
+		"cert.pem":  certPEM,
+		"key.pem":   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
+		"config.capnp": []byte(`# written by clemmys bench: bench/workerd/worker.js over HTTPS
+using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [ (name = "hello", worker = .helloWorker) ],
+  sockets = [ (name = "https", address = "127.0.0.1:8443", service = "hello",
+    https = (tlsOptions = (keypair = (privateKey = embed "key.pem", certificateChain = embed "cert.pem")))) ],
+);
+
+const helloWorker :Workerd.Worker = (
+  modules = [ (name = "worker.js", esModule = embed "worker.js") ],
+  compatibilityDate = "2025-01-01",
+);
+`),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return "", nil, err
+		}
+	}
+	return filepath.Join(dir, "config.capnp"), certPEM, nil
 }
 
 func workerdVersion(bin string) string {

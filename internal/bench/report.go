@@ -77,6 +77,14 @@ type Point struct {
 	P99Ms      float64 `json:"p99_ms"`
 	MeanMs     float64 `json:"mean_ms"`
 	MaxMs      float64 `json:"max_ms"`
+	// CPUUsPerReq is the CPU time (user + system, µs) the serving
+	// processes spent per successful answer during the point (cpu.go);
+	// for a platform in the bench process it includes the load generator
+	// (CPUIncludesClient), and ClientCPUUsPerReq is the bench process's
+	// own when the server is another process.
+	CPUUsPerReq       float64 `json:"cpu_us_per_request,omitempty"`
+	ClientCPUUsPerReq float64 `json:"client_cpu_us_per_request,omitempty"`
+	CPUIncludesClient bool    `json:"cpu_includes_client,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
@@ -170,10 +178,24 @@ type Comparison struct {
 	B        Point   `json:"b"`
 	RPSRatio float64 `json:"rps_ratio"` // A.RPS / B.RPS
 	P50Ratio float64 `json:"p50_ratio"` // A.P50 / B.P50
+	// CPU per successful answer of each side's server (µs): A's, when it
+	// ran in the bench process, less B's load generator's (the same
+	// client, measured while B was served by another process), an
+	// estimate; CPURatio = ACPU / BCPU.
+	ACPUUsPerReq float64 `json:"a_cpu_us_per_request,omitempty"`
+	BCPUUsPerReq float64 `json:"b_cpu_us_per_request,omitempty"`
+	CPURatio     float64 `json:"cpu_ratio,omitempty"`
 }
 
 func compare(a, b Point) Comparison {
 	c := Comparison{Conns: a.Conns, A: a, B: b}
+	c.ACPUUsPerReq, c.BCPUUsPerReq = a.CPUUsPerReq, b.CPUUsPerReq
+	if a.CPUIncludesClient && !b.CPUIncludesClient {
+		c.ACPUUsPerReq = max(0, a.CPUUsPerReq-b.ClientCPUUsPerReq)
+	}
+	if c.BCPUUsPerReq > 0 {
+		c.CPURatio = c.ACPUUsPerReq / c.BCPUUsPerReq
+	}
 	if b.RPS > 0 {
 		c.RPSRatio = a.RPS / b.RPS
 	}
@@ -227,6 +249,18 @@ func machine() Machine {
 		}
 	})
 	return m
+}
+
+// cpuCell is a point's CPU per answer for the tables ("incl. client"
+// when the server ran in the bench process).
+func cpuCell(pt Point) string {
+	switch {
+	case pt.CPUUsPerReq == 0:
+		return "—"
+	case pt.CPUIncludesClient:
+		return strconv.FormatFloat(pt.CPUUsPerReq, 'f', 0, 64) + " (incl. client)"
+	}
+	return strconv.FormatFloat(pt.CPUUsPerReq, 'f', 0, 64)
 }
 
 // evaluate fills in Targets from what was measured.
@@ -318,12 +352,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		var rows [][]string
 		for _, pt := range r.Points {
 			if pt.Scenario == scenario && (fn == "" || pt.Function == fn) {
-				rows = append(rows, []string{pt.System, pt.Function, strconv.Itoa(pt.Conns), f0(pt.RPS), f3(pt.P50Ms), f3(pt.P99Ms), strconv.FormatInt(pt.Requests, 10), strconv.FormatInt(pt.Errors, 10)})
+				rows = append(rows, []string{pt.System, pt.Function, strconv.Itoa(pt.Conns), f0(pt.RPS), f3(pt.P50Ms), f3(pt.P99Ms), strconv.FormatInt(pt.Requests, 10), strconv.FormatInt(pt.Errors, 10), cpuCell(pt)})
 			}
 		}
 		return rows
 	}
-	const pointHead = "system\tfunction\tconns\treq/s\tp50 ms\tp99 ms\trequests\terrors"
+	const pointHead = "system\tfunction\tconns\treq/s\tp50 ms\tp99 ms\trequests\terrors\tCPU µs/req"
 	table("(a) warm invoke: hello, HTTPS, blocking, result=true", pointHead, pointRows(ScenarioWarm, ""))
 	table("(a′) warm invoke: the JavaScript hello (nodejs:default), HTTPS, blocking, result=true", pointHead, pointRows(ScenarioJS, ""))
 	table("(b) sequence: echo ×3 (and one echo alone), HTTPS, blocking, result=true", pointHead, pointRows(ScenarioSequence, ""))
@@ -347,11 +381,19 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	table("(d) secure vs unprotected: hello on two child platforms built alike, HTTPS (ratio = secure / unprotected)",
 		"conns\tsecure req/s\tunprot. req/s\tratio\tsecure p50\tunprot. p50\tratio\tsecure p99\tunprot. p99", cmpRows(r.Unprotected))
-	wt := "(e) clemmys (hello, HTTPS) vs workerd (worker.js, plain HTTP) (ratio = clemmys / workerd)"
+	wt := "(e) clemmys (hello) vs workerd (worker.js), both HTTPS, successful answers only (ratio = clemmys / workerd)"
 	if r.WorkerdVersion != "" {
 		wt += ", " + r.WorkerdVersion
 	}
-	table(wt, "conns\tclemmys req/s\tworkerd req/s\tratio\tclemmys p50\tworkerd p50\tratio\tclemmys p99\tworkerd p99", cmpRows(r.Workerd))
+	var wrows [][]string
+	for i, row := range cmpRows(r.Workerd) {
+		c := r.Workerd[i]
+		wrows = append(wrows, append(row, f0(c.ACPUUsPerReq), f0(c.BCPUUsPerReq), f2(c.CPURatio)))
+	}
+	table(wt, "conns\tclemmys req/s\tworkerd req/s\tratio\tclemmys p50\tworkerd p50\tratio\tclemmys p99\tworkerd p99\tclemmys CPU µs/req*\tworkerd CPU µs/req\tratio", wrows)
+	if len(r.Workerd) > 0 {
+		p("* CPU of the serving processes per successful answer (/proc): clemmys's is the bench process's and its runtimes' less the load generator's (the bench process's own CPU per answer while workerd, another process, served the same load)\n")
+	}
 	var trows [][]string
 	for _, t := range r.Targets {
 		met := "not met"
