@@ -295,18 +295,28 @@ func (r *runner) point(ctx context.Context, scenario, system, function, transpor
 	return r.pointOn(ctx, 0, scenario, system, function, transport, l)
 }
 
+// rssInterval is how often a point samples its server's memory.
+const rssInterval = 250 * time.Millisecond
+
 // pointOn is point for a server that is process server (0: this one),
 // whose CPU it accounts.
 func (r *runner) pointOn(ctx context.Context, server int, scenario, system, function, transport string, l Load) (Point, error) {
 	label := pointLabel(scenario, system, function, l.Conns)
+	root := server
+	if root == 0 {
+		root = os.Getpid()
+	}
+	stopRSS := sampleRSS(root, rssInterval)
 	before := sampleCPU(server)
 	res, err := r.measure(ctx, label, l, r.opts.Duration)
 	after := sampleCPU(server)
+	mem := stopRSS()
 	if err != nil {
 		return Point{}, err
 	}
 	p := pointOf(scenario, system, function, transport, res)
 	cpuPerRequest(&p, before, after, server)
+	p.PeakRSSMB, p.PeakTreeRSSMB = float64(mem.root)/(1<<20), float64(mem.tree)/(1<<20)
 	r.prog.finish(summary(label, p))
 	return p, nil
 }

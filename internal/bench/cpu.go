@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -60,9 +61,8 @@ func parseStat(b []byte) (procStat, bool) {
 	return procStat{ppid: int(num(4)), cpu: time.Duration(ticks) * time.Second / userHZ}, true
 }
 
-// treeCPU returns the CPU time of process root and of its live
-// descendants (with what their exited, waited-for children used).
-func treeCPU(root int) time.Duration {
+// procs reads /proc/PID/stat of every process.
+func procs() map[int]procStat {
 	entries, _ := filepath.Glob("/proc/[0-9]*/stat")
 	stats := make(map[int]procStat, len(entries))
 	for _, e := range entries {
@@ -74,11 +74,16 @@ func treeCPU(root int) time.Duration {
 			stats[pid] = st
 		}
 	}
+	return stats
+}
+
+// tree returns root and its live descendants in stats.
+func tree(stats map[int]procStat, root int) []int {
 	children := map[int][]int{}
 	for pid, st := range stats {
 		children[st.ppid] = append(children[st.ppid], pid)
 	}
-	var total time.Duration
+	var out []int
 	seen := map[int]bool{}
 	stack := []int{root}
 	for len(stack) > 0 {
@@ -88,12 +93,90 @@ func treeCPU(root int) time.Duration {
 			continue
 		}
 		seen[pid] = true
-		if st, ok := stats[pid]; ok {
-			total += st.cpu
+		if _, ok := stats[pid]; ok {
+			out = append(out, pid)
 		}
 		stack = append(stack, children[pid]...)
 	}
+	return out
+}
+
+// treeCPU returns the CPU time of process root and of its live
+// descendants (with what their exited, waited-for children used).
+func treeCPU(root int) time.Duration {
+	stats := procs()
+	var total time.Duration
+	for _, pid := range tree(stats, root) {
+		total += stats[pid].cpu
+	}
 	return total
+}
+
+// rss returns process pid's resident memory in bytes (/proc/PID/statm's
+// second field, in pages); 0 if it cannot be read.
+func rss(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil || len(b) > maxStatLine {
+		return 0
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
+	if err != nil || pages < 0 || pages > 1<<40 {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// memPeak is the highest resident memory seen of a server process and of
+// its whole tree (with its enclave runtimes), in bytes.
+type memPeak struct{ root, tree int64 }
+
+// sampleRSS samples root's and its tree's resident memory every interval
+// until the returned stop is called, which returns the peaks.
+func sampleRSS(root int, interval time.Duration) (stop func() memPeak) {
+	var (
+		mu   sync.Mutex
+		peak memPeak
+		done = make(chan struct{})
+		end  = make(chan struct{})
+	)
+	sample := func() {
+		var sum, r int64
+		for _, pid := range tree(procs(), root) {
+			m := rss(pid)
+			if pid == root {
+				r = m
+			}
+			sum += m
+		}
+		mu.Lock()
+		peak.root, peak.tree = max(peak.root, r), max(peak.tree, sum)
+		mu.Unlock()
+	}
+	go func() {
+		defer close(end)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() memPeak {
+		close(done)
+		<-end
+		sample()
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
 }
 
 // cpuSample is the CPU time of this process's tree and of a server

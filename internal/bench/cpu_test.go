@@ -51,3 +51,17 @@ func FuzzParseStat(f *testing.F) {
 		}
 	})
 }
+
+func TestSampleRSS(t *testing.T) {
+	if _, err := os.Stat("/proc/self/statm"); err != nil {
+		t.Skip("no /proc")
+	}
+	stop := sampleRSS(os.Getpid(), time.Millisecond)
+	peak := stop()
+	if peak.root <= 0 || peak.tree < peak.root {
+		t.Fatalf("peaks %+v", peak)
+	}
+	if rss(-1) != 0 {
+		t.Fatal("rss of no process")
+	}
+}

@@ -85,6 +85,11 @@ type Point struct {
 	CPUUsPerReq       float64 `json:"cpu_us_per_request,omitempty"`
 	ClientCPUUsPerReq float64 `json:"client_cpu_us_per_request,omitempty"`
 	CPUIncludesClient bool    `json:"cpu_includes_client,omitempty"`
+	// Peak resident memory (MiB) during the point, sampled every 250 ms:
+	// of the serving process (the bench process itself for a platform in
+	// it) and of it with its descendants (the enclave runtimes).
+	PeakRSSMB     float64 `json:"peak_rss_mib,omitempty"`
+	PeakTreeRSSMB float64 `json:"peak_tree_rss_mib,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
@@ -352,12 +357,12 @@ func (r *Report) WriteText(w io.Writer) error {
 		var rows [][]string
 		for _, pt := range r.Points {
 			if pt.Scenario == scenario && (fn == "" || pt.Function == fn) {
-				rows = append(rows, []string{pt.System, pt.Function, strconv.Itoa(pt.Conns), f0(pt.RPS), f3(pt.P50Ms), f3(pt.P99Ms), strconv.FormatInt(pt.Requests, 10), strconv.FormatInt(pt.Errors, 10), cpuCell(pt)})
+				rows = append(rows, []string{pt.System, pt.Function, strconv.Itoa(pt.Conns), f0(pt.RPS), f3(pt.P50Ms), f3(pt.P99Ms), strconv.FormatInt(pt.Requests, 10), strconv.FormatInt(pt.Errors, 10), cpuCell(pt), f0(pt.PeakRSSMB) + " / " + f0(pt.PeakTreeRSSMB)})
 			}
 		}
 		return rows
 	}
-	const pointHead = "system\tfunction\tconns\treq/s\tp50 ms\tp99 ms\trequests\terrors\tCPU µs/req"
+	const pointHead = "system\tfunction\tconns\treq/s\tp50 ms\tp99 ms\trequests\terrors\tCPU µs/req\tpeak RSS MiB (process / with runtimes)"
 	table("(a) warm invoke: hello, HTTPS, blocking, result=true", pointHead, pointRows(ScenarioWarm, ""))
 	table("(a′) warm invoke: the JavaScript hello (nodejs:default), HTTPS, blocking, result=true", pointHead, pointRows(ScenarioJS, ""))
 	table("(b) sequence: echo ×3 (and one echo alone), HTTPS, blocking, result=true", pointHead, pointRows(ScenarioSequence, ""))
