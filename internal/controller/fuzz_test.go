@@ -170,7 +170,7 @@ func TestSchedulerHome(t *testing.T) {
 	// A full home gives way to the least loaded invoker.
 	var dones []func()
 	for range 2 {
-		done, ok := s.begin(home, func(error) {})
+		done, ok := s.begin(home, "act", func(error) {})
 		if !ok {
 			t.Fatal("begin on a healthy invoker")
 		}
@@ -221,9 +221,9 @@ func TestSchedulerSweep(t *testing.T) {
 		t.Fatal("runs does not follow the heartbeats")
 	}
 	var cancelled []error
-	doneA, _ := s.begin("a", func(err error) { cancelled = append(cancelled, err) })
+	doneA, _ := s.begin("a", "act-a", func(err error) { cancelled = append(cancelled, err) })
 	defer doneA()
-	doneB, _ := s.begin("b", func(err error) { t.Error("cancelled a call to a healthy invoker") })
+	doneB, _ := s.begin("b", "act-b", func(err error) { t.Error("cancelled a call to a healthy invoker") })
 	if lost := s.sweep(); len(lost) != 0 {
 		t.Fatalf("lost %v while all are healthy", lost)
 	}
@@ -239,7 +239,7 @@ func TestSchedulerSweep(t *testing.T) {
 	if s.runs("a", "ns", fakeRuntime("a", "ns")) {
 		t.Fatal("a lost invoker still runs its runtimes")
 	}
-	if _, ok := s.begin("a", func(error) {}); ok {
+	if _, ok := s.begin("a", "act-c", func(error) {}); ok {
 		t.Fatal("a call began on a lost invoker")
 	}
 	doneB()
@@ -247,6 +247,59 @@ func TestSchedulerSweep(t *testing.T) {
 	s.noteRuntime("b", "ns2", fakeRuntime("b", "ns2"))
 	if !s.runs("b", "ns2", fakeRuntime("b", "ns2")) {
 		t.Fatal("a fresh placement does not count")
+	}
+}
+
+// TestSchedulerStepLost: a call the invoker's heartbeats stop holding,
+// past the grace, is cancelled as lost on the bus, after missesLost
+// heartbeats in a row; one held, too recent, or of a heartbeat that does
+// not report what it holds, is not.
+func TestSchedulerStepLost(t *testing.T) {
+	clock := newClock()
+	s := newScheduler(clock.Now, time.Second)
+	beat := func(reports bool, held ...string) {
+		s.heartbeat(wire.Heartbeat{InvokerID: "a", Capacity: 4, Received: held, ReportsReceived: reports})
+	}
+	beat(true)
+	cancelled := map[string]error{}
+	begin := func(act string) func() {
+		done, ok := s.begin("a", act, func(err error) { cancelled[act] = err })
+		if !ok {
+			t.Fatalf("begin %s", act)
+		}
+		return done
+	}
+	defer begin("held")()
+	defer begin("lost")()
+	defer begin("unreported")()
+	// Within the grace nothing counts, held or not.
+	beat(true, "held")
+	beat(true, "held")
+	if len(cancelled) != 0 {
+		t.Fatalf("cancelled within the grace: %v", cancelled)
+	}
+	clock.Advance(1100 * time.Millisecond)
+	beat(true, "held", "unreported")
+	beat(false) // reports nothing: counts for nothing
+	if len(cancelled) != 0 {
+		t.Fatalf("cancelled after one miss: %v", cancelled)
+	}
+	clock.Advance(500 * time.Millisecond)
+	defer begin("recent")()
+	beat(true, "held")
+	if !errors.Is(cancelled["lost"], errStepLost) || len(cancelled) != 1 {
+		t.Fatalf("after two misses: %v", cancelled)
+	}
+	// "unreported" was held by the first beat past the grace: one miss so far.
+	beat(true, "held")
+	if !errors.Is(cancelled["unreported"], errStepLost) || cancelled["held"] != nil || cancelled["recent"] != nil {
+		t.Fatalf("after the next beat: %v", cancelled)
+	}
+	s.mu.Lock()
+	out := s.invokers["a"].outstanding
+	s.mu.Unlock()
+	if out != 2 {
+		t.Fatalf("outstanding %d, want 2 (held, recent)", out)
 	}
 }
 

@@ -29,6 +29,7 @@ const (
 	msgInvokerFailed      = "the invoker did not complete the activation"
 	msgInvokerTimout      = "the invoker did not answer before the activation's deadline"
 	msgInvokerLost        = "the invoker running the activation stopped answering (invoker lost)"
+	msgStepLost           = "the activation's request or its answer was lost between the controller and the invoker"
 	msgInvokerUnavailable = "the invoker the activation was placed on is gone; it did not start"
 	msgMisplaced          = "the runtime the activation was sealed for is gone; it did not start"
 	msgStopping           = "the controller stopped before the activation completed"
@@ -363,11 +364,11 @@ func (c *Controller) send(ctx context.Context, invoker string, run *wire.RunRequ
 	}
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	done, ok := c.sched.begin(invoker, cancel)
+	done, ok := c.sched.begin(invoker, run.ActivationID, cancel)
 	if !ok && c.cfg.InvokerWait > 0 && c.sched.waitHealthy(ctx, c.cfg.InvokerWait) {
 		// None was healthy (this controller just started, or every invoker
 		// missed a heartbeat): one is now, perhaps this one.
-		done, ok = c.sched.begin(invoker, cancel)
+		done, ok = c.sched.begin(invoker, run.ActivationID, cancel)
 	}
 	if !ok {
 		c.metrics.dispatch.WithLabelValues("no_invoker").Inc()
@@ -393,6 +394,13 @@ func (c *Controller) send(ctx context.Context, invoker string, run *wire.RunRequ
 		c.metrics.lostInvokers.Inc()
 		c.log.Warn("invoker lost during the step", "invoker", invoker, "activation", run.ActivationID, "namespace", run.Namespace)
 		return nil, &stepError{ErrInvokerLost, msgInvokerLost}
+	case errors.Is(context.Cause(cctx), errStepLost):
+		// The invoker does not hold the step: its request or its answer
+		// was lost (core NATS delivers at most once). It may have run;
+		// it is not sent again (the runtime would refuse it as a replay).
+		c.metrics.dispatch.WithLabelValues("lost_message").Inc()
+		c.log.Warn("step lost on the bus", "invoker", invoker, "activation", run.ActivationID, "namespace", run.Namespace)
+		return nil, &stepError{ErrInvokerFailed, msgStepLost}
 	case errors.As(err, &we) && we.Code == wire.CodeUnavailable && ctx.Err() == nil && c.runCtx.Err() == nil:
 		// No responder: the invoker is gone and never saw the step.
 		c.metrics.dispatch.WithLabelValues("unavailable").Inc()

@@ -342,6 +342,55 @@ func TestInvokeInvokerLost(t *testing.T) {
 	}
 }
 
+// TestInvokeStepLostOnTheBus: an invoker that heart-beats but does not
+// hold a step it was sent (its request or its answer was lost on the bus)
+// has the step finished as an internal error after two such heartbeats
+// past the grace, not at the step's deadline.
+func TestInvokeStepLostOnTheBus(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.HeartbeatTimeout = time.Second })
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	g := newGate() // takes the request and never answers: as if its answer were lost
+	inv := e.startInvoker("inv0", g.run)
+	req := invokeReq("guest", "hello")
+	req.Blocking = false
+	mustCall[wire.Activation](e, wire.SubjectInvoke, req)
+	g.waitStarted(t)
+	beat := func(held ...string) {
+		b, err := bus.Marshal(wire.Heartbeat{InvokerID: inv.id, Capacity: 4, Received: held, ReportsReceived: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inv.nc.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := inv.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Held: nothing happens however long it runs.
+	e.clock.Advance(900 * time.Millisecond)
+	beat(req.ActivationID)
+	e.clock.Advance(900 * time.Millisecond)
+	beat(req.ActivationID)
+	beat(req.ActivationID)
+	waitFor(t, "the heartbeats", func() bool {
+		e.ctl.sched.mu.Lock()
+		defer e.ctl.sched.mu.Unlock()
+		return e.ctl.sched.invokers[inv.id].lastSeen.Equal(e.clock.Now())
+	})
+	if a := e.storedNow("guest", req.ActivationID); a != nil && a.End != 0 {
+		t.Fatalf("a held step ended: %+v", a)
+	}
+	// No longer held: lost at the second such heartbeat.
+	beat()
+	e.clock.Advance(100 * time.Millisecond)
+	beat()
+	a := e.waitDone("guest", req.ActivationID)
+	if a.Status != wire.StatusInternalError || a.ErrorCode != ErrInvokerFailed || a.ErrorMessage != msgStepLost {
+		t.Fatalf("record %+v", a)
+	}
+}
+
 func TestInvokeInvokerFails(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -46,8 +46,26 @@ type invokerState struct {
 	// placed those this controller placed since (with when).
 	runtimes map[string][]byte
 	placed   map[string]placed
-	calls    map[uint64]context.CancelCauseFunc // in flight, to cancel if it is lost
+	calls    map[uint64]*stepCall // in flight, to cancel if it or its message is lost
 }
+
+// stepCall is a step in flight to an invoker.
+type stepCall struct {
+	cancel     context.CancelCauseFunc
+	activation string
+	sent       time.Time // controller clock
+	misses     int       // heartbeats in a row, past the grace, that did not hold it
+}
+
+// A call missing from missesLost heartbeats in a row that the invoker
+// built at least the heartbeat timeout after it was sent was lost on the
+// bus (its request, or its answer once the invoker let it go): the step
+// ends then (errStepLost) rather than at its deadline.
+const missesLost = 2
+
+// errStepLost is the cause given to a call whose request or answer was
+// lost on the bus.
+var errStepLost = errors.New("controller: step lost on the bus")
 
 type placed struct {
 	id []byte
@@ -135,11 +153,43 @@ func (s *scheduler) heartbeat(hb wire.Heartbeat) bool {
 			st.runtimes[r.Namespace] = r.ID
 		}
 	}
+	if hb.ReportsReceived && len(hb.Received) <= wire.MaxHeartbeatReceived {
+		s.checkReceivedLocked(st, hb.Received, now)
+	}
 	if !wasHealthy {
 		close(s.up)
 		s.up = make(chan struct{})
 	}
 	return true
+}
+
+// checkReceivedLocked counts, for each call to st older than the
+// heartbeat timeout, whether the invoker's heartbeat held it, and cancels
+// with errStepLost those missing from missesLost heartbeats in a row. The
+// grace covers a heartbeat built before the request arrived; two misses,
+// a heartbeat interval apart, an answer on its way.
+func (s *scheduler) checkReceivedLocked(st *invokerState, received []string, now time.Time) {
+	if len(st.calls) == 0 {
+		return
+	}
+	held := make(map[string]bool, len(received))
+	for _, id := range received {
+		held[id] = true
+	}
+	for n, c := range st.calls {
+		if now.Sub(c.sent) < s.timeout {
+			continue
+		}
+		if held[c.activation] {
+			c.misses = 0
+			continue
+		}
+		if c.misses++; c.misses >= missesLost {
+			c.cancel(errStepLost)
+			delete(st.calls, n)
+			st.outstanding--
+		}
+	}
 }
 
 // runtimeIDLen is the length of a runtime id (envelope.RuntimeIDSize).
@@ -260,11 +310,12 @@ func (s *scheduler) runs(id, ns string, rid []byte) bool {
 	return ok && now.Sub(p.at) < placedFor && bytes.Equal(p.id, rid)
 }
 
-// begin counts a step sent to invoker id as outstanding and registers
-// cancel, which sweep calls with errInvokerLost if the invoker stops
-// heart-beating; the caller calls the returned done when the call
+// begin counts a step of activation sent to invoker id as outstanding and
+// registers cancel, which sweep calls with errInvokerLost if the invoker
+// stops heart-beating (and a heartbeat with errStepLost if the invoker
+// does not hold it); the caller calls the returned done when the call
 // returns. ok is false if id is not healthy.
-func (s *scheduler) begin(id string, cancel context.CancelCauseFunc) (done func(), ok bool) {
+func (s *scheduler) begin(id, activation string, cancel context.CancelCauseFunc) (done func(), ok bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -275,9 +326,9 @@ func (s *scheduler) begin(id string, cancel context.CancelCauseFunc) (done func(
 	s.nextCall++
 	n := s.nextCall
 	if st.calls == nil {
-		st.calls = map[uint64]context.CancelCauseFunc{}
+		st.calls = map[uint64]*stepCall{}
 	}
-	st.calls[n] = cancel
+	st.calls[n] = &stepCall{cancel: cancel, activation: activation, sent: now}
 	st.outstanding++
 	return func() {
 		s.mu.Lock()
@@ -304,8 +355,8 @@ func (s *scheduler) sweep() []string {
 		if len(st.calls) > 0 {
 			lost = append(lost, id)
 		}
-		for n, cancel := range st.calls {
-			cancel(errInvokerLost)
+		for n, c := range st.calls {
+			c.cancel(errInvokerLost)
 			delete(st.calls, n)
 			st.outstanding--
 		}

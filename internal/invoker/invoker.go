@@ -91,6 +91,10 @@ type Invoker struct {
 	sem     chan struct{}
 	log     *slog.Logger
 
+	// received counts the run requests held, by activation id (holding).
+	recvMu   sync.Mutex
+	received map[string]int
+
 	// engines are the JavaScript engine files by digest (engine.go).
 	engines *engineFiles
 	// enginesSent counts engines its runtimes compiled.
@@ -154,6 +158,7 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 		cfg:        cfg,
 		engines:    engines,
 		sem:        make(chan struct{}, cfg.Capacity),
+		received:   map[string]int{},
 		log:        cfg.Log.With("invoker", cfg.ID),
 		runtimes:   map[string]*runtimeProc{},
 		starting:   map[string]chan struct{}{},
@@ -168,7 +173,7 @@ func New(ctx context.Context, cfg Config) (*Invoker, error) {
 // Start subscribes to the invoker's run and prewarm subjects, starts
 // heartbeats and starts filling the pool of spare runtimes.
 func (iv *Invoker) Start(ctx context.Context) error {
-	stopRun, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerRun(iv.cfg.ID), "", 4*iv.cfg.Capacity, iv.handleRun)
+	stopRun, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerRun(iv.cfg.ID), "", runServeLimit(iv.cfg.Capacity), iv.handleRun)
 	if err != nil {
 		return err
 	}
@@ -293,6 +298,7 @@ func (iv *Invoker) heartbeat() {
 func (iv *Invoker) beat() {
 	hb := wire.Heartbeat{InvokerID: iv.cfg.ID, Capacity: iv.cfg.Capacity, InFlight: len(iv.sem), Time: time.Now().UnixMilli(),
 		Runtimes: iv.runtimeInfos()}
+	hb.Received, hb.ReportsReceived = iv.receivedIDs()
 	if b, err := bus.Marshal(hb); err == nil {
 		if err := iv.cfg.Conn.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
 			iv.log.Warn("heartbeat", "err", err)
@@ -323,8 +329,50 @@ func (iv *Invoker) handleRun(ctx context.Context, data []byte) (any, error) {
 	// their results.
 	ctx, cancel := context.WithTimeout(iv.runCtx, time.Duration(req.TimeoutMs)*time.Millisecond+60*time.Second)
 	defer cancel()
+	defer iv.holding(req.ActivationID)()
 	return iv.Run(ctx, req), nil
 }
+
+// holding records that the run request of activation id is held (from
+// its receipt until its answer), for the heartbeats' Received; the caller
+// calls the returned func when it answers.
+func (iv *Invoker) holding(id string) func() {
+	iv.recvMu.Lock()
+	iv.received[id]++
+	iv.recvMu.Unlock()
+	return func() {
+		iv.recvMu.Lock()
+		if iv.received[id]--; iv.received[id] <= 0 {
+			delete(iv.received, id)
+		}
+		iv.recvMu.Unlock()
+	}
+}
+
+// receivedIDs returns the activation ids of the run requests held now and
+// whether they are all it was sent: not when the run subscription is
+// saturated (requests then wait unseen in the bus client) or there are
+// more than a heartbeat carries.
+func (iv *Invoker) receivedIDs() ([]string, bool) {
+	iv.recvMu.Lock()
+	defer iv.recvMu.Unlock()
+	n := 0
+	for _, c := range iv.received {
+		n += c
+	}
+	if n >= runServeLimit(iv.cfg.Capacity) || len(iv.received) > wire.MaxHeartbeatReceived {
+		return nil, false
+	}
+	ids := make([]string, 0, len(iv.received))
+	for id := range iv.received {
+		ids = append(ids, id)
+	}
+	return ids, true
+}
+
+// runServeLimit is how many run requests are handled at once (those
+// beyond wait for a slot in the subscription).
+func runServeLimit(capacity int) int { return 4 * capacity }
 
 // Run runs one step and reports its outcome; platform failures become
 // internal-error results with a safe message.

@@ -11,10 +11,22 @@ type Heartbeat struct {
 	// Runtimes are the enclave runtimes bound to a namespace that it runs
 	// now (at most MaxHeartbeatRuntimes): what steps may designate.
 	Runtimes []RuntimeInfo `cbor:"5,keyasint,omitempty"`
+	// Received are the activation ids of the run requests it holds now
+	// (received, not yet answered), when ReportsReceived: a controller
+	// whose call is missing from them (past a grace) knows the request or
+	// its answer was lost on the bus, and ends the step then rather than
+	// at its deadline. An invoker too busy to see every request it was
+	// sent (its run subscription saturated) does not report them.
+	Received        []string `cbor:"6,keyasint,omitempty"`
+	ReportsReceived bool     `cbor:"7,keyasint,omitempty"`
 }
 
-// MaxHeartbeatRuntimes bounds Heartbeat.Runtimes.
-const MaxHeartbeatRuntimes = 4096
+// MaxHeartbeatRuntimes bounds Heartbeat.Runtimes, MaxHeartbeatReceived
+// Heartbeat.Received.
+const (
+	MaxHeartbeatRuntimes = 4096
+	MaxHeartbeatReceived = 4096
+)
 
 // RuntimeInfo names an invoker's runtime of a namespace by its id
 // (envelope.RuntimeID of its ephemeral key).
