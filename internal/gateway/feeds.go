@@ -151,15 +151,15 @@ func (g *Gateway) feed(w http.ResponseWriter, r *http.Request, name string) {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
 	}
-	payload, ok := g.readPayload(w, r)
-	if !ok {
-		return
-	}
-	release, ok := g.limitInvocation(w, r, caller)
+	release, ok := g.limitInvocation(w, r, caller) // before the body is read
 	if !ok {
 		return
 	}
 	defer release()
+	payload, ok := g.readPayload(w, r)
+	if !ok {
+		return
+	}
 	start := g.now()
 	result, ferr := g.feedLifecycle(r.Context(), caller, name, payload)
 	status := wire.StatusSuccess

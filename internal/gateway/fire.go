@@ -118,11 +118,11 @@ func (g *Gateway) fireTrigger(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 		return
 	}
-	payload, ok := g.readPayload(w, r)
-	if !ok {
+	if !g.limitFire(w, r, ns) { // before the body is read, as for invocations
 		return
 	}
-	if !g.limitFire(w, r, ns) {
+	payload, ok := g.readPayload(w, r)
+	if !ok {
 		return
 	}
 	id, cerr := g.fire(r.Context(), ns, name, payload, txID(r))

@@ -111,18 +111,20 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
 	}
-	payload, ok := g.readPayload(w, r)
-	if !ok {
-		return
-	}
-	// The caller's throttles (429). The slot is held until the controller
-	// answers: the completed activation when blocking, the acceptance
-	// otherwise (the gateway does not follow non-blocking activations).
+	// The caller's throttles (429), before the body is read: a refused
+	// request costs no payload buffer (load is shed before allocating).
+	// The slot is held until the controller answers: the completed
+	// activation when blocking, the acceptance otherwise (the gateway does
+	// not follow non-blocking activations).
 	release, ok := g.limitInvocation(w, r, caller)
 	if !ok {
 		return
 	}
 	defer release()
+	payload, ok := g.readPayload(w, r)
+	if !ok {
+		return
+	}
 	res, cerr := g.invokeNamed(r.Context(), ns, name, &invocation{
 		caller: caller, payload: payload, blocking: blocking,
 		wait: time.Duration(timeoutMs) * time.Millisecond, tx: txID(r),

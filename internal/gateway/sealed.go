@@ -185,6 +185,11 @@ func (g *Gateway) submitSealed(w http.ResponseWriter, r *http.Request, caller st
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
 	}
+	release, ok := g.limitInvocation(w, r, caller) // before the body is read
+	if !ok {
+		return
+	}
+	defer release()
 	raw, ok := g.readBody(w, r, maxSealedBody)
 	if !ok {
 		return
@@ -216,11 +221,6 @@ func (g *Gateway) submitSealed(w http.ResponseWriter, r *http.Request, caller st
 		g.fail(w, r, http.StatusBadRequest, msgSealedEnvelope)
 		return
 	}
-	release, ok := g.limitInvocation(w, r, caller)
-	if !ok {
-		return
-	}
-	defer release()
 	req := t.Request
 	req.Blocking = blocking
 	if req.Envelope, err = env.Marshal(); err != nil {

@@ -160,6 +160,13 @@ func (g *Gateway) serveWeb(w http.ResponseWriter, r *http.Request, wp webPath, e
 	if !ok {
 		return
 	}
+	// The owner's throttles (a web action runs as its owner), before the
+	// body is read.
+	release, ok := g.limitInvocation(w, r, wp.ns)
+	if !ok {
+		return
+	}
+	defer release()
 	body, ok := g.readBody(w, r, g.cfg.MaxPayloadBytes)
 	if !ok {
 		return
@@ -179,12 +186,6 @@ func (g *Gateway) serveWeb(w http.ResponseWriter, r *http.Request, wp webPath, e
 		g.fail(w, r, status, "%s", msg)
 		return
 	}
-	// The owner's throttles: a web action runs as its owner.
-	release, ok := g.limitInvocation(w, r, wp.ns)
-	if !ok {
-		return
-	}
-	defer release()
 	inv := &invocation{caller: wp.ns, target: t, lookup: &lookup{}, payload: params, blocking: true, tx: txID(r)}
 	res, cerr := g.invoke(ctx, inv)
 	if cerr != nil && isStale(cerr) {
