@@ -9,10 +9,12 @@
 package ipc
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -174,13 +176,13 @@ type RunReply struct {
 }
 
 var (
-	encMode cbor.EncMode
+	encMode cbor.UserBufferEncMode
 	decMode cbor.DecMode
 )
 
 func init() {
 	var err error
-	if encMode, err = cbor.CoreDetEncOptions().EncMode(); err != nil {
+	if encMode, err = cbor.CoreDetEncOptions().UserBufferEncMode(); err != nil {
 		panic(err)
 	}
 	if decMode, err = (cbor.DecOptions{
@@ -201,20 +203,36 @@ func Unmarshal(b []byte, v any) error { return decMode.Unmarshal(b, v) }
 
 // WriteFrame writes one frame. Callers serialise concurrent writers.
 func WriteFrame(w io.Writer, f *Frame) error {
-	b, err := encMode.Marshal(f)
-	if err != nil {
+	// The frame is encoded after a 4-byte placeholder in a pooled buffer
+	// and written with one call: no copy of the body, no buffer per frame.
+	buf := framePool.Get().(*bytes.Buffer)
+	defer putFrameBuffer(buf)
+	buf.Reset()
+	buf.Write([]byte{0, 0, 0, 0})
+	if err := encMode.MarshalToBuffer(f, buf); err != nil {
 		return fmt.Errorf("ipc: encode frame: %w", err)
 	}
-	if len(b) > MaxFrame {
+	b := buf.Bytes()
+	if len(b)-4 > MaxFrame {
 		return ErrFrameTooLarge
 	}
-	buf := make([]byte, 4+len(b))
-	binary.BigEndian.PutUint32(buf, uint32(len(b)))
-	copy(buf[4:], b)
-	if _, err := w.Write(buf); err != nil {
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("ipc: write frame: %w", err)
 	}
 	return nil
+}
+
+// framePool holds WriteFrame's buffers; one grown past maxPooledFrame (a
+// large module's load) is dropped rather than kept.
+var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledFrame = 256 << 10
+
+func putFrameBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledFrame {
+		framePool.Put(b)
+	}
 }
 
 // ReadFrame reads one frame, refusing frames over MaxFrame. It returns

@@ -90,3 +90,19 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWriteFrame is one run reply's frame written to a pipe-like
+// writer (pooled buffer, one write).
+func BenchmarkWriteFrame(b *testing.B) {
+	body, err := Marshal(make([]byte, 4<<10)) // a CBOR body of 4 KiB
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &Frame{ID: 7, Op: OpRun, Body: body}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := WriteFrame(io.Discard, f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
