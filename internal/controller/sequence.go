@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"log/slog"
 	"time"
 
 	"github.com/clemmys/clemmys/internal/store"
@@ -194,8 +195,10 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		if fromChain {
 			c.metrics.chained.Inc()
 		}
-		c.log.Debug("sequence step", "activation", req.ActivationID, "step", j, "component", comp.id,
-			"namespace", rec.Namespace, "action", rec.Name, "status", rec.Status, "error_code", rec.ErrorCode)
+		if c.log.Enabled(c.runCtx, slog.LevelDebug) {
+			c.log.Debug("sequence step", "activation", req.ActivationID, "step", j, "component", comp.id,
+				"namespace", rec.Namespace, "action", rec.Name, "status", rec.Status, "error_code", rec.ErrorCode)
+		}
 		durationMs += rec.End - rec.Start
 		last = rec
 		receipts = append(receipts, rec.Receipts...)

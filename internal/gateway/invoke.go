@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -303,8 +304,9 @@ func (g *Gateway) invoke(ctx context.Context, inv *invocation) (*invoked, *chain
 			g.log.Debug("invocation misplaced; placing it again", "tx", inv.tx, "activation", res.id)
 			continue
 		}
-		if res != nil {
-			// One line per activation, ids and outcome only (never data).
+		if res != nil && g.log.Enabled(ctx, slog.LevelDebug) {
+			// One line per activation, ids and outcome only (never data);
+			// its arguments cost allocations, so only when it is logged.
 			status := "accepted"
 			if res.act != nil {
 				status = res.act.Status

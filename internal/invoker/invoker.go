@@ -397,10 +397,13 @@ func (iv *Invoker) Run(ctx context.Context, req *wire.RunRequest) *wire.RunResul
 	defer func() { <-iv.sem }()
 	res := iv.run(ctx, req, start, fail)
 	iv.metrics.steps.WithLabelValues(res.Status).Inc()
-	// One line per activation step, ids and outcome only (never data).
-	iv.log.Debug("activation", "activation", req.ActivationID, "namespace", req.Namespace,
-		"function", hex.EncodeToString(req.FunctionID), "chained", len(res.More), "status", res.Status,
-		"error_code", res.ErrorCode, "init_ms", res.InitMs, "duration_ms", res.End-res.Start)
+	// One line per activation step, ids and outcome only (never data);
+	// its arguments cost allocations (hex, boxing), so only when logged.
+	if iv.log.Enabled(ctx, slog.LevelDebug) {
+		iv.log.Debug("activation", "activation", req.ActivationID, "namespace", req.Namespace,
+			"function", hex.EncodeToString(req.FunctionID), "chained", len(res.More), "status", res.Status,
+			"error_code", res.ErrorCode, "init_ms", res.InitMs, "duration_ms", res.End-res.Start)
+	}
 	return res
 }
 
