@@ -54,6 +54,10 @@ const (
 // AllScenarios is the default, in the order they run.
 var AllScenarios = []string{ScenarioWarm, ScenarioWorkerd, ScenarioSequence, ScenarioCold, ScenarioJS, ScenarioUnprotected}
 
+// KnownScenarios are AllScenarios and those run only when named
+// (overload: 200 connections against a child platform).
+var KnownScenarios = append(slices.Clone(AllScenarios), ScenarioOverload)
+
 // Options configures a run.
 type Options struct {
 	// Duration of each load point (default 10 s).
@@ -108,8 +112,8 @@ func (o *Options) defaults(ctx context.Context) error {
 		o.Scenarios = AllScenarios
 	}
 	for _, s := range o.Scenarios {
-		if !slices.Contains(AllScenarios, s) {
-			return fmt.Errorf("bench: unknown scenario %q (known: %s)", s, strings.Join(AllScenarios, ", "))
+		if !slices.Contains(KnownScenarios, s) {
+			return fmt.Errorf("bench: unknown scenario %q (known: %s)", s, strings.Join(KnownScenarios, ", "))
 		}
 	}
 	if o.ColdRuns <= 0 {
@@ -192,7 +196,7 @@ func (r *runner) skip(scenario, why string) {
 func (r *runner) run(ctx context.Context) error {
 	o := &r.opts
 	needMain := o.has(ScenarioWarm) || o.has(ScenarioSequence) || o.has(ScenarioCold) || o.has(ScenarioWorkerd) || o.has(ScenarioJS)
-	if needMain || o.has(ScenarioUnprotected) {
+	if needMain || o.has(ScenarioUnprotected) || o.has(ScenarioOverload) {
 		if o.SourceRoot == "" {
 			return errors.New("bench: the functions are built from the clemmys source tree: run the bench inside it (go run ./cmd/clemmys bench)")
 		}
@@ -252,6 +256,11 @@ func (r *runner) run(ctx context.Context) error {
 	r.close()
 	if o.has(ScenarioUnprotected) {
 		if err := r.unprotected(ctx); err != nil {
+			return err
+		}
+	}
+	if o.has(ScenarioOverload) {
+		if err := r.overload(ctx); err != nil {
 			return err
 		}
 	}

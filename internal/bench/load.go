@@ -34,6 +34,10 @@ type Load struct {
 	// Check validates an answer; an answer it refuses is an error. nil
 	// accepts status 200.
 	Check func(status int, body []byte) error
+	// Throttled hands 429 answers to Check like the others (the overload
+	// scenario counts them); otherwise a 429 stops the load (a throttled
+	// benchmark measures the throttle).
+	Throttled bool
 	// Done, if set, is incremented after every answer, for progress
 	// displays.
 	Done *atomic.Int64
@@ -132,7 +136,7 @@ func RunLoad(ctx context.Context, l Load) (*LoadResult, error) {
 		if err != nil {
 			return resp.StatusCode, err
 		}
-		if resp.StatusCode == http.StatusTooManyRequests {
+		if resp.StatusCode == http.StatusTooManyRequests && !l.Throttled {
 			return resp.StatusCode, throttledError(buf.Bytes())
 		}
 		return resp.StatusCode, check(resp.StatusCode, buf.Bytes())

@@ -30,7 +30,8 @@ type Report struct {
 	Points      []Point         `json:"points"`
 	Sequence    *SequenceResult `json:"sequence,omitempty"`
 	Cold        []Cold          `json:"cold,omitempty"`
-	Workerd     []Comparison    `json:"workerd,omitempty"`     // A = clemmys, B = workerd
+	Workerd     []Comparison    `json:"workerd,omitempty"` // A = clemmys, B = workerd
+	Overload    *Overload       `json:"overload,omitempty"`
 	Unprotected []Comparison    `json:"unprotected,omitempty"` // A = secure, B = unprotected
 	Targets     []TargetResult  `json:"targets,omitempty"`
 	Notes       []string        `json:"notes,omitempty"`
@@ -293,6 +294,9 @@ func (r *Report) evaluate() {
 	for _, c := range single {
 		add("warm p50 ≤ 1.5× workerd's (1 conn)", c.P50Ratio <= 1.5, "%.2f× (%.3f ms vs %.3f ms)", c.P50Ratio, c.A.P50Ms, c.B.P50Ms)
 	}
+	if o := r.Overload; o != nil && o.IdleRSSMB > 0 {
+		add("overload: peak RSS < 2× idle", o.Growth < 2, "%.2f× (%.0f → %.0f MiB, %d connections)", o.Growth, o.IdleRSSMB, o.PeakRSSMB, o.Conns)
+	}
 	if len(r.Unprotected) > 0 {
 		met, parts := true, []string{}
 		for _, c := range r.Unprotected {
@@ -398,6 +402,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	table(wt, "conns\tclemmys req/s\tworkerd req/s\tratio\tclemmys p50\tworkerd p50\tratio\tclemmys p99\tworkerd p99\tclemmys CPU µs/req*\tworkerd CPU µs/req\tratio", wrows)
 	if len(r.Workerd) > 0 {
 		p("* CPU of the serving processes per successful answer (/proc): clemmys's is the bench process's and its runtimes' less the load generator's (the bench process's own CPU per answer while workerd, another process, served the same load)\n")
+	}
+	if o := r.Overload; o != nil {
+		table(fmt.Sprintf("(f) overload: hello, %d connections, HTTPS, a namespace throttled at %d/min and %d at once, child platform", o.Conns, overloadPerMinute, overloadConcurrent),
+			"seconds\tok\t429\terrors\tidle RSS MiB\tpeak RSS MiB\tgrowth\tidle with runtimes\tpeak with runtimes",
+			[][]string{{f0(o.Seconds), strconv.FormatInt(o.OK, 10), strconv.FormatInt(o.Throttled, 10), strconv.FormatInt(o.Errors, 10),
+				f0(o.IdleRSSMB), f0(o.PeakRSSMB), f2(o.Growth), f0(o.IdleTreeRSSMB), f0(o.PeakTreeRSSMB)}})
 	}
 	var trows [][]string
 	for _, t := range r.Targets {

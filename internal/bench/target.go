@@ -33,6 +33,7 @@ type target struct {
 	tls     *tls.Config
 	client  *http.Client
 	stop    func()
+	pid     int // the child process serving it (0: in this process or elsewhere)
 }
 
 func newTarget(name, apiHost, auth, admin string, tc *tls.Config) *target {
@@ -380,6 +381,6 @@ func startChild(ctx context.Context, name, bin, enclavePath, dataDir, logPath st
 		return fail(err)
 	}
 	t := newTarget(name, info.APIHost, info.Auth, info.Admin, tc)
-	t.stop = stop
+	t.stop, t.pid = stop, cmd.Process.Pid
 	return t, &info, nil
 }

@@ -31,7 +31,10 @@ table (or --json) to stdout.
 Scenarios: warm, workerd (needs 'npm ci --prefix bench/workerd'), sequence,
 cold, js (the JavaScript hello, kind nodejs:default: warm, and its cold
 starts), unprotected (builds clemmys with -tags clemmys_unprotected into a
-temporary dir and runs it, and a default build, as child processes).
+temporary dir and runs it, and a default build, as child processes),
+and, only when named, overload (200 connections against a child platform
+whose namespace has OpenWhisk's default throttles: answers, 429s and the
+child's memory, idle and peak).
 
 Flags:
 `
@@ -50,7 +53,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	duration := fs.Duration("duration", 10*time.Second, "length of each load point")
 	conns := fs.String("connections", "1,16,32", "comma-separated numbers of concurrent connections")
-	scenarios := fs.String("scenarios", strings.Join(bench.AllScenarios, ","), "comma-separated scenarios: "+strings.Join(bench.AllScenarios, ", "))
+	scenarios := fs.String("scenarios", strings.Join(bench.AllScenarios, ","), "comma-separated scenarios: "+strings.Join(bench.KnownScenarios, ", "))
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	coldRuns := fs.Int("cold-runs", 5, "repetitions of each cold-start measurement")
 	apiHost := fs.String("apihost", "", "measure a running platform at this API host instead of starting one")
