@@ -262,8 +262,9 @@ func TestCluster(t *testing.T) {
 	c.nats = strings.Join(urls, ",")
 	nkeys := filepath.Join(conf, "nkeys")
 	common := func(service, data string) []string {
+		// Debug logs: a failure's dump shows each service's view of it.
 		return []string{"--nats", c.nats, "--nats-nkey", filepath.Join(nkeys, service+".nk"),
-			"--data-dir", filepath.Join(dir, data), "--sim-dir", filepath.Join(dir, "sim"), "--replicas", "3"}
+			"--data-dir", filepath.Join(dir, data), "--sim-dir", filepath.Join(dir, "sim"), "--replicas", "3", "--log-level", "debug"}
 	}
 	enclave := filepath.Join(bin, "clemmys-enclave")
 	// The first KMS creates the simulated root every service shares.

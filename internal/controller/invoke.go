@@ -150,7 +150,7 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}
 	// The runtime the gateway sealed for must still be there: else it
 	// places the steps again, before anything is reserved.
-	if err := c.checkPlaced(req); err != nil {
+	if err := c.checkPlaced(ctx, req); err != nil {
 		if !req.Blocking {
 			c.wg.Done()
 		}

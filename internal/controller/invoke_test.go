@@ -239,6 +239,56 @@ func TestInvokeWaitsForAnInvoker(t *testing.T) {
 	}
 }
 
+// TestInvokePlacedByAnotherReplica: a request designating a runtime this
+// controller has not seen (another replica placed it a moment ago) is
+// accepted once the invoker's next heartbeat lists it, and refused as
+// misplaced if that heartbeat does not.
+func TestInvokePlacedByAnotherReplica(t *testing.T) {
+	e := newEnv(t)
+	e.put(actionPut(t, "guest", "hello", "f1"))
+	inv := e.startInvoker("inv0", succeed(e))
+	waiting := func() bool {
+		e.ctl.sched.mu.Lock()
+		defer e.ctl.sched.mu.Unlock()
+		return e.ctl.sched.invokers["inv0"].beat != nil
+	}
+	send := func() (<-chan *wire.Activation, <-chan error) {
+		req := invokeReq("guest", "hello")
+		req.Invoker, req.Runtime = "inv0", fakeRuntime("inv0", "guest")
+		acts, errs := make(chan *wire.Activation, 1), make(chan error, 1)
+		go func() {
+			a, err := call[wire.Activation](e, wire.SubjectInvoke, req)
+			acts <- a
+			errs <- err
+		}()
+		return acts, errs
+	}
+
+	// The next heartbeat does not list it: misplaced.
+	acts, errs := send()
+	waitFor(t, "the controller to wait for a heartbeat", waiting)
+	inv.publishBeat()
+	if err := <-errs; err == nil {
+		t.Fatalf("accepted a runtime the heartbeat does not list: %+v", <-acts)
+	} else {
+		wantCode(t, err, wire.CodeMisplaced)
+	}
+
+	// It does: accepted and run.
+	acts, errs = send()
+	waitFor(t, "the controller to wait for a heartbeat", waiting)
+	inv.mu.Lock()
+	inv.namespaces = append(inv.namespaces, "guest")
+	inv.mu.Unlock()
+	inv.publishBeat()
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if a := <-acts; a == nil || a.Status != wire.StatusSuccess {
+		t.Fatalf("record %+v", a)
+	}
+}
+
 // TestInvokeNoInvoker: with no healthy invoker nothing can be placed, and
 // a request designating an invoker that stopped heart-beating is refused
 // as misplaced before anything is reserved (the gateway places it again).

@@ -97,16 +97,34 @@ func (c *Controller) placeOn(ctx context.Context, id, ns string) ([]byte, error)
 // designate an invoker that is not healthy or a runtime it does not run
 // (as far as this controller knows): nothing is reserved for it, and the
 // gateway places it again.
-func (c *Controller) checkPlaced(req *wire.InvokeRequest) error {
-	ok := true
+//
+// Another controller replica may have placed the runtime a moment ago:
+// this one learns of it from the invoker's next heartbeat. So a runtime
+// not (yet) known on a healthy invoker is looked for again after that
+// invoker's next heartbeat (at most placeWait) before the refusal.
+func (c *Controller) checkPlaced(ctx context.Context, req *wire.InvokeRequest) error {
+	type want struct {
+		invoker, ns string
+		rt          []byte
+	}
+	var wants []want
 	if len(req.Steps) == 0 {
-		ok = c.sched.runs(req.Invoker, req.Namespace, req.Runtime)
+		wants = append(wants, want{req.Invoker, req.Namespace, req.Runtime})
 	}
 	for _, st := range req.Steps {
-		ok = ok && c.sched.runs(st.Invoker, st.Namespace, st.Runtime)
+		wants = append(wants, want{st.Invoker, st.Namespace, st.Runtime})
 	}
-	if !ok {
-		return wire.Errorf(wire.CodeMisplaced, msgMisplaced)
+	for _, w := range wants {
+		if c.sched.runs(w.invoker, w.ns, w.rt) {
+			continue
+		}
+		if !c.sched.waitBeat(ctx, w.invoker, placeWait) || !c.sched.runs(w.invoker, w.ns, w.rt) {
+			return wire.Errorf(wire.CodeMisplaced, msgMisplaced)
+		}
 	}
 	return nil
 }
+
+// placeWait bounds checkPlaced's wait for an invoker's next heartbeat
+// (invokers beat every second).
+const placeWait = 2 * time.Second

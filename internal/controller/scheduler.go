@@ -47,6 +47,7 @@ type invokerState struct {
 	runtimes map[string][]byte
 	placed   map[string]placed
 	calls    map[uint64]*stepCall // in flight, to cancel if it or its message is lost
+	beat     chan struct{}        // closed (and replaced) at its next heartbeat
 }
 
 // stepCall is a step in flight to an invoker.
@@ -143,6 +144,10 @@ func (s *scheduler) heartbeat(hb wire.Heartbeat) bool {
 		s.invokers[hb.InvokerID] = st
 	}
 	wasHealthy := s.isHealthy(st, now)
+	if st.beat != nil {
+		close(st.beat)
+		st.beat = nil
+	}
 	st.capacity = min(max(hb.Capacity, 1), maxReported)
 	st.inFlight = min(max(hb.InFlight, 0), maxReported)
 	st.lastSeen = now
@@ -190,6 +195,32 @@ func (s *scheduler) checkReceivedLocked(st *invokerState, received []string, now
 			st.outstanding--
 		}
 	}
+}
+
+// waitBeat waits for the next heartbeat of invoker id, if it is healthy,
+// for at most d or until ctx ends, and reports whether one came.
+func (s *scheduler) waitBeat(ctx context.Context, id string, d time.Duration) bool {
+	now := s.now()
+	s.mu.Lock()
+	st, ok := s.invokers[id]
+	if !ok || !s.isHealthy(st, now) {
+		s.mu.Unlock()
+		return false
+	}
+	if st.beat == nil {
+		st.beat = make(chan struct{})
+	}
+	beat := st.beat
+	s.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-beat:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // runtimeIDLen is the length of a runtime id (envelope.RuntimeIDSize).
