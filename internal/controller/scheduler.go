@@ -47,7 +47,7 @@ type invokerState struct {
 	runtimes map[string][]byte
 	placed   map[string]placed
 	calls    map[uint64]*stepCall // in flight, to cancel if it or its message is lost
-	beat     chan struct{}        // closed (and replaced) at its next heartbeat
+	beat     chan struct{}        // made by waitBeat, closed at its next heartbeat
 }
 
 // stepCall is a step in flight to an invoker.
@@ -113,15 +113,21 @@ func (s *scheduler) waitHealthy(ctx context.Context, d time.Duration) bool {
 	}
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
+	return waitClosed(ctx, up, d) || s.healthy() > 0
+}
+
+// waitClosed waits for ch to be closed, for at most d or until ctx ends,
+// and reports whether it was.
+func waitClosed(ctx context.Context, ch <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-up:
+	case <-ch:
 		return true
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return s.healthy() > 0
+	return false
 }
 
 // heartbeat records hb. It reports false if hb was refused.
@@ -212,15 +218,7 @@ func (s *scheduler) waitBeat(ctx context.Context, id string, d time.Duration) bo
 	}
 	beat := st.beat
 	s.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-beat:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return false
+	return waitClosed(ctx, beat, d)
 }
 
 // runtimeIDLen is the length of a runtime id (envelope.RuntimeIDSize).
