@@ -41,6 +41,9 @@ Usage:
                                 or what of it can be computed here (snp, tdx)
   clemmys release keygen|sign   make a runtime release signing key; sign a
                                 release manifest of runtime measurements
+  clemmys collateral fetch|status
+                                download AMD's and Intel's attestation collateral
+                                for the KMS; show until when it is valid
   clemmys policy get|allow|remove|set [MEASUREMENT...]
                                 show or change which enclave runtimes may
                                 receive the keys of your functions
@@ -93,6 +96,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return cmdPolicy(args[1:], stdout, stderr)
 	case "release":
 		return cmdRelease(args[1:], stdout, stderr)
+	case "collateral":
+		return cmdCollateral(args[1:], stdout, stderr)
 	case "init":
 		return cmdInit(args[1:], stdout, stderr)
 	case "action":

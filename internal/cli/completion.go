@@ -13,6 +13,7 @@ var completionWords = map[string][]string{
 	"up": nil, "kms": nil, "controller": nil, "invoker": nil, "gateway": nil,
 	"nats-config": nil, "measure": nil, "attest": nil, "init": nil, "bench": nil, "version": nil, "help": nil, "list": nil,
 	"release":    {"keygen", "sign"},
+	"collateral": {"fetch", "status"},
 	"policy":     {"get", "allow", "remove", "set", "help"},
 	"action":     {"create", "update", "get", "list", "delete", "invoke"},
 	"activation": {"list", "get", "logs", "result", "poll", "verify"},
