@@ -22,7 +22,8 @@ const staleMargin = time.Minute
 
 // handleActivationGet returns a completed activation record
 // (wire.ActivationRef → wire.Activation). Like OpenWhisk, an activation
-// that is still running is not found yet.
+// that is still running is not found yet, unless ref.Running asks for it
+// (the gateway's check before it answers 202 for a blocking activation).
 func (c *Controller) handleActivationGet(ctx context.Context, data []byte) (any, error) {
 	ref, err := bus.Decode[wire.ActivationRef](data)
 	if err != nil {
@@ -36,7 +37,11 @@ func (c *Controller) handleActivationGet(ctx context.Context, data []byte) (any,
 	}
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	a, err := c.getActivation(ctx, store.Key(ref.Namespace, ref.ActivationID))
+	key := store.Key(ref.Namespace, ref.ActivationID)
+	a, err := c.getActivation(ctx, key)
+	if errors.Is(err, errNotFound) && ref.Running {
+		a, _, err = c.readRecord(ctx, c.activations, key)
+	}
 	if errors.Is(err, errNotFound) {
 		return nil, notFound()
 	}

@@ -113,6 +113,11 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	if err != nil {
 		return nil, err
 	}
+	// A blocking single action whose gateway confirms the record before
+	// answering 202 (InvokeRequest.WaitMs) is not reserved before it runs:
+	// its running record is stored only if it outlives DeferReserveMs, else
+	// its complete record is its first, written once (deferral).
+	deferred := req.Blocking && len(req.Steps) == 0 && req.WaitMs >= wire.MinDeferredWaitMs
 	// key and running are the record to reserve, run what then happens.
 	var key string
 	var running *wire.Activation
@@ -140,7 +145,10 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 			}
 		}
 		key, running = a.key, a.record()
-		run = func() *wire.Activation { return c.execute(req, a, fid) }
+		run = func() *wire.Activation { return c.execute(req, a, fid, nil) }
+		if deferred {
+			run = func() *wire.Activation { return c.execute(req, a, fid, c.deferReserve(a.key, running)) }
+		}
 	}
 
 	// A background activation needs a slot tracked for Stop; take it
@@ -158,6 +166,9 @@ func (c *Controller) handleInvoke(ctx context.Context, data []byte) (any, error)
 	}
 	// Reserve the id: a running record (End 0) is created atomically, so a
 	// duplicate id is refused even while the first activation runs.
+	if deferred {
+		return run(), nil
+	}
 	if err := c.reserve(sctx, key, running); err != nil {
 		if !req.Blocking {
 			c.wg.Done()
@@ -278,10 +289,46 @@ func mergeLimits(req, action wire.Limits) wire.Limits {
 	return l
 }
 
+// deferral is the running record of a blocking single action that was not
+// stored before the step was sent (InvokeRequest.WaitMs): it is stored if
+// the step outlives DeferReserveMs.
+type deferral struct {
+	timer *time.Timer
+	done  chan struct{} // closed when the reservation, once started, ended
+	err   error         // its outcome; read after done
+}
+
+// deferReserve arms the reservation of rec at key.
+func (c *Controller) deferReserve(key string, rec *wire.Activation) *deferral {
+	d := &deferral{done: make(chan struct{})}
+	d.timer = time.AfterFunc(wire.DeferReserveMs*time.Millisecond, func() {
+		defer close(d.done)
+		ctx, cancel := c.storeCtx()
+		defer cancel()
+		d.err = c.reserve(ctx, key, rec)
+	})
+	return d
+}
+
+// settle ends the deferral once the step has an answer: it reports whether
+// the running record was stored or tried (and the outcome), or was never
+// needed.
+func (d *deferral) settle() (reserved bool, err error) {
+	if d.timer.Stop() {
+		return false, nil
+	}
+	<-d.done
+	return true, d.err
+}
+
+// codeReplay is the runtime's refusal of a request id it has seen.
+const codeReplay = "replay"
+
 // execute sends a single action's step to an invoker, stores the complete
 // record and returns it. It runs under the controller's lifetime, not a
-// request's.
-func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte) *wire.Activation {
+// request's. With a deferral (not nil) the running record was not stored
+// before the step was sent.
+func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte, d *deferral) *wire.Activation {
 	run := &wire.RunRequest{
 		ActivationID: a.id,
 		Namespace:    a.runNs,
@@ -298,7 +345,27 @@ func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte)
 	} else {
 		rec = a.completed(c.now(), res)
 	}
-	c.storeAnswered(req, a.key, rec, nil)
+	reserved, rerr := false, error(nil)
+	if d != nil {
+		reserved, rerr = d.settle()
+	}
+	switch {
+	case d == nil || (reserved && !isConflict(rerr)):
+		// (A reservation that failed otherwise may still have landed.)
+		c.storeAnswered(req, a.key, rec, nil)
+	case reserved:
+		// Another activation holds the id (only a replayed request can
+		// make that happen): its records stay as they are.
+		c.log.Error("activation id already used; record not stored", "activation", a.id, "namespace", a.ns)
+	case fail == nil && !res.Executed && res.ErrorCode == codeReplay:
+		// The runtime ran this request id before: this is a copy of a
+		// request, whose record is the original's.
+		c.log.Warn("replayed activation refused by the runtime; record not stored", "activation", a.id, "namespace", a.ns)
+	default:
+		// Done before a running record was needed: the complete record
+		// is the activation's first.
+		c.answer(req, a.key, rec, func() { c.storeFirst(a.key, rec) })
+	}
 	c.account(rec)
 	return rec
 }
@@ -448,12 +515,41 @@ func (c *Controller) store(key string, rec *wire.Activation) {
 // for the writes. If the controller dies first, the running record is
 // closed as lost after its deadline (the caller still got the answer).
 func (c *Controller) storeAnswered(req *wire.InvokeRequest, key string, rec *wire.Activation, components *recordWriter) {
-	write := func() {
+	c.answer(req, key, rec, func() {
 		if components != nil {
 			components.wait()
 		}
 		c.store(key, rec)
+	})
+}
+
+// storeFirst writes the complete record rec at key as the activation's
+// first record (clemmys_activations, with Create: a used id keeps its
+// record).
+func (c *Controller) storeFirst(key string, rec *wire.Activation) {
+	if f := c.beforeStore.Load(); f != nil {
+		(*f)(rec)
 	}
+	value, err := bus.Marshal(rec)
+	if err == nil {
+		ctx, cancel := c.storeCtx()
+		_, err = c.activations.Create(ctx, key, value)
+		cancel()
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// Another activation holds the id (only a copy of a request can
+		// make that happen): its record stays.
+		c.log.Error("activation id already used; record not stored", "activation", rec.ActivationID, "namespace", rec.Namespace)
+		return
+	}
+	if err != nil {
+		c.log.Error("store activation record", "activation", rec.ActivationID, "namespace", rec.Namespace, "err", err)
+	}
+}
+
+// answer runs write, the storing of rec at key: at once for a background
+// activation, else while rec is being answered (see storeAnswered).
+func (c *Controller) answer(req *wire.InvokeRequest, key string, rec *wire.Activation, write func()) {
 	if !req.Blocking {
 		write()
 		return
@@ -561,4 +657,10 @@ func (a *activation) failed(end time.Time, code, msg string) *wire.Activation {
 	rec.ErrorMessage = msg
 	rec.Envelope = a.envelope
 	return rec
+}
+
+// isConflict reports a reservation refused because the id is used.
+func isConflict(err error) bool {
+	we, ok := errors.AsType[*wire.Error](err)
+	return ok && we.Code == wire.CodeConflict
 }

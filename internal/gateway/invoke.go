@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"time"
 
@@ -387,6 +388,23 @@ func (g *Gateway) sealAndSend(ctx context.Context, inv *invocation, steps []step
 	return g.send(ctx, inv, res, &req, timeout)
 }
 
+// confirmRecorded checks that the record of the blocking activation req,
+// about to be answered 202, is in the store, running or complete.
+func (g *Gateway) confirmRecorded(ctx context.Context, req *wire.InvokeRequest) *chainError {
+	ns := req.RecordNamespace
+	if ns == "" {
+		ns = req.Namespace
+	}
+	cctx, cancel := context.WithTimeout(ctx, busTimeout)
+	defer cancel()
+	var rec wire.Activation
+	err := bus.Call(cctx, g.cfg.Conn, wire.SubjectActivationGet, &wire.ActivationRef{Namespace: ns, ActivationID: req.ActivationID, Running: true}, &rec)
+	if err == nil && rec.ActivationID == req.ActivationID && rec.Namespace == ns {
+		return nil
+	}
+	return &chainError{http.StatusBadGateway, "The activation did not answer in time and its record could not be confirmed: it may have been lost with its controller. Look for the activation id later, or invoke again.", err}
+}
+
 // send hands a sealed invocation to the controller and, when blocking,
 // waits for its record.
 func (g *Gateway) send(ctx context.Context, inv *invocation, res *invoked, req *wire.InvokeRequest, timeout time.Duration) (*invoked, *chainError) {
@@ -397,13 +415,23 @@ func (g *Gateway) send(ctx context.Context, inv *invocation, res *invoked, req *
 			wait = min(wait, inv.wait)
 		}
 	}
+	if inv.blocking {
+		// The controller may defer the running record; this gateway
+		// confirms the record is stored before it answers 202.
+		req.WaitMs = uint32(min(wait/time.Millisecond, math.MaxUint32))
+	}
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	g.prewarmSteps(req.Steps) // load steps 1.. while step 0 runs
 	var act wire.Activation
 	err := bus.Call(cctx, g.cfg.Conn, wire.SubjectInvoke, req, &act)
 	if inv.blocking && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return res, nil // still running: 202
+		// Still running: 202, for an activation whose record is stored
+		// (a controller that died before it stored one leaves none).
+		if cerr := g.confirmRecorded(ctx, req); cerr != nil {
+			return res, cerr
+		}
+		return res, nil
 	}
 	if err != nil {
 		res.misplaced = misplaced(err, nil)

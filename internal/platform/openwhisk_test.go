@@ -219,6 +219,16 @@ func TestOpenWhiskActions(t *testing.T) {
 	if rec := e.waitActivation(g, accepted["activationId"]); rec["response"].(map[string]any)["success"] != true {
 		t.Fatalf("slept: %v", rec)
 	}
+	// A wait long enough for the controller to defer the running record
+	// (wire.MinDeferredWaitMs): it is stored when the step outlives
+	// DeferReserveMs, and the gateway confirms it before the 202.
+	st, _ = e.call(g, "POST", api+"/actions/sleep?blocking=true&timeout=1000", map[string]any{"ms": 2500}, &accepted)
+	if st != http.StatusAccepted || len(accepted["activationId"]) != 32 {
+		t.Fatalf("blocking wait past a deferring timeout: %d %v", st, accepted)
+	}
+	if rec := e.waitActivation(g, accepted["activationId"]); rec["response"].(map[string]any)["success"] != true {
+		t.Fatalf("slept: %v", rec)
+	}
 	// A failing activation: 502 (application error).
 	fail := wasmbuild.MustBuild(t, "internal/testfuncs/fail")
 	e.deploy(g, "fail", fail, nil)

@@ -99,13 +99,15 @@ func TestRetentionSoakPlatform(t *testing.T) {
 		if _, err := e.p.Controller.Sweep(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		return c["activations"] == float64(keep) && recs == uint64(keep)
+		// (A blocking activation done within wire.DeferReserveMs has its
+		// complete record as its first and none in clemmys_records.)
+		return c["activations"] == float64(keep) && recs <= uint64(keep)
 	})
 	acts, actBytes := size("clemmys_activations")
 	recs, recBytes := size("clemmys_records")
 	t.Logf("%d invocations; the store holds %d first records (%d bytes) and %d complete records (%d bytes); at most %d first records after a sweep",
 		total, acts, actBytes, recs, recBytes, peak)
-	if acts != uint64(keep) || recs != uint64(keep) || peak > uint64(keep+batch) {
+	if acts != uint64(keep) || recs > uint64(keep) || peak > uint64(keep+batch) {
 		t.Fatalf("activations bucket: %d messages (peak %d), want %d", acts, peak, keep)
 	}
 	var list []map[string]any

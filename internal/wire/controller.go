@@ -139,7 +139,25 @@ type InvokeRequest struct {
 	// Runtime is the runtime the envelope designates on Invoker (what the
 	// runtime checks, repeated for routing).
 	Runtime []byte `cbor:"14,keyasint,omitempty"`
+	// WaitMs is how long the gateway waits for a blocking activation's
+	// record before answering 202 (0: not said). With WaitMs of at least
+	// MinDeferredWaitMs the gateway promises to confirm the record is
+	// stored (ActivationRef.Running) before it answers 202, so the
+	// controller may defer the running record of a single action: one that
+	// completes within DeferReserveMs gets only its complete record,
+	// written once (protocol.md §2.3).
+	WaitMs uint32 `cbor:"15,keyasint,omitempty"`
 }
+
+// Deferred running records (InvokeRequest.WaitMs).
+const (
+	// MinDeferredWaitMs is the shortest gateway wait with which the
+	// controller defers a running record.
+	MinDeferredWaitMs = 1000
+	// DeferReserveMs is how long a blocking single action may run before
+	// the controller stores its running record.
+	DeferReserveMs = 250
+)
 
 // PlaceRequest asks the controller where the steps of an invocation of
 // namespace Namespace would run: Actions[j] is step j's action ("pkg/a").
@@ -230,6 +248,10 @@ type Activation struct {
 type ActivationRef struct {
 	Namespace    string `cbor:"1,keyasint"`
 	ActivationID string `cbor:"2,keyasint"`
+	// Running answers a running record too (End 0), not only a complete
+	// one: the gateway's check that an activation it answers 202 for is
+	// stored.
+	Running bool `cbor:"3,keyasint,omitempty"`
 }
 
 // ActivationList is a page of activations, newest first.
