@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clemmys/clemmys/internal/bus"
@@ -1055,5 +1057,86 @@ func TestAttackReplayAcrossRuntimes(t *testing.T) {
 	}
 	if res.ErrorCode != "replay" || res.Executed {
 		t.Fatalf("replay to the designated runtime: %+v", res)
+	}
+}
+
+// TestAttackReplayedInvokeRequest: the operator copies a blocking
+// invocation's request off the bus and sends it again, as sent and as a
+// background one. The step does not run again (the runtime refuses the
+// request id), and the activation's record is not replaced: the copy of
+// the deferred-record path stores nothing, the background copy is refused
+// by the id's reservation.
+func TestAttackReplayedInvokeRequest(t *testing.T) {
+	e := startWith(t, t.TempDir(), nil)
+	g := e.guest()
+	e.deploy(g, "echo", wasmbuild.MustBuild(t, "internal/testfuncs/echo"), nil)
+	nc, err := e.p.Connect("operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := make(chan []byte, 4)
+	sub, err := nc.Subscribe(wire.SubjectInvoke, func(m *nats.Msg) {
+		select {
+		case copies <- m.Data:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]any
+	st, h := e.call(g, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true", map[string]any{"secret": "s1"}, &res)
+	if st != 200 || res["secret"] != "s1" {
+		t.Fatalf("honest invocation: %d %v", st, res)
+	}
+	sub.Unsubscribe()
+	id := h.Get("X-Openwhisk-Activation-Id")
+	var data []byte
+	select {
+	case data = <-copies:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no invocation request seen on the bus")
+	}
+	req, err := bus.Decode[wire.InvokeRequest](data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.ActivationID != id || !req.Blocking || req.WaitMs < wire.MinDeferredWaitMs {
+		t.Fatalf("captured request %s blocking %v wait %d, want %s blocking with a deferring wait", req.ActivationID, req.Blocking, req.WaitMs, id)
+	}
+	original := e.waitActivation(g, id)
+	executions := func() uint64 {
+		var n uint64
+		for _, iv := range e.p.Invokers {
+			n += iv.Executions()
+		}
+		return n
+	}
+	before := executions()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var act wire.Activation
+	if err := bus.Call(ctx, nc, wire.SubjectInvoke, req, &act); err != nil {
+		t.Fatalf("the copy as sent: %v", err)
+	}
+	if act.ErrorCode != "replay" {
+		t.Fatalf("the copy as sent ran: %+v", act)
+	}
+	background := *req
+	background.Blocking = false
+	err = bus.Call(ctx, nc, wire.SubjectInvoke, &background, &act)
+	if we, ok := errors.AsType[*wire.Error](err); !ok || we.Code != wire.CodeConflict {
+		t.Fatalf("the background copy: %v %+v, want a conflict", err, act)
+	}
+	if n := executions(); n != before {
+		t.Fatalf("the copies ran %d steps", n-before)
+	}
+	after := e.waitActivation(g, id)
+	if fmt.Sprint(after["response"]) != fmt.Sprint(original["response"]) || fmt.Sprint(after["end"]) != fmt.Sprint(original["end"]) {
+		t.Fatalf("the record changed:\nbefore %v\nafter  %v", original, after)
 	}
 }
