@@ -15,7 +15,11 @@
 // it has them loaded, and the controller files a component record for each
 // step either way. A blocking invocation is answered while its complete
 // records are written (storeAnswered); until then reads find them in
-// Controller.answered.
+// Controller.answered. A blocking single action whose gateway confirms
+// records before a 202 (wire.InvokeRequest.WaitMs) is sent without a
+// reservation: its running record is stored only if it runs longer than
+// wire.DeferReserveMs, else its complete record is written once as its
+// first (invoke.go, deferral).
 //
 // Concurrency (which lock guards what, and the lock order):
 //

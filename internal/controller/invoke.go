@@ -306,6 +306,9 @@ func (c *Controller) deferReserve(key string, rec *wire.Activation) *deferral {
 		ctx, cancel := c.storeCtx()
 		defer cancel()
 		d.err = c.reserve(ctx, key, rec)
+		if d.err != nil && !isConflict(d.err) {
+			c.log.Error("store running record", "activation", rec.ActivationID, "namespace", rec.Namespace, "err", d.err)
+		}
 	})
 	return d
 }
