@@ -100,6 +100,73 @@ func Run(fn func(params map[string]any) (map[string]any, error)) {
 	os.Exit(run(os.Stdin, stdout, os.Stderr, fn))
 }
 
+// Handle registers fn as the function of this module. Call it in an init
+// function:
+//
+//	func init() { sdk.Handle(hello) }
+//	func main() { sdk.Main() }
+//
+// Built as a WASI reactor (GOOS=wasip1 GOARCH=wasm go build
+// -buildmode=c-shared), the module's main never runs: the platform calls
+// the module for each activation, on the goroutine that handles it, which
+// is the fastest convention (no hand-off between the platform's goroutines
+// per activation). Built as a command (without -buildmode), Main serves
+// the registered function as Run does. Each activation gets the params on
+// stdin and writes one result line; bad params and returned errors are
+// reported as in Run's loop, and a panic ends the instance (exit status 2).
+func Handle(fn func(params map[string]any) (map[string]any, error)) { handler = fn }
+
+// Main runs the function registered with Handle as Run does (a command
+// build of the same source). Main does not return.
+func Main() {
+	if handler == nil {
+		fmt.Fprintln(os.Stderr, "sdk: Main called without a function: call sdk.Handle(fn) in an init function")
+		os.Exit(exitDeveloperErr)
+	}
+	Run(handler)
+}
+
+// handler is the function registered with Handle.
+var handler func(map[string]any) (map[string]any, error)
+
+// noHandler is the error of a reactor build that registered no function.
+const noHandler = "this module was built as a reactor (-buildmode=c-shared), whose main never runs, and registered no function: call sdk.Handle(fn) in an init function"
+
+// react serves one reactor activation without the process: the params are
+// what stdin holds until its end. It reports whether the instance must end
+// (a panic, or stdout failing).
+func react(stdin io.Reader, stdout, stderr io.Writer, fn func(map[string]any) (map[string]any, error)) (fatal bool) {
+	if fn == nil {
+		fail(stdout, stderr, exitDeveloperErr, noHandler)
+		return true
+	}
+	params, err := readParams(stdin)
+	if err != nil {
+		fail(stdout, stderr, exitDeveloperErr, err.Error())
+		return false
+	}
+	result, panicked, err := call(fn, params, stderr)
+	switch {
+	case panicked:
+		fail(stdout, stderr, exitDeveloperErr, "function panicked")
+		return true
+	case err != nil:
+		fail(stdout, stderr, exitApplicationErr, err.Error())
+		return false
+	}
+	out, err := encode(result)
+	if err != nil {
+		fmt.Fprintf(stderr, "sdk: cannot encode result: %v\n", err)
+		fail(stdout, stderr, exitDeveloperErr, "function result is not valid JSON")
+		return false
+	}
+	if _, err := stdout.Write(out); err != nil {
+		fmt.Fprintf(stderr, "sdk: cannot write result: %v\n", err)
+		return true
+	}
+	return false
+}
+
 // LoopEnv is the environment variable that selects the loop convention.
 const LoopEnv = "CLEMMYS_LOOP"
 

@@ -10,10 +10,15 @@ import (
 	"strings"
 )
 
-// goBuild runs `go build -trimpath [-tags TAGS] -o out pkg` in root.
+// goBuild runs `go build -trimpath [-tags TAGS] -o out pkg` in root; tags
+// "buildmode=c-shared" builds a WASI reactor instead.
 func goBuild(ctx context.Context, root, out, pkg, tags string, env ...string) error {
 	args := []string{"build", "-trimpath", "-buildvcs=false"}
-	if tags != "" {
+	switch tags {
+	case "":
+	case reactorBuild:
+		args = append(args, "-buildmode=c-shared")
+	default:
 		args = append(args, "-tags", tags)
 	}
 	args = append(args, "-o", out, pkg)
@@ -28,11 +33,20 @@ func goBuild(ctx context.Context, root, out, pkg, tags string, env ...string) er
 	return nil
 }
 
+// reactorBuild as goBuild's tags builds a WASI reactor.
+const reactorBuild = "buildmode=c-shared"
+
 // buildWasm compiles a function of the source tree (e.g. ./examples/hello)
-// to WebAssembly.
+// to WebAssembly: examples/hello as a reactor (sdk.Handle, the fastest
+// calling convention, as its package comment recommends), the others as
+// commands.
 func buildWasm(ctx context.Context, root, dir, pkg string) ([]byte, error) {
 	out := filepath.Join(dir, strings.ReplaceAll(strings.Trim(pkg, "./"), "/", "_")+".wasm")
-	if err := goBuild(ctx, root, out, pkg, "", "GOOS=wasip1", "GOARCH=wasm"); err != nil {
+	mode := ""
+	if pkg == "./examples/hello" {
+		mode = reactorBuild
+	}
+	if err := goBuild(ctx, root, out, pkg, mode, "GOOS=wasip1", "GOARCH=wasm"); err != nil {
 		return nil, err
 	}
 	return os.ReadFile(out)

@@ -82,6 +82,9 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 //     every activation was run before warm instances): the Go runtime
 //     inside the guest starts each time;
 //   - warm: the loop convention, an idle instance reused;
+//   - warm-reactor: the reactor convention (hello built with
+//     -buildmode=c-shared), an idle instance called on the benchmark's
+//     goroutine;
 //   - fresh: the loop convention with a fresh instance per activation
 //     (sdk/fresh), taken from pre-initialized ones started in the
 //     background (the counterfresh test function, as small as hello).
@@ -92,6 +95,13 @@ func BenchmarkRunHello(b *testing.B) {
 	in := []byte(`{"name":"bench"}`)
 	b.Run("cold", func(b *testing.B) { benchmarkRun(b, oneShotModule(b, pkgHello), in) })
 	b.Run("warm", func(b *testing.B) { benchmarkRun(b, goModule(b, pkgHello), in) })
+	b.Run("warm-reactor", func(b *testing.B) {
+		m, err := sharedEngine().Compile(context.Background(), wasmbuild.MustBuildReactor(b, pkgHello))
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchmarkRun(b, m, in)
+	})
 	b.Run("fresh", func(b *testing.B) { benchmarkRun(b, goModule(b, pkgFresh), in) })
 	b.Run("fresh-paced", func(b *testing.B) {
 		m := goModule(b, pkgFresh)

@@ -21,6 +21,10 @@ const (
 	// freshExport marks a module whose every activation must run in an
 	// instance that served no other activation.
 	freshExport = "clemmys.fresh.v1"
+	// reactorExport is the function a reactor module (one that exports
+	// _initialize) serves each activation with, called on the caller's
+	// goroutine: params on stdin, result line on stdout, logs on stderr.
+	reactorExport = "clemmys.reactor.v1"
 	// LoopEnv is the environment variable, set to "1", that tells a guest
 	// exporting loopExport to serve activations in a loop.
 	LoopEnv = "CLEMMYS_LOOP"

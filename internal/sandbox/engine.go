@@ -111,6 +111,7 @@ type compiled struct {
 	name     string // argv[0]
 	minPages uint32 // initial memory pages
 	loop     bool   // speaks the loop convention (exports loopExport or loopV2Export)
+	reactor  bool   // a reactor: exports _initialize and reactorExport (reactor.go)
 	loopV2   bool   // with activation metadata (exports loopV2Export)
 	fresh    bool   // wants a fresh instance per activation (exports freshExport)
 	hasStart bool   // has a start function, exported as startExport
@@ -331,12 +332,26 @@ const internalCompilerError = "internal compiler error"
 // run with the host functions wasi, records its calling convention in c and
 // returns its initial memory size in pages.
 func validate(cm wazero.CompiledModule, c *compiled, wasi map[string]api.FunctionDefinition) (uint32, error) {
-	start, ok := cm.ExportedFunctions()["_start"]
-	if !ok {
-		return 0, errors.New(`not a WASI command module: no exported function "_start" (reactor modules are not supported)`)
-	}
-	if len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
-		return 0, errors.New(`"_start" must take no parameters and return no results`)
+	exports := cm.ExportedFunctions()
+	start, command := exports["_start"]
+	initialize, reactor := exports["_initialize"]
+	switch {
+	case command && reactor:
+		return 0, errors.New(`exports both "_start" and "_initialize": a WASI module is a command or a reactor, not both`)
+	case reactor:
+		if len(initialize.ParamTypes()) != 0 || len(initialize.ResultTypes()) != 0 {
+			return 0, errors.New(`"_initialize" must take no parameters and return no results`)
+		}
+		if _, ok := exports[reactorExport]; !ok {
+			return 0, fmt.Errorf(`a reactor module must export %q, the function each activation calls (package sdk's Handle provides it)`, reactorExport)
+		}
+		c.reactor = true
+	case command:
+		if len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
+			return 0, errors.New(`"_start" must take no parameters and return no results`)
+		}
+	default:
+		return 0, errors.New(`not a WASI module: it exports neither "_start" (a command) nor "_initialize" (a reactor)`)
 	}
 	if len(cm.ImportedMemories()) != 0 {
 		return 0, errors.New("imported memories are not supported")
@@ -345,11 +360,11 @@ func validate(cm wazero.CompiledModule, c *compiled, wasi map[string]api.Functio
 	if !ok {
 		return 0, errors.New(`a WASI module must export its memory as "memory"`)
 	}
-	exports := cm.ExportedFunctions()
+	var hasReactor bool
 	for _, marker := range []struct {
 		name string
 		set  *bool
-	}{{loopExport, &c.loop}, {loopV2Export, &c.loopV2}, {freshExport, &c.fresh}, {startExport, &c.hasStart}} {
+	}{{loopExport, &c.loop}, {loopV2Export, &c.loopV2}, {freshExport, &c.fresh}, {startExport, &c.hasStart}, {reactorExport, &hasReactor}} {
 		f, ok := exports[marker.name]
 		if !ok {
 			continue
@@ -359,7 +374,8 @@ func validate(cm wazero.CompiledModule, c *compiled, wasi map[string]api.Functio
 		}
 		*marker.set = true
 	}
-	c.loop = c.loop || c.loopV2
+	c.loop = (c.loop || c.loopV2) && !c.reactor // a reactor's loop markers (sdk exports them in every build) are not used
+	c.loopV2 = c.loopV2 && c.loop
 	for _, f := range cm.ImportedFunctions() {
 		module, name, _ := f.Import()
 		if module != wasiModule {

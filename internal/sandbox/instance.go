@@ -51,6 +51,16 @@ type instance struct {
 	served  int           // activations attached so far
 	current int           // the attached activation (its number in served), 0 if none
 
+	// A reactor instance (reactor.go) has no goroutine: its code runs on
+	// the activation's. entry is its reactorExport; initialized is set by
+	// the goroutine that ran _initialize; busy (guarded by mu) while code
+	// runs; finished (guarded by mu) once closed.
+	reactor     bool
+	entry       api.Function
+	initialized bool
+	busy        bool
+	finished    bool
+
 	idleTimer *time.Timer // guarded by Engine.poolMu
 	idleBytes uint64      // memory counted in Engine.idleBytes; guarded by Engine.poolMu
 }
@@ -115,8 +125,13 @@ func (e *Engine) newInstance(c *compiled, b *binding, limit uint64, loop bool) (
 	if in.halted != nil { // Engine.Close ran meanwhile
 		in.stop.Set(1)
 	}
+	if c.reactor {
+		in.reactor, in.entry = true, mod.ExportedFunction(reactorExport)
+	}
 	in.mu.Unlock()
-	go in.serve()
+	if !c.reactor {
+		go in.serve()
+	}
 	return in, nil
 }
 
@@ -450,6 +465,9 @@ func (e *Engine) prestart(c *compiled, b *binding, limit uint64) {
 	e.poolMu.Unlock()
 	go func() {
 		in, err := e.newInstance(c, b, limit, true)
+		if err == nil && in.reactor && !in.prestartReactor() {
+			err = ErrClosed
+		}
 		e.poolMu.Lock()
 		b.starting = false
 		e.poolMu.Unlock()
@@ -463,7 +481,13 @@ func (e *Engine) prestart(c *compiled, b *binding, limit uint64) {
 
 // close ends an instance that serves no activation: end of file on stdin
 // (an SDK guest exits cleanly) and a halt in case it does not read.
-func (in *instance) close() { in.halt(ErrClosed) }
+func (in *instance) close() {
+	if in.reactor {
+		in.closeReactor(ErrClosed)
+		return
+	}
+	in.halt(ErrClosed)
+}
 
 // instantiationError is the error for an instance that could not be made.
 func instantiationError(err error) error {

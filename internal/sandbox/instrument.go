@@ -83,6 +83,7 @@ type instrumenter struct {
 	start     uint32 // the start function
 	hasStart  bool   // the module has a start section
 	command   bool   // the module exports a function "_start"
+	reactor   bool   // the module exports a function "_initialize"
 }
 
 // instrument returns a copy of wasm with interruption checks (see above).
@@ -145,9 +146,9 @@ func instrument(wasm []byte) ([]byte, error) {
 	switch {
 	case r.err != nil:
 		return nil, r.err
-	case !in.command:
+	case !in.command && !in.reactor:
 		// validate would say the same, after compiling.
-		return nil, fmt.Errorf(`%w: not a WASI command module: no exported function "_start" (reactor modules are not supported)`, ErrInvalidModule)
+		return nil, fmt.Errorf(`%w: not a WASI module: it exports neither "_start" (a command) nor "_initialize" (a reactor)`, ErrInvalidModule)
 	case in.memories == 0:
 		// memory.grow needs one; a command module must have it anyway.
 		return nil, fmt.Errorf(`%w: a WASI module must export its memory as "memory"`, ErrInvalidModule)
@@ -223,8 +224,9 @@ func (in *instrumenter) section(id byte, body []byte) {
 			if (name == stopExport || name == startExport) && r.err == nil {
 				r.failf("export name %q is reserved", name)
 			}
-			if kind := r.u8(); name == "_start" && kind == kindFunc {
-				in.command = true
+			if kind := r.u8(); kind == kindFunc {
+				in.command = in.command || name == "_start"
+				in.reactor = in.reactor || name == "_initialize"
 			}
 			r.u32()
 		}

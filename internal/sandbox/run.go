@@ -130,6 +130,9 @@ func (m *Module) RunActivation(ctx context.Context, act Activation, lim Limits) 
 		return &Result{Duration: time.Since(start)}, err
 	}
 	c := m.c
+	if c.reactor {
+		return m.runReactor(ctx, in, warm, input, lim, start)
+	}
 	line, eof := input, true
 	switch {
 	case m.loop() && c.loopV2:
@@ -196,6 +199,10 @@ func (m *Module) RunActivation(ctx context.Context, act Activation, lim Limits) 
 // loop reports whether m's activations use the loop convention.
 func (m *Module) loop() bool { return m.c.loop && !m.oneShot }
 
+// warm reports whether m's instances serve more than one activation: the
+// loop convention's and a reactor's (which has no one-shot form).
+func (m *Module) warm() bool { return m.loop() || m.c.reactor }
+
 // closed reports whether ch is closed.
 func closed(ch <-chan struct{}) bool {
 	select {
@@ -215,7 +222,7 @@ func (m *Module) acquire(limit uint64) (in *instance, warm bool, err error) {
 		return nil, false, ErrClosed
 	}
 	c := m.c
-	if m.loop() {
+	if m.warm() {
 		in = m.e.take(c, m.b, limit)
 	}
 	if in == nil {
@@ -223,7 +230,7 @@ func (m *Module) acquire(limit uint64) (in *instance, warm bool, err error) {
 	} else {
 		warm = true
 	}
-	if err == nil && m.loop() && c.fresh && m.e.cfg.Prestart > 0 {
+	if err == nil && m.warm() && c.fresh && m.e.cfg.Prestart > 0 {
 		m.e.prestart(c, m.b, limit) // the next activation's instance
 	}
 	return in, warm, err

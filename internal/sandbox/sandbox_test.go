@@ -350,9 +350,14 @@ func TestCompileInvalid(t *testing.T) {
 		{"empty module", wasmModule{}.bytes(), "_start"},
 		{"truncated hello", hello[:len(hello)/2], ""},
 		{"hello with a flipped byte in the code", flip(hello, len(hello)/3), ""},
-		{"reactor (no _start)", func() []byte {
+		{"reactor without its entry point", func() []byte {
 			m := command(nil)
 			m.exports[0].name = "_initialize"
+			return m.bytes()
+		}(), reactorExport},
+		{"neither command nor reactor", func() []byte {
+			m := command(nil)
+			m.exports[0].name = "main"
 			return m.bytes()
 		}(), "_start"},
 		{"_start takes params", func() []byte {

@@ -18,4 +18,7 @@
 //   - counter: counts the activations its instance served (warm reuse);
 //     params make it fail, panic, exit, spin, log or write around the sdk.
 //   - counterfresh: counter built with sdk/fresh: always a fresh instance.
+//   - reactor: registers with sdk.Handle, built as a reactor
+//     (wasmbuild.BuildReactor) or a command; counts, echoes, and misbehaves
+//     on param "mode" (spin, panic, exit, error, grow, big, print).
 package testfuncs

@@ -34,10 +34,30 @@ type build struct {
 // the same package build it once. The build runs in a temporary directory
 // with the module root located from this source file, so Build works from
 // any package's tests. The returned slice is shared: do not modify it.
-func Build(pkg string) ([]byte, error) {
-	v, _ := builds.LoadOrStore(pkg, new(build))
+func Build(pkg string) ([]byte, error) { return buildAs(pkg, false) }
+
+// BuildReactor is Build as a WASI reactor (-buildmode=c-shared): package
+// sdk's Handle serves its activations (the reactor convention).
+func BuildReactor(pkg string) ([]byte, error) { return buildAs(pkg, true) }
+
+// MustBuildReactor is BuildReactor for tests: it fails t on error.
+func MustBuildReactor(t testing.TB, pkg string) []byte {
+	t.Helper()
+	wasm, err := BuildReactor(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm
+}
+
+func buildAs(pkg string, reactor bool) ([]byte, error) {
+	key := pkg
+	if reactor {
+		key += "\x00reactor"
+	}
+	v, _ := builds.LoadOrStore(key, new(build))
 	b := v.(*build)
-	b.once.Do(func() { b.wasm, b.err = compile(pkg) })
+	b.once.Do(func() { b.wasm, b.err = compile(pkg, reactor) })
 	return b.wasm, b.err
 }
 
@@ -51,7 +71,7 @@ func MustBuild(t testing.TB, pkg string) []byte {
 	return wasm
 }
 
-func compile(pkg string) ([]byte, error) {
+func compile(pkg string, reactor bool) ([]byte, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return nil, err
@@ -80,7 +100,11 @@ func compile(pkg string) ([]byte, error) {
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, "out.wasm")
 
-	cmd := exec.Command(goTool, "build", "-trimpath", "-o", out, target)
+	args := []string{"build", "-trimpath", "-o", out}
+	if reactor {
+		args = append(args, "-buildmode=c-shared")
+	}
+	cmd := exec.Command(goTool, append(args, target)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	var output bytes.Buffer
