@@ -43,18 +43,18 @@ const (
 // JetStream API request that loses such a race may never be answered).
 func KV(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	return open(ctx, js, bucket, "KV_"+bucket, replicas,
+	return retrying(open(ctx, js, bucket, "KV_"+bucket, replicas,
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) },
-		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) }))
 }
 
 // KVWithTTL is KV for a bucket whose entries expire ttl after they are
 // written.
 func KVWithTTL(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{Bucket: bucket, History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)}
-	return open(ctx, js, bucket, "KV_"+bucket, replicas,
+	return retrying(open(ctx, js, bucket, "KV_"+bucket, replicas,
 		func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, bucket) },
-		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) }))
 }
 
 // Objects opens the object store named bucket, creating it if needed with
@@ -64,6 +64,14 @@ func Objects(ctx context.Context, js jetstream.JetStream, bucket string, replica
 	return open(ctx, js, bucket, "OBJ_"+bucket, replicas,
 		func(ctx context.Context) (jetstream.ObjectStore, error) { return js.ObjectStore(ctx, bucket) },
 		func(ctx context.Context) (jetstream.ObjectStore, error) { return js.CreateObjectStore(ctx, cfg) })
+}
+
+// retrying wraps an opened bucket in retryKV.
+func retrying(kv jetstream.KeyValue, err error) (jetstream.KeyValue, error) {
+	if err != nil {
+		return nil, err
+	}
+	return retryKV{kv}, nil
 }
 
 // attemptTimeout bounds one JetStream API request of open.
