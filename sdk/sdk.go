@@ -1,30 +1,35 @@
 // Package sdk is the Go SDK for writing clemmys functions.
 //
-// A clemmys function is a WASI command module. In the one-shot calling
-// convention it reads its parameters as one JSON object on stdin, writes its
-// result as one JSON object on stdout and writes logs to stderr. In the loop
-// convention, which the platform uses for functions built with this package,
-// one instance serves many activations: it reads one line of params JSON per
-// activation and writes one line of result JSON for each (see Run). With
-// this package a function is an ordinary Go function, the same for both:
+// A clemmys function is a WASI module that the platform calls with its
+// parameters as one JSON object on stdin; it writes its result as one JSON
+// object on stdout and its logs to stderr. With this package a function is
+// an ordinary Go function:
 //
 //	package main
 //
 //	import "github.com/clemmys/clemmys/sdk"
 //
-//	func main() { sdk.Run(hello) }
+//	func init() { sdk.Handle(hello) }
+//	func main() { sdk.Main() }
 //
 //	func hello(params map[string]any) (map[string]any, error) {
 //		name, _ := params["name"].(string)
 //		return map[string]any{"greeting": "Hello " + name + "!"}, nil
 //	}
 //
-// Build it for the platform with
+// Build it for the platform as a WASI reactor, the fastest calling
+// convention (the platform calls the function directly for each
+// activation; main never runs), with
 //
-//	GOOS=wasip1 GOARCH=wasm go build -o hello.wasm ./examples/hello
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o hello.wasm ./examples/hello
 //
-// The same code compiles natively, so the function can be unit-tested like
-// any other Go code.
+// or, without -buildmode, as a command: Main then serves the function in
+// the loop convention, one instance serving many activations by reading
+// one line of params JSON per activation and writing one line of result
+// JSON for each (see Run). Functions written for older versions of this
+// package call Run in main and are commands; they keep working. The same
+// code compiles natively, so the function can be unit-tested like any
+// other Go code.
 //
 // Warm instances: between the activations an instance serves, the
 // function's global variables keep their values (as in a warm OpenWhisk

@@ -33,7 +33,8 @@ import (
 const initUsage = `Usage:
   clemmys init go DIR [--sdk CHECKOUT] [--name NAME]
                         a Go function: go.mod, main.go, main_test.go,
-                        build.sh (GOOS=wasip1 GOARCH=wasm go build), and a
+                        build.sh (GOOS=wasip1 GOARCH=wasm go build
+                        -buildmode=c-shared: a WASI reactor), and a
                         copy of the SDK in DIR/clemmys-sdk (or, with --sdk,
                         a replace to the clemmys source checkout CHECKOUT)
   clemmys init js DIR [--name NAME]
@@ -124,7 +125,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) int {
 next:
   cd %[2]s
   go test ./...                                # test it natively
-  ./build.sh                                   # GOOS=wasip1 GOARCH=wasm go build -o %[1]s.wasm .
+  ./build.sh                                   # GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o %[1]s.wasm .
   clemmys action create %[1]s %[1]s.wasm
   clemmys action invoke %[1]s -p name Ada -r
 `, n, dir)

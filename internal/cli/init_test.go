@@ -46,7 +46,7 @@ func TestInitFiles(t *testing.T) {
 			t.Errorf("the SDK copy holds %s", n)
 		}
 	}
-	if files["build.sh"].mode != 0o755 || !bytes.Contains(files["build.sh"].data, []byte("GOOS=wasip1 GOARCH=wasm go build -trimpath -o fn.wasm .")) {
+	if files["build.sh"].mode != 0o755 || !bytes.Contains(files["build.sh"].data, []byte("GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o fn.wasm .")) {
 		t.Errorf("build.sh: %o %s", files["build.sh"].mode, files["build.sh"].data)
 	}
 	if !bytes.Contains(files["go.mod"].data, []byte("module fn\n\ngo "+sdkGoVersion+"\n")) {

@@ -1,4 +1,4 @@
-// Package sandbox runs WebAssembly functions (WASI command modules) with
+// Package sandbox runs WebAssembly functions (WASI commands and reactors) with
 // wazero's compiler engine, under memory, time, output and log limits.
 //
 // It is part of the enclave runtime, the trusted computing base, so it
@@ -48,6 +48,17 @@
 // are sent as a JSON string. Everything else is as in version 1. The
 // JavaScript engine (internal/jsengine) speaks it.
 //
+// Reactor: a module without "_start" that exports "clemmys.reactor.v1"
+// ([] -> []; package sdk's Handle, in a -buildmode=c-shared build) and
+// usually "_initialize". Its instance has no goroutine of its own: the
+// activation's goroutine runs "_initialize" once, in a new instance, then
+// calls "clemmys.reactor.v1" with the params on stdin followed by end of
+// file; the call's return ends the activation, and what the guest wrote to
+// stdout and stderr during it is the result and the logs (reactor.go). No
+// hand-off between goroutines and no line framing: for a small Go function
+// about half the host time of the loop. A reactor without the entry, or a
+// module with both "_start" and the entry, is refused at Compile.
+//
 // The convention is decided by the module's code: an export is part of the
 // code, bound to its digest, so what runs is what the owner built, and a
 // WASI command that exports nothing keeps the one-shot convention. An
@@ -69,7 +80,7 @@
 //
 // # Warm and fresh instances
 //
-// A loop-convention activation takes an idle instance of the module if one
+// A loop- or reactor-convention activation takes an idle instance of the module if one
 // exists (most recently used first), else starts one. When the activation
 // succeeded or failed cleanly (an application error, bad params: the
 // result line came and the guest asks for more), the instance goes back to
