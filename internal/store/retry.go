@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,7 +15,8 @@ import (
 // leader is being elected (a node restarting, a busy machine), its API
 // requests find nobody to answer and fail at once. Such a request reached
 // no stream, so trying it again cannot apply it twice. Other errors, and
-// the end of the caller's context, are returned as they are.
+// the end of the caller's context, are returned as they are. Reads are
+// also tried again when an attempt got no answer (retryRead).
 type retryKV struct{ jetstream.KeyValue }
 
 // retryWaits are the pauses between attempts (about 3 s in all).
@@ -23,7 +25,7 @@ var retryWaits = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 
 func retry[T any](ctx context.Context, op func() (T, error)) (T, error) {
 	v, err := op()
 	for _, wait := range retryWaits {
-		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, errUnanswered) {
 			return v, err
 		}
 		t := time.NewTimer(wait)
@@ -39,12 +41,43 @@ func retry[T any](ctx context.Context, op func() (T, error)) (T, error) {
 }
 
 func (k retryKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
-	return retry(ctx, func() (jetstream.KeyValueEntry, error) { return k.KeyValue.Get(ctx, key) })
+	return retryRead(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return k.KeyValue.Get(ctx, key) })
 }
 
 func (k retryKV) GetRevision(ctx context.Context, key string, revision uint64) (jetstream.KeyValueEntry, error) {
-	return retry(ctx, func() (jetstream.KeyValueEntry, error) { return k.KeyValue.GetRevision(ctx, key, revision) })
+	return retryRead(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return k.KeyValue.GetRevision(ctx, key, revision)
+	})
 }
+
+// readAttempt bounds one attempt of a read. A read sent to a stream leader
+// that then dies is never answered: without a bound it would wait out the
+// caller's whole deadline, although the new leader (elected within
+// seconds) would answer a second request at once.
+var readAttempt = 2 * time.Second
+
+// retryRead is retry for reads, which can be repeated safely: an attempt
+// that got no answer within readAttempt is also tried again, while the
+// caller's context lasts.
+func retryRead[T any](ctx context.Context, op func(context.Context) (T, error)) (T, error) {
+	attempt := func() (T, error) {
+		if d, ok := ctx.Deadline(); ok && time.Until(d) <= readAttempt {
+			return op(ctx)
+		}
+		actx, cancel := context.WithTimeout(ctx, readAttempt)
+		defer cancel()
+		v, err := op(actx)
+		if err != nil && ctx.Err() == nil && actx.Err() != nil {
+			// The attempt, not the caller, ran out of time.
+			err = fmt.Errorf("%w: %w", errUnanswered, err)
+		}
+		return v, err
+	}
+	return retry(ctx, attempt)
+}
+
+// errUnanswered marks a read attempt that got no answer in readAttempt.
+var errUnanswered = errors.New("store: read unanswered")
 
 func (k retryKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
 	return retry(ctx, func() (uint64, error) { return k.KeyValue.Put(ctx, key, value) })
