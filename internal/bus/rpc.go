@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,13 +16,13 @@ import (
 )
 
 var (
-	encMode cbor.EncMode
+	encMode cbor.UserBufferEncMode
 	decMode cbor.DecMode
 )
 
 func init() {
 	var err error
-	encMode, err = cbor.CoreDetEncOptions().EncMode()
+	encMode, err = cbor.CoreDetEncOptions().UserBufferEncMode()
 	if err != nil {
 		panic(err)
 	}
@@ -47,6 +48,12 @@ type reply struct {
 	Body cbor.RawMessage `cbor:"2,keyasint,omitempty"`
 }
 
+// bodyHead is how the CBOR of a reply with only a Body begins: a map of one
+// pair (0xa1) whose key is 2. The body's own encoding follows as it is, so
+// a body is encoded straight after these two bytes and decoded from after
+// them: once each way, not again inside the frame.
+var bodyHead = [2]byte{0xa1, 0x02}
+
 // Call sends req to subject and decodes the response into resp (which may be
 // nil). A *wire.Error returned by the remote handler is returned as is, so
 // callers can branch on its code with errors.As.
@@ -61,6 +68,18 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 			return &wire.Error{Code: wire.CodeUnavailable, Message: "service unavailable: " + subject}
 		}
 		return fmt.Errorf("bus: request %s: %w", subject, err)
+	}
+	if d := msg.Data; len(d) > len(bodyHead) && [2]byte(d) == bodyHead {
+		// The common reply, a Body: decoding it from after the head
+		// checks what Unmarshal of the frame would (one well-formed item,
+		// nothing after it) without decoding it twice.
+		if resp == nil {
+			return nil
+		}
+		if err := Unmarshal(d[len(bodyHead):], resp); err != nil {
+			return fmt.Errorf("bus: decode body of %s: %w", subject, err)
+		}
+		return nil
 	}
 	var r reply
 	if err := Unmarshal(msg.Data, &r); err != nil {
@@ -175,12 +194,19 @@ func respond(ctx context.Context, log *slog.Logger, subject string, m *nats.Msg,
 			r.Err = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
 		}
 	} else if body != nil {
-		b, err := Marshal(body)
-		if err != nil {
+		if m.Reply == "" {
+			return
+		}
+		var buf bytes.Buffer
+		buf.Write(bodyHead[:])
+		if err := encMode.MarshalToBuffer(body, &buf); err != nil {
 			log.Error("bus encode reply", "subject", subject, "err", err)
 			r.Err = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
 		} else {
-			r.Body = b
+			if err := m.Respond(buf.Bytes()); err != nil {
+				log.Warn("bus respond", "subject", subject, "err", err)
+			}
+			return
 		}
 	}
 	sendReply(log, subject, m, &r)
