@@ -193,23 +193,26 @@ func respond(ctx context.Context, log *slog.Logger, subject string, m *nats.Msg,
 			log.Error("bus handler failed", "subject", subject, "err", err)
 			r.Err = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
 		}
-	} else if body != nil {
-		if m.Reply == "" {
+	} else if body != nil && m.Reply != "" {
+		data, err := bodyFrame(body)
+		if err == nil {
+			respondWith(log, subject, m, data)
 			return
 		}
-		var buf bytes.Buffer
-		buf.Write(bodyHead[:])
-		if err := encMode.MarshalToBuffer(body, &buf); err != nil {
-			log.Error("bus encode reply", "subject", subject, "err", err)
-			r.Err = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
-		} else {
-			if err := m.Respond(buf.Bytes()); err != nil {
-				log.Warn("bus respond", "subject", subject, "err", err)
-			}
-			return
-		}
+		log.Error("bus encode reply", "subject", subject, "err", err)
+		r.Err = &wire.Error{Code: wire.CodeInternal, Message: "internal error"}
 	}
 	sendReply(log, subject, m, &r)
+}
+
+// bodyFrame is the reply frame of body: bodyHead, then body's encoding.
+func bodyFrame(body any) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Write(bodyHead[:])
+	if err := encMode.MarshalToBuffer(body, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func sendReply(log *slog.Logger, subject string, m *nats.Msg, r *reply) {
@@ -219,6 +222,14 @@ func sendReply(log *slog.Logger, subject string, m *nats.Msg, r *reply) {
 	data, err := Marshal(r)
 	if err != nil {
 		log.Error("bus encode reply frame", "subject", subject, "err", err)
+		return
+	}
+	respondWith(log, subject, m, data)
+}
+
+// respondWith sends an encoded reply frame to m's requester.
+func respondWith(log *slog.Logger, subject string, m *nats.Msg, data []byte) {
+	if m.Reply == "" {
 		return
 	}
 	if err := m.Respond(data); err != nil {

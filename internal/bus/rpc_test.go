@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/clemmys/clemmys/internal/wire"
@@ -33,28 +32,23 @@ func TestBodyHeadIsTheFrame(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var buf bytes.Buffer
-		buf.Write(bodyHead[:])
-		if err := encMode.MarshalToBuffer(body, &buf); err != nil {
+		got, err := bodyFrame(body)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(frame, buf.Bytes()) {
-			t.Errorf("%#v: frame %x, head+body %x", body, frame, buf.Bytes())
+		if !bytes.Equal(frame, got) {
+			t.Errorf("%#v: frame %x, head+body %x", body, frame, got)
 		}
 	}
 }
 
 func TestCallServe(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	srv, err := Start(context.Background(), Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Start()
 	defer srv.Shutdown()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := srv.Connect("test")
 	if err != nil {
 		t.Fatal(err)
 	}
