@@ -84,8 +84,9 @@
 // module if one exists (most recently used first), else starts one. When
 // the activation succeeded or failed cleanly (an application error, bad
 // params: the result came and the guest asks for more), the instance goes
-// back to the pool; an instance that timed out, was cancelled, exceeded its memory
-// or output, trapped, exited or wrote anything but one line is discarded.
+// back to the pool; an instance that timed out, was cancelled, exceeded
+// its memory or output, trapped, exited or wrote anything but one line is
+// discarded.
 // Between the activations of a warm instance the function's global state
 // persists, as in a warm OpenWhisk container. Idle instances are bounded
 // in number per module and per Engine, and in memory per Engine (a wasm
