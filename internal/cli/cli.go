@@ -172,6 +172,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 	replicas := fs.Int("replicas", 1, "replicas of the JetStream buckets: 1, or 3 with --nats on a cluster of 3 or more nodes")
 	nf := addNATSFlags(fs, false)
 	th := throttleFlags(fs)
+	direct := fs.Bool("direct", true, "send warm blocking invocations straight to their invoker (false: every invocation through the controller)")
 	retention := retentionFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -243,7 +244,7 @@ func cmdUp(args []string, stdout, stderr io.Writer) int {
 		InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
 		FiresPerMinute: th.config(th.fires),
 		NATS:           nf.options(log), Replicas: *replicas,
-		JSEngines: engines, PrecompileJSEngine: true,
+		JSEngines: engines, PrecompileJSEngine: true, NoDirect: !*direct,
 	})
 	cancel()
 	if err != nil {

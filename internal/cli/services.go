@@ -345,6 +345,7 @@ func cmdGateway(args []string, stdout, stderr io.Writer) int {
 	var kmsMeasurements hexFlags
 	s.fs.Var(&kmsMeasurements, "kms-measurement", "a KMS measurement accepted (repeatable; default: this binary's)")
 	jsEnginePath := s.fs.String("js-engine", "", "JavaScript engine new nodejs actions are bound to (default: $CLEMMYS_JS_ENGINE, next to clemmys, or built from source); the invokers need the same build")
+	direct := s.fs.Bool("direct", true, "send warm blocking invocations straight to their invoker (false: every invocation through the controller)")
 	th := throttleFlags(s.fs)
 	log, ok := s.parse(args, stderr)
 	if !ok {
@@ -378,6 +379,7 @@ func cmdGateway(args []string, stdout, stderr io.Writer) int {
 			Addr:     *addr, DataDir: *s.dataDir, TLSCert: *tlsCert, TLSKey: *tlsKey, Log: log, Replicas: *s.replicas,
 			InvocationsPerMinute: th.config(th.invokes), ConcurrentInvocations: th.config(th.concurrent),
 			FiresPerMinute: th.config(th.fires),
+			NoDirect:       !*direct,
 		}, platform.GatewayOptions{KMSMeasurements: kmsMeasurements})
 		if err != nil {
 			return nil, nil, err

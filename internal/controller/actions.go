@@ -110,7 +110,7 @@ func (c *Controller) handleActionPut(ctx context.Context, data []byte) (any, err
 		}
 		return nil, fmt.Errorf("controller: store action: %w", err)
 	}
-	c.revs.observe(key, newRev, false) // before the watch brings it
+	c.revs.Observe(key, newRev, false) // before the watch brings it
 	if prevObj != "" && prevObj != obj {
 		c.deleteCode(ctx, prevObj)
 	}
@@ -166,7 +166,7 @@ func (c *Controller) handleActionDelete(ctx context.Context, data []byte) (any, 
 		}
 		return nil, fmt.Errorf("controller: delete action: %w", err)
 	}
-	c.revs.observeDeleted(key, rev)
+	c.revs.ObserveDeleted(key, rev)
 	if obj := codeObject(a); obj != "" {
 		c.deleteCode(ctx, obj)
 	}

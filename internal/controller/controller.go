@@ -284,7 +284,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		return fmt.Errorf("controller: subscribe heartbeats: %w", err)
 	}
 	stops = append(stops, func() { _ = hbSub.Unsubscribe() })
-	stopWatch, err := c.revs.watch(ctx, c.actions)
+	stopWatch, err := c.revs.Watch(ctx, c.actions)
 	if err != nil {
 		undo()
 		return err
@@ -417,7 +417,7 @@ func (c *Controller) now() time.Time { return c.cfg.Now() }
 // store may be ahead by the time a change takes to reach the controller;
 // tests that change the store behind the controller's back wait for it.
 func (c *Controller) ActionRevision(ns, name string) uint64 {
-	return c.revs.latest(store.Key(ns, name))
+	return c.revs.Latest(store.Key(ns, name))
 }
 
 // sweepInterval is how often the controller looks for invokers that
@@ -457,6 +457,18 @@ func (c *Controller) heartbeat(data []byte) {
 	}
 	if !c.sched.heartbeat(hb) {
 		c.log.Warn("heartbeat refused", "invoker_id_len", len(hb.InvokerID))
+		return
+	}
+	// Activations gateways sent the invoker directly (the warm path).
+	d := c.sched.directDelta(hb.InvokerID, hb.Direct)
+	for _, s := range []struct {
+		status string
+		n      uint64
+	}{{wire.StatusSuccess, d.Success}, {wire.StatusApplicationError, d.ApplicationError},
+		{wire.StatusDeveloperError, d.DeveloperError}, {wire.StatusInternalError, d.InternalError}} {
+		if s.n > 0 {
+			c.metrics.direct.WithLabelValues(s.status).Add(float64(s.n))
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/clemmys/clemmys/internal/actrec"
 	"github.com/clemmys/clemmys/internal/bus"
 	"github.com/clemmys/clemmys/internal/store"
 	"github.com/clemmys/clemmys/internal/wire"
@@ -204,7 +205,7 @@ func (c *Controller) checkStepRevisions(ctx context.Context, steps []wire.StepRo
 			continue
 		}
 		key := store.Key(st.Namespace, st.Action)
-		if c.revs.current(key, st.Revision) {
+		if c.revs.Current(key, st.Revision) {
 			continue
 		}
 		wg.Go(func() {
@@ -273,21 +274,7 @@ func checkInvoke(req *wire.InvokeRequest) error {
 }
 
 // mergeLimits takes the request's limits where set, else the action's.
-func mergeLimits(req, action wire.Limits) wire.Limits {
-	l := action
-	if req.TimeoutMs != 0 {
-		l.TimeoutMs = req.TimeoutMs
-	}
-	if req.MemoryMB != 0 {
-		l.MemoryMB = req.MemoryMB
-	}
-	if req.LogsMB != 0 {
-		l.LogsMB = req.LogsMB
-	}
-	l, _ = normalizeLimits(l)
-	l.Concurrency = 1 // one activation per instance
-	return l
-}
+func mergeLimits(req, action wire.Limits) wire.Limits { return actrec.RunLimits(req, action) }
 
 // deferral is the running record of a blocking single action that was not
 // stored before the step was sent (InvokeRequest.WaitMs): it is stored if
@@ -574,92 +561,31 @@ func (c *Controller) account(rec *wire.Activation) {
 		"components", len(rec.Components))
 }
 
-// pathNs is the namespace of the action run (the "path" annotation).
-func (a *activation) pathNs() string {
-	if a.runNs != "" {
-		return a.runNs
+// shape is what a's running record is made of.
+func (a *activation) shape() *actrec.Start {
+	return &actrec.Start{
+		ID: a.id, Namespace: a.ns, PathNs: a.runNs, Name: a.name, Version: a.version, Subject: a.subject,
+		Kind: a.kind, Limits: a.limits, Time: a.start, Cause: a.cause, Step: a.step, Extra: a.extra,
 	}
-	return a.ns
 }
 
 // record is the running record (End 0, no status) of a.
-func (a *activation) record() *wire.Activation {
-	return &wire.Activation{
-		ActivationID: a.id,
-		Namespace:    a.ns,
-		Name:         a.name,
-		Version:      a.version,
-		Subject:      a.subject,
-		Start:        a.start.UnixMilli(),
-		Annotations:  a.annotations(),
-		Cause:        a.cause,
-		Step:         a.step,
-	}
-}
-
-func (a *activation) annotations() []wire.KeyValue {
-	anns := []wire.KeyValue{
-		{Key: "path", Value: a.pathNs() + "/" + a.name},
-		{Key: "kind", Value: a.kind},
-		{Key: "limits", Value: map[string]any{
-			"timeout":     a.limits.TimeoutMs,
-			"memory":      a.limits.MemoryMB,
-			"logs":        a.limits.LogsMB,
-			"concurrency": a.limits.Concurrency,
-		}},
-	}
-	return append(anns, a.extra...)
-}
+func (a *activation) record() *wire.Activation { return a.shape().Running() }
 
 // completed builds the record of a step the invoker answered.
 func (a *activation) completed(end time.Time, res *wire.RunResult) *wire.Activation {
-	rec := a.record()
-	rec.End = max(end.UnixMilli(), rec.Start)
-	rec.Status = res.Status
-	switch res.Status {
-	case wire.StatusSuccess, wire.StatusApplicationError, wire.StatusDeveloperError, wire.StatusInternalError:
-	default:
-		rec.Status = wire.StatusInternalError
-	}
-	rec.ErrorCode = truncate(res.ErrorCode, maxErrorFieldLen)
-	rec.ErrorMessage = truncate(res.ErrorMessage, maxErrorFieldLen)
-	rec.Result = res.Envelope
-	rec.Logs = res.Logs
-	if len(res.Receipt) > 0 {
-		rec.Receipts = [][]byte{res.Receipt}
-	}
-
-	if len(rec.Result) == 0 {
-		rec.Envelope = a.envelope
-	}
-	if res.Start > 0 {
-		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "waitTime", Value: max(res.Start-rec.Start, 0)})
-	}
-	if res.InitMs > 0 {
-		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "initTime", Value: res.InitMs})
-	}
-	if res.SealMicros > 0 {
-		// The runtime's own timing, bounded by the step's duration.
-		us := min(res.SealMicros, (rec.End-rec.Start)*1000+999)
-		rec.Annotations = append(rec.Annotations, wire.KeyValue{Key: "sealTimeUs", Value: us})
-	}
-	return rec
+	return actrec.Complete(a.record(), end, res, a.envelope)
 }
 
 // failed builds the record of a step no invoker ran to completion.
 func (a *activation) failed(end time.Time, code, msg string) *wire.Activation {
-	rec := a.record()
-	rec.End = max(end.UnixMilli(), rec.Start)
-	rec.Status = wire.StatusInternalError
+	status := wire.StatusInternalError
 	if code == ErrInvokerLost {
 		// OpenWhisk reports an activation whose invoker was lost as a
 		// developer error: it may have run.
-		rec.Status = wire.StatusDeveloperError
+		status = wire.StatusDeveloperError
 	}
-	rec.ErrorCode = code
-	rec.ErrorMessage = msg
-	rec.Envelope = a.envelope
-	return rec
+	return actrec.Failed(a.record(), end, status, code, msg, a.envelope)
 }
 
 // isConflict reports a reservation refused because the id is used.

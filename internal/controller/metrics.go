@@ -7,6 +7,9 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	reg         *prometheus.Registry
 	activations *prometheus.CounterVec // by status (single actions and sequences)
+	// direct counts the activations invokers ran on the warm path, by
+	// status, from their heartbeats.
+	direct *prometheus.CounterVec
 	steps       *prometheus.CounterVec // component activations of sequences by status
 	chained     prometheus.Counter     // of those, run by the runtime right after the previous step
 	dispatch    *prometheus.CounterVec // invoker call outcomes by result
@@ -30,6 +33,10 @@ func newMetrics(healthy func() int) *metrics {
 		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "activations_total",
 			Help: "Completed activations (single actions and sequences) by status.",
+		}, []string{"status"}),
+		direct: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "controller", Name: "direct_activations_total",
+			Help: "Activations gateways sent invokers directly (the warm path), by status, as the invokers' heartbeats report them: every controller replica counts them all. activations_total counts the others.",
 		}, []string{"status"}),
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "clemmys", Subsystem: "controller", Name: "sequence_steps_total",
@@ -74,6 +81,6 @@ func newMetrics(healthy func() int) *metrics {
 			Help: "Activations whose records the retention sweeper deleted (past their namespace's age or count).",
 		}),
 	}
-	m.reg.MustRegister(m.activations, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn, m.recordsScanned, m.lostInvokers, m.retentionDeleted)
+	m.reg.MustRegister(m.activations, m.direct, m.steps, m.chained, m.dispatch, m.scheduling, m.duration, m.requests, m.healthyFn, m.recordsScanned, m.lostInvokers, m.retentionDeleted)
 	return m
 }

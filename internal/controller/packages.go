@@ -159,7 +159,7 @@ func (c *Controller) removeAction(ctx context.Context, key string) (bool, error)
 	if err := c.actions.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
 		return false, storeError(err, "action", "delete")
 	}
-	c.revs.observeDeleted(key, rev)
+	c.revs.ObserveDeleted(key, rev)
 	if obj := codeObject(a); obj != "" {
 		c.deleteCode(ctx, obj)
 	}

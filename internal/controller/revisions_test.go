@@ -11,14 +11,14 @@ import (
 
 func TestRevisionsObserve(t *testing.T) {
 	r := newRevisions()
-	if r.current("k", 0) || r.current("k", 1) {
+	if r.Current("k", 0) || r.Current("k", 1) {
 		t.Fatal("an unknown key is current")
 	}
-	r.observe("k", 5, false)
-	if r.current("k", 5) {
+	r.Observe("k", 5, false)
+	if r.Current("k", 5) {
 		t.Fatal("current before the watch caught up")
 	}
-	r.ready = true
+	r.SetReady(true)
 	for _, tc := range []struct {
 		name    string
 		rev     uint64
@@ -32,12 +32,12 @@ func TestRevisionsObserve(t *testing.T) {
 		{"older than the deletion ignored", 7, false, 0},
 		{"put again", 9, false, 9},
 	} {
-		r.observe("k", tc.rev, tc.deleted)
-		if got := r.latest("k"); got != tc.current {
+		r.Observe("k", tc.rev, tc.deleted)
+		if got := r.Latest("k"); got != tc.current {
 			t.Errorf("%s: latest %d, want %d", tc.name, got, tc.current)
 		}
 		for _, rev := range []uint64{3, 5, 7, 8, 9} {
-			if got := r.current("k", rev); got != (rev == tc.current) {
+			if got := r.Current("k", rev); got != (rev == tc.current) {
 				t.Errorf("%s: current(%d) = %v", tc.name, rev, got)
 			}
 		}
@@ -46,13 +46,13 @@ func TestRevisionsObserve(t *testing.T) {
 
 func TestRevisionsCachedAction(t *testing.T) {
 	r := newRevisions()
-	r.ready = true
+	r.SetReady(true)
 	a := &wire.Action{Name: "a"}
 	r.remember("k", 5, a) // unknown key: not kept
 	if _, ok := r.action("k", 5); ok {
 		t.Fatal("kept an action of an unknown key")
 	}
-	r.observe("k", 5, false)
+	r.Observe("k", 5, false)
 	r.remember("k", 4, a) // not the current revision
 	if _, ok := r.action("k", 4); ok {
 		t.Fatal("kept an action at an old revision")
@@ -64,24 +64,24 @@ func TestRevisionsCachedAction(t *testing.T) {
 	if _, ok := r.action("k", 6); ok {
 		t.Fatal("an action at another revision")
 	}
-	r.ready = false
+	r.SetReady(false)
 	if _, ok := r.action("k", 5); ok {
 		t.Fatal("an action while the watch is not caught up")
 	}
-	r.ready = true
-	r.observe("k", 6, false)
-	if _, ok := r.action("k", 5); ok || r.cached != 0 {
-		t.Fatalf("the action survived a new revision (cached %d)", r.cached)
+	r.SetReady(true)
+	r.Observe("k", 6, false)
+	if _, ok := r.action("k", 5); ok {
+		t.Fatal("the action survived a new revision")
 	}
 
 	// The cache is bounded.
 	for i := range maxCachedActions + 1 {
 		k := string(rune('a'+i%26)) + strconv.Itoa(i)
-		r.observe(k, 1, false)
+		r.Observe(k, 1, false)
 		r.remember(k, 1, a)
 	}
-	if r.cached < 1 || r.cached > maxCachedActions {
-		t.Fatalf("%d cached actions", r.cached)
+	if n := r.cached(); n < 1 || n > maxCachedActions {
+		t.Fatalf("%d cached actions", n)
 	}
 }
 
@@ -98,7 +98,7 @@ func TestRevisionsWatch(t *testing.T) {
 	}
 	first := raw.Revision()
 	waitFor(t, "the stored action", func() bool { return e.ctl.ActionRevision("guest", "hello") == first })
-	if !e.ctl.revs.current(key, first) {
+	if !e.ctl.revs.Current(key, first) {
 		t.Fatal("the stored revision is not current")
 	}
 	rev, err := e.ctl.actions.Put(ctx, key, raw.Value())
@@ -106,14 +106,14 @@ func TestRevisionsWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the rewritten action", func() bool { return e.ctl.ActionRevision("guest", "hello") == rev })
-	if e.ctl.revs.current(key, first) {
+	if e.ctl.revs.Current(key, first) {
 		t.Fatal("the replaced revision is still current")
 	}
 	if err := e.ctl.actions.Delete(ctx, key); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the deletion", func() bool { return e.ctl.ActionRevision("guest", "hello") == 0 })
-	if e.ctl.revs.current(key, rev) {
+	if e.ctl.revs.Current(key, rev) {
 		t.Fatal("a deleted action is current")
 	}
 
@@ -121,9 +121,9 @@ func TestRevisionsWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the action stored again", func() bool { return e.ctl.revs.current(key, rev) })
+	waitFor(t, "the action stored again", func() bool { return e.ctl.revs.Current(key, rev) })
 	e.ctl.Stop()
-	if e.ctl.revs.current(key, rev) {
+	if e.ctl.revs.Current(key, rev) {
 		t.Fatal("current after the watch ended")
 	}
 }

@@ -48,6 +48,9 @@ type invokerState struct {
 	placed   map[string]placed
 	calls    map[uint64]*stepCall // in flight, to cancel if it or its message is lost
 	beat     chan struct{}        // made by waitBeat, closed at its next heartbeat
+	// direct are its counts of direct activations (Heartbeat.Direct) as
+	// of its last heartbeat.
+	direct wire.DirectCounts
 }
 
 // stepCall is a step in flight to an invoker.
@@ -400,5 +403,27 @@ func (s *scheduler) markDown(id string) {
 	defer s.mu.Unlock()
 	if st, ok := s.invokers[id]; ok {
 		st.lastSeen = time.Time{}
+	}
+}
+
+// directDelta returns how many direct activations invoker id answered
+// since its previous heartbeat, given its counts now; an invoker that
+// restarted (a count went down) counts from zero again.
+func (s *scheduler) directDelta(id string, now wire.DirectCounts) wire.DirectCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.invokers[id]
+	if !ok {
+		return wire.DirectCounts{}
+	}
+	last := st.direct
+	st.direct = now
+	if now.Success < last.Success || now.ApplicationError < last.ApplicationError ||
+		now.DeveloperError < last.DeveloperError || now.InternalError < last.InternalError {
+		last = wire.DirectCounts{}
+	}
+	return wire.DirectCounts{
+		Success: now.Success - last.Success, ApplicationError: now.ApplicationError - last.ApplicationError,
+		DeveloperError: now.DeveloperError - last.DeveloperError, InternalError: now.InternalError - last.InternalError,
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/clemmys/clemmys/internal/actrec"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
@@ -21,14 +22,14 @@ const (
 	maxAnnotationsBytes = 64 << 10
 	maxVersionLen       = 64
 	maxSubjectLen       = 512
-	maxErrorFieldLen    = 1024
+	maxErrorFieldLen    = actrec.MaxErrorFieldLen
 	maxTimeoutMs        = 60 * 60 * 1000 // 1 h
 	maxMemoryMB         = 4096           // wasm32 address space
 	maxLogsMB           = 1024
 	maxConcurrency      = 500
-	defaultTimeoutMs    = 60_000
-	defaultMemoryMB     = 256
-	defaultLogsMB       = 10
+	defaultTimeoutMs    = actrec.DefaultTimeoutMs
+	defaultMemoryMB     = actrec.DefaultMemoryMB
+	defaultLogsMB       = actrec.DefaultLogsMB
 	activationIDLen     = 32
 	maxListLimit        = 200
 	kindWasm            = "wasm"
@@ -164,9 +165,4 @@ func page(skip, limit int) (int, int, error) {
 }
 
 // truncate cuts an untrusted string to at most n bytes.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
-}
+func truncate(s string, n int) string { return actrec.Truncate(s, n) }

@@ -116,6 +116,9 @@ type Config struct {
 	// envelope's expiry (room for queueing and cold starts); default
 	// DefaultExpirySlack. Tests shorten it to exercise expiry.
 	ExpirySlack time.Duration
+	// NoDirect sends every invocation through the controller, none
+	// straight to the invoker of its warm runtime (direct.go).
+	NoDirect bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Per-namespace throttles (ratelimit.go): invocations and trigger
@@ -154,6 +157,9 @@ type Gateway struct {
 	targets actionCache  // action entities for invocations (targets.go)
 	// placements: where each action's steps run (place.go)
 	placements placements
+	// revs mirrors the action entities' store revisions: the warm path
+	// seals only from entities known to be current (direct.go).
+	revs *store.Revisions
 	// stepPrewarms: when later sequence steps were last prewarmed
 	stepPrewarms stepPrewarms
 	keys         derivedKeys // keys derived once from secret
@@ -243,6 +249,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		fresh:   newFreshness(),
 		creds:   newCredCache(cfg.Now),
 		limits:  newRateLimits(cfg),
+		revs:    store.NewRevisions(),
 		tlsCfg:  tlsCfg,
 		certPEM: certPEM,
 		metrics: newMetrics(),
@@ -318,6 +325,13 @@ func (g *Gateway) Serve(ctx context.Context, ready chan<- struct{}) error {
 		g.watchLimits(fctx)
 	}()
 	defer func() { stopFeeds(); <-limitsDone }()
+	// And the action entities' revisions, for the warm path (direct.go).
+	revsDone := make(chan struct{})
+	go func() {
+		defer close(revsDone)
+		g.watchRevisions(fctx)
+	}()
+	defer func() { stopFeeds(); <-revsDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

@@ -422,6 +422,9 @@ func (g *Gateway) send(ctx context.Context, inv *invocation, res *invoked, req *
 	}
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	if g.direct(inv, req) {
+		return g.sendDirect(ctx, cctx, inv, res, req) // direct.go
+	}
 	g.prewarmSteps(req.Steps) // load steps 1.. while step 0 runs
 	var act wire.Activation
 	err := bus.Call(cctx, g.cfg.Conn, wire.SubjectInvoke, req, &act)

@@ -88,8 +88,16 @@ type Invoker struct {
 	metrics *metrics
 	codeMu  sync.Mutex
 	code    jetstream.ObjectStore // opened on first use (the controller creates it)
-	sem     chan struct{}
-	log     *slog.Logger
+	// recFirst and recComplete are the activations and records buckets,
+	// for the records of direct steps (direct.go); opened on first use.
+	recMu       sync.Mutex
+	recFirst    jetstream.KeyValue
+	recComplete jetstream.KeyValue
+	// directCounts counts the direct steps answered, by status:
+	// success, application, developer, internal error (Heartbeat.Direct).
+	directCounts [4]atomic.Uint64
+	sem         chan struct{}
+	log         *slog.Logger
 
 	// received counts the run requests held, by activation id (holding).
 	recvMu   sync.Mutex
@@ -188,10 +196,18 @@ func (iv *Invoker) Start(ctx context.Context) error {
 		stopPrewarm()
 		return err
 	}
+	stopDirect, err := bus.Serve(ctx, iv.cfg.Conn, iv.log, wire.SubjectInvokerDirect(iv.cfg.ID), "", runServeLimit(iv.cfg.Capacity), iv.handleDirect)
+	if err != nil {
+		stopRun()
+		stopPrewarm()
+		stopPlace()
+		return err
+	}
 	iv.stopServe = func() {
 		var wg sync.WaitGroup
 		wg.Go(stopPrewarm)
 		wg.Go(stopPlace)
+		wg.Go(stopDirect)
 		stopRun()
 		wg.Wait()
 	}
@@ -299,6 +315,8 @@ func (iv *Invoker) beat() {
 	hb := wire.Heartbeat{InvokerID: iv.cfg.ID, Capacity: iv.cfg.Capacity, InFlight: len(iv.sem), Time: time.Now().UnixMilli(),
 		Runtimes: iv.runtimeInfos()}
 	hb.Received, hb.ReportsReceived = iv.receivedIDs()
+	hb.Direct = wire.DirectCounts{Success: iv.directCounts[0].Load(), ApplicationError: iv.directCounts[1].Load(),
+		DeveloperError: iv.directCounts[2].Load(), InternalError: iv.directCounts[3].Load()}
 	if b, err := bus.Marshal(hb); err == nil {
 		if err := iv.cfg.Conn.Publish(wire.SubjectInvokerHeartbeat, b); err != nil {
 			iv.log.Warn("heartbeat", "err", err)
@@ -311,16 +329,8 @@ func (iv *Invoker) handleRun(ctx context.Context, data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if req.Namespace == "" || len(req.FunctionID) == 0 || len(req.Envelope) == 0 {
-		return nil, wire.Errorf(wire.CodeBadRequest, "incomplete run request")
-	}
-	if len(req.Then) > maxThen {
-		return nil, wire.Errorf(wire.CodeBadRequest, "chain too long")
-	}
-	for _, fid := range req.Then {
-		if len(fid) == 0 || len(fid) > maxFunctionIDLen {
-			return nil, wire.Errorf(wire.CodeBadRequest, "invalid function id in chain")
-		}
+	if err := checkRun(req); err != nil {
+		return nil, err
 	}
 	// The step may wait for a slot, load the function and run: bound it by
 	// the action's time limit plus room for a cold start. It is bound to

@@ -10,7 +10,8 @@ type metrics struct {
 	steps    *prometheus.CounterVec // steps by status
 	loads    *prometheus.CounterVec // function loads by result
 	loadTime prometheus.Histogram
-	waiting  prometheus.Gauge // steps waiting for a slot
+	waiting  prometheus.Gauge       // steps waiting for a slot
+	direct   *prometheus.CounterVec // direct steps by outcome
 }
 
 func (iv *Invoker) newMetrics() *metrics {
@@ -29,6 +30,10 @@ func (iv *Invoker) newMetrics() *metrics {
 			Help:    "Time to load a function into a runtime.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		direct: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clemmys", Subsystem: "invoker", Name: "direct_total",
+			Help: "Steps gateways sent this invoker directly (the warm path), by outcome: recorded, unrecorded (the store refused the record), misplaced, replay, refused.",
+		}, []string{"outcome"}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "clemmys", Subsystem: "invoker", Name: "queue_depth",
 			Help: "Steps waiting for a free slot (the invoker runs at most its capacity at once).",
@@ -54,7 +59,7 @@ func (iv *Invoker) newMetrics() *metrics {
 		Namespace: "clemmys", Subsystem: "invoker", Name: "executions_total",
 		Help: "Steps whose guest a runtime started (every envelope check passed).",
 	}, func() float64 { return float64(iv.executions.Load()) })
-	m.reg.MustRegister(m.steps, m.loads, m.loadTime, m.waiting, inFlight, capacity, runtimes, executions)
+	m.reg.MustRegister(m.steps, m.direct, m.loads, m.loadTime, m.waiting, inFlight, capacity, runtimes, executions)
 	return m
 }
 

@@ -11,7 +11,9 @@
 //
 // Permissions name the JetStream API subjects of each service's own
 // buckets (store: KV_<bucket>, OBJ_<bucket>), so a service reaches only its
-// own state: the invoker reads the sealed code and nothing else.
+// own state: the invoker reads the sealed code and writes the records of
+// the steps gateways send it directly (the warm path), and changes no
+// stream. A gateway may send those steps, not take them.
 package natsconf
 
 import (
@@ -71,11 +73,16 @@ type permissions struct {
 type bucket struct {
 	stream, data string // "KV_x", "$KV.x"
 	write        bool
+	// entries: its entries may be written, not its stream changed.
+	entries bool
 }
 
-func kv(name string) bucket      { return bucket{"KV_" + name, "$KV." + name, true} }
-func objects(name string) bucket { return bucket{"OBJ_" + name, "$O." + name, true} }
-func readOnly(b bucket) bucket   { b.write = false; return b }
+func kv(name string) bucket { return bucket{stream: "KV_" + name, data: "$KV." + name, write: true} }
+func objects(name string) bucket {
+	return bucket{stream: "OBJ_" + name, data: "$O." + name, write: true}
+}
+func readOnly(b bucket) bucket  { b.write = false; return b }
+func entriesOf(b bucket) bucket { b.write, b.entries = false, true; return b }
 
 // jetStream returns the API subjects (publish) a user needs for buckets.
 func jetStream(buckets ...bucket) []string {
@@ -96,6 +103,9 @@ func jetStream(buckets ...bucket) []string {
 				"$JS.API.STREAM.MSG.DELETE."+s, "$JS.API.STREAM.PURGE."+s,
 				b.data+".>",
 			)
+		}
+		if b.entries {
+			out = append(out, b.data+".>")
 		}
 	}
 	return out
@@ -120,15 +130,17 @@ func userPermissions(o Options) map[string]permissions {
 		},
 		UserGateway: {
 			pub: append(jetStream(kv(store.BucketAuth), kv(store.BucketFeeds), kv(store.BucketFeedTicks),
-				kv(store.BucketRoutes), kv(store.BucketLimits), readOnly(objects(store.ObjectsCode))),
-				"clemmys.ctl.>", wire.SubjectKMSIdentity, wire.SubjectKMSNonce, wire.SubjectKMSGatewayAt("*")),
+				kv(store.BucketRoutes), kv(store.BucketLimits), readOnly(objects(store.ObjectsCode)),
+				readOnly(kv(store.BucketActions))),
+				"clemmys.ctl.>", wire.SubjectKMSIdentity, wire.SubjectKMSNonce, wire.SubjectKMSGatewayAt("*"), wire.SubjectInvokerDirect("*")),
 		},
 	}
 	for _, id := range o.Invokers {
 		p[InvokerUser(id)] = permissions{
-			pub: append(jetStream(readOnly(objects(store.ObjectsCode))),
+			pub: append(jetStream(readOnly(objects(store.ObjectsCode)),
+				entriesOf(kv(store.BucketActivations)), entriesOf(kv(store.BucketRecords))),
 				wire.SubjectInvokerHeartbeat, wire.SubjectKMSIdentity, wire.SubjectKMSNonce, wire.SubjectKMSReleaseAt("*")),
-			sub: []string{wire.SubjectInvokerRun(id), wire.SubjectInvokerPrewarm(id), wire.SubjectInvokerPlace(id)},
+			sub: []string{wire.SubjectInvokerRun(id), wire.SubjectInvokerPrewarm(id), wire.SubjectInvokerPlace(id), wire.SubjectInvokerDirect(id)},
 		}
 	}
 	for u, perm := range p {

@@ -118,6 +118,7 @@ func TestPermissions(t *testing.T) {
 		{"gateway reads sealed code", gw, gwErrs, pub(gw, "$JS.API.STREAM.INFO.OBJ_clemmys_code"), false},
 		{"gateway writes sealed code", gw, gwErrs, pub(gw, "$O.clemmys_code.C.x"), true},
 		{"gateway writes an action entity", gw, gwErrs, pub(gw, "$KV.clemmys_actions.x"), true},
+		{"gateway watches the actions' revisions", gw, gwErrs, pub(gw, "$JS.API.CONSUMER.CREATE.KV_clemmys_actions"), false},
 		{"controller dispatches", ctl, ctlErrs, pub(ctl, wire.SubjectInvokerRun("inv1")), false},
 		{"controller asks the KMS for a release", ctl, ctlErrs, pub(ctl, wire.SubjectKMSReleaseAt("0123456789abcdef")), true},
 		{"controller makes gateway calls", ctl, ctlErrs, pub(ctl, wire.SubjectKMSGatewayAt("0123456789abcdef")), true},
@@ -126,6 +127,16 @@ func TestPermissions(t *testing.T) {
 		{"controller reads the namespaces' limits", ctl, ctlErrs, pub(ctl, "$JS.API.DIRECT.GET.KV_clemmys_limits"), false},
 		{"controller writes a namespace's limits", ctl, ctlErrs, pub(ctl, "$KV.clemmys_limits.x"), true},
 		{"invoker reads the namespaces' limits", inv, invErrs, pub(inv, "$JS.API.DIRECT.GET.KV_clemmys_limits"), true},
+		// The warm path: gateway → invoker, the invoker storing the records.
+		{"gateway sends a warm step to an invoker", gw, gwErrs, pub(gw, wire.SubjectInvokerDirect("inv1")), false},
+		{"gateway takes warm steps", gw, gwErrs, sub(gw, wire.SubjectInvokerDirect("inv1")), true},
+		{"invoker takes its own warm steps", inv, invErrs, sub(inv, wire.SubjectInvokerDirect("inv1")), false},
+		{"invoker takes another invoker's warm steps", inv, invErrs, sub(inv, wire.SubjectInvokerDirect("inv2")), true},
+		{"invoker stores an activation record", inv, invErrs, pub(inv, "$KV.clemmys_activations.x"), false},
+		{"invoker stores a complete record", inv, invErrs, pub(inv, "$KV.clemmys_records.x"), false},
+		{"invoker purges the records", inv, invErrs, pub(inv, "$JS.API.STREAM.PURGE.KV_clemmys_activations"), true},
+		{"invoker deletes a record's message", inv, invErrs, pub(inv, "$JS.API.STREAM.MSG.DELETE.KV_clemmys_records"), true},
+		{"invoker changes the records' stream", inv, invErrs, pub(inv, "$JS.API.STREAM.UPDATE.KV_clemmys_activations"), true},
 	}
 	for _, tt := range tests {
 		if got := refused(t, tt.nc, tt.errs, tt.f); got != tt.refused {

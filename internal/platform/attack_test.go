@@ -836,9 +836,11 @@ func (e *env) tamperEntity(t *testing.T, name string, f func(a *wire.Action)) fu
 func (e *env) controllerSees(t *testing.T, name string, rev uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for e.p.Controller.ActionRevision("guest", name) != rev {
+	// The gateway too: it takes the warm path only with entities it knows
+	// to be current.
+	for e.p.Controller.ActionRevision("guest", name) != rev || e.p.Gateway.ActionRevision("guest", name) != rev {
 		if time.Now().After(deadline) {
-			t.Fatalf("the controller did not see %s at revision %d", name, rev)
+			t.Fatalf("the controller or the gateway did not see %s at revision %d", name, rev)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -1067,7 +1069,8 @@ func TestAttackReplayAcrossRuntimes(t *testing.T) {
 // the deferred-record path stores nothing, the background copy is refused
 // by the id's reservation.
 func TestAttackReplayedInvokeRequest(t *testing.T) {
-	e := startWith(t, t.TempDir(), nil)
+	// Through the controller (the warm path's copy: TestAttackReplayedDirectRequest).
+	e := startWith(t, t.TempDir(), func(c *platform.Config) { c.NoDirect = true })
 	g := e.guest()
 	e.deploy(g, "echo", wasmbuild.MustBuild(t, "internal/testfuncs/echo"), nil)
 	nc, err := e.p.Connect("operator")
@@ -1137,6 +1140,107 @@ func TestAttackReplayedInvokeRequest(t *testing.T) {
 	}
 	after := e.waitActivation(g, id)
 	if fmt.Sprint(after["response"]) != fmt.Sprint(original["response"]) || fmt.Sprint(after["end"]) != fmt.Sprint(original["end"]) {
+		t.Fatalf("the record changed:\nbefore %v\nafter  %v", original, after)
+	}
+}
+
+// TestAttackReplayedDirectRequest: the operator copies a blocking
+// invocation's step off the bus on the warm path (gateway → invoker,
+// wire.DirectRequest) and sends it again: as sent, with a record of its
+// own making, and with its envelope altered. Nothing runs again and the
+// activation's record stays the original's; the gateway, which opens
+// records for the namespace their id was made for, still shows the honest
+// result.
+func TestAttackReplayedDirectRequest(t *testing.T) {
+	e := startWith(t, t.TempDir(), nil)
+	g := e.guest()
+	e.deploy(g, "echo", wasmbuild.MustBuild(t, "internal/testfuncs/echo"), nil)
+	nc, err := e.p.Connect("operator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type copied struct {
+		subject string
+		data    []byte
+	}
+	copies := make(chan copied, 8)
+	sub, err := nc.Subscribe(wire.SubjectInvokerDirect("*"), func(m *nats.Msg) {
+		select {
+		case copies <- copied{m.Subject, m.Data}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The first invocation places the action; the second is warm.
+	var res map[string]any
+	var id string
+	for i, secret := range []string{"s0", "s1"} {
+		st, h := e.call(g, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true", map[string]any{"secret": secret}, &res)
+		if st != 200 || res["secret"] != secret {
+			t.Fatalf("honest invocation %d: %d %v", i, st, res)
+		}
+		id = h.Get("X-Openwhisk-Activation-Id")
+	}
+	sub.Unsubscribe()
+	var c copied
+	for found := false; !found; {
+		select {
+		case c = <-copies:
+			req, err := bus.Decode[wire.DirectRequest](c.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found = req.Run.ActivationID == id
+		case <-time.After(10 * time.Second):
+			t.Fatal("the warm invocation's step was not seen on the bus: it did not go the warm path")
+		}
+	}
+	req, err := bus.Decode[wire.DirectRequest](c.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(c.data, []byte("s1")) {
+		t.Fatal("the warm path carries the parameters in the clear")
+	}
+	original := e.waitActivation(g, id)
+	executions := func() uint64 {
+		var n uint64
+		for _, iv := range e.p.Invokers {
+			n += iv.Executions()
+		}
+		return n
+	}
+	before := executions()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	send := func(what string, r *wire.DirectRequest) {
+		t.Helper()
+		var act wire.Activation
+		err := bus.Call(ctx, nc, c.subject, r, &act)
+		if we, ok := errors.AsType[*wire.Error](err); !ok || we.Code != wire.CodeConflict {
+			t.Fatalf("%s: %v %+v, want a conflict", what, err, act)
+		}
+	}
+	send("the copy as sent", req)
+	forged := *req
+	forged.Record.Name, forged.Record.Subject = "something-else", "mallory"
+	send("the copy with a record of the operator's", &forged)
+	tampered := *req
+	tampered.Run.Envelope = bytes.Clone(req.Run.Envelope)
+	tampered.Run.Envelope[len(tampered.Run.Envelope)-1] ^= 1
+	send("the copy with its envelope altered", &tampered)
+	if n := executions(); n != before {
+		t.Fatalf("the copies ran %d steps", n-before)
+	}
+	after := e.waitActivation(g, id)
+	if fmt.Sprint(after["response"]) != fmt.Sprint(original["response"]) || fmt.Sprint(after["end"]) != fmt.Sprint(original["end"]) ||
+		after["name"] != "echo" {
 		t.Fatalf("the record changed:\nbefore %v\nafter  %v", original, after)
 	}
 }

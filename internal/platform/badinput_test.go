@@ -188,7 +188,8 @@ func TestBadInput(t *testing.T) {
 		}
 		defer nc.Close()
 		captured := make(chan []byte, 1)
-		sub, err := nc.Subscribe(wire.SubjectInvoke, func(m *nats.Msg) {
+		// A warm blocking step goes from the gateway to the invoker.
+		sub, err := nc.Subscribe(wire.SubjectInvokerDirect("*"), func(m *nats.Msg) {
 			select {
 			case captured <- bytes.Clone(m.Data):
 			default:
@@ -200,10 +201,16 @@ func TestBadInput(t *testing.T) {
 		nc.Flush()
 		invokeHello(t)
 		sub.Unsubscribe()
-		var req wire.InvokeRequest
-		if err := bus.Unmarshal(<-captured, &req); err != nil {
-			t.Fatal(err)
+		var dr wire.DirectRequest
+		select {
+		case data := <-captured:
+			if err := bus.Unmarshal(data, &dr); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the warm invocation's step was not seen on the bus")
 		}
+		req := dr.Run
 		run := func(env []byte) *wire.RunResult {
 			var res wire.RunResult
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -181,3 +181,52 @@ func startBench(b *testing.B) *env {
 		c.InvocationsPerMinute, c.ConcurrentInvocations = -1, -1
 	})
 }
+
+// BenchmarkWarmPath compares the warm path (gateway → invoker and back,
+// wire.DirectRequest) with the same warm invocations of examples/hello sent
+// through the controller (`clemmys up --direct=false`), each on a platform
+// of its own, one client and 16 at once:
+//
+//	go test -run XXX -bench WarmPath -benchtime 3s -benchmem ./internal/platform/
+func BenchmarkWarmPath(b *testing.B) {
+	hello := wasmbuild.MustBuild(b, "examples/hello")
+	for _, path := range []struct {
+		name     string
+		noDirect bool
+	}{{"direct", false}, {"controller", true}} {
+		b.Run(path.name, func(b *testing.B) {
+			e := startWith(b, b.TempDir(), func(c *platform.Config) {
+				c.InvocationsPerMinute, c.ConcurrentInvocations = -1, -1
+				c.NoDirect = path.noDirect
+			})
+			g := e.guest()
+			e.deploy(g, "hello", hello, nil)
+			invoke := func() bool {
+				var res map[string]any
+				st, _ := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello?blocking=true&result=true", map[string]any{"name": "bench"}, &res)
+				if st != 200 {
+					b.Errorf("invoke: %d %v", st, res)
+				}
+				return st == 200
+			}
+			invoke()
+			b.Run("serial", func(b *testing.B) {
+				for b.Loop() {
+					if !invoke() {
+						return
+					}
+				}
+			})
+			b.Run("parallel", func(b *testing.B) {
+				b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if !invoke() {
+							return
+						}
+					}
+				})
+			})
+		})
+	}
+}

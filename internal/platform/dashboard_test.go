@@ -2,6 +2,7 @@ package platform_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"regexp"
@@ -99,32 +100,41 @@ func TestGrafanaDashboard(t *testing.T) {
 }
 
 // TestActivationLogLines: at debug level every service on an activation's
-// path logs one line for it with its ids, and no service logs its data.
+// path logs one line for it with its ids, and no service logs its data:
+// gateway and invoker on the warm path (a blocking invocation), the
+// controller too for one it runs (a non-blocking invocation).
 func TestActivationLogLines(t *testing.T) {
 	e := start(t, t.TempDir())
 	g := e.guest()
 	e.deploy(g, "hello", wasmbuild.MustBuild(t, "examples/hello"), nil)
 	const secret = "PARAM-SECRET-5e1f"
-	var res map[string]any
-	st, hdr := e.call(g, "POST", "/api/v1/namespaces/_/actions/hello?blocking=true", map[string]any{"name": secret}, &res)
-	if st != 200 {
-		t.Fatalf("invoke: %d %v", st, res)
+	invoke := func(blocking bool) string {
+		var res map[string]any
+		st, hdr := e.call(g, "POST", fmt.Sprintf("/api/v1/namespaces/_/actions/hello?blocking=%v", blocking), map[string]any{"name": secret}, &res)
+		if st != 200 && st != 202 {
+			t.Fatalf("invoke: %d %v", st, res)
+		}
+		id := hdr.Get("X-Openwhisk-Activation-Id")
+		e.waitActivation(g, id)
+		return id
 	}
-	id, _ := res["activationId"].(string)
-	if id == "" {
-		id = hdr.Get("X-Openwhisk-Activation-Id")
-	}
-	e.waitActivation(g, id)
+	warm, background := invoke(true), invoke(false)
 	logs := e.logs.String()
-	for _, svc := range []string{"gateway", "controller", "invoker"} {
+	for _, tc := range []struct {
+		id, svc string
+		want    int
+	}{
+		{warm, "gateway", 1}, {warm, "invoker", 1}, {warm, "controller", 0},
+		{background, "gateway", 1}, {background, "invoker", 1}, {background, "controller", 1},
+	} {
 		n := 0
 		for _, l := range strings.Split(logs, "\n") {
-			if strings.Contains(l, " msg=activation ") && strings.Contains(l, " service="+svc+" ") && strings.Contains(l, " activation="+id+" ") {
+			if strings.Contains(l, " msg=activation ") && strings.Contains(l, " service="+tc.svc+" ") && strings.Contains(l, " activation="+tc.id+" ") {
 				n++
 			}
 		}
-		if n != 1 {
-			t.Errorf("%s: %d activation lines for %s, want 1", svc, n, id)
+		if n != tc.want {
+			t.Errorf("%s: %d activation lines for %s, want %d", tc.svc, n, tc.id, tc.want)
 		}
 	}
 	if strings.Contains(logs, secret) {

@@ -62,6 +62,10 @@ type Config struct {
 	// ControllerInterceptor plays a malicious controller in the attack
 	// tests (see controller.Interceptor); nil in production.
 	ControllerInterceptor controller.Interceptor
+	// NoDirect sends every invocation through the controller (the
+	// gateway's warm path off, gateway.Config.NoDirect). The attack tests'
+	// malicious controller implies it: it must see every step.
+	NoDirect bool
 	// ExpirySlack overrides the gateway's envelope expiry slack (tests).
 	ExpirySlack time.Duration
 	// Retention is how long activation records are kept in namespaces
@@ -228,6 +232,7 @@ func Start(ctx context.Context, cfg Config) (p *Platform, err error) {
 		Log: p.log.With("service", "gateway"), TEE: tr.Name,
 		ExtraMetrics: extra,
 		ExpirySlack:  cfg.ExpirySlack,
+		NoDirect:     cfg.NoDirect || cfg.ControllerInterceptor != nil,
 		Replicas:     cfg.Replicas,
 		JSEngine:     jsEngine,
 

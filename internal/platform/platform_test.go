@@ -294,15 +294,26 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("docs=true should return full records: %v", acts[0])
 	}
 
-	// Metrics of the gateway and the controller, for operators.
-	resp2, err := e.client.Get(e.p.APIHost() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// Metrics of the gateway and the controller, for operators: the three
+	// blocking activations went the warm path (gateway → invoker), which
+	// the controller counts from the invoker's heartbeats; the
+	// non-blocking one went through the controller.
+	var metrics string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp2, err := e.client.Get(e.p.APIHost() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp2.Body, 1<<20))
+		resp2.Body.Close()
+		if metrics = string(b); strings.Contains(metrics, `clemmys_controller_direct_activations_total{status="success"} 3`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	metrics, _ := io.ReadAll(io.LimitReader(resp2.Body, 1<<20))
-	resp2.Body.Close()
-	for _, m := range []string{"clemmys_gateway_requests_total", `clemmys_controller_activations_total{status="success"} 4`} {
-		if !strings.Contains(string(metrics), m) {
+	for _, m := range []string{"clemmys_gateway_requests_total", `clemmys_controller_direct_activations_total{status="success"} 3`,
+		`clemmys_invoker_direct_total{outcome="recorded"} 3`, `clemmys_controller_activations_total{status="success"} 1`} {
+		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}

@@ -186,3 +186,13 @@ func SplitKey(key string) ([]string, error) {
 // Prefix returns the wildcard filter matching every key that starts with
 // the given parts.
 func Prefix(parts ...string) string { return Key(parts...) + ".>" }
+
+// OpenKV opens the existing KV bucket named bucket, for a service that
+// writes entries of it but does not own it (and may not create it).
+func OpenKV(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("store: open bucket %s: %w", bucket, err)
+	}
+	return retryKV{kv}, nil
+}

@@ -19,6 +19,10 @@ type Heartbeat struct {
 	// sent (its run subscription saturated) does not report them.
 	Received        []string `cbor:"6,keyasint,omitempty"`
 	ReportsReceived bool     `cbor:"7,keyasint,omitempty"`
+	// Direct counts the activations gateways sent it directly (the warm
+	// path, DirectRequest) that it answered, by status, since it started:
+	// how the controller accounts for what it did not dispatch.
+	Direct DirectCounts `cbor:"8,keyasint,omitempty"`
 }
 
 // MaxHeartbeatRuntimes bounds Heartbeat.Runtimes, MaxHeartbeatReceived
@@ -88,4 +92,30 @@ type RunResult struct {
 	// SealMicros is the runtime's time sealing the step's result, logs and
 	// receipt (µs); the controller records it as the sealTimeUs annotation.
 	SealMicros int64 `cbor:"12,keyasint,omitempty"`
+}
+
+// DirectRequest is a step a gateway sends an invoker itself (the warm
+// path, SubjectInvokerDirect): a blocking single action placed on a
+// runtime of that invoker. The invoker runs Run as if the controller had
+// sent it, stores the activation's records the way the controller does
+// (the running record only if the step outlives DeferReserveMs; the
+// complete one before it answers) and answers with the complete record.
+// Record is the running record (End 0, no status) the gateway made for
+// the activation; its id is Run's.
+//
+// A request it must not run is refused with an error and no record:
+// CodeMisplaced when the runtime designated is not this invoker's (the
+// gateway then places the step again, through the controller), CodeConflict
+// for a request id its runtime has run before (a copy of a request).
+type DirectRequest struct {
+	Run    RunRequest `cbor:"1,keyasint"`
+	Record Activation `cbor:"2,keyasint"`
+}
+
+// DirectCounts are counts of activations by status (Heartbeat.Direct).
+type DirectCounts struct {
+	Success          uint64 `cbor:"1,keyasint,omitempty"`
+	ApplicationError uint64 `cbor:"2,keyasint,omitempty"`
+	DeveloperError   uint64 `cbor:"3,keyasint,omitempty"`
+	InternalError    uint64 `cbor:"4,keyasint,omitempty"`
 }

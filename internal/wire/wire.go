@@ -78,3 +78,9 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message)
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// SubjectInvokerDirect is the subject a gateway sends a blocking single
+// action's step to when it knows the invoker of its warm runtime
+// (DirectRequest → Activation): the warm path, one bus hop, without the
+// controller.
+func SubjectInvokerDirect(invokerID string) string { return "clemmys.inv." + invokerID + ".direct" }
