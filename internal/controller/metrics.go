@@ -9,14 +9,14 @@ type metrics struct {
 	activations *prometheus.CounterVec // by status (single actions and sequences)
 	// direct counts the activations invokers ran on the warm path, by
 	// status, from their heartbeats.
-	direct *prometheus.CounterVec
-	steps       *prometheus.CounterVec // component activations of sequences by status
-	chained     prometheus.Counter     // of those, run by the runtime right after the previous step
-	dispatch    *prometheus.CounterVec // invoker call outcomes by result
-	scheduling  prometheus.Histogram   // receipt → step start on the invoker
-	duration    prometheus.Histogram   // receipt → record complete
-	requests    *prometheus.CounterVec // bus requests by op and outcome code
-	healthyFn   prometheus.GaugeFunc   // healthy invokers
+	direct     *prometheus.CounterVec
+	steps      *prometheus.CounterVec // component activations of sequences by status
+	chained    prometheus.Counter     // of those, run by the runtime right after the previous step
+	dispatch   *prometheus.CounterVec // invoker call outcomes by result
+	scheduling prometheus.Histogram   // receipt → step start on the invoker
+	duration   prometheus.Histogram   // receipt → record complete
+	requests   *prometheus.CounterVec // bus requests by op and outcome code
+	healthyFn  prometheus.GaugeFunc   // healthy invokers
 	// recordsScanned counts activation records read by listings.
 	recordsScanned prometheus.Counter
 	// retentionDeleted counts activations deleted by the retention sweeper.

@@ -96,8 +96,8 @@ type Invoker struct {
 	// directCounts counts the direct steps answered, by status:
 	// success, application, developer, internal error (Heartbeat.Direct).
 	directCounts [4]atomic.Uint64
-	sem         chan struct{}
-	log         *slog.Logger
+	sem          chan struct{}
+	log          *slog.Logger
 
 	// received counts the run requests held, by activation id (holding).
 	recvMu   sync.Mutex
