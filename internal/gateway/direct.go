@@ -33,7 +33,7 @@ import (
 // without a revision or one that changed go through the controller, which
 // refuses a stale one.
 func (g *Gateway) direct(inv *invocation, req *wire.InvokeRequest) bool {
-	if g.cfg.NoDirect || !inv.blocking || len(req.Steps) > 0 || req.Invoker == "" || len(req.Runtime) == 0 ||
+	if g.cfg.NoDirect || inv.viaController || !inv.blocking || len(req.Steps) > 0 || req.Invoker == "" || len(req.Runtime) == 0 ||
 		inv.target == nil || inv.target.trigger || req.Revision == 0 {
 		return false
 	}
@@ -75,7 +75,10 @@ func (g *Gateway) sendDirect(ctx, cctx context.Context, inv *invocation, res *in
 		return res, nil
 	}
 	if we, ok := errors.AsType[*wire.Error](err); ok && (we.Code == wire.CodeMisplaced || we.Code == wire.CodeUnavailable) {
-		res.misplaced = true
+		// Placed again and sealed anew, then sent through the controller
+		// (an invoker of a version without the warm path has no
+		// responder on its subject).
+		res.misplaced, inv.viaController = true, true
 		return res, busFailure(err)
 	}
 	if err != nil {

@@ -193,6 +193,9 @@ type invocation struct {
 	// prepare: the first step of a sealed invocation (sealed.go): resolve,
 	// place and build the header, seal nothing, send nothing.
 	prepare bool
+	// viaController: the warm path refused it (direct.go); the attempts
+	// after go through the controller.
+	viaController bool
 }
 
 // invoked is a sent invocation.
