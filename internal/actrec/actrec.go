@@ -146,6 +146,13 @@ func RunLimits(req, action wire.Limits) wire.Limits {
 	if req.LogsMB != 0 {
 		l.LogsMB = req.LogsMB
 	}
+	l = WithDefaults(l)
+	l.Concurrency = 1
+	return l
+}
+
+// WithDefaults fills the limits l does not set with the defaults.
+func WithDefaults(l wire.Limits) wire.Limits {
 	if l.TimeoutMs == 0 {
 		l.TimeoutMs = DefaultTimeoutMs
 	}
@@ -155,6 +162,40 @@ func RunLimits(req, action wire.Limits) wire.Limits {
 	if l.LogsMB == 0 {
 		l.LogsMB = DefaultLogsMB
 	}
-	l.Concurrency = 1
+	if l.Concurrency == 0 {
+		l.Concurrency = 1
+	}
 	return l
+}
+
+// Deferral is the running record of a blocking single action whose step
+// was sent without it (wire.DeferReserveMs): reserve stores it if the step
+// outlives DeferReserveMs. The controller and an invoker (the warm path)
+// defer alike.
+type Deferral struct {
+	timer *time.Timer
+	done  chan struct{} // closed when the reservation, once started, ended
+	err   error         // its outcome; read after done
+}
+
+// Defer arms reserve, run once if the step is still running after
+// wire.DeferReserveMs.
+func Defer(reserve func() error) *Deferral {
+	d := &Deferral{done: make(chan struct{})}
+	d.timer = time.AfterFunc(wire.DeferReserveMs*time.Millisecond, func() {
+		defer close(d.done)
+		d.err = reserve()
+	})
+	return d
+}
+
+// Settle ends the deferral once the step has an answer: it reports whether
+// the running record was stored or tried (and the outcome), or was never
+// needed.
+func (d *Deferral) Settle() (reserved bool, err error) {
+	if d.timer.Stop() {
+		return false, nil
+	}
+	<-d.done
+	return true, d.err
 }

@@ -19,7 +19,7 @@
 // records before a 202 (wire.InvokeRequest.WaitMs) is sent without a
 // reservation: its running record is stored only if it runs longer than
 // wire.DeferReserveMs, else its complete record is written once as its
-// first (invoke.go, deferral).
+// first (invoke.go, actrec.Deferral).
 //
 // Concurrency (which lock guards what, and the lock order):
 //

@@ -276,39 +276,17 @@ func checkInvoke(req *wire.InvokeRequest) error {
 // mergeLimits takes the request's limits where set, else the action's.
 func mergeLimits(req, action wire.Limits) wire.Limits { return actrec.RunLimits(req, action) }
 
-// deferral is the running record of a blocking single action that was not
-// stored before the step was sent (InvokeRequest.WaitMs): it is stored if
-// the step outlives DeferReserveMs.
-type deferral struct {
-	timer *time.Timer
-	done  chan struct{} // closed when the reservation, once started, ended
-	err   error         // its outcome; read after done
-}
-
-// deferReserve arms the reservation of rec at key.
-func (c *Controller) deferReserve(key string, rec *wire.Activation) *deferral {
-	d := &deferral{done: make(chan struct{})}
-	d.timer = time.AfterFunc(wire.DeferReserveMs*time.Millisecond, func() {
-		defer close(d.done)
+// deferReserve arms the reservation of rec at key (actrec.Defer).
+func (c *Controller) deferReserve(key string, rec *wire.Activation) *actrec.Deferral {
+	return actrec.Defer(func() error {
 		ctx, cancel := c.storeCtx()
 		defer cancel()
-		d.err = c.reserve(ctx, key, rec)
-		if d.err != nil && !isConflict(d.err) {
-			c.log.Error("store running record", "activation", rec.ActivationID, "namespace", rec.Namespace, "err", d.err)
+		err := c.reserve(ctx, key, rec)
+		if err != nil && !isConflict(err) {
+			c.log.Error("store running record", "activation", rec.ActivationID, "namespace", rec.Namespace, "err", err)
 		}
+		return err
 	})
-	return d
-}
-
-// settle ends the deferral once the step has an answer: it reports whether
-// the running record was stored or tried (and the outcome), or was never
-// needed.
-func (d *deferral) settle() (reserved bool, err error) {
-	if d.timer.Stop() {
-		return false, nil
-	}
-	<-d.done
-	return true, d.err
 }
 
 // codeReplay is the runtime's refusal of a request id it has seen.
@@ -318,7 +296,7 @@ const codeReplay = "replay"
 // record and returns it. It runs under the controller's lifetime, not a
 // request's. With a deferral (not nil) the running record was not stored
 // before the step was sent.
-func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte, d *deferral) *wire.Activation {
+func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte, d *actrec.Deferral) *wire.Activation {
 	run := &wire.RunRequest{
 		ActivationID: a.id,
 		Namespace:    a.runNs,
@@ -337,7 +315,7 @@ func (c *Controller) execute(req *wire.InvokeRequest, a *activation, fid []byte,
 	}
 	reserved, rerr := false, error(nil)
 	if d != nil {
-		reserved, rerr = d.settle()
+		reserved, rerr = d.Settle()
 	}
 	switch {
 	case d == nil || (reserved && !isConflict(rerr)):
@@ -589,7 +567,4 @@ func (a *activation) failed(end time.Time, code, msg string) *wire.Activation {
 }
 
 // isConflict reports a reservation refused because the id is used.
-func isConflict(err error) bool {
-	we, ok := errors.AsType[*wire.Error](err)
-	return ok && we.Code == wire.CodeConflict
-}
+func isConflict(err error) bool { return wire.HasCode(err, wire.CodeConflict) }

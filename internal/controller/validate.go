@@ -123,18 +123,7 @@ func validInvokerID(id string) bool {
 
 // normalizeLimits fills in OpenWhisk's defaults and checks the ranges.
 func normalizeLimits(l wire.Limits) (wire.Limits, error) {
-	if l.TimeoutMs == 0 {
-		l.TimeoutMs = defaultTimeoutMs
-	}
-	if l.MemoryMB == 0 {
-		l.MemoryMB = defaultMemoryMB
-	}
-	if l.LogsMB == 0 {
-		l.LogsMB = defaultLogsMB
-	}
-	if l.Concurrency == 0 {
-		l.Concurrency = 1
-	}
+	l = actrec.WithDefaults(l)
 	switch {
 	case l.TimeoutMs > maxTimeoutMs:
 		return l, badRequest("timeout limit exceeds %d ms", maxTimeoutMs)

@@ -89,7 +89,7 @@ func (iv *Invoker) handleDirect(ctx context.Context, data []byte) (any, error) {
 	running.Annotations = append([]wire.KeyValue(nil), rec.Annotations...)
 	d := iv.deferReserve(first, key, &running)
 	res := iv.Run(rctx, run)
-	reserved, rerr := d.settle()
+	reserved, rerr := d.Settle()
 	switch {
 	case !res.Executed && (res.ErrorCode == wire.CodeMisplaced || res.ErrorCode == codeWrongRuntime):
 		iv.metrics.direct.WithLabelValues("misplaced").Inc()
@@ -101,7 +101,7 @@ func (iv *Invoker) handleDirect(ctx context.Context, data []byte) (any, error) {
 		iv.metrics.direct.WithLabelValues("replay").Inc()
 		iv.log.Warn("replayed direct step refused by the runtime; no record stored", "activation", run.ActivationID)
 		return nil, wire.Errorf(wire.CodeConflict, "the runtime has run this request id before")
-	case reserved && isConflict(rerr):
+	case reserved && wire.HasCode(rerr, wire.CodeConflict):
 		iv.metrics.direct.WithLabelValues("refused").Inc()
 		iv.log.Error("activation id already used; record not stored", "activation", run.ActivationID)
 		return nil, wire.Errorf(wire.CodeConflict, "activation id already used")
@@ -152,20 +152,10 @@ func checkRun(req *wire.RunRequest) error {
 	return nil
 }
 
-// deferral is the running record of a direct step, stored if the step
-// outlives wire.DeferReserveMs.
-type deferral struct {
-	timer *time.Timer
-	done  chan struct{} // closed when the reservation, once started, ended
-	err   error         // its outcome; read after done
-}
-
 // deferReserve arms the reservation of the running record rec at key in
-// first: created there only if no record holds the id.
-func (iv *Invoker) deferReserve(first jetstream.KeyValue, key string, rec *wire.Activation) *deferral {
-	d := &deferral{done: make(chan struct{})}
-	d.timer = time.AfterFunc(wire.DeferReserveMs*time.Millisecond, func() {
-		defer close(d.done)
+// first (actrec.Defer): created there only if no record holds the id.
+func (iv *Invoker) deferReserve(first jetstream.KeyValue, key string, rec *wire.Activation) *actrec.Deferral {
+	return actrec.Defer(func() error {
 		value, err := bus.Marshal(rec)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(iv.runCtx), recordTimeout)
@@ -174,23 +164,12 @@ func (iv *Invoker) deferReserve(first jetstream.KeyValue, key string, rec *wire.
 		}
 		switch {
 		case errors.Is(err, jetstream.ErrKeyExists):
-			d.err = wire.Errorf(wire.CodeConflict, "activation id already used")
+			return wire.Errorf(wire.CodeConflict, "activation id already used")
 		case err != nil:
-			d.err = err
 			iv.log.Error("store running record", "activation", rec.ActivationID, "err", err)
 		}
+		return err
 	})
-	return d
-}
-
-// settle ends the deferral once the step has an answer: it reports whether
-// the running record was stored or tried (and the outcome).
-func (d *deferral) settle() (reserved bool, err error) {
-	if d.timer.Stop() {
-		return false, nil
-	}
-	<-d.done
-	return true, d.err
 }
 
 // dropReserved deletes the running record of a step that did not run
@@ -206,12 +185,6 @@ func (iv *Invoker) dropReserved(first jetstream.KeyValue, key string, reserved b
 	if err := first.Delete(ctx, key); err != nil {
 		iv.log.Warn("delete the running record of a misplaced step", "err", err)
 	}
-}
-
-// isConflict reports a reservation refused because the id is used.
-func isConflict(err error) bool {
-	we, ok := errors.AsType[*wire.Error](err)
-	return ok && we.Code == wire.CodeConflict
 }
 
 // countDirect counts a direct step answered with status.

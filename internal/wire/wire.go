@@ -8,7 +8,10 @@
 // untrusted.
 package wire
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Subjects. Services subscribe with queue groups so that several replicas
 // can share the work.
@@ -84,3 +87,9 @@ func Errorf(code, format string, args ...any) *Error {
 // (DirectRequest → Activation): the warm path, one bus hop, without the
 // controller.
 func SubjectInvokerDirect(invokerID string) string { return "clemmys.inv." + invokerID + ".direct" }
+
+// HasCode reports whether err is (or wraps) a *Error with code.
+func HasCode(err error, code string) bool {
+	we, ok := errors.AsType[*Error](err)
+	return ok && we.Code == code
+}
