@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,4 +109,114 @@ func TestCallServe(t *testing.T) {
 	if err := Call(ctx, nc, "t.trailing", &echo{S: "x"}, &out); err == nil {
 		t.Fatal("a reply with trailing bytes was accepted")
 	}
+}
+
+// TestServeWorkers: workers are reused, never more than limit run at once,
+// a handler's panic leaves its worker serving, and stop cancels and waits
+// for the running handlers.
+func TestServeWorkers(t *testing.T) {
+	srv, err := Start(context.Background(), Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	type req struct {
+		S string `cbor:"1,keyasint"`
+	}
+	const limit = 2
+	var (
+		mu            sync.Mutex
+		running, peak int
+		release       = make(chan struct{})
+		entered       = make(chan struct{}, 16)
+		stopped       = make(chan struct{})
+		handlerDone   = make(chan struct{})
+		holding       = make(chan struct{})
+	)
+	stop, err := Serve(context.Background(), nc, log, "t.work", "", limit, func(ctx context.Context, data []byte) (any, error) {
+		in, err := Decode[req](data)
+		if err != nil {
+			return nil, err
+		}
+		switch in.S {
+		case "panic":
+			panic("handler bug")
+		case "hold":
+			close(holding)
+			<-ctx.Done() // until stop
+			select {
+			case <-stopped:
+				t.Error("stop returned before its running handler")
+			default:
+			}
+			close(handlerDone)
+			return nil, ctx.Err()
+		}
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		mu.Unlock()
+		entered <- struct{}{}
+		<-release
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return &req{S: "ok"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	const calls = 6
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			var out req
+			err := Call(ctx, nc, "t.work", &req{S: "wait"}, &out)
+			if err == nil && out.S != "ok" {
+				err = errors.New("wrong answer " + out.S)
+			}
+			errs <- err
+		}()
+	}
+	for range limit {
+		<-entered // limit handlers are running; the others wait for a worker
+	}
+	close(release)
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if peak > limit {
+		t.Fatalf("%d handlers ran at once, limit %d", peak, limit)
+	}
+	var we *wire.Error
+	if err := Call(ctx, nc, "t.work", &req{S: "panic"}, nil); !errors.As(err, &we) || we.Code != wire.CodeInternal {
+		t.Fatalf("panicking handler: %v", err)
+	}
+	for range 2 * limit { // the workers still serve after the panic
+		if err := Call(ctx, nc, "t.work", &req{S: "again"}, nil); err != nil {
+			t.Fatalf("after a panic: %v", err)
+		}
+	}
+	held := make(chan error, 1)
+	go func() { held <- Call(ctx, nc, "t.work", &req{S: "hold"}, nil) }()
+	<-holding
+	stop()
+	close(stopped)
+	select {
+	case <-handlerDone:
+	default:
+		t.Fatal("stop returned with a handler running")
+	}
+	<-held
 }
