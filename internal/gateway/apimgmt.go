@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -71,10 +70,10 @@ func (g *Gateway) apiTag(a *apiDef) []byte {
 	c := *a
 	c.Tag = nil
 	b, _ := bus.Marshal(&c)
-	m := hmac.New(sha256.New, g.seqKey)
+	m := g.seqMAC.get()
 	m.Write([]byte(apiKeyInfo + "\x00"))
 	m.Write(b)
-	return m.Sum(nil)
+	return g.seqMAC.sum(m)
 }
 
 // routeStore opens the routes bucket on first use.

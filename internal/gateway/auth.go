@@ -70,7 +70,7 @@ func (g *Gateway) tag(ns, uuid, key string) []byte {
 // lp(SHA-256(key))).
 func (g *Gateway) credMAC(context, ns, uuid, key string) []byte {
 	kd := sha256.Sum256([]byte(key))
-	m := hmac.New(sha256.New, g.authKey)
+	m := g.authMAC.get()
 	m.Write([]byte(context))
 	for _, p := range [][]byte{[]byte(ns), []byte(uuid), kd[:]} {
 		var l [4]byte
@@ -78,7 +78,7 @@ func (g *Gateway) credMAC(context, ns, uuid, key string) []byte {
 		m.Write(l[:])
 		m.Write(p)
 	}
-	return m.Sum(nil)
+	return g.authMAC.sum(m)
 }
 
 // newCredential generates a uuid and a key (64 hex characters, 256 bits).

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"net/http"
 	"time"
@@ -136,7 +134,7 @@ func (f *freshness) get(ns, name string) freshEntry {
 
 // tagMAC is HMAC-SHA256(seqKey, label || lp(part)...).
 func (g *Gateway) tagMAC(label string, parts ...[]byte) []byte {
-	m := hmac.New(sha256.New, g.seqKey)
+	m := g.seqMAC.get()
 	m.Write([]byte(label))
 	for _, p := range parts {
 		var l [4]byte
@@ -144,7 +142,7 @@ func (g *Gateway) tagMAC(label string, parts ...[]byte) []byte {
 		m.Write(l[:])
 		m.Write(p)
 	}
-	return m.Sum(nil)
+	return g.seqMAC.sum(m)
 }
 
 // genBytes encodes a generation for a MAC (8 bytes, big endian).

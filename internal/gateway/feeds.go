@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -93,10 +92,10 @@ func (g *Gateway) feedTag(f *alarmFeed) []byte {
 	c := *f
 	c.Tag = nil
 	b, _ := bus.Marshal(&c)
-	m := hmac.New(sha256.New, g.seqKey)
+	m := g.seqMAC.get()
 	m.Write([]byte(feedKeyInfo + "\x00"))
 	m.Write(b)
-	return m.Sum(nil)
+	return g.seqMAC.sum(m)
 }
 
 // feedStore holds the feed buckets, opened on first use.

@@ -68,7 +68,7 @@ func FuzzFeedParams(f *testing.F) {
 	f.Add("once", `{"date":"2099-01-01","deleteAfterFire":"rules"}`)
 	f.Add("alarm", `{"cron":"@every 1s"}`)
 	f.Add("alarm", `{"cron":"0 0 31 2 *"}`)
-	g := &Gateway{seqKey: make([]byte, 32), cfg: Config{Now: time.Now}}
+	g := &Gateway{seqMAC: newKeyedMAC(make([]byte, 32)), cfg: Config{Now: time.Now}}
 	f.Fuzz(func(t *testing.T, kind, params string) {
 		if !feedActions[kind] {
 			return

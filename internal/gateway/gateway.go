@@ -150,8 +150,8 @@ type Gateway struct {
 	log     *slog.Logger
 	auth    jetstream.KeyValue
 	secret  envelope.Key // gateway secret: request secrets derive from it
-	authKey []byte       // MAC key of stored credentials, derived from secret
-	seqKey  []byte       // MAC key of sequence definitions, derived from secret
+	authMAC *keyedMAC    // MACs of stored credentials, under a key derived from secret
+	seqMAC  *keyedMAC    // MACs of definitions and tags, under a key derived from secret
 	fresh   *freshness   // newest function version seen per action
 	records recordCache  // verified function records
 	targets actionCache  // action entities for invocations (targets.go)
@@ -244,8 +244,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		log:     cfg.Log,
 		auth:    auth,
 		secret:  secret,
-		authKey: authKey,
-		seqKey:  seqKey,
+		authMAC: newKeyedMAC(authKey),
+		seqMAC:  newKeyedMAC(seqKey),
 		fresh:   newFreshness(),
 		creds:   newCredCache(cfg.Now),
 		limits:  newRateLimits(cfg),

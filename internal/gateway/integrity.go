@@ -49,7 +49,7 @@ func (g *Gateway) definitionTag(ns, name string, gen int64, components []string)
 // else "clemmys/v2 package\x00" followed by the same fields and
 // lp(generation).
 func (g *Gateway) packageTag(p *wire.Package) []byte {
-	m := hmac.New(sha256.New, g.seqKey)
+	m := g.seqMAC.get()
 	if p.Generation == 0 {
 		m.Write([]byte("clemmys/v1 package\x00"))
 	} else {
@@ -78,7 +78,7 @@ func (g *Gateway) packageTag(p *wire.Package) []byte {
 		m.Write(l[:])
 		m.Write(g)
 	}
-	return m.Sum(nil)
+	return g.seqMAC.sum(m)
 }
 
 // packageAuthentic checks a stored package's MAC and that it is its newest

@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -51,11 +50,12 @@ const (
 // requestIDMAC is the MAC part of a request id with prefix for ns, under
 // label (requestIDLabel, or sealedRequestIDLabel for sealed invocations).
 func (g *Gateway) requestIDMAC(label string, prefix []byte, ns string) []byte {
-	m := hmac.New(sha256.New, g.derived().requestIDKey)
+	mac := g.derived().requestIDMAC
+	m := mac.get()
 	m.Write([]byte(label))
 	m.Write(prefix)
 	m.Write([]byte(ns))
-	return m.Sum(nil)[:requestIDMACBytes]
+	return mac.sum(m)[:requestIDMACBytes]
 }
 
 // newRequestID returns a request id for an invocation by namespace ns.

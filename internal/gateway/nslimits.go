@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,10 +56,10 @@ func (g *Gateway) nsLimitsTag(l *wire.NamespaceLimits) []byte {
 	c := *l
 	c.Tag = nil
 	b, _ := bus.Marshal(&c)
-	m := hmac.New(sha256.New, g.seqKey)
+	m := g.seqMAC.get()
 	m.Write([]byte(nsLimitsKeyInfo + "\x00"))
 	m.Write(b)
-	return m.Sum(nil)
+	return g.seqMAC.sum(m)
 }
 
 // nsLimitsStore opens the limits bucket on first use.

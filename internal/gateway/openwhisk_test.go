@@ -17,7 +17,7 @@ import (
 )
 
 func TestMergeParams(t *testing.T) {
-	g := &Gateway{secret: envelope.NewKey()}
+	g := &Gateway{secret: envelope.NewKey(), seqMAC: newKeyedMAC(nil)}
 	seal := func(name string, kvs ...wire.KeyValue) wire.SealedParams {
 		s, err := g.sealParams(paramsAction, "guest", name, kvs)
 		if err != nil {
@@ -80,7 +80,7 @@ func TestMergeParams(t *testing.T) {
 // annotations the gateway tagged: a controller that drops or adds it, or
 // an action without a tag, is refused (502) before anything is merged.
 func TestMergeParamsAnnotationTag(t *testing.T) {
-	g := &Gateway{secret: envelope.NewKey(), seqKey: []byte("k")}
+	g := &Gateway{secret: envelope.NewKey(), seqMAC: newKeyedMAC([]byte("k"))}
 	final := []wire.KeyValue{{Key: "final", Value: true}}
 	tagged := func(anns []wire.KeyValue) *wire.Action {
 		a := &wire.Action{Namespace: "guest", Name: "x", Annotations: anns, Generation: 5}
@@ -165,7 +165,7 @@ func TestActionNames(t *testing.T) {
 // An update merges with the stored action: absent fields keep their
 // values, limits merge field by field.
 func TestMergeMeta(t *testing.T) {
-	g := &Gateway{secret: envelope.NewKey(), cfg: Config{Now: time.Now, KMS: &stubKMS{}}, fresh: newFreshness(), log: slog.New(slog.DiscardHandler)}
+	g := &Gateway{secret: envelope.NewKey(), seqMAC: newKeyedMAC(make([]byte, 32)), cfg: Config{Now: time.Now, KMS: &stubKMS{}}, fresh: newFreshness(), log: slog.New(slog.DiscardHandler)}
 	sealed, _ := g.sealParams(paramsAction, "guest", "a", []wire.KeyValue{{Key: "k", Value: "v"}})
 	prev := &wire.Action{
 		Namespace: "guest", Name: "a", Publish: true, Parameters: sealed,

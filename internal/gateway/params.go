@@ -49,7 +49,7 @@ func (g *Gateway) paramsAEAD() (cipher.AEAD, error) {
 // request.
 type derivedKeys struct {
 	once         sync.Once
-	requestIDKey []byte      // MAC key of request ids (invoke.go)
+	requestIDMAC *keyedMAC   // MACs of request ids (invoke.go)
 	paramsAEAD   cipher.AEAD // seals default parameters
 	err          error
 
@@ -77,9 +77,11 @@ func (g *Gateway) derived() *derivedKeys {
 	d := &g.keys
 	d.once.Do(func() {
 		var err error
-		if d.requestIDKey, err = hkdf.Key(sha256.New, g.secret.Bytes(), nil, requestIDKeyInfo, 32); err != nil {
+		ridKey, err := hkdf.Key(sha256.New, g.secret.Bytes(), nil, requestIDKeyInfo, 32)
+		if err != nil {
 			panic(err) // a 32-byte key of HKDF-SHA256 cannot fail
 		}
+		d.requestIDMAC = newKeyedMAC(ridKey)
 		key, err := hkdf.Key(sha256.New, g.secret.Bytes(), nil, paramsKeyInfo, 32)
 		if err != nil {
 			d.err = err

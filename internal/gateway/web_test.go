@@ -177,7 +177,7 @@ func TestRenderWeb(t *testing.T) {
 }
 
 func TestWebTag(t *testing.T) {
-	g := &Gateway{seqKey: make([]byte, 32)}
+	g := &Gateway{seqMAC: newKeyedMAC(make([]byte, 32))}
 	a := &wire.Action{Namespace: "ns", Name: "act", Annotations: []wire.KeyValue{
 		{Key: "web-export", Value: true}, {Key: "require-whisk-auth", Value: float64(1234)}, {Key: "other", Value: "x"},
 	}}

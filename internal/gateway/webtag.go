@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 
@@ -38,7 +37,7 @@ const (
 // of what the gateway stored), so the MAC of a stored entity is the MAC of
 // what was put.
 func (g *Gateway) webTag(ns, name string, gen int64, anns []wire.KeyValue) []byte {
-	m := hmac.New(sha256.New, g.seqKey)
+	m := g.seqMAC.get()
 	if gen == 0 {
 		m.Write([]byte("clemmys/v1 web annotations\x00"))
 	} else {
@@ -68,7 +67,7 @@ func (g *Gateway) webTag(ns, name string, gen int64, anns []wire.KeyValue) []byt
 		}
 		lp(v)
 	}
-	return m.Sum(nil)
+	return g.seqMAC.sum(m)
 }
 
 // tagWeb sets a's web tag over its annotations, as they will read back
