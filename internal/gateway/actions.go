@@ -85,7 +85,7 @@ func (g *Gateway) putAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusForbidden, msgNotAuthorized, ns)
 		return
 	}
-	overwrite, err := queryBool(r, "overwrite")
+	overwrite, err := queryBool(r.URL.Query(), "overwrite")
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
@@ -430,7 +430,7 @@ func (g *Gateway) getAction(w http.ResponseWriter, r *http.Request) {
 	withCode := true
 	if r.URL.Query().Get("code") != "" {
 		var err error
-		if withCode, err = queryBool(r, "code"); err != nil {
+		if withCode, err = queryBool(r.URL.Query(), "code"); err != nil {
 			g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 			return
 		}
@@ -544,7 +544,7 @@ func (g *Gateway) listActions(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	count, err := queryBool(r, "count")
+	count, err := queryBool(r.URL.Query(), "count")
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return

@@ -329,10 +329,10 @@ func (g *Gateway) listActivations(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	docs, err := queryBool(r, "docs")
+	docs, err := queryBool(r.URL.Query(), "docs")
 	var count bool
 	if err == nil {
-		count, err = queryBool(r, "count")
+		count, err = queryBool(r.URL.Query(), "count")
 	}
 	var since, upto int64
 	if err == nil {

@@ -145,7 +145,7 @@ const (
 
 func (g *Gateway) feed(w http.ResponseWriter, r *http.Request, name string) {
 	caller := callerNamespace(r)
-	resultOnly, err := queryBool(r, "result")
+	resultOnly, err := queryBool(r.URL.Query(), "result")
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"time"
@@ -331,8 +332,8 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 }
 
 // queryBool parses an optional boolean query parameter.
-func queryBool(r *http.Request, name string) (bool, error) {
-	v := r.URL.Query().Get(name)
+func queryBool(q url.Values, name string) (bool, error) {
+	v := q.Get(name)
 	if v == "" {
 		return false, nil
 	}
@@ -344,8 +345,8 @@ func queryBool(r *http.Request, name string) (bool, error) {
 }
 
 // queryInt parses an optional non-negative integer query parameter.
-func queryInt(r *http.Request, name string, def int) (int, error) {
-	v := r.URL.Query().Get(name)
+func queryInt(q url.Values, name string, def int) (int, error) {
+	v := q.Get(name)
 	if v == "" {
 		return def, nil
 	}

@@ -90,7 +90,8 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 	if g.serveFeed(w, r) { // the /whisk.system/alarms feeds (feeds.go)
 		return
 	}
-	if mode := r.URL.Query().Get("sealed"); mode != "" {
+	q := r.URL.Query() // parsed once
+	if mode := q.Get("sealed"); mode != "" {
 		g.invokeSealed(w, r, mode) // end to end (sealed.go)
 		return
 	}
@@ -100,14 +101,14 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 		return
 	}
-	blocking, err := queryBool(r, "blocking")
+	blocking, err := queryBool(q, "blocking")
 	var resultOnly bool
 	if err == nil {
-		resultOnly, err = queryBool(r, "result")
+		resultOnly, err = queryBool(q, "result")
 	}
 	var timeoutMs int
 	if err == nil {
-		timeoutMs, err = queryInt(r, "timeout", 0)
+		timeoutMs, err = queryInt(q, "timeout", 0)
 	}
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())

@@ -170,7 +170,7 @@ func (g *Gateway) beginPut(w http.ResponseWriter, r *http.Request, kind string, 
 		g.fail(w, r, http.StatusBadRequest, "The %s name is not valid.", kind)
 		return "", "", false, false
 	}
-	overwrite, err := queryBool(r, "overwrite")
+	overwrite, err := queryBool(r.URL.Query(), "overwrite")
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return "", "", false, false
@@ -426,7 +426,7 @@ func (g *Gateway) deletePackage(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, http.StatusNotFound, msgNotFound)
 		return
 	}
-	force, err := queryBool(r, "force")
+	force, err := queryBool(r.URL.Query(), "force")
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
@@ -537,7 +537,7 @@ func (g *Gateway) listRequest(w http.ResponseWriter, r *http.Request) (wire.List
 	if !ok {
 		return wire.ListRequest{}, false
 	}
-	count, err := queryBool(r, "count")
+	count, err := queryBool(r.URL.Query(), "count")
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return wire.ListRequest{}, false

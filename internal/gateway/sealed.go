@@ -180,7 +180,7 @@ func (g *Gateway) invokeSealed(w http.ResponseWriter, r *http.Request, mode stri
 }
 
 func (g *Gateway) submitSealed(w http.ResponseWriter, r *http.Request, caller string) {
-	blocking, err := queryBool(r, "blocking")
+	blocking, err := queryBool(r.URL.Query(), "blocking")
 	if err != nil {
 		g.fail(w, r, http.StatusBadRequest, "%s", err.Error())
 		return
