@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/clemmys/clemmys/internal/envelope"
@@ -25,6 +26,16 @@ import (
 // envelope (it sees the request's parameters anyway), which lets it enforce
 // "final" parameters. (DESIGN had the runtime merge them; merging in the
 // gateway gives the same confidentiality with a simpler runtime.)
+
+// Default parameters are merged here, in the gateway, before the envelope
+// is sealed (mergeParams): package (the bound package's, then the
+// binding's), then the action's, then the request's, later ones winning —
+// except that a request may not redefine a parameter the action declares
+// final. For a sequence, the defaults of the sequence (and its package) go
+// into the input of its first step. The components' own defaults are not
+// applied: the gateway seals only step 0's input, and the output of step j
+// goes to step j+1 inside the enclaves, where nothing merges (a deviation
+// from OpenWhisk, which merges each component's defaults when it runs).
 
 const paramsKeyInfo = "clemmys/v1 gateway parameters key"
 
@@ -49,7 +60,7 @@ func (g *Gateway) paramsAEAD() (cipher.AEAD, error) {
 // request.
 type derivedKeys struct {
 	once         sync.Once
-	requestIDMAC *keyedMAC   // MACs of request ids (invoke.go)
+	requestIDMAC *keyedMAC   // MACs of request ids (seal.go)
 	paramsAEAD   cipher.AEAD // seals default parameters
 	err          error
 
@@ -152,4 +163,98 @@ func (g *Gateway) openParams(kind, ns, name string, sealed wire.SealedParams) ([
 		return nil, errParams
 	}
 	return kvs, nil
+}
+
+// mergeKV returns base with over's entries replacing or added (by key).
+func mergeKV(base, over []wire.KeyValue) []wire.KeyValue {
+	out := append([]wire.KeyValue(nil), base...)
+	for _, kv := range over {
+		replaced := false
+		for i := range out {
+			if out[i].Key == kv.Key {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// finalParams returns the parameters of an action a request may not
+// redefine: all its defaults (inherited ones included) with the annotation
+// {"key": "final", "value": true}, or the names listed by {"key": "final",
+// "value": ["p1", …]}.
+func finalParams(anns []wire.KeyValue, defaults []wire.KeyValue) map[string]bool {
+	out := map[string]bool{}
+	for _, kv := range anns {
+		if kv.Key != "final" {
+			continue
+		}
+		switch v := kv.Value.(type) {
+		case bool:
+			if v {
+				for _, d := range defaults {
+					out[d.Key] = true
+				}
+			}
+		case []any:
+			for _, e := range v {
+				if s, ok := e.(string); ok {
+					out[s] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// mergeParams returns the input of an invocation of t: the JSON object of
+// the inherited defaults, the action's own (sealed in the entity) and the
+// request's payload (a JSON object), later ones winning. A payload that
+// redefines a final parameter is refused.
+func (g *Gateway) mergeParams(t *target, payload []byte) ([]byte, *chainError) {
+	a := t.action
+	// "final" decides which defaults a request may override: honour the
+	// annotations only if their MAC (webtag.go) verifies, so the
+	// controller can neither drop nor add it.
+	if !t.trigger && !g.webIntact(a) {
+		return nil, &chainError{http.StatusBadGateway, msgAnnotationsTampered, nil}
+	}
+	own, err := g.openParams(paramsAction, a.Namespace, a.Name, a.Parameters)
+	if err != nil {
+		return nil, &chainError{http.StatusBadGateway, msgBadParams, err}
+	}
+	defaults := mergeKV(t.inherited, own)
+	var req map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &req); err != nil || req == nil {
+		return nil, &chainError{http.StatusBadRequest, "The request content was malformed: the parameters must be a JSON object.", nil}
+	}
+	if final := finalParams(a.Annotations, defaults); len(final) > 0 {
+		for k := range req {
+			if final[k] {
+				return nil, &chainError{http.StatusBadRequest, msgFinalParams, nil}
+			}
+		}
+	}
+	if len(defaults) == 0 {
+		return payload, nil
+	}
+	merged := make(map[string]json.RawMessage, len(defaults)+len(req))
+	for _, kv := range defaults {
+		b, err := json.Marshal(jsonValue(kv.Value))
+		if err != nil {
+			return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
+		}
+		merged[kv.Key] = b
+	}
+	for k, v := range req {
+		merged[k] = v
+	}
+	out, err := json.Marshal(merged)
+	if err != nil {
+		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
+	}
+	return out, nil
 }

@@ -90,3 +90,22 @@ func misplaced(err error, act *wire.Activation) bool {
 	}
 	return act != nil && act.ErrorCode != "" && (act.ErrorCode == wire.CodeMisplaced || act.ErrorCode == "invoker_unavailable")
 }
+
+// placeSteps places p's steps (fresh: ignore the cache) and writes each
+// step's runtime into the header's chain and the routes; it returns step
+// 0's placement, where the request goes.
+func (g *Gateway) placeSteps(ctx context.Context, p *plan, fresh bool) (wire.Placement, *chainError) {
+	pctx, cancel := context.WithTimeout(ctx, busTimeout)
+	places, cerr := g.place(pctx, p.steps, fresh)
+	cancel()
+	if cerr != nil {
+		return wire.Placement{}, cerr
+	}
+	for j := range p.chain {
+		p.chain[j].Runtime = places[j].Runtime
+	}
+	for j := range p.routes {
+		p.routes[j].Invoker, p.routes[j].Runtime = places[j].Invoker, places[j].Runtime
+	}
+	return places[0], nil
+}

@@ -2,31 +2,25 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/hpke"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/clemmys/clemmys/internal/bus"
+	"github.com/clemmys/clemmys/internal/envelope"
 	"github.com/clemmys/clemmys/internal/wire"
 )
 
-// Resolving what an invocation runs, and with which parameters.
+// Resolving what an invocation runs: the entity (loadTarget), then the
+// chain of function versions behind it (resolveVersions, resolveChain),
+// each KMS-signed function record verified.
 //
 // Actions live at "/ns/name" or, in a package, "/ns/pkg/name"; on the wire
 // the name is "pkg/name". An action in another namespace is reachable only
 // through a public package (OpenWhisk's shared packages), possibly through a
 // package binding in the caller's namespace.
-//
-// Default parameters are merged here, in the gateway, before the envelope
-// is sealed (see params.go): package (the bound package's, then the
-// binding's), then the action's, then the request's, later ones winning —
-// except that a request may not redefine a parameter the action declares
-// final. For a sequence, the defaults of the sequence (and its package) go
-// into the input of its first step. The components' own defaults are not
-// applied: the gateway seals only step 0's input, and the output of step j
-// goes to step j+1 inside the enclaves, where nothing merges (a deviation
-// from OpenWhisk, which merges each component's defaults when it runs).
 //
 // A package's Publish flag and binding carry the gateway's MAC
 // (integrity.go packageTag); an action's "final" annotation is covered by
@@ -199,102 +193,153 @@ func (g *Gateway) readAction(ctx context.Context, ns, name string, lk *lookup) (
 	return &a, nil
 }
 
-// mergeKV returns base with over's entries replacing or added (by key).
-func mergeKV(base, over []wire.KeyValue) []wire.KeyValue {
-	out := append([]wire.KeyValue(nil), base...)
-	for _, kv := range over {
-		replaced := false
-		for i := range out {
-			if out[i].Key == kv.Key {
-				out[i], replaced = kv, true
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// finalParams returns the parameters of an action a request may not
-// redefine: all its defaults (inherited ones included) with the annotation
-// {"key": "final", "value": true}, or the names listed by {"key": "final",
-// "value": ["p1", …]}.
-func finalParams(anns []wire.KeyValue, defaults []wire.KeyValue) map[string]bool {
-	out := map[string]bool{}
-	for _, kv := range anns {
-		if kv.Key != "final" {
-			continue
-		}
-		switch v := kv.Value.(type) {
-		case bool:
-			if v {
-				for _, d := range defaults {
-					out[d.Key] = true
-				}
-			}
-		case []any:
-			for _, e := range v {
-				if s, ok := e.(string); ok {
-					out[s] = true
-				}
-			}
-		}
-	}
-	return out
-}
-
-// mergeParams returns the input of an invocation of t: the JSON object of
-// the inherited defaults, the action's own (sealed in the entity) and the
-// request's payload (a JSON object), later ones winning. A payload that
-// redefines a final parameter is refused.
-func (g *Gateway) mergeParams(t *target, payload []byte) ([]byte, *chainError) {
-	a := t.action
-	// "final" decides which defaults a request may override: honour the
-	// annotations only if their MAC (webtag.go) verifies, so the
-	// controller can neither drop nor add it.
-	if !t.trigger && !g.webIntact(a) {
-		return nil, &chainError{http.StatusBadGateway, msgAnnotationsTampered, nil}
-	}
-	own, err := g.openParams(paramsAction, a.Namespace, a.Name, a.Parameters)
-	if err != nil {
-		return nil, &chainError{http.StatusBadGateway, msgBadParams, err}
-	}
-	defaults := mergeKV(t.inherited, own)
-	var req map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &req); err != nil || req == nil {
-		return nil, &chainError{http.StatusBadRequest, "The request content was malformed: the parameters must be a JSON object.", nil}
-	}
-	if final := finalParams(a.Annotations, defaults); len(final) > 0 {
-		for k := range req {
-			if final[k] {
-				return nil, &chainError{http.StatusBadRequest, msgFinalParams, nil}
-			}
-		}
-	}
-	if len(defaults) == 0 {
-		return payload, nil
-	}
-	merged := make(map[string]json.RawMessage, len(defaults)+len(req))
-	for _, kv := range defaults {
-		b, err := json.Marshal(jsonValue(kv.Value))
-		if err != nil {
-			return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
-		}
-		merged[kv.Key] = b
-	}
-	for k, v := range req {
-		merged[k] = v
-	}
-	out, err := json.Marshal(merged)
-	if err != nil {
-		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
-	}
-	return out, nil
-}
-
 // isNotFound reports whether err is the controller's not-found answer.
 func isNotFound(err error) bool {
 	we, ok := errors.AsType[*wire.Error](err)
 	return ok && we.Code == wire.CodeNotFound
+}
+
+// step is one resolved step of a chain: the action and its verified
+// function record.
+type step struct {
+	action *wire.Action
+	record *wire.FunctionRecord
+}
+
+// resolveChain flattens an action (or a sequence, recursively) into the
+// steps of a chain, fetching every component from the controller and
+// verifying its KMS-signed function record against the namespace and name
+// it was fetched for: the untrusted controller cannot substitute another
+// function.
+func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, out []step, lk *lookup) ([]step, *chainError) {
+	if a.Kind != kindSequence {
+		rec, err := g.verifyRecord(a.Function)
+		if err != nil || rec.Namespace != a.Namespace || rec.Action != a.Name {
+			return nil, &chainError{http.StatusBadGateway, "The action's function record could not be verified.", err}
+		}
+		if cerr := g.admitFresh(ctx, rec); cerr != nil {
+			return nil, cerr
+		}
+		if len(out) >= wire.MaxSequenceComponents {
+			return nil, &chainError{http.StatusBadRequest, msgTooManySteps, nil}
+		}
+		return append(out, step{action: a, record: rec}), nil
+	}
+	if !g.checkDefinition(a) {
+		return nil, &chainError{http.StatusBadGateway, "The sequence's definition could not be authenticated.", nil}
+	}
+	if depth >= maxSequenceDepth {
+		return nil, &chainError{http.StatusBadRequest, msgSequenceTooDeep, nil}
+	}
+	for _, c := range a.Components {
+		cns, cname, ok := componentRef(c, a.Namespace)
+		if !ok {
+			return nil, &chainError{http.StatusBadGateway, "The sequence's stored components are invalid.", nil}
+		}
+		// Resolved with the rights of the sequence's owner: its own
+		// actions, and other namespaces' public packages.
+		t, cerr := g.loadTarget(ctx, a.Namespace, cns, cname, lk)
+		if cerr != nil {
+			switch {
+			case cerr.status == 0 && isNotFound(cerr.err):
+				return nil, &chainError{http.StatusBadRequest, msgNoComponent + " (" + c + ")", nil}
+			case cerr.status == 0:
+				return nil, &chainError{http.StatusBadGateway, "A sequence component could not be loaded.", cerr.err}
+			}
+			return nil, cerr
+		}
+		if out, cerr = g.resolveChain(ctx, t.action, depth+1, out, lk); cerr != nil {
+			return nil, cerr
+		}
+	}
+	return out, nil
+}
+
+// maxLimits is the header's limits for a chain: the largest of each
+// component's (one set of authenticated limits covers the chain).
+func maxLimits(steps []step) wire.Limits {
+	var l wire.Limits
+	for _, s := range steps {
+		sl := s.action.Limits
+		l.TimeoutMs = max(l.TimeoutMs, sl.TimeoutMs)
+		l.MemoryMB = max(l.MemoryMB, sl.MemoryMB)
+		l.LogsMB = max(l.LogsMB, sl.LogsMB)
+		l.Concurrency = max(l.Concurrency, sl.Concurrency)
+	}
+	return l
+}
+
+// plan is a resolved invocation: the chain's steps with their verified
+// function records, what the header says of them, and, for a sequence, the
+// controller's routes. Placement fills in each step's runtime.
+type plan struct {
+	ns      string // the functions' owner: the envelope's namespace
+	steps   []step
+	suite   envelope.Suite
+	chain   []envelope.Step  // the header's steps
+	pubs    []hpke.PublicKey // each step's function key
+	routes  []wire.StepRoute // a sequence's steps for the controller; nil for an action
+	limits  wire.Limits      // the header's: the largest of the steps', clamped
+	timeout time.Duration    // the chain's: the sum of the steps'
+}
+
+// resolveVersions resolves inv's target into the chain of function
+// versions it runs. The controller is untrusted: only records signed by
+// the attested KMS for exactly these namespaces and actions name the keys
+// the gateway seals to.
+func (g *Gateway) resolveVersions(ctx context.Context, inv *invocation) (*plan, *chainError) {
+	a := inv.target.action
+	rctx, cancel := context.WithTimeout(ctx, busTimeout)
+	steps, cerr := g.resolveChain(rctx, a, 0, nil, inv.lookup)
+	cancel()
+	if cerr != nil {
+		return nil, cerr
+	}
+	ns := steps[0].action.Namespace
+	for _, st := range steps {
+		if st.action.Namespace != ns {
+			return nil, &chainError{http.StatusBadRequest, "The actions of a sequence must all belong to one namespace: clemmys seals a sequence for one namespace.", nil}
+		}
+	}
+	suite := envelope.Suite(steps[0].record.Suite)
+	kem, err := suite.KEM()
+	if err != nil {
+		return nil, &chainError{http.StatusBadGateway, "The action's function record names an unsupported suite.", err}
+	}
+	p := &plan{
+		ns:     ns,
+		steps:  steps,
+		suite:  suite,
+		chain:  make([]envelope.Step, len(steps)),
+		pubs:   make([]hpke.PublicKey, len(steps)),
+		limits: g.clampLimits(ns, maxLimits(steps)),
+	}
+	for j, st := range steps {
+		if envelope.Suite(st.record.Suite) != suite {
+			return nil, &chainError{http.StatusBadRequest, "The sequence mixes functions of different cipher suites.", nil}
+		}
+		pub, err := kem.NewPublicKey(st.record.PublicKey)
+		if err != nil {
+			return nil, &chainError{http.StatusBadGateway, "A function key is malformed.", err}
+		}
+		p.pubs[j] = pub
+		p.chain[j] = envelope.Step{
+			Name:       "/" + st.action.Namespace + "/" + st.action.Name,
+			FunctionID: st.record.FunctionID,
+			CodeDigest: st.record.CodeDigest,
+			KeyVersion: st.record.KeyVersion,
+		}
+		t := time.Duration(g.clampLimits(ns, st.action.Limits).TimeoutMs) * time.Millisecond
+		if t <= 0 {
+			t = time.Minute
+		}
+		p.timeout += t
+		if a.Kind == kindSequence {
+			p.routes = append(p.routes, wire.StepRoute{
+				Namespace: st.action.Namespace, Action: st.action.Name, Version: st.action.Version,
+				FunctionID: st.record.FunctionID, Limits: st.action.Limits, Revision: st.action.Revision,
+			})
+		}
+	}
+	return p, nil
 }

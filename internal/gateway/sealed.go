@@ -99,7 +99,7 @@ func (g *Gateway) ticketCipher() (cipher.AEAD, error) {
 
 func ticketAAD(caller string) []byte { return append([]byte(sealedTicketLabel), caller...) }
 
-// prepareSealed answers the prepare step (called by sealAndSend).
+// prepareSealed answers the prepare step (called by invoke, after seal).
 func (g *Gateway) prepareSealed(res *invoked, h *envelope.Header, steps []step, req *wire.InvokeRequest, timeout time.Duration) (*invoked, *chainError) {
 	hb, err := bus.Marshal(h)
 	if err != nil {
@@ -229,7 +229,7 @@ func (g *Gateway) submitSealed(w http.ResponseWriter, r *http.Request, caller st
 	}
 	inv := &invocation{caller: caller, blocking: blocking, tx: txID(r)}
 	res := &invoked{id: req.ActivationID, digest: d}
-	res, cerr := g.send(r.Context(), inv, res, &req, time.Duration(t.TimeoutMs)*time.Millisecond)
+	res, cerr := g.dispatch(r.Context(), inv, res, &req, time.Duration(t.TimeoutMs)*time.Millisecond)
 	w.Header().Set(headerActivationID, res.id)
 	if cerr != nil {
 		if res.misplaced {

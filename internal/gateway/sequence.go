@@ -121,13 +121,6 @@ func (g *Gateway) putSequence(w http.ResponseWriter, r *http.Request, ns, name s
 	g.writeOwnAction(w, r, &stored, nil)
 }
 
-// step is one resolved step of a chain: the action and its verified
-// function record.
-type step struct {
-	action *wire.Action
-	record *wire.FunctionRecord
-}
-
 // chainError is a failure to resolve a chain, with what to answer.
 type chainError struct {
 	status int
@@ -136,66 +129,3 @@ type chainError struct {
 }
 
 func (e *chainError) Error() string { return e.msg }
-
-// resolveChain flattens an action (or a sequence, recursively) into the
-// steps of a chain, fetching every component from the controller and
-// verifying its KMS-signed function record against the namespace and name
-// it was fetched for: the untrusted controller cannot substitute another
-// function.
-func (g *Gateway) resolveChain(ctx context.Context, a *wire.Action, depth int, out []step, lk *lookup) ([]step, *chainError) {
-	if a.Kind != kindSequence {
-		rec, err := g.verifyRecord(a.Function)
-		if err != nil || rec.Namespace != a.Namespace || rec.Action != a.Name {
-			return nil, &chainError{http.StatusBadGateway, "The action's function record could not be verified.", err}
-		}
-		if cerr := g.admitFresh(ctx, rec); cerr != nil {
-			return nil, cerr
-		}
-		if len(out) >= wire.MaxSequenceComponents {
-			return nil, &chainError{http.StatusBadRequest, msgTooManySteps, nil}
-		}
-		return append(out, step{action: a, record: rec}), nil
-	}
-	if !g.checkDefinition(a) {
-		return nil, &chainError{http.StatusBadGateway, "The sequence's definition could not be authenticated.", nil}
-	}
-	if depth >= maxSequenceDepth {
-		return nil, &chainError{http.StatusBadRequest, msgSequenceTooDeep, nil}
-	}
-	for _, c := range a.Components {
-		cns, cname, ok := componentRef(c, a.Namespace)
-		if !ok {
-			return nil, &chainError{http.StatusBadGateway, "The sequence's stored components are invalid.", nil}
-		}
-		// Resolved with the rights of the sequence's owner: its own
-		// actions, and other namespaces' public packages.
-		t, cerr := g.loadTarget(ctx, a.Namespace, cns, cname, lk)
-		if cerr != nil {
-			switch {
-			case cerr.status == 0 && isNotFound(cerr.err):
-				return nil, &chainError{http.StatusBadRequest, msgNoComponent + " (" + c + ")", nil}
-			case cerr.status == 0:
-				return nil, &chainError{http.StatusBadGateway, "A sequence component could not be loaded.", cerr.err}
-			}
-			return nil, cerr
-		}
-		if out, cerr = g.resolveChain(ctx, t.action, depth+1, out, lk); cerr != nil {
-			return nil, cerr
-		}
-	}
-	return out, nil
-}
-
-// maxLimits is the header's limits for a chain: the largest of each
-// component's (one set of authenticated limits covers the chain).
-func maxLimits(steps []step) wire.Limits {
-	var l wire.Limits
-	for _, s := range steps {
-		sl := s.action.Limits
-		l.TimeoutMs = max(l.TimeoutMs, sl.TimeoutMs)
-		l.MemoryMB = max(l.MemoryMB, sl.MemoryMB)
-		l.LogsMB = max(l.LogsMB, sl.LogsMB)
-		l.Concurrency = max(l.Concurrency, sl.Concurrency)
-	}
-	return l
-}

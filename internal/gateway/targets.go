@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 
 	"github.com/clemmys/clemmys/internal/wire"
@@ -59,31 +58,6 @@ func (c *actionCache) forget(ns, name string) { c.m.delete(actionCacheKey(ns, na
 type lookup struct {
 	cached bool
 	hit    bool
-}
-
-// invokeNamed resolves action name of namespace ns for inv's caller and
-// invokes it: first from cached entities, then, if that resolution failed
-// before anything was sent or the controller answered that an entity had
-// changed, once more from fresh reads.
-func (g *Gateway) invokeNamed(ctx context.Context, ns, name string, inv *invocation) (*invoked, *chainError) {
-	for _, cached := range []bool{true, false} {
-		lk := &lookup{cached: cached}
-		lctx, cancel := context.WithTimeout(ctx, busTimeout)
-		t, cerr := g.loadTarget(lctx, inv.caller, ns, name, lk)
-		cancel()
-		if cerr == nil {
-			inv.target, inv.lookup = t, lk
-			var res *invoked
-			res, cerr = g.invoke(ctx, inv)
-			if cerr == nil || !lk.hit || (res != nil && !isStale(cerr)) {
-				return res, cerr
-			}
-		} else if !lk.hit {
-			return nil, cerr
-		}
-		g.log.Debug("cached action entity outdated; resolving again", "namespace", ns, "action", name)
-	}
-	panic("unreachable")
 }
 
 // isStale reports whether the controller refused an invocation because an
