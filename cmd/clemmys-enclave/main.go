@@ -33,7 +33,36 @@ import (
 	"github.com/clemmys/clemmys/internal/tee/sim"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+func main() {
+	stdin, stdout := polled(0, "/dev/stdin", os.Stdin), polled(1, "/dev/stdout", os.Stdout)
+	os.Exit(run(os.Args[1:], stdin, stdout, os.Stderr))
+}
+
+// polled returns fd as a file read and written through Go's network
+// poller. The invoker hands the runtime the ends of two pipes in blocking
+// mode; a blocking read parks a thread in the kernel for every frame, and
+// the scheduler hands its processor to another thread and back around
+// each request (measured: a sixth of a warm invocation's CPU in the
+// runtime). Non-blocking, the goroutine parks and the thread serves the
+// others. The flag belongs to the runtime's end of each pipe only. A
+// descriptor that is not a pipe or socket (a terminal, a file) is used as
+// it is (fallback).
+func polled(fd int, name string, fallback *os.File) *os.File {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return fallback
+	}
+	if t := st.Mode & syscall.S_IFMT; t != syscall.S_IFIFO && t != syscall.S_IFSOCK {
+		return fallback
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return fallback
+	}
+	if f := os.NewFile(uintptr(fd), name); f != nil {
+		return f
+	}
+	return fallback
+}
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("clemmys-enclave", flag.ContinueOnError)
