@@ -103,11 +103,20 @@ func tree(stats map[int]procStat, root int) []int {
 
 // treeCPU returns the CPU time of process root and of its live
 // descendants (with what their exited, waited-for children used).
-func treeCPU(root int) time.Duration {
+func treeCPU(root int) time.Duration { return cpuOf(root, true) }
+
+// DescendantsCPU returns the CPU time of process root's live descendants
+// alone: an in-process platform's enclave runtimes, for the platform's
+// benchmarks.
+func DescendantsCPU(root int) time.Duration { return cpuOf(root, false) }
+
+func cpuOf(root int, withRoot bool) time.Duration {
 	stats := procs()
 	var total time.Duration
 	for _, pid := range tree(stats, root) {
-		total += stats[pid].cpu
+		if withRoot || pid != root {
+			total += stats[pid].cpu
+		}
 	}
 	return total
 }

@@ -44,17 +44,7 @@ func TestBodyHeadIsTheFrame(t *testing.T) {
 }
 
 func TestCallServe(t *testing.T) {
-	srv, err := Start(context.Background(), Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, log := startTest(t)
 	type echo struct {
 		S string `cbor:"1,keyasint"`
 	}
@@ -115,17 +105,7 @@ func TestCallServe(t *testing.T) {
 // a handler's panic leaves its worker serving, and stop cancels and waits
 // for the running handlers.
 func TestServeWorkers(t *testing.T) {
-	srv, err := Start(context.Background(), Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, log := startTest(t)
 	type req struct {
 		S string `cbor:"1,keyasint"`
 	}
@@ -219,4 +199,19 @@ func TestServeWorkers(t *testing.T) {
 		t.Fatal("stop returned with a handler running")
 	}
 	<-held
+}
+
+// startTest starts the package's own server for t and connects to it.
+func startTest(t *testing.T) (*nats.Conn, *slog.Logger) {
+	srv, err := Start(context.Background(), Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, slog.New(slog.NewTextHandler(io.Discard, nil))
 }

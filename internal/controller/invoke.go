@@ -54,25 +54,17 @@ type activation struct {
 	extra        []wire.KeyValue // annotations after path, kind and limits
 }
 
-// recordNamespace is where req's activation records are filed.
-func recordNamespace(req *wire.InvokeRequest) string {
-	if req.RecordNamespace != "" {
-		return req.RecordNamespace
-	}
-	return req.Namespace
-}
-
 // invoked returns the activation of the invocation req of the stored
 // action act (of kind kindWasm or wire.KindSequence), received then.
 func invoked(req *wire.InvokeRequest, act *wire.Action, received time.Time, kind string) *activation {
 	a := &activation{
 		id:       req.ActivationID,
-		ns:       recordNamespace(req),
+		ns:       req.FiledIn(),
 		runNs:    req.Namespace,
 		name:     req.Action,
 		version:  req.Version,
 		subject:  req.Subject,
-		key:      store.Key(recordNamespace(req), req.ActivationID),
+		key:      store.Key(req.FiledIn(), req.ActivationID),
 		start:    received,
 		limits:   mergeLimits(req.Limits, act.Limits),
 		kind:     kind,

@@ -126,7 +126,7 @@ func (c *Controller) executeSequence(s *sequence) *wire.Activation {
 		}
 		comp := &activation{
 			id:       newActivationID(start),
-			ns:       recordNamespace(req),
+			ns:       req.FiledIn(),
 			runNs:    st.Namespace,
 			name:     st.Action,
 			version:  st.Version,

@@ -48,12 +48,8 @@ func (g *Gateway) sendDirect(ctx, cctx context.Context, inv *invocation, res *in
 	if kind == "" {
 		kind = kindWasm
 	}
-	recordNs := req.RecordNamespace
-	if recordNs == "" {
-		recordNs = req.Namespace
-	}
 	start := actrec.Start{
-		ID: req.ActivationID, Namespace: recordNs, PathNs: req.Namespace, Name: req.Action,
+		ID: req.ActivationID, Namespace: req.FiledIn(), PathNs: req.Namespace, Name: req.Action,
 		Version: req.Version, Subject: req.Subject, Kind: kind,
 		Limits: actrec.RunLimits(req.Limits, a.Limits), Time: g.now(),
 	}

@@ -28,8 +28,6 @@ func (g *Gateway) dispatch(ctx context.Context, inv *invocation, res *invoked, r
 		if inv.wait > 0 {
 			wait = min(wait, inv.wait)
 		}
-	}
-	if inv.blocking {
 		// The controller may defer the running record; this gateway
 		// confirms the record is stored before it answers 202.
 		req.WaitMs = uint32(min(wait/time.Millisecond, math.MaxUint32))
@@ -68,10 +66,7 @@ func (g *Gateway) dispatch(ctx context.Context, inv *invocation, res *invoked, r
 // confirmRecorded checks that the record of the blocking activation req,
 // about to be answered 202, is in the store, running or complete.
 func (g *Gateway) confirmRecorded(ctx context.Context, req *wire.InvokeRequest) *chainError {
-	ns := req.RecordNamespace
-	if ns == "" {
-		ns = req.Namespace
-	}
+	ns := req.FiledIn()
 	cctx, cancel := context.WithTimeout(ctx, busTimeout)
 	defer cancel()
 	var rec wire.Activation

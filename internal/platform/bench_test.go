@@ -1,18 +1,15 @@
 package platform_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/clemmys/clemmys/internal/bench"
 	"github.com/clemmys/clemmys/internal/platform"
 	"github.com/clemmys/clemmys/internal/wasmbuild"
 )
@@ -248,9 +245,9 @@ func BenchmarkWarmPath(b *testing.B) {
 // report, cpu-µs/op and runtimes-cpu-µs/op, is what decides throughput on
 // a loaded machine, where ns/op follows the neighbours' load: cpu-µs/op
 // counts the gateway, controller, invoker, NATS server and the benchmark's
-// client; runtimes-cpu-µs/op the runtimes alive at the end (from /proc, in
-// clock ticks: meaningful over thousands of operations; 0 where /proc does
-// not list children).
+// client; runtimes-cpu-µs/op the runtimes alive at the end
+// (bench.DescendantsCPU: /proc, in clock ticks, meaningful over thousands
+// of operations; not reported where /proc cannot be read).
 type cpuClock struct{ self, children time.Duration }
 
 func processCPU(b *testing.B) time.Duration {
@@ -261,41 +258,8 @@ func processCPU(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// childrenCPU sums the CPU time of this process's children, by pid.
-func childrenCPU() map[string]time.Duration {
-	out := map[string]time.Duration{}
-	lists, _ := filepath.Glob("/proc/self/task/*/children")
-	for _, l := range lists {
-		b, _ := os.ReadFile(l)
-		for _, pid := range strings.Fields(string(b)) {
-			st, err := os.ReadFile("/proc/" + pid + "/stat")
-			if err != nil {
-				continue
-			}
-			// Fields after the command (which may hold spaces): state is
-			// field 3, utime and stime fields 14 and 15.
-			f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
-			if len(f) < 13 {
-				continue
-			}
-			u, _ := strconv.ParseInt(f[11], 10, 64)
-			s, _ := strconv.ParseInt(f[12], 10, 64)
-			out[pid] = time.Duration(u+s) * (time.Second / 100) // USER_HZ
-		}
-	}
-	return out
-}
-
-func sumCPU(m map[string]time.Duration) time.Duration {
-	var t time.Duration
-	for _, d := range m {
-		t += d
-	}
-	return t
-}
-
 func startCPU(b *testing.B) cpuClock {
-	return cpuClock{self: processCPU(b), children: sumCPU(childrenCPU())}
+	return cpuClock{self: processCPU(b), children: bench.DescendantsCPU(os.Getpid())}
 }
 
 func (c cpuClock) report(b *testing.B) {
@@ -304,7 +268,7 @@ func (c cpuClock) report(b *testing.B) {
 	}
 	used := processCPU(b) - c.self
 	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/op")
-	if kids := sumCPU(childrenCPU()) - c.children; kids > 0 {
+	if kids := bench.DescendantsCPU(os.Getpid()) - c.children; kids > 0 {
 		b.ReportMetric(float64(kids.Microseconds())/float64(b.N), "runtimes-cpu-µs/op")
 	}
 }

@@ -149,6 +149,15 @@ type InvokeRequest struct {
 	WaitMs uint32 `cbor:"15,keyasint,omitempty"`
 }
 
+// FiledIn is the namespace r's activation records are filed in:
+// RecordNamespace, or Namespace when it is empty.
+func (r *InvokeRequest) FiledIn() string {
+	if r.RecordNamespace != "" {
+		return r.RecordNamespace
+	}
+	return r.Namespace
+}
+
 // Deferred running records (InvokeRequest.WaitMs).
 const (
 	// MinDeferredWaitMs is the shortest gateway wait with which the
