@@ -235,8 +235,20 @@ func respond(ctx context.Context, log *slog.Logger, subject string, m *nats.Msg,
 	sendReply(log, subject, m, &r)
 }
 
+// Encoded is a reply body a handler has already encoded with Marshal
+// (say, the value it just stored): it is sent as it is, not encoded
+// again. It must be one well-formed item from Marshal; the caller decodes
+// it strictly as it would any reply.
+type Encoded []byte
+
 // bodyFrame is the reply frame of body: bodyHead, then body's encoding.
 func bodyFrame(body any) ([]byte, error) {
+	if e, ok := body.(Encoded); ok {
+		if len(e) == 0 {
+			return nil, errors.New("bus: empty encoded body")
+		}
+		return append(append(make([]byte, 0, len(bodyHead)+len(e)), bodyHead[:]...), e...), nil
+	}
 	var buf bytes.Buffer
 	buf.Write(bodyHead[:])
 	if err := encMode.MarshalToBuffer(body, &buf); err != nil {

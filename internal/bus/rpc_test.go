@@ -40,6 +40,13 @@ func TestBodyHeadIsTheFrame(t *testing.T) {
 		if !bytes.Equal(frame, got) {
 			t.Errorf("%#v: frame %x, head+body %x", body, frame, got)
 		}
+		// A body the handler encoded itself is the same frame.
+		if got, err := bodyFrame(Encoded(b)); err != nil || !bytes.Equal(frame, got) {
+			t.Errorf("%#v encoded: frame %x, got %x (%v)", body, frame, got, err)
+		}
+	}
+	if _, err := bodyFrame(Encoded(nil)); err == nil {
+		t.Error("an empty encoded body made a frame")
 	}
 }
 
@@ -60,6 +67,11 @@ func TestCallServe(t *testing.T) {
 			return nil, errors.New("internal detail")
 		case "none":
 			return nil, nil
+		case "encoded":
+			b, err := Marshal(&echo{S: "stored"})
+			return Encoded(b), err
+		case "empty":
+			return Encoded(nil), nil
 		}
 		return &echo{S: in.S + "!"}, nil
 	})
@@ -86,6 +98,12 @@ func TestCallServe(t *testing.T) {
 	}
 	if err := Call(ctx, nc, "t.echo", &echo{S: "none"}, nil); err != nil {
 		t.Fatalf("empty reply: %v", err)
+	}
+	if err := Call(ctx, nc, "t.echo", &echo{S: "encoded"}, &out); err != nil || out.S != "stored" {
+		t.Fatalf("encoded reply: %+v %v", out, err)
+	}
+	if err := Call(ctx, nc, "t.echo", &echo{S: "empty"}, &out); !errors.As(err, &we) || we.Code != wire.CodeInternal {
+		t.Fatalf("empty encoded reply: %v", err)
 	}
 	// A body followed by anything is refused, as a frame would be.
 	sub, err := nc.Subscribe("t.trailing", func(m *nats.Msg) {

@@ -125,3 +125,92 @@ func TestAuthTag(t *testing.T) {
 		t.Fatalf("output envelope lost the tag: %v", err)
 	}
 }
+
+// The sender's owner keys from SealOwned are NewOwnerKeys's for the
+// header, and open each step's output under that header only: a result
+// envelope whose plaintext header was changed still opens under the
+// sealed header (its body is bound to it), and one sealed for another
+// request, another step or with a changed body does not.
+func TestSealOwned(t *testing.T) {
+	a, b := newTestFn(t, SuiteX25519, "a"), newTestFn(t, SuiteX25519, "b")
+	h := newTestHeader(SuiteX25519, "owned", a, b)
+	rs := testKey(t, "request secret")
+	var s Sessions
+	defer s.Clear()
+	e, k, err := s.SealOwned(h, rs, testAuthKey, pubsOf(a, b), []byte(`{"step":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := NewOwnerKeys(&h, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Digest() != want.Digest() || len(k.keys) != len(want.keys) {
+		t.Fatalf("owner keys of another header: %x, want %x", k.Digest(), want.Digest())
+	}
+	for j := range k.keys {
+		if !k.keys[j].Equal(want.keys[j]) {
+			t.Fatalf("step key %d differs from NewOwnerKeys's", j)
+		}
+	}
+	if k.Header().Namespace != h.Namespace || !bytes.Equal(k.Header().RequestID, h.RequestID) {
+		t.Fatal("owner keys' header is not the sealed one")
+	}
+	if _, err := OpenOutputOwned(e, k); !errors.Is(err, ErrStep) {
+		t.Fatalf("step 0 (an input) opened as an output: %v", err)
+	}
+	// The sealed envelope's tag is Seal's.
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e.Auth, authTag(testAuthKey, k.Digest(), e.Capsules)) {
+		t.Fatal("SealOwned's tag is not over the header digest and capsules")
+	}
+	if _, _, err := s.SealOwned(h, rs, Key{}, pubsOf(a, b), nil); !errors.Is(err, ErrAuth) {
+		t.Fatalf("sealed without an auth key: %v", err)
+	}
+
+	o, err := Open(wireTrip(t, e), &a.id, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out1, err := o.SealOutput([]byte(`{"step":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenOutputOwned(wireTrip(t, out1), k)
+	if err != nil || string(got) != `{"step":1}` {
+		t.Fatalf("output of step 0: %q %v", got, err)
+	}
+	relabeled := cloneEnv(out1)
+	relabeled.Header.Namespace = "mallory"
+	relabeled.Header.Chain = relabeled.Header.Chain[:1]
+	if got, err := OpenOutputOwned(relabeled, k); err != nil || string(got) != `{"step":1}` || len(k.Header().Chain) != 2 {
+		t.Fatalf("a changed plaintext header changed what opens: %q %v", got, err)
+	}
+	moved := cloneEnv(out1)
+	moved.Step = 2
+	if _, err := OpenOutputOwned(moved, k); !errors.Is(err, ErrBody) {
+		t.Fatalf("step 0's output opened as step 1's: %v", err)
+	}
+	moved.Step = 3
+	if _, err := OpenOutputOwned(moved, k); !errors.Is(err, ErrStep) {
+		t.Fatalf("an output past the chain: %v", err)
+	}
+	flipped := cloneEnv(out1)
+	flipped.Body[len(flipped.Body)-1] ^= 1
+	if _, err := OpenOutputOwned(flipped, k); !errors.Is(err, ErrBody) {
+		t.Fatalf("a changed body opened: %v", err)
+	}
+	other := newTestHeader(SuiteX25519, "another request", a, b)
+	_, ko, err := s.SealOwned(other, rs, testAuthKey, pubsOf(a, b), []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenOutputOwned(out1, ko); !errors.Is(err, ErrBody) {
+		t.Fatalf("another request's output opened: %v", err)
+	}
+	if _, err := OpenOutputOwned(out1, nil); err == nil {
+		t.Fatal("opened without keys")
+	}
+}

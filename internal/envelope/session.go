@@ -287,40 +287,68 @@ func (s *Sessions) Seal(h Header, requestSecret, authKey Key, pubs []hpke.Public
 	if s == nil {
 		return Seal(h, requestSecret, authKey, pubs, input)
 	}
+	e, k, err := s.SealOwned(h, requestSecret, authKey, pubs, input)
+	k.wipe()
+	return e, err
+}
+
+// SealOwned is Seal that also returns the owner keys of the request (as
+// NewOwnerKeys would derive them for the envelope's header): the sender
+// opens the answer with them (OpenOutputOwned) without decoding, digesting
+// and deriving again what it has just sealed. The keys open the request's
+// every step; keep them no longer than the request.
+func (s *Sessions) SealOwned(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []byte) (*Envelope, *OwnerKeys, error) {
 	if authKey.IsZero() {
-		return nil, wrap(ErrAuth, "no authentication key")
+		return nil, nil, wrap(ErrAuth, "no authentication key")
 	}
-	e, err := s.seal(h, requestSecret, pubs, input)
+	if s == nil {
+		s = new(Sessions)
+		defer s.Clear()
+	}
+	e, k, err := s.sealKeys(h, requestSecret, pubs, input)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	d, _ := e.Header.Digest() // valid: seal checked it
-	e.Auth = authTag(authKey, d, e.Capsules)
-	return e, nil
+	e.Auth = authTag(authKey, k.digest, e.Capsules)
+	return e, k, nil
 }
 
 // seal is Seal without the tag.
 func (s *Sessions) seal(h Header, requestSecret Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
+	e, k, err := s.sealKeys(h, requestSecret, pubs, input)
+	k.wipe()
+	return e, err
+}
+
+// sealKeys is seal that returns the owner keys of the envelope's header.
+func (s *Sessions) sealKeys(h Header, requestSecret Key, pubs []hpke.PublicKey, input []byte) (*Envelope, *OwnerKeys, error) {
 	h = h.Clone()
 	d, err := h.Digest()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(pubs) != len(h.Chain) {
-		return nil, malformed("%d public keys for %d steps", len(pubs), len(h.Chain))
+		return nil, nil, malformed("%d public keys for %d steps", len(pubs), len(h.Chain))
 	}
 	for j, pk := range pubs {
 		if pk == nil || pk.KEM().ID() != h.Suite.kemID() {
-			return nil, wrap(ErrSuite, "public key %d is not a %s key", j, h.Suite)
+			return nil, nil, wrap(ErrSuite, "public key %d is not a %s key", j, h.Suite)
 		}
 	}
 	if len(input) > maxBodyPlaintext {
-		return nil, malformed("input is %d bytes, limit %d", len(input), maxBodyPlaintext)
+		return nil, nil, malformed("input is %d bytes, limit %d", len(input), maxBodyPlaintext)
 	}
 	keys, err := deriveStepKeys(requestSecret, d, len(h.Chain))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	k := &OwnerKeys{digest: d, keys: keys}
+	ok := false
+	defer func() {
+		if !ok {
+			k.wipe()
+		}
+	}()
 	caps := make([][]byte, len(h.Chain))
 	pt := make([]byte, 2*KeySize)
 	defer clear(pt)
@@ -328,14 +356,14 @@ func (s *Sessions) seal(h Header, requestSecret Key, pubs []hpke.PublicKey, inpu
 		st := &h.Chain[j]
 		sid, enc, sk, err := s.acquire(st.FunctionID, st.KeyVersion, pk.Bytes(), pk)
 		if err != nil {
-			return nil, fmt.Errorf("envelope: session for capsule %d: %w", j, err)
+			return nil, nil, fmt.Errorf("envelope: session for capsule %d: %w", j, err)
 		}
 		copy(pt, keys[j].raw())
 		copy(pt[KeySize:], keys[j+1].raw())
 		sealed, err := sealAEAD(sk, bound(labelCapsule, d, uint32(j)), pt)
 		sk.wipe()
 		if err != nil {
-			return nil, fmt.Errorf("envelope: seal capsule %d: %w", j, err)
+			return nil, nil, fmt.Errorf("envelope: seal capsule %d: %w", j, err)
 		}
 		c := make([]byte, 0, h.Suite.capsuleSize())
 		c = append(c, sid[:]...)
@@ -343,13 +371,12 @@ func (s *Sessions) seal(h Header, requestSecret Key, pubs []hpke.PublicKey, inpu
 		caps[j] = append(c, sealed...)
 	}
 	body, err := sealAEAD(keys[0], bound(labelBody, d, 0), input)
-	for _, k := range keys {
-		k.wipe()
-	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &Envelope{Header: h, Step: 0, Capsules: caps, Body: body}, nil
+	e := &Envelope{Header: h, Step: 0, Capsules: caps, Body: body}
+	k.header, ok = &e.Header, true
+	return e, k, nil
 }
 
 // OpenCache is the runtime side of capsule sessions: the session keys a

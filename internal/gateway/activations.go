@@ -53,8 +53,13 @@ func (g *Gateway) openActivation(rec *wire.Activation, want [32]byte, viewer str
 // derived already (for rec's own request id), and whether the logs are
 // needed.
 type openOptions struct {
-	rs     envelope.Key // zero: derive it
-	noLogs bool         // the caller shows only the result
+	rs envelope.Key // zero: derive it
+	// keys, when set, are the owner keys this gateway sealed the request
+	// with (rs's, of the header whose digest is want): the result opens
+	// under them and their header, which is not decoded and digested
+	// again (envelope.OpenOutputOwned).
+	keys   *envelope.OwnerKeys
+	noLogs bool // the caller shows only the result
 }
 
 func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer string, opt openOptions) *activationView {
@@ -106,18 +111,25 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 			bad(msgUnauthenticatedResult)
 			return v
 		}
-		n := uint32(len(e.Header.Chain))
 		switch {
 		case component && e.Step != rec.Step+1:
 			// A component's output is the input of the next step.
 			bad(msgUnauthenticatedResult)
 			return v
 		}
-		out, k, err := envelope.OpenOutputKeys(e, rs, want)
+		var out []byte
+		k := opt.keys
+		if k != nil && !component {
+			out, err = envelope.OpenOutputOwned(e, k)
+		} else {
+			out, k, err = envelope.OpenOutputKeys(e, rs, want)
+		}
 		if err != nil || !isJSONObject(out) {
 			bad(msgUnauthenticatedResult)
 			return v
 		}
+		h := k.Header() // authenticated: the result opened under its keys
+		n := uint32(len(h.Chain))
 		// The status is plaintext the controller could relabel; the
 		// sealed result is not. An error result (OpenWhisk: an "error"
 		// field) is never a success, and a success is never an error.
@@ -132,7 +144,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 			bad("The sequence did not run to its end.")
 			return v
 		}
-		if !isTriggerHeader(&e.Header) {
+		if !isTriggerHeader(h) {
 			if e.Step == 0 {
 				bad(msgUnauthenticatedResult)
 				return v
@@ -150,7 +162,7 @@ func (g *Gateway) openActivationWith(rec *wire.Activation, want [32]byte, viewer
 			logsDigest = opened[len(opened)-1].receipt.LogsDigest
 		}
 		v.result = out
-		header, keys = &e.Header, k
+		header, keys = h, k
 	default:
 		msg := rec.ErrorMessage
 		if msg == "" {

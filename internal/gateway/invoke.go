@@ -77,7 +77,7 @@ func (g *Gateway) invokeAction(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]string{"activationId": res.id})
 		return
 	}
-	view := g.openActivationWith(res.act, res.digest, caller, openOptions{rs: res.rs, noLogs: resultOnly})
+	view := g.openActivationWith(res.act, res.digest, caller, openOptions{rs: res.rs, keys: res.keys, noLogs: resultOnly})
 	status := http.StatusOK
 	switch view.status {
 	case wire.StatusSuccess:
@@ -136,6 +136,9 @@ type invoked struct {
 	id     string       // activation id = hex(request id)
 	digest [32]byte     // of the sealed header
 	rs     envelope.Key // the request secret
+	// keys are the owner keys sealing made (nil for a sealed
+	// invocation's prepare step): the answer opens under them.
+	keys *envelope.OwnerKeys
 	// act is the completed record of a blocking invocation; nil when
 	// non-blocking or the blocking wait ran out.
 	act *wire.Activation

@@ -104,11 +104,7 @@ func (g *Gateway) seal(inv *invocation, p *plan, first wire.Placement) (*sealing
 			LogsKB:    p.limits.LogsMB << 10,
 		},
 	}}
-	digest, err := s.header.Digest()
-	if err != nil {
-		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
-	}
-	s.res = &invoked{id: hex.EncodeToString(reqID), digest: digest}
+	s.res = &invoked{id: hex.EncodeToString(reqID)}
 	s.req = wire.InvokeRequest{
 		ActivationID: s.res.id,
 		Namespace:    a.Namespace,
@@ -131,15 +127,22 @@ func (g *Gateway) seal(inv *invocation, p *plan, first wire.Placement) (*sealing
 		s.req.RecordNamespace = inv.caller
 	}
 	if inv.prepare {
+		digest, err := s.header.Digest()
+		if err != nil {
+			return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
+		}
+		s.res.digest = digest
 		return s, nil
 	}
 	// Capsules under this gateway's cached session per function version:
-	// no public-key operation per request once the sessions exist.
+	// no public-key operation per request once the sessions exist. The
+	// owner keys open the answer (openOptions.keys).
 	s.res.rs = envelope.RequestSecret(g.secret, reqID)
-	env, err := g.sessions.Seal(s.header, s.res.rs, g.namespaceAuthKey(p.ns), p.pubs, inv.params)
+	env, keys, err := g.sessions.SealOwned(s.header, s.res.rs, g.namespaceAuthKey(p.ns), p.pubs, inv.params)
 	if err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}
+	s.res.digest, s.res.keys = keys.Digest(), keys
 	if s.req.Envelope, err = env.Marshal(); err != nil {
 		return nil, &chainError{http.StatusInternalServerError, msgInternal, err}
 	}

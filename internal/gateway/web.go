@@ -212,7 +212,7 @@ func (g *Gateway) serveWeb(w http.ResponseWriter, r *http.Request, wp webPath, e
 		writeJSON(w, http.StatusAccepted, map[string]string{"activationId": res.id})
 		return
 	}
-	view := g.openActivationWith(res.act, res.digest, wp.ns, openOptions{rs: res.rs, noLogs: true})
+	view := g.openActivationWith(res.act, res.digest, wp.ns, openOptions{rs: res.rs, keys: res.keys, noLogs: true})
 	g.writeWebResult(w, r, wp, view)
 }
 

@@ -133,7 +133,7 @@ func (iv *Invoker) handleDirect(ctx context.Context, data []byte) (any, error) {
 		iv.metrics.direct.WithLabelValues("recorded").Inc()
 	}
 	iv.countDirect(done.Status)
-	return done, nil
+	return bus.Encoded(value), nil // the stored record, as stored
 }
 
 // checkRun checks a run request's shape.
