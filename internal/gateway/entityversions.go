@@ -41,7 +41,9 @@ func (g *Gateway) syncRegistry(ctx context.Context, ns, name string) *chainError
 	if !read {
 		return nil
 	}
-	lv, err := g.cfg.KMS.LatestVersion(ctx, ns, name)
+	cctx, cancel := boundCall(ctx)
+	lv, err := g.cfg.KMS.LatestVersion(cctx, ns, name)
+	cancel()
 	if err == nil {
 		g.fresh.merge(ns, name, lv, g.now())
 	}

@@ -156,9 +156,7 @@ type invoked struct {
 func (g *Gateway) invokeNamed(ctx context.Context, ns, name string, inv *invocation) (*invoked, *chainError) {
 	for _, cached := range []bool{true, false} {
 		lk := &lookup{cached: cached}
-		lctx, cancel := context.WithTimeout(ctx, busTimeout)
-		t, cerr := g.loadTarget(lctx, inv.caller, ns, name, lk)
-		cancel()
+		t, cerr := g.loadTarget(withStageBound(ctx), inv.caller, ns, name, lk)
 		if cerr == nil {
 			inv.target, inv.lookup = t, lk
 			var res *invoked

@@ -66,7 +66,10 @@ func (g *Gateway) place(ctx context.Context, steps []step, fresh bool) ([]wire.P
 		req.Actions[j] = st.action.Name
 	}
 	var rep wire.PlaceReply
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectPlace, &req, &rep); err != nil {
+	cctx, cancel := boundCall(ctx)
+	err := bus.Call(cctx, g.cfg.Conn, wire.SubjectPlace, &req, &rep)
+	cancel()
+	if err != nil {
 		return nil, busFailure(err)
 	}
 	if len(rep.Steps) != len(steps) {
@@ -95,9 +98,7 @@ func misplaced(err error, act *wire.Activation) bool {
 // step's runtime into the header's chain and the routes; it returns step
 // 0's placement, where the request goes.
 func (g *Gateway) placeSteps(ctx context.Context, p *plan, fresh bool) (wire.Placement, *chainError) {
-	pctx, cancel := context.WithTimeout(ctx, busTimeout)
-	places, cerr := g.place(pctx, p.steps, fresh)
-	cancel()
+	places, cerr := g.place(withStageBound(ctx), p.steps, fresh)
 	if cerr != nil {
 		return wire.Placement{}, cerr
 	}

@@ -94,7 +94,10 @@ func notAuthorized(what string) *chainError {
 // loadPackage fetches package ns/name and opens its default parameters.
 func (g *Gateway) loadPackage(ctx context.Context, ns, name string) (*wire.Package, []wire.KeyValue, *chainError) {
 	var p wire.Package
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectPackageGet, &wire.EntityRef{Namespace: ns, Name: name}, &p); err != nil {
+	cctx, cancel := boundCall(ctx)
+	err := bus.Call(cctx, g.cfg.Conn, wire.SubjectPackageGet, &wire.EntityRef{Namespace: ns, Name: name}, &p)
+	cancel()
+	if err != nil {
 		return nil, nil, busFailure(err)
 	}
 	if p.Namespace != ns || p.Name != name {
@@ -180,7 +183,10 @@ func (g *Gateway) readAction(ctx context.Context, ns, name string, lk *lookup) (
 		}
 	}
 	var a wire.Action
-	if err := bus.Call(ctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &a); err != nil {
+	cctx, cancel := boundCall(ctx)
+	err := bus.Call(cctx, g.cfg.Conn, wire.SubjectActionGet, &wire.ActionRef{Namespace: ns, Name: name}, &a)
+	cancel()
+	if err != nil {
 		if isNotFound(err) {
 			g.targets.forget(ns, name)
 		}
@@ -289,9 +295,7 @@ type plan struct {
 // the gateway seals to.
 func (g *Gateway) resolveVersions(ctx context.Context, inv *invocation) (*plan, *chainError) {
 	a := inv.target.action
-	rctx, cancel := context.WithTimeout(ctx, busTimeout)
-	steps, cerr := g.resolveChain(rctx, a, 0, nil, inv.lookup)
-	cancel()
+	steps, cerr := g.resolveChain(withStageBound(ctx), a, 0, nil, inv.lookup)
 	if cerr != nil {
 		return nil, cerr
 	}
