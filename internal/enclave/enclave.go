@@ -393,8 +393,16 @@ func refuse(code, msg string) *ipc.RunReply {
 }
 
 // Run checks an envelope and, if every check passes, runs the step and seals
-// its result and logs for the next step (or the owner).
+// its result, logs and signed receipt for the next step (or the owner).
 func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
+	rep, _ := r.run(ctx, req, false)
+	return rep
+}
+
+// run is Run; with unsigned it leaves the receipt of a step that ran to
+// the caller, to sign with others (RunChain), and the reply's Receipt
+// empty.
+func (r *Runtime) run(ctx context.Context, req *ipc.RunRequest, unsigned bool) (*ipc.RunReply, *unsignedReceipt) {
 	r.mu.RLock()
 	fn := r.fns[hex.EncodeToString(req.FunctionID)]
 	if fn != nil {
@@ -402,12 +410,12 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	}
 	r.mu.RUnlock()
 	if fn == nil {
-		return refuse(CodeNotLoaded, "function is not loaded in this runtime")
+		return refuse(CodeNotLoaded, "function is not loaded in this runtime"), nil
 	}
 	defer fn.active.Add(-1)
 	env, err := envelope.Unmarshal(req.Envelope)
 	if err != nil {
-		return refuse(envelope.Code(err), "malformed envelope")
+		return refuse(envelope.Code(err), "malformed envelope"), nil
 	}
 	now := r.cfg.Now()
 	fn.used.Store(now.UnixNano())
@@ -417,16 +425,16 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 		if code == "" {
 			code = CodeInternal
 		}
-		return refuse(code, "envelope refused: "+code)
+		return refuse(code, "envelope refused: "+code), nil
 	}
 	switch err := r.replay.add(opened.RequestID, opened.Step, opened.Expiry, now); {
 	case errors.Is(err, envelope.ErrReplay):
-		return refuse(envelope.Code(err), "step already ran: replay refused")
+		return refuse(envelope.Code(err), "step already ran: replay refused"), nil
 	case err != nil:
-		return refuse(CodeReplayFull, "replay cache full: step refused")
+		return refuse(CodeReplayFull, "replay cache full: step refused"), nil
 	}
 	if afterFailure(opened) {
-		return refuse(CodeAfterFailure, "the previous step of the sequence failed: a sequence stops at its first failure")
+		return refuse(CodeAfterFailure, "the previous step of the sequence failed: a sequence stops at its first failure"), nil
 	}
 	start := r.cfg.Now().UnixMilli()
 
@@ -458,29 +466,38 @@ func (r *Runtime) Run(ctx context.Context, req *ipc.RunRequest) *ipc.RunReply {
 	next, err := opened.SealOutput(result)
 	if err != nil {
 		r.cfg.Log.Error("seal output", "err", err)
-		return ranButFailed(CodeInternal, "sealing the result failed")
+		return ranButFailed(CodeInternal, "sealing the result failed"), nil
 	}
 	nb, err := next.Marshal()
 	if err != nil {
 		r.cfg.Log.Error("encode output", "err", err)
-		return ranButFailed(CodeInternal, "encoding the result failed")
+		return ranButFailed(CodeInternal, "encoding the result failed"), nil
 	}
 	sealedLogs, err := opened.SealLogs(logs)
 	if err != nil {
 		r.cfg.Log.Error("seal logs", "err", err)
-		return ranButFailed(CodeInternal, "sealing the logs failed")
+		return ranButFailed(CodeInternal, "sealing the logs failed"), nil
 	}
-	receipt, err := r.signReceipt(fn, opened, status, opened.Input, result, logs, start, r.cfg.Now().UnixMilli())
+	pending, err := r.stepReceipt(fn, opened, status, opened.Input, result, logs, start, r.cfg.Now().UnixMilli())
+	var receipt []byte
+	if err == nil && !unsigned {
+		sig, batch := r.signer.sign(r.receiptPriv, pending.body)
+		receipt, err = pending.seal(sig, batch)
+	}
 	if err != nil {
 		r.cfg.Log.Error("seal receipt", "err", err)
-		return ranButFailed(CodeInternal, "sealing the receipt failed")
+		return ranButFailed(CodeInternal, "sealing the receipt failed"), nil
 	}
 	// One line per activation: ids and the status, which travel in
 	// plaintext anyway; never params, results or logs.
 	r.cfg.Log.Debug("activation", "activation", hex.EncodeToString(opened.RequestID),
 		"function", hex.EncodeToString(fn.record.FunctionID), "status", status, "duration_ms", r.cfg.Now().UnixMilli()-start)
-	return &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Receipt: receipt, Executed: true, Recycle: r.engine.Runaway(),
+	rep := &ipc.RunReply{Status: status, Envelope: nb, Logs: sealedLogs, Receipt: receipt, Executed: true, Recycle: r.engine.Runaway(),
 		SealMicros: max(r.cfg.Now().Sub(sealStart).Microseconds(), 0)}
+	if !unsigned {
+		pending = nil
+	}
+	return rep, pending
 }
 
 // classify maps a sandbox outcome to an OpenWhisk status and the JSON result
@@ -542,10 +559,15 @@ func (r *Runtime) RunChain(ctx context.Context, req *ipc.RunRequest) *ipc.RunRep
 	if len(req.Then) >= envelope.MaxChain {
 		return refuse(CodeBadRequest, "chain too long")
 	}
+	// The steps' receipts are signed together once the chain has run:
+	// its replies leave together, so waiting costs no step anything, and
+	// one signature serves the chain (receiptSigner batches them).
+	var receipts []*unsignedReceipt
 	timed := func(fid, env []byte) *ipc.RunReply {
 		start := r.cfg.Now().UnixMilli()
-		rep := r.Run(ctx, &ipc.RunRequest{FunctionID: fid, Envelope: env})
+		rep, p := r.run(ctx, &ipc.RunRequest{FunctionID: fid, Envelope: env}, true)
 		rep.Start, rep.End = start, max(r.cfg.Now().UnixMilli(), start)
+		receipts = append(receipts, p) // nil for a step that did not run
 		return rep
 	}
 	first := timed(req.FunctionID, req.Envelope)
@@ -557,6 +579,7 @@ func (r *Runtime) RunChain(ctx context.Context, req *ipc.RunRequest) *ipc.RunRep
 		}
 		next := timed(fid, cur.Envelope)
 		if next.ErrorCode == CodeNotLoaded {
+			receipts = receipts[:len(receipts)-1]
 			break
 		}
 		first.Recycle = first.Recycle || next.Recycle
@@ -564,7 +587,49 @@ func (r *Runtime) RunChain(ctx context.Context, req *ipc.RunRequest) *ipc.RunRep
 		first.More = append(first.More, *next)
 		cur, size = next, size+len(next.Envelope)+len(next.Logs)
 	}
+	r.signChain(first, receipts)
 	return first
+}
+
+// signChain signs the receipts of a chain's steps that ran (receipts[i]
+// is reply i's: first, then first.More; nil for a step that did not run)
+// and puts each in its reply. A receipt that cannot be sealed fails its
+// step, and the replies of the steps after it are dropped: a chain reply
+// never carries a result whose receipt is missing before it.
+func (r *Runtime) signChain(first *ipc.RunReply, receipts []*unsignedReceipt) {
+	reply := func(i int) *ipc.RunReply {
+		if i == 0 {
+			return first
+		}
+		return &first.More[i-1]
+	}
+	var ps []*unsignedReceipt
+	var at []int
+	for i, p := range receipts {
+		if p != nil {
+			ps, at = append(ps, p), append(at, i)
+		}
+	}
+	if len(ps) == 0 {
+		return
+	}
+	sealed, bad, err := r.signReceipts(ps)
+	for k, i := range at[:len(sealed)] {
+		reply(i).Receipt = sealed[k]
+	}
+	if err != nil {
+		r.cfg.Log.Error("seal receipt", "err", err)
+		i := at[bad]
+		failed := ranButFailed(CodeInternal, "sealing the receipt failed")
+		failed.Start, failed.End = reply(i).Start, reply(i).End
+		if i == 0 {
+			failed.Recycle = first.Recycle
+			*first = *failed
+		} else {
+			first.More[i-1] = *failed
+			first.More = first.More[:i]
+		}
+	}
 }
 
 // replayCache remembers (request id, step) until the request expires.

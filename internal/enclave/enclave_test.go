@@ -614,6 +614,38 @@ func TestRunChain(t *testing.T) {
 	if rep.Start == 0 || rep.More[0].Start < rep.End || rep.More[1].End < rep.More[1].Start {
 		t.Fatalf("times %d-%d, %d-%d, %d-%d", rep.Start, rep.End, rep.More[0].Start, rep.More[0].End, rep.More[1].Start, rep.More[1].End)
 	}
+	// Each step's receipt, of that step, and the chain's steps signed
+	// together: one signature over a batch of the three (nothing else ran
+	// meanwhile), each receipt verifiable alone.
+	att, err := f.rt.Attest(&ipc.AttestRequest{Nonce: []byte("n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sig []byte
+	for j, sealed := range [][]byte{rep.Receipt, rep.More[0].Receipt, rep.More[1].Receipt} {
+		signed, err := envelope.OpenReceipt(&env.Header, rs, uint32(j), sealed)
+		if err != nil {
+			t.Fatalf("receipt of step %d: %v", j, err)
+		}
+		var sr wire.SignedReceipt
+		var rc wire.Receipt
+		if err := ipc.Unmarshal(signed, &sr); err != nil {
+			t.Fatal(err)
+		}
+		if err := ipc.Unmarshal(sr.Receipt, &rc); err != nil {
+			t.Fatal(err)
+		}
+		if rc.Step != uint32(j) || rc.Steps != 3 || rc.Status != wire.StatusSuccess {
+			t.Errorf("receipt of step %d: %+v", j, rc)
+		}
+		if !wire.ReceiptSigned(att.ReceiptKey, &sr) {
+			t.Fatalf("receipt of step %d does not verify", j)
+		}
+		if sr.Batch == nil || sr.Batch.Size != 3 || sr.Batch.Index != uint32(j) || (sig != nil && !bytes.Equal(sig, sr.Sig)) {
+			t.Fatalf("receipt of step %d: batch %+v, not one signature for the chain", j, sr.Batch)
+		}
+		sig = sr.Sig
+	}
 	// Step 1 again, alone, on its input: a replay.
 	if again := f.rt.Run(context.Background(), &ipc.RunRequest{FunctionID: b.rec.FunctionID, Envelope: rep.Envelope}); again.ErrorCode != "replay" {
 		t.Fatalf("replayed step 1: %+v", again)
@@ -634,6 +666,12 @@ func TestRunChain(t *testing.T) {
 		rep := f.rt.RunChain(context.Background(), &ipc.RunRequest{FunctionID: tc.chain[0].rec.FunctionID, Envelope: marshal(t, env), Then: tc.then})
 		if got := fmt.Sprint(statuses(rep)); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+		// A step that ran has its receipt; a refused one none.
+		for j, m := range append([]ipc.RunReply{*rep}, rep.More...) {
+			if m.Executed != (len(m.Receipt) > 0) {
+				t.Errorf("%s: step %d executed %v with a %d-byte receipt", tc.name, j, m.Executed, len(m.Receipt))
+			}
 		}
 	}
 }

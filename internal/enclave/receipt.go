@@ -57,11 +57,17 @@ func (r *Runtime) checkCert(raw []byte, ns string) ([]byte, error) {
 	return bytes.Clone(raw), nil
 }
 
-// signReceipt signs the receipt of a step that ran and seals it for the
-// owner.
-func (r *Runtime) signReceipt(fn *function, o *envelope.Opened, status string, input, output, logs []byte, start, end int64) ([]byte, error) {
+// unsignedReceipt is the receipt of a step that ran, not yet signed: what
+// it needs to be signed and sealed for the owner.
+type unsignedReceipt struct {
+	fn   *function
+	o    *envelope.Opened
+	body []byte // CBOR wire.Receipt
+}
+
+// stepReceipt makes the receipt of a step that ran.
+func (r *Runtime) stepReceipt(fn *function, o *envelope.Opened, status string, input, output, logs []byte, start, end int64) (*unsignedReceipt, error) {
 	d := o.Digest()
-	h := o.Header()
 	in := sha256.Sum256(input)
 	rc := wire.Receipt{
 		Version:      wire.ReceiptVersion,
@@ -72,7 +78,7 @@ func (r *Runtime) signReceipt(fn *function, o *envelope.Opened, status string, i
 		Action:       fn.record.Action,
 		RequestID:    o.RequestID,
 		Step:         o.Step,
-		Steps:        uint32(len(h.Chain)),
+		Steps:        o.Steps(),
 		HeaderDigest: d[:],
 		InputDigest:  in[:],
 		OutputDigest: wire.ReceiptOutputDigest(output),
@@ -86,12 +92,39 @@ func (r *Runtime) signReceipt(fn *function, o *envelope.Opened, status string, i
 	if err != nil {
 		return nil, err
 	}
-	sig, batch := r.signer.sign(r.receiptPriv, body)
-	signed, err := ipc.Marshal(&wire.SignedReceipt{Receipt: body, Sig: sig, Cert: fn.cert, Batch: batch})
+	return &unsignedReceipt{fn: fn, o: o, body: body}, nil
+}
+
+// seal seals the receipt with its signature (and place in a batch) for
+// the owner.
+func (p *unsignedReceipt) seal(sig []byte, batch *wire.ReceiptBatch) ([]byte, error) {
+	signed, err := ipc.Marshal(&wire.SignedReceipt{Receipt: p.body, Sig: sig, Cert: p.fn.cert, Batch: batch})
 	if err != nil {
 		return nil, err
 	}
-	return o.SealReceipt(signed)
+	return p.o.SealReceipt(signed)
+}
+
+// signReceipts signs the receipts of the steps of one chain together
+// (their replies leave the runtime together anyway) and seals each: one
+// signature for the chain's steps, and for any other step whose receipt
+// was ready meanwhile (receiptSigner). It returns the sealed receipts up
+// to the first that could not be sealed, and that one's index.
+func (r *Runtime) signReceipts(ps []*unsignedReceipt) ([][]byte, int, error) {
+	bodies := make([][]byte, len(ps))
+	for i, p := range ps {
+		bodies[i] = p.body
+	}
+	sigs, batches := r.signer.signAll(r.receiptPriv, bodies)
+	out := make([][]byte, 0, len(ps))
+	for i, p := range ps {
+		sealed, err := p.seal(sigs[i], batches[i])
+		if err != nil {
+			return out, i, err
+		}
+		out = append(out, sealed)
+	}
+	return out, len(ps), nil
 }
 
 // receiptSigner signs receipts by group commit: a step whose receipt is
@@ -121,16 +154,44 @@ type pendingReceipt struct {
 // sign returns body's signature by key and, when it was signed in a
 // batch, its place in the batch.
 func (s *receiptSigner) sign(key ed25519.PrivateKey, body []byte) ([]byte, *wire.ReceiptBatch) {
-	p := &pendingReceipt{body: body, done: make(chan struct{})}
+	sigs, batches := s.signAll(key, [][]byte{body})
+	return sigs[0], batches[0]
+}
+
+// signAll is sign for several bodies at once: they join the queue
+// together, so that they are signed in one batch (or in consecutive ones,
+// beyond wire.MaxReceiptBatch).
+func (s *receiptSigner) signAll(key ed25519.PrivateKey, bodies [][]byte) ([][]byte, []*wire.ReceiptBatch) {
+	ps := make([]*pendingReceipt, len(bodies))
+	for i, body := range bodies {
+		ps[i] = &pendingReceipt{body: body, done: make(chan struct{})}
+	}
 	s.mu.Lock()
-	s.queue = append(s.queue, p)
+	s.queue = append(s.queue, ps...)
+	s.mu.Unlock()
+	sigs, batches := make([][]byte, len(ps)), make([]*wire.ReceiptBatch, len(ps))
+	for i, p := range ps {
+		s.settle(key, p)
+		sigs[i], batches[i] = p.sig, p.batch
+	}
+	return sigs, batches
+}
+
+// settle returns once p, which is queued, is signed: by a leader, or by
+// this caller as the leader when none is signing or the lead is handed to
+// p.
+func (s *receiptSigner) settle(key ed25519.PrivateKey, p *pendingReceipt) {
+	s.mu.Lock()
 	if s.signing {
 		s.mu.Unlock()
 		<-p.done
 		if !p.lead {
-			return p.sig, p.batch
+			return
 		}
 		s.mu.Lock() // handed the lead: sign what waited, p among it
+	} else if p.signed() {
+		s.mu.Unlock() // signed in a batch this caller led for another of its receipts
+		return
 	}
 	s.signing = true
 	n := min(len(s.queue), wire.MaxReceiptBatch)
@@ -157,7 +218,17 @@ func (s *receiptSigner) sign(key ed25519.PrivateKey, body []byte) ([]byte, *wire
 		s.queue = nil
 	}
 	s.mu.Unlock()
-	return p.sig, p.batch
+}
+
+// signed reports whether p's signature was made (its done is closed and
+// it was not handed the lead).
+func (p *pendingReceipt) signed() bool {
+	select {
+	case <-p.done:
+		return !p.lead
+	default:
+		return false
+	}
 }
 
 // signBatch signs the receipts of batch: alone if it is one, else over

@@ -1,10 +1,12 @@
 package enclave
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +259,72 @@ func TestReceiptSignerConcurrent(t *testing.T) {
 		}()
 	}
 	for range 32 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.signing || len(s.queue) != 0 {
+		t.Fatalf("signer not idle: signing %v, %d queued", s.signing, len(s.queue))
+	}
+}
+
+// TestReceiptSignerSignAll: a chain's receipts handed over together are
+// signed together, in batches of at most wire.MaxReceiptBatch, alone and
+// while others sign concurrently; every receipt verifies and the signer
+// ends idle.
+func TestReceiptSignerSignAll(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	var s receiptSigner
+	bodies := func(prefix string, n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = []byte(prefix + strings.Repeat("z", i))
+		}
+		return out
+	}
+	check := func(bs, sigs [][]byte, batches []*wire.ReceiptBatch) error {
+		for i, b := range bs {
+			if !wire.ReceiptSigned(pub, &wire.SignedReceipt{Receipt: b, Sig: sigs[i], Batch: batches[i]}) {
+				return fmt.Errorf("receipt %d of %d does not verify", i, len(bs))
+			}
+		}
+		return nil
+	}
+	bs := bodies("chain", 3)
+	sigs, batches := s.signAll(priv, bs)
+	if err := check(bs, sigs, batches); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range batches {
+		if b == nil || b.Size != 3 || b.Index != uint32(i) || !bytes.Equal(sigs[i], sigs[0]) {
+			t.Fatalf("receipt %d: batch %+v, not one signature for the three", i, b)
+		}
+	}
+	// More than a batch holds: consecutive batches, led by this caller.
+	bs = bodies("long", wire.MaxReceiptBatch+44)
+	sigs, batches = s.signAll(priv, bs)
+	if err := check(bs, sigs, batches); err != nil {
+		t.Fatal(err)
+	}
+	if batches[0].Size != wire.MaxReceiptBatch || batches[len(bs)-1].Size != 44 {
+		t.Fatalf("batch sizes %d and %d", batches[0].Size, batches[len(bs)-1].Size)
+	}
+	// Chains and single steps at once.
+	errs := make(chan error, 16)
+	for g := range 16 {
+		go func() {
+			for i := range 10 {
+				bs := bodies(fmt.Sprintf("g%d.%d.", g, i), 1+(g+i)%5)
+				sigs, batches := s.signAll(priv, bs)
+				if err := check(bs, sigs, batches); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 16 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}

@@ -113,6 +113,10 @@ type Opened struct {
 // Header returns a copy of the authenticated header.
 func (o *Opened) Header() Header { return o.header.Clone() }
 
+// Steps returns the length of the request's chain (without copying the
+// header, as Header does).
+func (o *Opened) Steps() uint32 { return uint32(len(o.header.Chain)) }
+
 // Digest returns the header digest.
 func (o *Opened) Digest() [32]byte { return o.digest }
 
