@@ -171,7 +171,9 @@ type RunReply struct {
 	// Receipt is the step's signed receipt, sealed for the owner.
 	Receipt []byte `cbor:"11,keyasint,omitempty"`
 	// SealMicros is the time the runtime spent sealing the step's result,
-	// logs and receipt, in microseconds (timing only, as Start and End).
+	// logs and receipt, in microseconds (timing only, as Start and End);
+	// for the steps of a chain, without the receipt, which is signed and
+	// sealed with the chain's others once the chain has run.
 	SealMicros int64 `cbor:"12,keyasint,omitempty"`
 }
 
