@@ -139,9 +139,11 @@ func withCustomSection(wasm []byte, name string) []byte {
 }
 
 // BenchmarkSequenceStep measures the warm latency a sequence step adds:
-// each iteration invokes the echo action alone and a 3-step sequence of it
-// (blocking, result=true, over HTTPS) and reports both and the difference
-// per added step:
+// each iteration invokes the echo action alone, a 1-step and a 3-step
+// sequence of it (blocking, result=true, over HTTPS) and reports them,
+// the difference of the sequences per added step (added-ms/step), and
+// that of the 3-step sequence and the action alone (over-action-ms/step:
+// the action takes the warm path, a sequence the controller's):
 //
 //	go test -run XXX -bench SequenceStep -benchtime 200x ./internal/platform/
 func BenchmarkSequenceStep(b *testing.B) {
@@ -152,6 +154,7 @@ func BenchmarkSequenceStep(b *testing.B) {
 		e.deploy(g, n, echo, nil)
 	}
 	e.deploySequence(g, "seq3", "/_/e1", "/_/e2", "/_/e3")
+	e.deploySequence(g, "seq1", "/_/e1")
 	invoke := func(name string) time.Duration {
 		t0 := time.Now()
 		var res map[string]any
@@ -161,16 +164,20 @@ func BenchmarkSequenceStep(b *testing.B) {
 		return time.Since(t0)
 	}
 	invoke("e1")
+	invoke("seq1")
 	invoke("seq3")
-	var one, three []time.Duration
+	var one, single, three []time.Duration
 	for b.Loop() {
 		one = append(one, invoke("e1"))
+		single = append(single, invoke("seq1"))
 		three = append(three, invoke("seq3"))
 	}
-	m1, m3 := median(one), median(three)
+	m1, s1, m3 := median(one), median(single), median(three)
 	b.ReportMetric(float64(m1.Microseconds())/1000, "action-p50-ms")
+	b.ReportMetric(float64(s1.Microseconds())/1000, "seq1-p50-ms")
 	b.ReportMetric(float64(m3.Microseconds())/1000, "seq3-p50-ms")
-	b.ReportMetric(float64((m3-m1).Microseconds())/2000, "added-ms/step")
+	b.ReportMetric(float64((m3-s1).Microseconds())/2000, "added-ms/step")
+	b.ReportMetric(float64((m3-m1).Microseconds())/2000, "over-action-ms/step")
 }
 
 func median(d []time.Duration) time.Duration {
