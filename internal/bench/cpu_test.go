@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -63,5 +65,25 @@ func TestSampleRSS(t *testing.T) {
 	}
 	if rss(-1) != 0 {
 		t.Fatal("rss of no process")
+	}
+}
+
+// settle waits for a quiet process tree and gives up on a busy one.
+func TestSettle(t *testing.T) {
+	start := func(script string) int {
+		t.Helper()
+		cmd := exec.Command("sh", "-c", script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	ctx := context.Background()
+	if !settle(ctx, start("sleep 60"), 20*time.Second) {
+		t.Error("a sleeping process was not found quiet")
+	}
+	if settle(ctx, start("while :; do :; done"), time.Second) {
+		t.Error("a spinning process was found quiet")
 	}
 }
