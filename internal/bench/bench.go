@@ -334,14 +334,17 @@ func (r *runner) pointOn(ctx context.Context, server int, scenario, system, func
 }
 
 // A point is measured on a settled platform: the CPU of the server's
-// process tree (its runtimes included) over settleWindow below
-// settleBusy, waited for up to settleMax. Deploying takes a spare
-// runtime, and its replacement compiles the JavaScript engine ahead
-// (seconds of CPU on both cores) when the platform has one: measured
-// meanwhile, a point would count that work as the invocations'.
+// process tree (its runtimes included) below settleBusy in each
+// settleWindow for settleQuiet in a row, waited for up to settleMax.
+// Deploying takes a spare runtime, and its replacement compiles the
+// JavaScript engine ahead (seconds of CPU on both cores) when the
+// platform has one, a second after it started (invoker.precompileDelay,
+// hence a quiet spell longer than that): measured meanwhile, a point
+// would count that work as the invocations'.
 const (
 	settleWindow = 250 * time.Millisecond
 	settleBusy   = settleWindow / 10 // a tenth of one core
+	settleQuiet  = 1500 * time.Millisecond
 	settleMax    = 30 * time.Second
 )
 
@@ -349,6 +352,7 @@ const (
 // reports whether it became so within wait.
 func settle(ctx context.Context, root int, wait time.Duration) bool {
 	deadline := time.Now().Add(wait)
+	var quiet time.Duration
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		before := treeCPU(root)
 		select {
@@ -356,7 +360,11 @@ func settle(ctx context.Context, root int, wait time.Duration) bool {
 			return false
 		case <-time.After(settleWindow):
 		}
-		if treeCPU(root)-before < settleBusy {
+		if treeCPU(root)-before >= settleBusy {
+			quiet = 0
+			continue
+		}
+		if quiet += settleWindow; quiet >= settleQuiet {
 			return true
 		}
 	}
