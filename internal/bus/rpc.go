@@ -106,13 +106,18 @@ type Handler func(ctx context.Context, data []byte) (any, error)
 // next request before it exits.
 const workerIdle = 30 * time.Second
 
+// serveFlushTimeout bounds Serve's wait for the server to confirm its
+// subscription.
+const serveFlushTimeout = 2 * time.Second
+
 // Serve subscribes h to subject in queue group queue (empty: no group).
 // Requests run on worker goroutines, at most limit at a time (0: 64); when
 // all are busy the subscription's delivery waits (backpressure: NATS
 // buffers pending messages). ctx is cancelled when the returned stop
 // function is called; stop waits for running handlers, and a request that
 // arrives while it stops is answered "unavailable" at once rather than left
-// to time out.
+// to time out. Serve returns once the server has the subscription (when
+// connected), so a request sent after it finds its responder.
 //
 // A worker serves requests one after another and exits after workerIdle
 // without one: it keeps the stack the decoders grew (a fresh goroutine per
@@ -185,6 +190,13 @@ func Serve(ctx context.Context, nc *nats.Conn, log *slog.Logger, subject, queue 
 		cancel()
 		return nil, fmt.Errorf("bus: subscribe %s: %w", subject, err)
 	}
+	// The subscription reaches the server asynchronously: a request sent
+	// right after Serve returned (by this process or, once it announced
+	// itself, by another) could find no responder. A round trip to the
+	// server makes sure it has the subscription; while disconnected the
+	// client re-subscribes when it reconnects, so a failed flush is not an
+	// error.
+	_ = nc.FlushTimeout(serveFlushTimeout)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
