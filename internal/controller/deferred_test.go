@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -125,7 +126,10 @@ func TestDeferredRecordNotOverwritten(t *testing.T) {
 	g := newGate()
 	e.startInvoker("inv0", g.run)
 	req := deferredReq("guest", "hello")
-	held := &wire.Activation{ActivationID: req.ActivationID, Namespace: "guest", Name: "other", Start: 1, End: 2, Status: wire.StatusSuccess}
+	// A record of now: one from 1970 is past any retention, and the
+	// controller's sweep may delete it while the test runs.
+	now := time.Now().UnixMilli()
+	held := &wire.Activation{ActivationID: req.ActivationID, Namespace: "guest", Name: "other", Start: now, End: now + 1, Status: wire.StatusSuccess}
 	v, err := bus.Marshal(held)
 	if err != nil {
 		t.Fatal(err)
