@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/clemmys/clemmys/internal/wasmbuild"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 )
 
 // Go guests used by the tests, built once per process.
@@ -349,7 +351,7 @@ func TestCompileInvalid(t *testing.T) {
 		{"bad version", []byte("\x00asm\x02\x00\x00\x00"), ""},
 		{"empty module", wasmModule{}.bytes(), "_start"},
 		{"truncated hello", hello[:len(hello)/2], ""},
-		{"hello with a flipped byte in the code", flip(hello, len(hello)/3), ""},
+		{"hello with a flipped byte in the code", invalidFlip(t, hello, len(hello)/3), ""},
 		{"reactor without its entry point", func() []byte {
 			m := command(nil)
 			m.exports[0].name = "_initialize"
@@ -426,6 +428,28 @@ func flip(b []byte, i int) []byte {
 	c := bytes.Clone(b)
 	c[i] ^= 0xff
 	return c
+}
+
+// invalidFlip returns b with one byte flipped, at from or the first
+// position after it where wazero itself (its interpreter, without this
+// package's checks) refuses the result: a flipped byte can leave a module
+// valid (an immediate, a data byte), and which one does depends on how the
+// module was built, so the position is found rather than fixed.
+func invalidFlip(t *testing.T, b []byte, from int) []byte {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2))
+	defer rt.Close(ctx)
+	for i := from; i < len(b) && i < from+4096; i++ {
+		c := flip(b, i)
+		if cm, err := rt.CompileModule(ctx, c); err == nil {
+			_ = cm.Close(ctx)
+			continue
+		}
+		return c
+	}
+	t.Fatalf("no flipped byte within 4096 of %d makes an invalid module", from)
+	return nil
 }
 
 // An imported global cannot be checked through wazero's API; it must still
