@@ -284,9 +284,6 @@ func (s *Sessions) evictLocked(now time.Time) {
 // (one HPKE operation) only for a function version without one. A nil
 // *Sessions seals like the package-level Seal.
 func (s *Sessions) Seal(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []byte) (*Envelope, error) {
-	if s == nil {
-		return Seal(h, requestSecret, authKey, pubs, input)
-	}
 	e, k, err := s.SealOwned(h, requestSecret, authKey, pubs, input)
 	k.wipe()
 	return e, err
@@ -296,7 +293,8 @@ func (s *Sessions) Seal(h Header, requestSecret, authKey Key, pubs []hpke.Public
 // NewOwnerKeys would derive them for the envelope's header): the sender
 // opens the answer with them (OpenOutputOwned) without decoding, digesting
 // and deriving again what it has just sealed. The keys open the request's
-// every step; keep them no longer than the request.
+// every step; keep them no longer than the request. A nil *Sessions
+// seals like the package-level Seal.
 func (s *Sessions) SealOwned(h Header, requestSecret, authKey Key, pubs []hpke.PublicKey, input []byte) (*Envelope, *OwnerKeys, error) {
 	if authKey.IsZero() {
 		return nil, nil, wrap(ErrAuth, "no authentication key")
